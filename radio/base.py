@@ -1,0 +1,195 @@
+"""The `Radio` interface every back-end implements, its configuration, its errors, and
+the URI registry that opens a back-end by scheme.
+
+Sample conventions (all back-ends):
+
+* complex baseband, ``numpy.complex64`` arrays of shape ``(n_samples,)``;
+* **full scale is 1.0**: transmit samples must satisfy ``|Re|, |Im| <= 1`` (the DAC
+  range; back-ends raise :class:`TransmitClippingError` instead of clipping silently);
+  received samples are ADC codes divided by the ADC full scale, so ``|Re|, |Im| <= 1``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+class RadioError(RuntimeError):
+    """Base class of all radio errors."""
+
+
+class RadioConfigError(RadioError, ValueError):
+    """A configuration value is out of the device's range or inconsistent."""
+
+
+class RadioTimeout(RadioError, TimeoutError):
+    """A transmit or receive did not complete in time."""
+
+
+class RadioDisconnected(RadioError, ConnectionError):
+    """The connection to the radio was lost; :meth:`Radio.reconnect` may restore it."""
+
+
+class TransmitClippingError(RadioError, ValueError):
+    """Transmit samples exceed the DAC full scale (|I| or |Q| > 1)."""
+
+
+@dataclass(frozen=True)
+class RadioConfig:
+    """RF and buffer settings shared by all back-ends (units in the names).
+
+    Attributes:
+        center_hz: LO frequency for both TX and RX, Hz.
+        sample_rate_hz: baseband sample rate, samples/s.
+        rf_bandwidth_hz: analog filter bandwidth, Hz (None: equal to the sample rate).
+        tx_attenuation_db: TX attenuation, dB, 0 (full power) .. 89.75 in 0.25 dB steps.
+        rx_gain_db: RX gain, dB (-3 .. 71 on a Pluto in manual mode).
+        rx_gain_mode: "manual", "slow_attack" or "fast_attack".
+        rx_buffer_size: samples per receive buffer.
+    """
+
+    center_hz: float = 915e6
+    sample_rate_hz: float = 1e6
+    rf_bandwidth_hz: float | None = None
+    tx_attenuation_db: float = 10.0
+    rx_gain_db: float = 30.0
+    rx_gain_mode: str = "manual"
+    rx_buffer_size: int = 16384
+
+    GAIN_MODES = ("manual", "slow_attack", "fast_attack")
+
+    def __post_init__(self) -> None:
+        for name in ("center_hz", "sample_rate_hz", "tx_attenuation_db", "rx_gain_db"):
+            value = getattr(self, name)
+            if not np.isfinite(value):
+                raise RadioConfigError(f"{name} must be finite, got {value!r}")
+        if self.center_hz <= 0 or self.sample_rate_hz <= 0:
+            raise RadioConfigError("center_hz and sample_rate_hz must be positive")
+        if self.rf_bandwidth_hz is not None and not self.rf_bandwidth_hz > 0:
+            raise RadioConfigError(f"rf_bandwidth_hz must be positive, got {self.rf_bandwidth_hz}")
+        if self.tx_attenuation_db < 0:
+            raise RadioConfigError(
+                f"tx_attenuation_db must be >= 0 (attenuation), got {self.tx_attenuation_db}"
+            )
+        if self.rx_gain_mode not in self.GAIN_MODES:
+            raise RadioConfigError(
+                f"rx_gain_mode must be one of {self.GAIN_MODES}, got {self.rx_gain_mode!r}"
+            )
+        if self.rx_buffer_size <= 0:
+            raise RadioConfigError(f"rx_buffer_size must be positive, got {self.rx_buffer_size}")
+
+    @property
+    def bandwidth_hz(self) -> float:
+        """The effective RF bandwidth (defaults to the sample rate)."""
+        return self.sample_rate_hz if self.rf_bandwidth_hz is None else self.rf_bandwidth_hz
+
+    def replace(self, **changes: Any) -> RadioConfig:
+        """A copy with ``changes`` applied (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+class Radio(ABC):
+    """A half- or full-duplex SDR: configure, transmit (cyclic or once), receive, close.
+
+    Implementations are context managers and must be safe to :meth:`close` twice.
+    """
+
+    uri: str
+
+    @property
+    @abstractmethod
+    def config(self) -> RadioConfig:
+        """The configuration currently applied to the device."""
+
+    @abstractmethod
+    def configure(self, config: RadioConfig) -> None:
+        """Apply ``config``; raises :class:`RadioConfigError` for out-of-range values."""
+
+    @abstractmethod
+    def transmit(self, samples: np.ndarray, *, cyclic: bool = False) -> None:
+        """Start transmitting ``samples`` (complex, shape ``(n,)``, full scale 1.0).
+
+        ``cyclic=True`` repeats the buffer until :meth:`stop_transmit`; a new cyclic
+        buffer replaces the old one. Raises :class:`TransmitClippingError` when
+        ``|Re|`` or ``|Im|`` exceeds 1.
+        """
+
+    @abstractmethod
+    def stop_transmit(self) -> None:
+        """Stop any transmission (no-op when idle)."""
+
+    @abstractmethod
+    def receive(self, n_samples: int) -> np.ndarray:
+        """Return the next ``n_samples`` fresh samples (complex64, full scale 1.0).
+
+        Stale samples buffered before the call (kernel buffers filled while nobody was
+        reading) are discarded, so the result starts after the call was made.
+        """
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop transmitting and release the device."""
+
+    def reconnect(self) -> None:
+        """Re-open the device after :class:`RadioDisconnected` and re-apply the config."""
+        raise RadioDisconnected(f"{type(self).__name__} cannot reconnect")
+
+    def __enter__(self) -> Radio:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @staticmethod
+    def check_transmit_samples(samples: np.ndarray) -> np.ndarray:
+        """Validate transmit samples and return them as a 1-D complex64 array."""
+        array = np.asarray(samples)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(f"transmit samples must be a non-empty 1-D array, got {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError("transmit samples contain NaN or inf")
+        peak = max(float(np.max(np.abs(array.real))), float(np.max(np.abs(array.imag))))
+        if peak > 1.0 + 1e-6:
+            raise TransmitClippingError(
+                f"transmit samples peak at {peak:.3f} of DAC full scale (limit 1.0); "
+                "scale them down or raise tx_attenuation_db"
+            )
+        return array.astype(np.complex64, copy=False)
+
+
+#: URI scheme -> "module:ClassName"; the class is constructed as ``cls(uri, **kwargs)``.
+_BACKENDS: dict[str, str] = {
+    "sim": "radio.sim:SimRadio",
+    "ip": "radio.pluto:PlutoRadio",
+    "usb": "radio.pluto:PlutoRadio",
+    "serial": "radio.pluto:PlutoRadio",
+}
+
+
+def register_backend(scheme: str, target: str) -> None:
+    """Register ``target`` ("module:ClassName") as the back-end for ``scheme:`` URIs."""
+    if ":" not in target:
+        raise ValueError(f"target must look like 'module:ClassName', got {target!r}")
+    _BACKENDS[scheme] = target
+
+
+def open_radio(uri: str, **kwargs: Any) -> Radio:
+    """Open the radio named by ``uri`` with the back-end registered for its scheme.
+
+    Examples: ``sim://lab/user0``, ``ip:127.0.0.1:30431``, ``usb:1.4.5``,
+    ``serial:104473dc59910004f7ff18001e5ea5e4e1``.
+    """
+    scheme = uri.split(":", 1)[0] if ":" in uri else ""
+    if scheme not in _BACKENDS:
+        raise RadioConfigError(
+            f"unknown radio URI {uri!r}: scheme must be one of {sorted(_BACKENDS)}"
+        )
+    module_name, class_name = _BACKENDS[scheme].split(":")
+    backend = getattr(importlib.import_module(module_name), class_name)
+    return backend(uri, **kwargs)
