@@ -1,0 +1,245 @@
+"""Experiment files: schema, defaults, validation and the resolved configuration.
+
+An experiment is a TOML file with the sections of :data:`SCHEMA`; every field is
+optional and falls back to its default. Validation names the offending field and
+the allowed values, e.g. ``channel.radio: 'plutto' is not one of ['inventory',
+'sim', 'virtual-pluto']``. Choices that come from a registry elsewhere in airmix
+(grouping policies, power-control policies, data sets, ...) are read from that
+registry, so adding an implementation there makes it selectable here.
+
+>>> config = load_experiment("experiments/default.toml")
+>>> config.users.group_size
+4
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import tomli_w
+
+
+class ConfigError(ValueError):
+    """An experiment file is invalid; ``field`` is the dotted path of the bad field."""
+
+    def __init__(self, field_path: str, message: str) -> None:
+        super().__init__(f"{field_path}: {message}")
+        self.field = field_path
+
+
+def _registry_keys(module: str, attribute: str) -> Callable[[], list[str]]:
+    """Allowed values read lazily from ``module.attribute`` (a dict keyed by name)."""
+
+    def keys() -> list[str]:
+        return sorted(getattr(importlib.import_module(module), attribute))
+
+    return keys
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the schema: its type, default, allowed values or range, and meaning."""
+
+    kind: type
+    default: Any
+    doc: str
+    choices: tuple[str, ...] | Callable[[], list[str]] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    check: Callable[[Any], str | None] | None = field(default=None, compare=False)
+
+    def allowed(self) -> list[str] | None:
+        if self.choices is None:
+            return None
+        return sorted(self.choices() if callable(self.choices) else self.choices)
+
+
+def _even(value: int) -> str | None:
+    return None if value % 2 == 0 else "must be even (pairs of reals form complex symbols)"
+
+
+#: section -> field name -> Field. The single source of truth for experiment files.
+SCHEMA: dict[str, dict[str, Field]] = {
+    "experiment": {
+        "name": Field(str, "default", "run name, used in the run directory name"),
+        "seed": Field(int, 0, "root seed of every random draw", minimum=0),
+        "rounds": Field(int, 12, "training rounds (one pass over every user's data)", minimum=1),
+        "eval_every": Field(int, 1, "evaluate the model every N rounds", minimum=1),
+        "target_accuracy": Field(
+            float, 0.9, "accuracy at which channel uses are counted", minimum=0, maximum=1
+        ),
+        "out_dir": Field(str, "runs", "parent directory of run directories"),
+    },
+    "data": {
+        "dataset": Field(
+            str, "digits", "data set", choices=_registry_keys("learning.data", "DATASETS")
+        ),
+        "root": Field(str, "", "directory holding MNIST / Fashion-MNIST / CIFAR-10 files"),
+        "split": Field(str, "iid", "how data is spread over users", ("iid", "dirichlet", "shards")),
+        "alpha": Field(float, 1.0, "Dirichlet concentration for split = 'dirichlet'", minimum=1e-6),
+        "labels_per_user": Field(int, 2, "labels per user for split = 'shards'", minimum=1),
+        "auxiliary_fraction": Field(
+            float,
+            0.2,
+            "fraction of training data held out for the attacker",
+            minimum=0,
+            maximum=0.9,
+        ),
+    },
+    "users": {
+        "count": Field(int, 8, "number of users", minimum=1),
+        "group_size": Field(int, 4, "users transmitting in the same slot", minimum=1),
+        "grouping": Field(
+            str,
+            "label_aware",
+            "grouping policy",
+            choices=_registry_keys("orchestrator.grouping", "GROUPING_POLICIES"),
+        ),
+        "node_processes": Field(
+            int, 2, "local node processes the users are spread over", minimum=1
+        ),
+    },
+    "model": {
+        "mode": Field(str, "raw", "payload: raw samples or encoder features", ("raw", "features")),
+        "arch": Field(str, "mlp", "encoder architecture", ("mlp", "cnn")),
+        "feature_dim": Field(int, 32, "encoder output size (reals)", minimum=2, check=_even),
+        "learning_rate": Field(float, 0.01, "optimizer learning rate", minimum=1e-9),
+        "batch_size": Field(int, 32, "samples per user per slot", minimum=1),
+    },
+    "channel": {
+        "radio": Field(
+            str, "sim", "radio back-end for every user and the receiver", ("sim", "virtual-pluto")
+        ),
+        "snr_db": Field(
+            float, 20.0, "per-user receive SNR at full power, unit gain", minimum=-20, maximum=60
+        ),
+        "fading": Field(
+            str, "rayleigh", "block fading", choices=_registry_keys("phy.channel", "CHANNEL_MODELS")
+        ),
+        "power_control": Field(
+            str, "mmse", "Tx-Rx scaling", choices=_registry_keys("phy.power", "POWER_POLICIES")
+        ),
+        "mixing": Field(
+            str,
+            "equal",
+            "mixing weights",
+            choices=_registry_keys("learning.mixup", "MIXING_POLICIES"),
+        ),
+        "carrier_hz": Field(float, 915e6, "carrier frequency", minimum=70e6, maximum=6e9),
+        "sample_rate_hz": Field(float, 1e6, "baseband sample rate", minimum=521e3, maximum=61.44e6),
+        "max_ppm": Field(
+            float, 25.0, "oscillator errors drawn in +-max_ppm", minimum=0, maximum=100
+        ),
+    },
+    "attacks": {
+        "enabled": Field(
+            list,
+            ["model_inversion", "label_inference"],
+            "attacks run on what the server and an eavesdropper saw",
+            choices=_registry_keys("learning.attacks", "ATTACKS"),
+        ),
+    },
+    "link": {
+        "curve": Field(bool, True, "CurveZMQ encryption and authentication"),
+        "heartbeat_s": Field(float, 0.5, "heartbeat interval", minimum=0.01),
+        "liveness_s": Field(float, 3.0, "a node silent this long is dead", minimum=0.05),
+        "request_timeout_s": Field(float, 20.0, "per-request timeout", minimum=0.01),
+        "retries": Field(int, 2, "retries of a timed-out request", minimum=0),
+    },
+}
+
+
+class ExperimentConfig(SimpleNamespace):
+    """A validated experiment: one attribute per section, each a namespace of fields."""
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        return {section: dict(vars(getattr(self, section))) for section in SCHEMA}
+
+    def to_toml(self) -> str:
+        return tomli_w.dumps(self.as_dict())
+
+
+def _check_value(path: str, spec: Field, value: Any) -> Any:
+    if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if spec.kind is not bool and isinstance(value, bool) or not isinstance(value, spec.kind):
+        raise ConfigError(
+            path, f"expected {spec.kind.__name__}, got {type(value).__name__} {value!r}"
+        )
+    if spec.kind is float and value != value:  # NaN
+        raise ConfigError(path, "must be a number, got NaN")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ConfigError(path, f"must be >= {spec.minimum}, got {value!r}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ConfigError(path, f"must be <= {spec.maximum}, got {value!r}")
+    allowed = spec.allowed()
+    if allowed is not None:
+        items = value if isinstance(value, list) else [value]
+        for item in items:
+            if item not in allowed:
+                raise ConfigError(path, f"{item!r} is not one of {allowed}")
+    if spec.check is not None and (problem := spec.check(value)):
+        raise ConfigError(path, problem)
+    return value
+
+
+def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a parsed experiment mapping and fill in defaults.
+
+    Raises:
+        ConfigError: unknown section or field, wrong type, out of range, or not allowed.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError("<file>", "an experiment file must be a TOML table")
+    for section, body in raw.items():
+        if section not in SCHEMA:
+            raise ConfigError(section, f"unknown section; allowed sections: {sorted(SCHEMA)}")
+        if not isinstance(body, dict):
+            raise ConfigError(section, "must be a table ([section])")
+        for name in body:
+            if name not in SCHEMA[section]:
+                raise ConfigError(
+                    f"{section}.{name}", f"unknown field; allowed: {sorted(SCHEMA[section])}"
+                )
+    sections = {}
+    for section, fields in SCHEMA.items():
+        body = raw.get(section, {})
+        values = {}
+        for name, spec in fields.items():
+            value = body.get(name, spec.default)
+            values[name] = _check_value(f"{section}.{name}", spec, value)
+        sections[section] = SimpleNamespace(**values)
+    config = ExperimentConfig(**sections)
+    if config.users.group_size > config.users.count:
+        raise ConfigError(
+            "users.group_size",
+            f"must be <= users.count ({config.users.count}), got {config.users.group_size}",
+        )
+    if config.users.node_processes > config.users.count:
+        raise ConfigError(
+            "users.node_processes",
+            f"must be <= users.count ({config.users.count}), got {config.users.node_processes}",
+        )
+    return config
+
+
+def load_experiment(path: str | Path | None = None) -> ExperimentConfig:
+    """Read and validate an experiment TOML file (``None``: all defaults)."""
+    if path is None:
+        return resolve_experiment({})
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise ConfigError("<file>", f"cannot read experiment file {path}: {error}") from error
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError("<file>", f"{path} is not valid TOML: {error}") from error
+    return resolve_experiment(raw)

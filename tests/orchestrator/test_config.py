@@ -1,0 +1,56 @@
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import ConfigError, load_experiment, resolve_experiment
+
+DEFAULT_FILE = Path(__file__).resolve().parents[2] / "experiments" / "default.toml"
+
+
+def test_defaults_and_default_file_resolve():
+    config = resolve_experiment({})
+    assert config.users.count == 8 and config.users.group_size == 4
+    from_file = load_experiment(DEFAULT_FILE)
+    assert from_file.as_dict() == config.as_dict()
+
+
+def test_round_trip_through_toml(tmp_path):
+    config = resolve_experiment({"channel": {"snr_db": 10}})
+    assert isinstance(config.channel.snr_db, float)
+    path = tmp_path / "resolved.toml"
+    path.write_text(config.to_toml())
+    assert load_experiment(path).as_dict() == config.as_dict()
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "words"),
+    [
+        ({"chanel": {}}, "chanel", "unknown section"),
+        ({"channel": {"snr": 3}}, "channel.snr", "unknown field"),
+        ({"channel": {"radio": "plutto"}}, "channel.radio", "'sim'"),
+        ({"users": {"grouping": "best"}}, "users.grouping", "label_aware"),
+        ({"channel": {"power_control": "max"}}, "channel.power_control", "mmse"),
+        ({"data": {"dataset": "imagenet"}}, "data.dataset", "digits"),
+        ({"users": {"count": "8"}}, "users.count", "expected int"),
+        ({"users": {"count": True}}, "users.count", "expected int"),
+        ({"users": {"count": 0}}, "users.count", ">= 1"),
+        ({"model": {"feature_dim": 7}}, "model.feature_dim", "even"),
+        ({"users": {"count": 3, "group_size": 4}}, "users.group_size", "<= users.count"),
+        ({"attacks": {"enabled": ["model_inversion", "x"]}}, "attacks.enabled", "'x'"),
+        ({"experiment": {"target_accuracy": 1.5}}, "experiment.target_accuracy", "<= 1"),
+    ],
+)
+def test_bad_fields_are_named_with_allowed_values(raw, field, words):
+    with pytest.raises(ConfigError) as error:
+        resolve_experiment(raw)
+    assert error.value.field == field
+    assert words in str(error.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_experiment(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[channel\nradio = 1")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_experiment(bad)
