@@ -59,6 +59,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from scipy.optimize import minimize
 
 from phy.rng import RngLike, make_rng
 
@@ -69,6 +70,7 @@ __all__ = [
     "channel_inversion",
     "get_power_policy",
     "mse_of",
+    "numerical_optimum",
     "tx_rx_scaling",
 ]
 
@@ -280,6 +282,63 @@ def airmixml_dirichlet(
     safe_h = np.where(use, h, 1.0)
     b = np.where(use, c_safe[..., None] * lam / safe_h, 0.0).astype(np.complex128)
     return _result(h, w, b, a, nv)
+
+
+def numerical_optimum(
+    h: np.ndarray,
+    weights: Any,
+    p_max: Any = 1.0,
+    noise_var: float = 0.0,
+    restarts: int = 6,
+    rng: RngLike = None,
+) -> float:
+    """Reference: minimum MSE found by a generic constrained solver (one instance).
+
+    Minimises ``MSE(a, b)`` over ``a >= 0`` and complex ``b`` (as real pairs) subject to
+    ``|b_k|^2 <= p_max_k`` with scipy's SLSQP from ``restarts`` random feasible starts;
+    it knows nothing of the threshold structure, so it checks :func:`tx_rx_scaling`.
+
+    Args:
+        h: complex ``(K,)``; weights, p_max: ``(K,)`` or scalar; noise_var: scalar.
+        restarts: number of random starts (>= 1); rng: draws the starts.
+
+    Returns:
+        the smallest MSE found (float).
+    """
+    h_arr, w, p, nv_arr = _validate(h, weights, p_max, noise_var)
+    if h_arr.ndim != 1:
+        raise ValueError(f"h must have shape (K,) for the numerical optimum, got {h_arr.shape}")
+    if restarts < 1:
+        raise ValueError(f"restarts must be >= 1, got {restarts}")
+    gen = make_rng(rng)
+    k, nv = h_arr.shape[0], float(nv_arr)
+
+    def objective(x: np.ndarray) -> float:
+        b = x[1 : k + 1] + 1j * x[k + 1 :]
+        return float(np.sum(np.abs(x[0] * h_arr * b - w) ** 2) + x[0] ** 2 * nv)
+
+    constraints = [
+        {"type": "ineq", "fun": lambda x, i=i: p[i] - x[1 + i] ** 2 - x[1 + k + i] ** 2}
+        for i in range(k)
+    ]
+    bounds = [(0.0, None)] + [(None, None)] * (2 * k)
+    best = np.inf
+    for _ in range(restarts):
+        radius = np.sqrt(p) * gen.uniform(0.0, 1.0, k)
+        phase = gen.uniform(0.0, 2.0 * np.pi, k)
+        x0 = np.concatenate(
+            [[gen.uniform(0.1, 5.0)], radius * np.cos(phase), radius * np.sin(phase)]
+        )
+        res = minimize(
+            objective,
+            x0,
+            method="SLSQP",
+            bounds=bounds,
+            constraints=constraints,
+            options={"ftol": 1e-16, "maxiter": 2000},
+        )
+        best = min(best, objective(res.x))
+    return best
 
 
 PowerPolicy = Callable[..., PowerControlResult]

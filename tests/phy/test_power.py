@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.optimize import minimize
 
 from phy.power import (
     POWER_POLICIES,
@@ -13,6 +12,7 @@ from phy.power import (
     channel_inversion,
     get_power_policy,
     mse_of,
+    numerical_optimum,
     tx_rx_scaling,
 )
 
@@ -25,41 +25,6 @@ def _instance(rng: np.random.Generator, k: int) -> tuple[np.ndarray, ...]:
     return h, w, p, nv
 
 
-def _brute_force(h, w, p, nv, rng: np.random.Generator, restarts: int = 6) -> float:
-    """min over a >= 0 and complex b with |b_k|^2 <= p_k (SLSQP, random restarts)."""
-    k = len(h)
-
-    def unpack(x):
-        return x[0], x[1 : k + 1] + 1j * x[k + 1 :]
-
-    def objective(x):
-        a, b = unpack(x)
-        return float(np.sum(np.abs(a * h * b - w) ** 2) + a * a * nv)
-
-    constraints = [
-        {"type": "ineq", "fun": lambda x, i=i: p[i] - x[1 + i] ** 2 - x[1 + k + i] ** 2}
-        for i in range(k)
-    ]
-    bounds = [(0.0, None)] + [(None, None)] * (2 * k)
-    best = np.inf
-    for _ in range(restarts):
-        radius = np.sqrt(p) * rng.uniform(0, 1, k)
-        phase = rng.uniform(0, 2 * np.pi, k)
-        x0 = np.concatenate(
-            [[rng.uniform(0.1, 5.0)], radius * np.cos(phase), radius * np.sin(phase)]
-        )
-        res = minimize(
-            objective,
-            x0,
-            method="SLSQP",
-            bounds=bounds,
-            constraints=constraints,
-            options={"ftol": 1e-16, "maxiter": 2000},
-        )
-        best = min(best, objective(res.x))
-    return best
-
-
 def test_closed_form_equals_brute_force_optimum() -> None:
     rng = np.random.default_rng(12345)
     mixed = 0
@@ -69,7 +34,7 @@ def test_closed_form_equals_brute_force_optimum() -> None:
         if n == 5:
             w[1] = 0.0  # a user that does not take part
         res = tx_rx_scaling(h, w, p, nv)
-        bf = _brute_force(h, w, p, nv, rng)
+        bf = numerical_optimum(h, w, p, nv, restarts=6, rng=rng)
         assert abs(res.mse - bf) <= 1e-6 * bf, (n, res.mse, bf)
         # the result is feasible and its mse field is its true MSE
         assert np.all(np.abs(res.tx_scaling) ** 2 <= p * (1 + 1e-12))
@@ -187,6 +152,13 @@ def test_zero_channel_and_zero_weights() -> None:
         assert res.mse >= 0.25, name  # user 0 is unreachable: its w^2 is lost
     none = tx_rx_scaling(h, np.zeros(3), 1.0, 0.1)
     assert none.mse == 0 and np.all(none.tx_scaling == 0)
+
+
+def test_numerical_optimum_validation() -> None:
+    with pytest.raises(ValueError, match="restarts"):
+        numerical_optimum(np.ones(2), np.ones(2), 1.0, 0.1, restarts=0)
+    with pytest.raises(ValueError, match="h must have shape"):
+        numerical_optimum(np.ones((2, 2)), np.ones(2), 1.0, 0.1)
 
 
 def test_registry() -> None:
