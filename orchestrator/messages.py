@@ -1,0 +1,596 @@
+"""The versioned message schema of the orchestrator <-> node digital link (msgpack).
+
+Every message is a msgpack map (the *envelope*)::
+
+    {"v": PROTOCOL_VERSION, "type": str, "seq": int, "sender": str, "ts": float,
+     "re": int | None, "body": {...}}
+
+``seq`` is the sender's sequence number (strictly increasing per sender; it starts at
+the sender's clock in microseconds, so a restarted process never reuses old numbers),
+``ts`` the send time in seconds since the epoch, ``re`` the ``seq`` of the request a
+reply answers (``None`` for requests and one-way messages). ``body`` holds the fields
+of the message type listed in :data:`SCHEMAS`; unknown fields are rejected.
+
+Numeric arrays travel as ``{"dtype": str, "shape": [int, ...], "data": bytes}``
+(little-endian, dtype in :data:`ARRAY_DTYPES`, at most :data:`MAX_ARRAY_ELEMENTS`
+elements, finite values) and decode to read-only :class:`numpy.ndarray`.
+
+PRIVACY INVARIANT: a node never sends its raw samples or features over the digital
+link; payloads travel only as analog waveforms through the radio (or the simulated
+channel). The schema enforces it: message types a node may send (``sender`` "node" or
+"any" in :data:`SCHEMAS`) have no array field, every number they carry is a scalar or
+a per-user scalar (keyed by user id, at most one value per user per field), the only
+lists are user ids and per-user label counts (at most :data:`MAX_CLASSES` non-negative
+integers), and strings are at most :data:`MAX_STR` characters. This is checked when the
+module is imported (:func:`check_privacy_invariant`) and again on every encode and
+decode. Label counts are a deliberate, bounded disclosure that label-aware grouping
+needs; they are labels, never samples or features.
+
+All failures raise :class:`ProtocolError` with a ``reason`` code from :data:`REASONS`,
+which receivers count per reason.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+PROTOCOL_VERSION = 1
+
+#: default limit of one encoded message, bytes
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+#: limit of one array, elements
+MAX_ARRAY_ELEMENTS = 1 << 20
+MAX_ARRAY_NDIM = 4
+#: limit of strings (ids, reasons, notes), characters
+MAX_STR = 256
+#: limit of lists and per-user maps (user ids per message), entries
+MAX_LIST = 4096
+#: limit of label classes in a label histogram
+MAX_CLASSES = 100
+#: replay window: a message's timestamp must be within this many seconds of the receiver's clock
+DEFAULT_REPLAY_WINDOW_S = 30.0
+
+ARRAY_DTYPES = frozenset({"float32", "float64", "complex64", "complex128", "int32", "int64"})
+
+REASONS = (
+    "oversize",  # encoded message larger than the limit
+    "decode",  # not valid msgpack / not a map / too deeply nested
+    "frames",  # wrong number of ZeroMQ frames
+    "version",  # protocol version not supported
+    "envelope",  # envelope fields missing or of the wrong type
+    "unknown_type",  # message type not in SCHEMAS
+    "direction",  # message type not allowed from this kind of sender
+    "missing_field",
+    "unknown_field",
+    "bad_type",  # field of the wrong type
+    "bad_value",  # out of range, non-finite, inconsistent lengths
+    "bad_array",  # malformed array encoding, dtype not allowed, too large
+    "privacy",  # a node-sent message would carry array data
+    "replay",  # sequence number not above the last one seen from this sender
+    "stale",  # timestamp outside the replay window
+    "spoofed",  # envelope sender differs from the authenticated identity
+    "not_joined",  # a node sent something other than hello before joining
+    "unauthenticated",  # CurveZMQ handshake failed (unknown key, no encryption)
+)
+
+
+class ProtocolError(ValueError):
+    """A message failed encoding or validation; ``reason`` is one of :data:`REASONS`."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        if reason not in REASONS:
+            raise ValueError(f"unknown protocol error reason {reason!r}")
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+# --------------------------------------------------------------------------- field kinds
+
+STR, INT, FLOAT, BOOL = "str", "int", "float", "bool"
+STR_LIST, INT_LIST = "str_list", "int_list"
+ARRAY = "array"  # orchestrator -> node only
+USER_FLOATS, USER_INTS = "user_floats", "user_ints"  # {user_id: scalar}
+USER_COUNTS = "user_counts"  # {user_id: [count per class]}
+
+_INT64 = 2**63
+
+
+@dataclass(frozen=True)
+class MessageSpec:
+    """Schema of one message type.
+
+    Attributes:
+        sender: "orchestrator", "node" or "any".
+        required: field name -> kind; optional: same, may be absent.
+        check: cross-field validation of the decoded body (raises ProtocolError).
+        doc: one line on the message's purpose.
+    """
+
+    sender: str
+    required: Mapping[str, str]
+    optional: Mapping[str, str] = field(default_factory=dict)
+    check: Callable[[dict[str, Any]], None] | None = None
+    doc: str = ""
+
+
+def _same_length(*arrays: str) -> Callable[[dict[str, Any]], None]:
+    """A check that each named array is 1-D with one entry per ``user_ids``."""
+
+    def check(body: dict[str, Any]) -> None:
+        n = len(body["user_ids"])
+        for name in arrays:
+            if name in body and body[name].shape != (n,):
+                raise ProtocolError(
+                    "bad_value", f"{name} must have shape ({n},), got {body[name].shape}"
+                )
+
+    return check
+
+
+def _ids_match(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A check that int lists have one entry per ``user_ids`` and ids are unique."""
+
+    def check(body: dict[str, Any]) -> None:
+        ids = body["user_ids"]
+        if len(set(ids)) != len(ids):
+            raise ProtocolError("bad_value", "user_ids contains duplicates")
+        for name in names:
+            if name in body and len(body[name]) != len(ids):
+                raise ProtocolError("bad_value", f"{name} must have {len(ids)} entries")
+
+    return check
+
+
+def _both(*checks: Callable[[dict[str, Any]], None]) -> Callable[[dict[str, Any]], None]:
+    def check(body: dict[str, Any]) -> None:
+        for c in checks:
+            c(body)
+
+    return check
+
+
+def _check_eval_report(body: dict[str, Any]) -> None:
+    if not set(body["correct"]) <= set(body["count"]) or not set(body["loss"]) <= set(
+        body["count"]
+    ):
+        raise ProtocolError("bad_value", "loss and correct must be keyed by users in count")
+    for uid, n in body["count"].items():
+        if n < 0 or not 0 <= body["correct"].get(uid, 0) <= n:
+            raise ProtocolError("bad_value", f"need 0 <= correct <= count for user {uid!r}")
+
+
+#: message type -> schema. Requests are answered by "ack", "welcome" or "error".
+SCHEMAS: dict[str, MessageSpec] = {
+    "hello": MessageSpec(
+        "node",
+        {"node_id": STR, "user_ids": STR_LIST},
+        {"radio": STR},
+        _ids_match(),
+        "join request: the node's id (its key name) and the users it hosts",
+    ),
+    "welcome": MessageSpec(
+        "orchestrator",
+        {"node_id": STR, "heartbeat_s": FLOAT, "liveness_s": FLOAT},
+        doc="join accepted (reply to hello) with the heartbeat timing to use",
+    ),
+    "heartbeat": MessageSpec("any", {}, doc="liveness signal, both ways"),
+    "ack": MessageSpec("any", {}, {"note": STR}, doc="request done (reply)"),
+    "error": MessageSpec(
+        "any", {"reason": STR, "detail": STR}, doc="request failed (reply) with a reason code"
+    ),
+    "configure_radio": MessageSpec(
+        "orchestrator",
+        {"center_hz": FLOAT, "sample_rate_hz": FLOAT, "tx_attenuation_db": FLOAT},
+        {
+            "rx_gain_db": FLOAT,
+            "rf_bandwidth_hz": FLOAT,
+            "rx_buffer_size": INT,
+            "user_ids": STR_LIST,
+        },
+        doc="apply RF settings (Hz, dB) to the radios of the listed users (all if absent)",
+    ),
+    "send_pilots": MessageSpec(
+        "orchestrator",
+        {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "pilot_ids": INT_LIST},
+        {"repeats": INT},
+        _ids_match("pilot_ids"),
+        "each listed user transmits its pilot sequence pilot_ids[k] in the slot",
+    ),
+    "corrections": MessageSpec(
+        "orchestrator",
+        {
+            "round_id": INT,
+            "user_ids": STR_LIST,
+            "timing_samples": ARRAY,
+            "cfo_hz": ARRAY,
+            "gain": ARRAY,
+        },
+        check=_both(_ids_match(), _same_length("timing_samples", "cfo_hz", "gain")),
+        doc="per-user timing offset (samples), CFO (Hz), complex gain to pre-compensate",
+    ),
+    "transmit": MessageSpec(
+        "orchestrator",
+        {
+            "round_id": INT,
+            "slot_id": INT,
+            "user_ids": STR_LIST,
+            "tx_scale": ARRAY,
+            "weights": ARRAY,
+        },
+        {"batch_seed": INT, "batch_size": INT},
+        _both(_ids_match(), _same_length("tx_scale", "weights")),
+        "send the payload in the slot with complex tx scaling b_k and mixing weight lambda_k",
+    ),
+    "gradient": MessageSpec(
+        "orchestrator",
+        {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "weights": ARRAY, "grad": ARRAY},
+        check=_both(_ids_match(), _same_length("weights")),
+        doc="feature mode: dL/dy once per group; user k back-propagates weights[k] * grad",
+    ),
+    "eval_request": MessageSpec(
+        "orchestrator",
+        {"round_id": INT, "user_ids": STR_LIST},
+        {"n_samples": INT},
+        _ids_match(),
+        "evaluate the listed users' local model parts / data",
+    ),
+    "eval_report": MessageSpec(
+        "node",
+        {"round_id": INT, "loss": USER_FLOATS, "correct": USER_INTS, "count": USER_INTS},
+        check=_check_eval_report,
+        doc="per-user mean loss, correct predictions and sample count (scalars only)",
+    ),
+    "label_report": MessageSpec(
+        "node",
+        {"round_id": INT, "counts": USER_COUNTS},
+        doc="per-user label histogram (counts per class) for label-aware grouping",
+    ),
+    "shutdown": MessageSpec("orchestrator", {}, {"reason": STR}, doc="stop the node"),
+}
+
+SENDER_ROLES = ("orchestrator", "node")
+
+
+def node_sendable_types() -> tuple[str, ...]:
+    """The message types a node may send."""
+    return tuple(t for t, s in SCHEMAS.items() if s.sender in ("node", "any"))
+
+
+def check_privacy_invariant(schemas: Mapping[str, MessageSpec] = SCHEMAS) -> None:
+    """Raise ProtocolError("privacy") if a node-sendable type declares an array field."""
+    allowed = {STR, INT, FLOAT, BOOL, STR_LIST, USER_FLOATS, USER_INTS, USER_COUNTS}
+    for name, spec in schemas.items():
+        if spec.sender not in ("orchestrator", "node", "any"):
+            raise ValueError(f"{name}: bad sender {spec.sender!r}")
+        if spec.sender == "orchestrator":
+            continue
+        for fname, kind in {**spec.required, **spec.optional}.items():
+            if kind not in allowed:
+                raise ProtocolError(
+                    "privacy", f"node-sendable {name}.{fname} has kind {kind!r} (payload risk)"
+                )
+
+
+check_privacy_invariant()
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def encode_array(array: np.ndarray) -> dict[str, Any]:
+    """A numpy array as ``{"dtype", "shape", "data"}`` (little-endian, C order)."""
+    a = np.asarray(array)
+    if a.dtype.name not in ARRAY_DTYPES:
+        raise ProtocolError("bad_array", f"dtype {a.dtype} not in {sorted(ARRAY_DTYPES)}")
+    if a.ndim > MAX_ARRAY_NDIM or a.size > MAX_ARRAY_ELEMENTS:
+        raise ProtocolError("bad_array", f"array of shape {a.shape} is too large")
+    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
+    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": a.tobytes()}
+
+
+def decode_array(obj: Any) -> np.ndarray:
+    """The (read-only) array encoded by :func:`encode_array`; ProtocolError if malformed."""
+    if not isinstance(obj, dict) or set(obj) != {"dtype", "shape", "data"}:
+        raise ProtocolError("bad_array", "array must be a map with dtype, shape and data")
+    dtype, shape, data = obj["dtype"], obj["shape"], obj["data"]
+    if not isinstance(dtype, str) or dtype not in ARRAY_DTYPES:
+        raise ProtocolError("bad_array", f"dtype {dtype!r} not in {sorted(ARRAY_DTYPES)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_ARRAY_NDIM
+        or not all(type(d) is int and 0 <= d <= MAX_ARRAY_ELEMENTS for d in shape)
+    ):
+        raise ProtocolError("bad_array", f"bad shape {shape!r}")
+    n = math.prod(shape)
+    if n > MAX_ARRAY_ELEMENTS:
+        raise ProtocolError("bad_array", f"{n} elements exceed {MAX_ARRAY_ELEMENTS}")
+    dt = np.dtype(dtype).newbyteorder("<")
+    if not isinstance(data, bytes) or len(data) != n * dt.itemsize:
+        raise ProtocolError("bad_array", f"data must be {n * dt.itemsize} bytes for {shape}")
+    array = np.frombuffer(data, dtype=dt).reshape(shape)
+    if array.dtype.kind in "fc" and not np.all(np.isfinite(array)):
+        raise ProtocolError("bad_value", "array contains NaN or inf")
+    return array
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _fail(kind: str, name: str, value: Any) -> ProtocolError:
+    return ProtocolError("bad_type", f"{name} must be {kind}, got {type(value).__name__}")
+
+
+def _check_str(name: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise _fail("a string", name, value)
+    if len(value) > MAX_STR:
+        raise ProtocolError("bad_value", f"{name} longer than {MAX_STR} characters")
+    return value
+
+
+def _check_int(name: str, value: Any) -> int:
+    if type(value) is not int:
+        raise _fail("an int", name, value)
+    if not -_INT64 <= value < _INT64:
+        raise ProtocolError("bad_value", f"{name} out of int64 range")
+    return value
+
+
+def _check_float(name: str, value: Any) -> float:
+    if type(value) not in (int, float):
+        raise _fail("a number", name, value)
+    value = float(value)
+    if not math.isfinite(value):
+        raise ProtocolError("bad_value", f"{name} must be finite")
+    return value
+
+
+def _check_list(name: str, value: Any) -> list[Any]:
+    if not isinstance(value, list | tuple):
+        raise _fail("a list", name, value)
+    if len(value) > MAX_LIST:
+        raise ProtocolError("bad_value", f"{name} has more than {MAX_LIST} entries")
+    return list(value)
+
+
+def _check_user_map(name: str, value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _fail("a map of user id -> value", name, value)
+    if len(value) > MAX_LIST:
+        raise ProtocolError("bad_value", f"{name} has more than {MAX_LIST} entries")
+    for key in value:
+        _check_str(f"{name} key", key)
+    return value
+
+
+def _check_field(name: str, kind: str, value: Any, *, decoding: bool) -> Any:
+    """Validate (and normalise) one field value of ``kind``; returns the value to use."""
+    if kind == STR:
+        return _check_str(name, value)
+    if kind == INT:
+        return _check_int(name, value)
+    if kind == FLOAT:
+        return _check_float(name, value)
+    if kind == BOOL:
+        if type(value) is not bool:
+            raise _fail("a bool", name, value)
+        return value
+    if kind == STR_LIST:
+        return [_check_str(f"{name}[]", v) for v in _check_list(name, value)]
+    if kind == INT_LIST:
+        return [_check_int(f"{name}[]", v) for v in _check_list(name, value)]
+    if kind == USER_FLOATS:
+        return {k: _check_float(f"{name}[{k}]", v) for k, v in _check_user_map(name, value).items()}
+    if kind == USER_INTS:
+        return {k: _check_int(f"{name}[{k}]", v) for k, v in _check_user_map(name, value).items()}
+    if kind == USER_COUNTS:
+        out = {}
+        for k, v in _check_user_map(name, value).items():
+            counts = [_check_int(f"{name}[{k}][]", c) for c in _check_list(name, v)]
+            if len(counts) > MAX_CLASSES or any(c < 0 for c in counts):
+                raise ProtocolError(
+                    "bad_value", f"{name}[{k}] must be <= {MAX_CLASSES} non-negative counts"
+                )
+            out[k] = counts
+        return out
+    if kind == ARRAY:
+        if decoding:
+            return decode_array(value)
+        if not isinstance(value, np.ndarray):
+            raise _fail("a numpy array", name, value)
+        return decode_array(encode_array(value))  # same checks as the receiver
+    raise ValueError(f"unknown field kind {kind!r}")  # pragma: no cover - schema bug
+
+
+def validate_body(
+    msg_type: str, body: Any, *, sender_role: str | None = None, decoding: bool = True
+) -> dict[str, Any]:
+    """Check ``body`` against the schema of ``msg_type``; returns the normalised body.
+
+    Args:
+        msg_type: key of :data:`SCHEMAS`.
+        body: the field map (decoded: arrays as encoded maps; encoding: numpy arrays).
+        sender_role: "orchestrator" or "node" to also check the direction; None skips it.
+        decoding: True when ``body`` came off the wire.
+    """
+    spec = SCHEMAS.get(msg_type) if isinstance(msg_type, str) else None
+    if spec is None:
+        raise ProtocolError("unknown_type", f"unknown message type {msg_type!r}")
+    if sender_role is not None:
+        if sender_role not in SENDER_ROLES:
+            raise ValueError(f"sender_role must be one of {SENDER_ROLES}, got {sender_role!r}")
+        if spec.sender not in (sender_role, "any"):
+            raise ProtocolError("direction", f"a {sender_role} may not send {msg_type!r}")
+    if not isinstance(body, dict):
+        raise ProtocolError("bad_type", f"body must be a map, got {type(body).__name__}")
+    missing = [f for f in spec.required if f not in body]
+    if missing:
+        raise ProtocolError("missing_field", f"{msg_type} lacks {missing}")
+    unknown = [f for f in body if f not in spec.required and f not in spec.optional]
+    if unknown:
+        raise ProtocolError("unknown_field", f"{msg_type} has unknown fields {unknown!r}")
+    out = {}
+    for fname, value in body.items():
+        kind = spec.required.get(fname) or spec.optional[fname]
+        if kind == ARRAY and spec.sender != "orchestrator":  # pragma: no cover - import check
+            raise ProtocolError("privacy", f"{msg_type}.{fname} would carry array data")
+        out[fname] = _check_field(f"{msg_type}.{fname}", kind, value, decoding=decoding)
+    if spec.check is not None:
+        spec.check(out)
+    return out
+
+
+# --------------------------------------------------------------------------- envelope
+
+
+@dataclass(frozen=True)
+class Message:
+    """One decoded, validated message.
+
+    Attributes:
+        type: key of :data:`SCHEMAS`; body: validated fields (arrays as numpy arrays).
+        seq: sender's sequence number; sender: sender id; ts: send time, s since epoch.
+        re: seq of the request this replies to, or None.
+        version: protocol version.
+    """
+
+    type: str
+    body: dict[str, Any]
+    seq: int
+    sender: str
+    ts: float
+    re: int | None = None
+    version: int = PROTOCOL_VERSION
+
+
+_ENVELOPE_KEYS = {"v", "type", "seq", "sender", "ts", "re", "body"}
+
+
+def encode(message: Message, *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
+    """Validate ``message`` and serialise it; ProtocolError if invalid or too large."""
+    body = validate_body(message.type, message.body, decoding=False)
+    _check_str("sender", message.sender)
+    _check_int("seq", message.seq)
+    _check_float("ts", message.ts)
+    if message.re is not None:
+        _check_int("re", message.re)
+    wire_body = {k: encode_array(v) if isinstance(v, np.ndarray) else v for k, v in body.items()}
+    data = msgpack.packb(
+        {
+            "v": message.version,
+            "type": message.type,
+            "seq": message.seq,
+            "sender": message.sender,
+            "ts": message.ts,
+            "re": message.re,
+            "body": wire_body,
+        },
+        use_bin_type=True,
+    )
+    if len(data) > max_bytes:
+        raise ProtocolError("oversize", f"{message.type} is {len(data)} bytes > {max_bytes}")
+    return data
+
+
+def decode(
+    data: bytes, *, sender_role: str | None = None, max_bytes: int = MAX_MESSAGE_BYTES
+) -> Message:
+    """Parse and validate one message (not yet checked for replay: see :class:`ReplayGuard`).
+
+    Args:
+        data: the raw frame.
+        sender_role: the role of the peer it came from ("orchestrator" or "node"), to
+            reject message types that role may not send; None skips the check.
+        max_bytes: size limit.
+    """
+    if len(data) > max_bytes:
+        raise ProtocolError("oversize", f"{len(data)} bytes > {max_bytes}")
+    try:
+        obj = msgpack.unpackb(
+            data,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=max_bytes,
+            max_bin_len=max_bytes,
+            max_array_len=MAX_LIST,
+            max_map_len=MAX_LIST,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises many types on garbage input
+        raise ProtocolError("decode", f"not a msgpack message ({type(exc).__name__})") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError("decode", f"message must be a map, got {type(obj).__name__}")
+    if obj.get("v") != PROTOCOL_VERSION:
+        raise ProtocolError("version", f"protocol version {obj.get('v')!r} != {PROTOCOL_VERSION}")
+    if set(obj) != _ENVELOPE_KEYS:
+        raise ProtocolError("envelope", f"envelope keys must be {sorted(_ENVELOPE_KEYS)}")
+    try:
+        seq = _check_int("seq", obj["seq"])
+        sender = _check_str("sender", obj["sender"])
+        ts = _check_float("ts", obj["ts"])
+        re = None if obj["re"] is None else _check_int("re", obj["re"])
+    except ProtocolError as exc:
+        raise ProtocolError("envelope", exc.detail) from None
+    if not isinstance(obj["type"], str):
+        raise ProtocolError("envelope", "type must be a string")
+    body = validate_body(obj["type"], obj["body"], sender_role=sender_role, decoding=True)
+    return Message(type=obj["type"], body=body, seq=seq, sender=sender, ts=ts, re=re)
+
+
+class SequenceCounter:
+    """Thread-safe, strictly increasing sequence numbers starting at the clock in µs."""
+
+    def __init__(self, start: int | None = None) -> None:
+        self._next = time.time_ns() // 1000 if start is None else int(start)
+        self._lock = threading.Lock()
+
+    def next(self) -> int:
+        with self._lock:
+            value = self._next
+            self._next += 1
+            return value
+
+
+class ReplayGuard:
+    """Per-sender replay protection: increasing sequence numbers and a time window.
+
+    Args:
+        window_s: accepted |receiver clock - message ts|, seconds.
+        clock: time source (seconds since the epoch).
+    """
+
+    def __init__(
+        self, window_s: float = DEFAULT_REPLAY_WINDOW_S, clock: Callable[[], float] = time.time
+    ) -> None:
+        if not window_s > 0:
+            raise ValueError(f"window_s must be positive, got {window_s}")
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._last: dict[str, int] = {}
+
+    def check(self, message: Message) -> None:
+        """Accept ``message`` (and remember its seq) or raise ProtocolError replay/stale."""
+        now = self._clock()
+        if abs(now - message.ts) > self.window_s:
+            raise ProtocolError(
+                "stale", f"timestamp {message.ts:.3f} is {now - message.ts:+.1f} s off"
+            )
+        last = self._last.get(message.sender)
+        if last is not None and message.seq <= last:
+            raise ProtocolError(
+                "replay", f"seq {message.seq} from {message.sender!r} not above {last}"
+            )
+        self._last[message.sender] = message.seq
+
+    def forget(self, sender: str) -> None:
+        """Drop the state of ``sender``."""
+        self._last.pop(sender, None)
