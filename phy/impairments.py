@@ -39,6 +39,10 @@ __all__ = [
     "wiener_phase",
 ]
 
+#: cyclic interpolation tables are unrolled to at least this many samples (plus as many
+#: again of wrap-around) so that reading a run of up to this length is one slice
+_CYCLIC_SPAN = 1 << 16
+
 
 def _check_signal(x: np.ndarray, name: str = "x") -> np.ndarray:
     """Return ``x`` as a 1-D complex array (complex64 kept, else complex128); raise on NaN."""
@@ -262,11 +266,17 @@ class FarrowInterpolator:
         # full[:, m] = sum_a C[:, a] padded[m - (taps - 1) + a]; value at padded index
         # i needs padded[i + j], j = a - half + 1, i.e. m = i + half.
         if self.cyclic:
-            table = full[:, 2 * half : 2 * half + self.n]
+            period = full[:, 2 * half : 2 * half + self.n]
+            # whole periods up to >= _CYCLIC_SPAN samples, plus _CYCLIC_SPAN samples of
+            # wrap-around, so runs of up to _CYCLIC_SPAN samples are plain slices
+            reps = -(-_CYCLIC_SPAN // self.n)
+            self.length = reps * self.n
+            self.table = np.ascontiguousarray(
+                np.tile(period, (1, 2 * reps))[:, : self.length + _CYCLIC_SPAN]
+            )
         else:
-            table = full[:, 2 * half : 2 * half + self.n + 2 * half]
-        self.table = np.ascontiguousarray(table)
-        self.length = self.table.shape[1]
+            self.table = np.ascontiguousarray(full[:, 2 * half : 2 * half + self.n + 2 * half])
+            self.length = self.table.shape[1]
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """Interpolated values at ``positions`` (real, any shape, in samples of ``x``);
@@ -313,10 +323,10 @@ class FarrowInterpolator:
         """``row[start : start + n]`` with wrap-around (cyclic) or zeros outside."""
         if self.cyclic:
             start %= self.length
-            if start + n <= self.length:
+            if start + n <= row.size:
                 return row[start : start + n]
-            head = row[start:]
-            return np.concatenate([head, np.resize(row, n - head.size)])
+            head = row[start : self.length]
+            return np.concatenate([head, np.resize(row[: self.length], n - head.size)])
         out = np.zeros(n, row.dtype)
         lo, hi = max(start, 0), min(start + n, self.length)
         if hi > lo:

@@ -1,0 +1,853 @@
+"""A simulated shared radio medium: many radios, one air, real-radio impairments.
+
+:class:`SharedMedium` holds any number of radios; each is reached through its
+:class:`MediumPort` (a transmitter and a receiver, like a Pluto). What a receiver's ADC
+produces is the superposition of every active transmission through its link, plus
+receiver noise, quantized::
+
+    r(t) = ADC( sum_tx  g * exp(j (2 pi cfo_hz t + phase_rad)) * s_tx(t - delay_s)  +  w(t) )
+
+* ``s_tx`` is the transmitter's DAC output: its samples (12-bit quantized, clipped at
+  +-1 per I/Q) played at its own sample clock ``fs (1 + ppm 1e-6)`` from the
+  transmission's start time, band-limited interpolated
+  (:class:`phy.impairments.FarrowInterpolator`);
+  cyclic buffers repeat until stopped or replaced, one-shot buffers play once.
+* ``g = fading * 10**(-path_loss_db/20) * 10**(-tx_attenuation_db/20) * 10**(rx_gain_db/20)``:
+  block fading from the medium's channel model (:mod:`phy.channel`, redrawn by
+  :meth:`SharedMedium.redraw_fading`), path loss set per link, from positions
+  (log-distance) or the medium default.
+* ``cfo_hz = lo_tx (1 + ppm_tx 1e-6) - lo_rx (1 + ppm_rx 1e-6)``; one oscillator per radio
+  drives both LO and sample clock, so the sample-rate offset is ``ppm_tx - ppm_rx`` too.
+  ``phase_rad = phi_tx - phi_rx``: each radio's LO phase is drawn anew at every retune.
+  ``t`` is medium time in seconds.
+* ``w``: receiver noise referred to the ADC, complex white Gaussian of power
+  ``10**((noise_dbfs + rx_gain_db)/10)`` (full scale: a complex tone with |I|,|Q| peaking
+  at 1 has power 1 = 0 dBFS). ``noise_dbfs`` is the receiver's input noise as it would
+  appear at 0 dB RX gain: the simple noise-figure model is that the front-end noise is
+  amplified with the signal, so raising the RX gain raises the noise equally (SNR stays
+  put) until ADC clipping; lowering it lets ADC quantization noise dominate.
+* ``ADC``: 12-bit quantization with clipping at +-1 per I and Q.
+
+A signal couples only if the transmitter's nominal LO lies within the receiver's RF
+bandwidth (``|lo_tx - lo_rx| <= rf_bandwidth_hz / 2``). A radio does not hear itself
+unless a link to itself is set with :meth:`SharedMedium.set_link`.
+
+Time model. The medium has a clock :attr:`SharedMedium.now_s`. Deterministic mode (the
+default) advances it only when a port receives (to the time the last buffer it read was
+complete) or by :meth:`SharedMedium.advance`; every random draw comes from the medium's
+seeded generator (:mod:`phy.rng`), so a seed reproduces everything, including noise.
+Real-time mode (``realtime=True``) uses wall time, and a read blocks until its samples
+exist. A transmission starts at (clock at the transmit call) + the radio's start
+latency: a per-radio constant drawn at :meth:`SharedMedium.add_radio` (default
+U(0, 2 ms)) plus a per-transmission jitter U(0, ``start_jitter_s``) (default 0). Stock
+Plutos start buffers with USB/driver jitter; if that jitter exceeds a fraction of a
+sample, a transmitter cannot pre-compensate its timing (the next buffer lands somewhere
+else), so over-the-air sums cannot be aligned on stock firmware. The closed loop of this
+stack measures and removes the *constant* part, which is why the default jitter is 0;
+raise it to study the failure.
+
+Receive streaming behaves like the Pluto's kernel buffers: the RX stream (started at a
+port's first :meth:`MediumPort.receive`) is cut into buffers of ``rx_buffer_size``
+samples; at most ``kernel_buffers`` filled buffers are held; a late reader first gets the
+stale (old) buffers, then fresh ones; buffers older than that are dropped and
+:attr:`MediumPort.overflows` counts them. :meth:`MediumPort.capture` is pure: the ADC
+output for any window (it uses the *current* settings of all radios and links applied
+to the transmission history kept for ``history_s`` seconds).
+
+Media are registered by name (:func:`register_medium`) so ``sim://<medium>/<radio>``
+radio URIs resolve (see :mod:`radio.sim`). All medium state is guarded by one lock.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.constants import speed_of_light
+
+from phy.channel import ChannelModel, log_distance_path_loss_db, make_channel_model
+from phy.impairments import FarrowInterpolator, adc_quantize, dac_quantize
+from phy.rng import RngLike, derive_seed, make_rng, spawn
+
+__all__ = [
+    "LinkTruth",
+    "MediumPort",
+    "SharedMedium",
+    "Transmission",
+    "get_medium",
+    "register_medium",
+    "unregister_medium",
+]
+
+_NOISE_BLOCK = 1 << 16  # samples per counter-based noise block
+_ROT_BLOCK = 256  # rotation computed as outer product of blocks of this length
+
+
+def _finite(name: str, value: float) -> float:
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def _positive(name: str, value: float) -> float:
+    value = _finite(name, value)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def _count(name: str, value: int, minimum: int) -> int:
+    if isinstance(value, bool) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _rotation(n: int, cycles0: float, dcycles: float, scale: complex) -> np.ndarray:
+    """``scale * exp(j 2 pi (cycles0 + m dcycles))`` for ``m = 0..n-1`` as complex64,
+    computed as an outer product of a short base and block starts (one multiply/sample)."""
+    nb = -(-n // _ROT_BLOCK)
+    base = np.exp(2j * np.pi * np.mod(dcycles * np.arange(_ROT_BLOCK), 1.0)).astype(np.complex64)
+    blocks = scale * np.exp(
+        2j * np.pi * np.mod(cycles0 + dcycles * _ROT_BLOCK * np.arange(nb), 1.0)
+    )
+    return (blocks.astype(np.complex64)[:, None] * base[None, :]).ravel()[:n]
+
+
+@dataclass
+class Transmission:
+    """One transmit buffer on the air (times in medium seconds).
+
+    Attributes:
+        samples: DAC output samples, complex64 ``(n,)`` (quantized, |I|,|Q| <= 1).
+        cyclic: repeat until ``end_s`` (True) or play once (False).
+        start_s: time the first sample leaves the antenna.
+        sample_rate_hz: the transmitter's actual sample clock, samples/s.
+        latency_s: ``start_s`` minus the clock at the transmit call.
+        end_s: stop time (inf for a cyclic buffer still playing; for one-shot the
+            natural end or the time it was cut off).
+    """
+
+    samples: np.ndarray
+    cyclic: bool
+    start_s: float
+    sample_rate_hz: float
+    latency_s: float
+    end_s: float = math.inf
+    _interp: FarrowInterpolator | None = field(default=None, repr=False)
+
+    @property
+    def interpolator(self) -> FarrowInterpolator:
+        """The cached band-limited interpolator of the samples (built on first use)."""
+        if self._interp is None:
+            self._interp = FarrowInterpolator(self.samples, cyclic=self.cyclic)
+        return self._interp
+
+
+@dataclass(frozen=True)
+class LinkTruth:
+    """Genie view of the link ``tx -> rx`` with the current settings.
+
+    ``gain`` = fading * path loss * TX attenuation * RX gain (complex amplitude, without
+    LO phases); ``phase_rad`` = LO phase difference; ``cfo_hz``, ``sro_ppm`` =
+    ``(fs_tx / fs_rx - 1) 1e6``; ``delay_s`` propagation delay; ``start_s`` /
+    ``latency_s`` of tx's latest transmission (None if it never transmitted);
+    ``coupled`` whether the LOs are within the receiver's bandwidth.
+    """
+
+    tx: str
+    rx: str
+    gain: complex
+    fading: complex
+    path_loss_db: float
+    phase_rad: float
+    cfo_hz: float
+    sro_ppm: float
+    delay_s: float
+    start_s: float | None
+    latency_s: float | None
+    coupled: bool
+
+
+@dataclass
+class _Link:
+    fading: complex
+    pinned: bool = False  # gain fixed by set_link: not redrawn
+    path_loss_db: float | None = None
+    delay_s: float | None = None
+
+
+class MediumPort:
+    """One radio on a :class:`SharedMedium` (create with :meth:`SharedMedium.add_radio`).
+
+    Settings are properties (units in the names); setting ``lo_hz`` draws a new random LO
+    phase; changing ``sample_rate_hz`` or ``rx_buffer_size`` restarts the RX stream.
+    """
+
+    def __init__(
+        self,
+        medium: SharedMedium,
+        name: str,
+        rng: np.random.Generator,
+        *,
+        ppm: float,
+        latency_s: float,
+        position: tuple[float, float, float] | None,
+        lo_hz: float,
+        sample_rate_hz: float,
+        rf_bandwidth_hz: float | None,
+        tx_attenuation_db: float,
+        rx_gain_db: float,
+        rx_buffer_size: int,
+        kernel_buffers: int,
+    ) -> None:
+        self.medium = medium
+        self.name = name
+        self._rng = rng
+        self._noise_key = derive_seed(rng)
+        self._noise_cache: dict[int, np.ndarray] = {}
+        self._ppm = _finite("ppm", ppm)
+        self._latency_s = self._check_latency(latency_s)
+        self._position = self._check_position(position)
+        self._lo_hz = _positive("lo_hz", lo_hz)
+        self._lo_phase = float(rng.uniform(0.0, 2.0 * np.pi))
+        self._sample_rate_hz = _positive("sample_rate_hz", sample_rate_hz)
+        self._rf_bandwidth_hz = (
+            None if rf_bandwidth_hz is None else _positive("rf_bandwidth_hz", rf_bandwidth_hz)
+        )
+        self._tx_attenuation_db = self._check_attenuation(tx_attenuation_db)
+        self._rx_gain_db = _finite("rx_gain_db", rx_gain_db)
+        self._rx_buffer_size = _count("rx_buffer_size", rx_buffer_size, 1)
+        self._kernel_buffers = _count("kernel_buffers", kernel_buffers, 1)
+        self._history: list[Transmission] = []
+        self._stream_t0: float | None = None
+        self._rx_pos = 0
+        self._overflows = 0
+
+    # ----------------------------------------------------------------- validation
+    @staticmethod
+    def _check_latency(value: float) -> float:
+        value = _finite("latency_s", value)
+        if value < 0:
+            raise ValueError(f"latency_s must be >= 0, got {value}")
+        return value
+
+    @staticmethod
+    def _check_attenuation(value: float) -> float:
+        value = _finite("tx_attenuation_db", value)
+        if value < 0:
+            raise ValueError(f"tx_attenuation_db must be >= 0 (an attenuation), got {value}")
+        return value
+
+    @staticmethod
+    def _check_position(position: tuple[float, float, float] | None) -> np.ndarray | None:
+        if position is None:
+            return None
+        pos = np.asarray(position, dtype=float)
+        if pos.shape not in ((2,), (3,)) or not np.all(np.isfinite(pos)):
+            raise ValueError(f"position must be 2 or 3 finite metres, got {position!r}")
+        return np.pad(pos, (0, 3 - pos.size))
+
+    # ----------------------------------------------------------------- properties
+    @property
+    def ppm(self) -> float:
+        """Oscillator error, parts per million (scales LO and sample clock)."""
+        return self._ppm
+
+    @ppm.setter
+    def ppm(self, value: float) -> None:
+        with self.medium.lock:
+            self._ppm = _finite("ppm", value)
+
+    @property
+    def latency_s(self) -> float:
+        """Constant part of the transmit start latency, seconds (>= 0)."""
+        return self._latency_s
+
+    @latency_s.setter
+    def latency_s(self, value: float) -> None:
+        with self.medium.lock:
+            self._latency_s = self._check_latency(value)
+
+    @property
+    def position(self) -> np.ndarray | None:
+        """Antenna position (x, y, z) in metres, or None (then links use set values)."""
+        return None if self._position is None else self._position.copy()
+
+    @position.setter
+    def position(self, value: tuple[float, float, float] | None) -> None:
+        with self.medium.lock:
+            self._position = self._check_position(value)
+
+    @property
+    def lo_hz(self) -> float:
+        """Nominal LO frequency, Hz (TX and RX). Setting it draws a new LO phase."""
+        return self._lo_hz
+
+    @lo_hz.setter
+    def lo_hz(self, value: float) -> None:
+        with self.medium.lock:
+            self._lo_hz = _positive("lo_hz", value)
+            self._lo_phase = float(self._rng.uniform(0.0, 2.0 * np.pi))
+
+    @property
+    def lo_phase_rad(self) -> float:
+        """Current random LO phase, radians (genie value)."""
+        return self._lo_phase
+
+    @property
+    def sample_rate_hz(self) -> float:
+        """Nominal sample rate, samples/s (the actual clock is off by ``ppm``)."""
+        return self._sample_rate_hz
+
+    @sample_rate_hz.setter
+    def sample_rate_hz(self, value: float) -> None:
+        with self.medium.lock:
+            self._sample_rate_hz = _positive("sample_rate_hz", value)
+            self._stream_t0 = None
+
+    @property
+    def actual_sample_rate_hz(self) -> float:
+        """The sample clock including the oscillator error, samples/s."""
+        return self._sample_rate_hz * (1.0 + self._ppm * 1e-6)
+
+    @property
+    def rf_bandwidth_hz(self) -> float:
+        """RF bandwidth, Hz (defaults to the sample rate)."""
+        return self._sample_rate_hz if self._rf_bandwidth_hz is None else self._rf_bandwidth_hz
+
+    @rf_bandwidth_hz.setter
+    def rf_bandwidth_hz(self, value: float | None) -> None:
+        with self.medium.lock:
+            self._rf_bandwidth_hz = None if value is None else _positive("rf_bandwidth_hz", value)
+
+    @property
+    def tx_attenuation_db(self) -> float:
+        """TX attenuation, dB >= 0 (signal amplitude scales by 10**(-dB/20))."""
+        return self._tx_attenuation_db
+
+    @tx_attenuation_db.setter
+    def tx_attenuation_db(self, value: float) -> None:
+        with self.medium.lock:
+            self._tx_attenuation_db = self._check_attenuation(value)
+
+    @property
+    def rx_gain_db(self) -> float:
+        """RX gain, dB (scales received signal and front-end noise alike)."""
+        return self._rx_gain_db
+
+    @rx_gain_db.setter
+    def rx_gain_db(self, value: float) -> None:
+        with self.medium.lock:
+            self._rx_gain_db = _finite("rx_gain_db", value)
+
+    @property
+    def rx_buffer_size(self) -> int:
+        """Samples per RX kernel buffer (setting it restarts the RX stream)."""
+        return self._rx_buffer_size
+
+    @rx_buffer_size.setter
+    def rx_buffer_size(self, value: int) -> None:
+        with self.medium.lock:
+            self._rx_buffer_size = _count("rx_buffer_size", value, 1)
+            self._stream_t0 = None
+
+    @property
+    def kernel_buffers(self) -> int:
+        """How many filled RX buffers the kernel holds before dropping old ones."""
+        return self._kernel_buffers
+
+    @kernel_buffers.setter
+    def kernel_buffers(self, value: int) -> None:
+        with self.medium.lock:
+            self._kernel_buffers = _count("kernel_buffers", value, 1)
+
+    @property
+    def overflows(self) -> int:
+        """Number of RX buffers dropped because the reader fell behind."""
+        return self._overflows
+
+    @property
+    def transmission(self) -> Transmission | None:
+        """The latest transmission (possibly finished), or None."""
+        return self._history[-1] if self._history else None
+
+    # ----------------------------------------------------------------- transmit
+    def transmit(self, samples: np.ndarray, cyclic: bool = False) -> Transmission:
+        """Put ``samples`` (complex ``(n,)``, full scale 1.0 per I/Q; values beyond are
+        clipped by the DAC) on the air, cyclically or once. Starts at the clock plus this
+        radio's start latency; replaces any transmission still playing at that time."""
+        x = np.asarray(samples)
+        if x.ndim != 1 or x.size == 0:
+            raise ValueError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError("samples contain NaN or inf")
+        x = dac_quantize(x.astype(np.complex64))
+        with self.medium.lock:
+            now = self.medium.now_s
+            jitter = self.medium.start_jitter_s
+            latency = self._latency_s + (float(self._rng.uniform(0.0, jitter)) if jitter else 0.0)
+            fs = self.actual_sample_rate_hz
+            tr = Transmission(x, bool(cyclic), now + latency, fs, latency)
+            if not cyclic:
+                tr.end_s = tr.start_s + x.size / fs
+            for old in self._history:
+                old.end_s = min(old.end_s, max(tr.start_s, old.start_s))
+            self._history = [t for t in self._history if t.end_s > now - self.medium.history_s] + [
+                tr
+            ]
+            return tr
+
+    def stop_transmit(self) -> None:
+        """Stop transmitting now (a no-op when idle)."""
+        with self.medium.lock:
+            now = self.medium.now_s
+            for tr in self._history:
+                tr.end_s = min(tr.end_s, max(now, tr.start_s))
+
+    # ----------------------------------------------------------------- receive
+    def held_buffers(self) -> int:
+        """Filled RX buffers waiting in the kernel now (0 before the first receive)."""
+        with self.medium.lock:
+            if self._stream_t0 is None:
+                return 0
+            self._drop_overflowed()
+            filled = self._filled_samples()
+            return max(0, (filled - self._rx_pos) // self._rx_buffer_size)
+
+    def _filled_samples(self) -> int:
+        fs = self.actual_sample_rate_hz
+        b = self._rx_buffer_size
+        return int(math.floor((self.medium.now_s - self._stream_t0) * fs / b + 1e-9)) * b
+
+    def _drop_overflowed(self) -> None:
+        b = self._rx_buffer_size
+        oldest_held = self._filled_samples() - self._kernel_buffers * b
+        if self._rx_pos < oldest_held:
+            first_buffer = (self._rx_pos // b) * b
+            self._overflows += (oldest_held - first_buffer) // b
+            self._rx_pos = oldest_held
+
+    def receive(self, n: int) -> np.ndarray:
+        """Next ``n`` samples of the RX stream (complex64, full scale 1.0), with kernel
+        buffer semantics: stale buffers first, dropped buffers counted in
+        :attr:`overflows`. Deterministic mode advances the clock to the time the last
+        needed buffer is complete; real-time mode sleeps until then."""
+        n = _count("n", n, 0)
+        medium = self.medium
+        with medium.lock:
+            fs = self.actual_sample_rate_hz
+            b = self._rx_buffer_size
+            if self._stream_t0 is None:  # align the stream to this receiver's sample grid
+                self._stream_t0 = math.ceil(medium.now_s * fs) / fs
+                self._rx_pos = 0
+            self._drop_overflowed()
+            start_s = self._stream_t0 + self._rx_pos / fs
+            end = self._rx_pos + n
+            ready_s = self._stream_t0 + (-(-end // b)) * b / fs
+            self._rx_pos = end
+            if not medium.realtime:
+                medium._clock = max(medium._clock, ready_s)
+        if medium.realtime:
+            delay = ready_s - medium.now_s
+            if delay > 0:
+                time.sleep(delay)
+        return self.capture(start_s, n)
+
+    def capture(self, start_s: float, n: int) -> np.ndarray:
+        """What this receiver's ADC produces for ``n`` of its samples starting at medium
+        time ``start_s`` (seconds); complex64 ``(n,)``. Pure: no clock or stream change."""
+        start_s = _finite("start_s", start_s)
+        n = _count("n", n, 0)
+        return self.medium._render(self, start_s, n)
+
+    def _unit_noise(self, first: int, n: int) -> np.ndarray:
+        """Unit-power complex Gaussian noise for absolute sample indices first..first+n-1,
+        counter-based (the same index always gives the same value)."""
+        out = np.empty(n, np.complex64)
+        pos = 0
+        while pos < n:
+            idx = first + pos
+            block, offset = divmod(idx, _NOISE_BLOCK)
+            values = self._noise_cache.get(block)
+            if values is None:
+                seq = np.random.SeedSequence([self._noise_key, block % (1 << 64)])
+                gen = np.random.Generator(np.random.SFC64(seq))
+                values = gen.standard_normal(2 * _NOISE_BLOCK, dtype=np.float32)
+                values *= np.float32(np.sqrt(0.5))
+                values = values.view(np.complex64)
+                if len(self._noise_cache) >= 8:
+                    self._noise_cache.pop(next(iter(self._noise_cache)))
+                self._noise_cache[block] = values
+            take = min(n - pos, _NOISE_BLOCK - offset)
+            out[pos : pos + take] = values[offset : offset + take]
+            pos += take
+        return out
+
+
+class SharedMedium:
+    """The air shared by radios (see the module docstring for the signal model).
+
+    Args:
+        seed: anything :func:`phy.rng.make_rng` accepts; reproduces every random draw.
+        channel_model: name in :data:`phy.channel.CHANNEL_MODELS` or a ChannelModel.
+        noise_dbfs: receiver input noise power, dB relative to full scale at 0 dB RX gain.
+        default_path_loss_db: path loss of links with neither a set value nor positions.
+        path_loss_exponent: log-distance exponent for links between positioned radios.
+        ppm_range: default oscillator errors are drawn U(-ppm_range, ppm_range).
+        latency_range_s: default constant start latencies are drawn U(lo, hi), seconds.
+        start_jitter_s: per-transmission extra latency U(0, start_jitter_s), seconds.
+        shared_reference: all radios share one oscillator (one ppm draw for all: no
+            CFO or sample-rate offset, LO phases still random).
+        realtime: clock = wall time (blocking reads) instead of the deterministic clock.
+        history_s: how long finished transmissions are kept for stale/past captures.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: RngLike = None,
+        channel_model: str | ChannelModel = "rayleigh",
+        noise_dbfs: float = -100.0,
+        default_path_loss_db: float = 60.0,
+        path_loss_exponent: float = 2.0,
+        ppm_range: float = 25.0,
+        latency_range_s: tuple[float, float] = (0.0, 2e-3),
+        start_jitter_s: float = 0.0,
+        shared_reference: bool = False,
+        realtime: bool = False,
+        history_s: float = 10.0,
+    ) -> None:
+        root = make_rng(seed)
+        self._radio_seed_rng, self._fading_rng, ref_rng = spawn(root, 3)
+        self.channel_model = (
+            make_channel_model(channel_model) if isinstance(channel_model, str) else channel_model
+        )
+        if not isinstance(self.channel_model, ChannelModel):
+            raise TypeError(f"channel_model must be a name or ChannelModel, got {channel_model!r}")
+        self.noise_dbfs = _finite("noise_dbfs", noise_dbfs)
+        self.default_path_loss_db = _finite("default_path_loss_db", default_path_loss_db)
+        self.path_loss_exponent = _positive("path_loss_exponent", path_loss_exponent)
+        self.ppm_range = _finite("ppm_range", ppm_range)
+        if self.ppm_range < 0:
+            raise ValueError(f"ppm_range must be >= 0, got {ppm_range}")
+        lo, hi = (_finite("latency_range_s", v) for v in latency_range_s)
+        if not 0 <= lo <= hi:
+            raise ValueError(f"latency_range_s must satisfy 0 <= lo <= hi, got {latency_range_s}")
+        self.latency_range_s = (lo, hi)
+        self.start_jitter_s = _finite("start_jitter_s", start_jitter_s)
+        if self.start_jitter_s < 0:
+            raise ValueError(f"start_jitter_s must be >= 0, got {start_jitter_s}")
+        self.shared_reference = bool(shared_reference)
+        self._reference_ppm = float(ref_rng.uniform(-self.ppm_range, self.ppm_range))
+        self.realtime = bool(realtime)
+        self.history_s = _positive("history_s", history_s)
+        self.lock = threading.RLock()
+        self._clock = 0.0
+        self._wall0 = time.monotonic()
+        self._ports: dict[str, MediumPort] = {}
+        self._links: dict[tuple[str, str], _Link] = {}
+
+    # ----------------------------------------------------------------- time
+    @property
+    def now_s(self) -> float:
+        """Medium time, seconds (wall time since creation in real-time mode)."""
+        if self.realtime:
+            return time.monotonic() - self._wall0
+        return self._clock
+
+    def advance(self, seconds: float) -> None:
+        """Advance the deterministic clock by ``seconds`` (>= 0)."""
+        seconds = _finite("seconds", seconds)
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        if self.realtime:
+            raise RuntimeError("advance() is for deterministic mode; real-time follows the wall")
+        with self.lock:
+            self._clock += seconds
+
+    # ----------------------------------------------------------------- radios
+    def add_radio(
+        self,
+        name: str,
+        *,
+        ppm: float | None = None,
+        latency_s: float | None = None,
+        position: tuple[float, float, float] | None = None,
+        lo_hz: float = 915e6,
+        sample_rate_hz: float = 1e6,
+        rf_bandwidth_hz: float | None = None,
+        tx_attenuation_db: float = 10.0,
+        rx_gain_db: float = 30.0,
+        rx_buffer_size: int = 16384,
+        kernel_buffers: int = 4,
+    ) -> MediumPort:
+        """Add radio ``name`` and return its port. ``ppm`` (default drawn U(+-ppm_range),
+        or the shared reference) and ``latency_s`` (default drawn from latency_range_s)
+        come from the medium's seeded generator; other arguments are initial settings."""
+        if not isinstance(name, str) or not name or "/" in name:
+            raise ValueError(f"radio name must be a non-empty string without '/', got {name!r}")
+        with self.lock:
+            if name in self._ports:
+                raise ValueError(f"radio {name!r} already exists on this medium")
+            rng = spawn(self._radio_seed_rng, 1)[0]
+            drawn_ppm = float(rng.uniform(-self.ppm_range, self.ppm_range))
+            drawn_latency = float(rng.uniform(*self.latency_range_s))
+            if ppm is None:
+                ppm = self._reference_ppm if self.shared_reference else drawn_ppm
+            port = MediumPort(
+                self,
+                name,
+                rng,
+                ppm=ppm,
+                latency_s=drawn_latency if latency_s is None else latency_s,
+                position=position,
+                lo_hz=lo_hz,
+                sample_rate_hz=sample_rate_hz,
+                rf_bandwidth_hz=rf_bandwidth_hz,
+                tx_attenuation_db=tx_attenuation_db,
+                rx_gain_db=rx_gain_db,
+                rx_buffer_size=rx_buffer_size,
+                kernel_buffers=kernel_buffers,
+            )
+            self._ports[name] = port
+            return port
+
+    def port(self, name: str) -> MediumPort:
+        """The port of radio ``name`` (KeyError with the known names otherwise)."""
+        try:
+            return self._ports[name]
+        except KeyError:
+            raise KeyError(
+                f"no radio {name!r} on this medium; have {sorted(self._ports)}"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._ports
+
+    @property
+    def radios(self) -> list[str]:
+        """Names of the radios on the medium, in insertion order."""
+        return list(self._ports)
+
+    def remove_radio(self, name: str) -> None:
+        """Remove radio ``name`` and its links."""
+        with self.lock:
+            self.port(name)
+            del self._ports[name]
+            self._links = {k: v for k, v in self._links.items() if name not in k}
+
+    # ----------------------------------------------------------------- links
+    def _link(self, tx: str, rx: str, create: bool = True) -> _Link | None:
+        key = (tx, rx)
+        link = self._links.get(key)
+        if link is None and create and tx != rx:
+            fading = complex(self.channel_model.generate((1,), self._fading_rng)[0])
+            link = self._links[key] = _Link(fading)
+        return link
+
+    def set_link(
+        self,
+        tx: str,
+        rx: str,
+        gain: complex | None = None,
+        path_loss_db: float | None = None,
+        delay_s: float | None = None,
+    ) -> None:
+        """Set the link ``tx -> rx``: ``gain`` pins the complex fading coefficient (not
+        redrawn by :meth:`redraw_fading`), ``path_loss_db`` its path loss (dB, finite),
+        ``delay_s`` its propagation delay (>= 0 s). None leaves a value unchanged. Also
+        enables a self-link when ``tx == rx``."""
+        with self.lock:
+            self.port(tx), self.port(rx)
+            link = self._link(tx, rx) or self._links.setdefault((tx, rx), _Link(1.0 + 0j))
+            if gain is not None:
+                g = complex(gain)
+                if not (math.isfinite(g.real) and math.isfinite(g.imag)):
+                    raise ValueError(f"gain must be finite, got {gain!r}")
+                link.fading, link.pinned = g, True
+            if path_loss_db is not None:
+                link.path_loss_db = _finite("path_loss_db", path_loss_db)
+            if delay_s is not None:
+                d = _finite("delay_s", delay_s)
+                if d < 0:
+                    raise ValueError(f"delay_s must be >= 0, got {delay_s}")
+                link.delay_s = d
+
+    def redraw_fading(self) -> None:
+        """Draw new block-fading coefficients for every link not pinned by set_link."""
+        with self.lock:
+            for link in self._links.values():
+                if not link.pinned:
+                    link.fading = complex(self.channel_model.generate((1,), self._fading_rng)[0])
+
+    def _path_loss_db(self, tx: MediumPort, rx: MediumPort, link: _Link) -> float:
+        if link.path_loss_db is not None:
+            return link.path_loss_db
+        if tx._position is not None and rx._position is not None:
+            d = float(np.linalg.norm(tx._position - rx._position))
+            if d > 0:
+                return float(
+                    log_distance_path_loss_db(d, rx._lo_hz, exponent=self.path_loss_exponent)
+                )
+        return self.default_path_loss_db
+
+    def _delay_s(self, tx: MediumPort, rx: MediumPort, link: _Link) -> float:
+        if link.delay_s is not None:
+            return link.delay_s
+        if tx._position is not None and rx._position is not None:
+            return float(np.linalg.norm(tx._position - rx._position)) / speed_of_light
+        return 0.0
+
+    def noise_power(self, rx: str) -> float:
+        """Receiver noise power at rx's ADC (full-scale units, linear), without ADC
+        quantization noise: ``10**((noise_dbfs + rx_gain_db)/10)``."""
+        return 10.0 ** ((self.noise_dbfs + self.port(rx)._rx_gain_db) / 10.0)
+
+    def set_link_snr(self, tx: str, rx: str, snr_db: float, signal_power: float = 1.0) -> float:
+        """Set the path loss of ``tx -> rx`` so that a transmit signal of power
+        ``signal_power`` (E|x|^2 in full-scale units) arrives with ``snr_db`` over the
+        receiver noise, given the link's current fading and both radios' current
+        attenuation (RX gain cancels). Returns the path loss set, dB."""
+        snr_db = _finite("snr_db", snr_db)
+        signal_power = _positive("signal_power", signal_power)
+        with self.lock:
+            txp = self.port(tx)
+            self.port(rx)
+            link = self._link(tx, rx) or self._links.setdefault((tx, rx), _Link(1.0 + 0j))
+            fading_db = 10.0 * math.log10(max(abs(link.fading) ** 2, 1e-300))
+            loss = (
+                10.0 * math.log10(signal_power)
+                + fading_db
+                - txp._tx_attenuation_db
+                - self.noise_dbfs
+                - snr_db
+            )
+            link.path_loss_db = loss
+            return loss
+
+    def link_truth(self, tx: str, rx: str) -> LinkTruth:
+        """Genie truth of the link ``tx -> rx`` with the current settings."""
+        with self.lock:
+            txp, rxp = self.port(tx), self.port(rx)
+            link = self._link(tx, rx)
+            if link is None:
+                raise ValueError(f"no link {tx!r} -> {rx!r} (self-links must be set explicitly)")
+            pl = self._path_loss_db(txp, rxp, link)
+            gain = link.fading * 10.0 ** ((-pl - txp._tx_attenuation_db + rxp._rx_gain_db) / 20.0)
+            cfo = txp._lo_hz * (1.0 + txp._ppm * 1e-6) - rxp._lo_hz * (1.0 + rxp._ppm * 1e-6)
+            last = txp.transmission
+            return LinkTruth(
+                tx=tx,
+                rx=rx,
+                gain=complex(gain),
+                fading=link.fading,
+                path_loss_db=pl,
+                phase_rad=float(np.mod(txp._lo_phase - rxp._lo_phase, 2.0 * np.pi)),
+                cfo_hz=cfo,
+                sro_ppm=(txp.actual_sample_rate_hz / rxp.actual_sample_rate_hz - 1.0) * 1e6,
+                delay_s=self._delay_s(txp, rxp, link),
+                start_s=None if last is None else last.start_s,
+                latency_s=None if last is None else last.latency_s,
+                coupled=abs(txp._lo_hz - rxp._lo_hz) <= rxp.rf_bandwidth_hz / 2.0,
+            )
+
+    # ----------------------------------------------------------------- rendering
+    def _render(self, rx: MediumPort, start_s: float, n: int) -> np.ndarray:
+        """The ADC output of ``rx`` for ``n`` samples from ``start_s`` (see module doc)."""
+        with self.lock:
+            fs_rx = rx.actual_sample_rate_hz
+            end_s = start_s + n / fs_rx
+            noise_std = math.sqrt(self.noise_power(rx.name))
+            first_index = int(round(start_s * fs_rx))
+            jobs = []
+            for txp in self._ports.values():
+                link = self._link(txp.name, rx.name, create=txp is not rx)
+                if link is None or not txp._history:
+                    continue
+                truth = self.link_truth(txp.name, rx.name)
+                if not truth.coupled or truth.gain == 0:
+                    continue
+                for tr in txp._history:
+                    if tr.start_s + truth.delay_s < end_s and tr.end_s + truth.delay_s > start_s:
+                        jobs.append((tr, truth))
+        acc = np.zeros(n, np.complex64)
+        for tr, truth in jobs:
+            self._add_transmission(acc, tr, truth, start_s, fs_rx)
+        if noise_std > 0:
+            acc += np.float32(noise_std) * rx._unit_noise(first_index, n)
+        return adc_quantize(acc)
+
+    @staticmethod
+    def _add_transmission(
+        acc: np.ndarray, tr: Transmission, truth: LinkTruth, start_s: float, fs_rx: float
+    ) -> None:
+        """Add one transmission's contribution to ``acc`` (rx samples from ``start_s``)."""
+        n = acc.size
+        fs_tx = tr.sample_rate_hz
+        ratio = fs_tx / fs_rx
+        eps = ratio - 1.0
+        # tx sample position of rx sample m: p0 + m * ratio
+        p0 = (start_s - truth.delay_s - tr.start_s) * fs_tx
+        interp = tr.interpolator
+        half = interp.taps // 2
+        # rx samples whose time lies in [start, end) of the transmission (+ ringing tails)
+        t_lo = tr.start_s + truth.delay_s
+        t_hi = tr.end_s + truth.delay_s
+        if not tr.cyclic:
+            t_lo -= half / fs_tx
+            t_hi = min(t_hi, tr.start_s + truth.delay_s + (tr.samples.size + half) / fs_tx)
+        m_lo = max(0, math.ceil((t_lo - start_s) * fs_rx - 1e-9))
+        m_hi = n if math.isinf(t_hi) else min(n, math.ceil((t_hi - start_s) * fs_rx - 1e-9))
+        if m_hi <= m_lo:
+            return
+        # runs where floor(p0 + m*ratio) - m = floor(p0 + m*eps) is constant
+        values = np.empty(m_hi - m_lo, np.complex64)
+        m = m_lo
+        while m < m_hi:
+            q = p0 + m * eps
+            c = math.floor(q)
+            if eps > 0:
+                m_next = min(m_hi, max(m + 1, math.ceil((c + 1 - p0) / eps)))
+            elif eps < 0:
+                m_next = min(m_hi, max(m + 1, math.floor((c - p0) / eps) + 1))
+            else:
+                m_next = m_hi
+            values[m - m_lo : m_next - m_lo] = interp.run(m + c, q - c, eps, m_next - m)
+            m = m_next
+        cycles0 = truth.cfo_hz * (start_s + m_lo / fs_rx)
+        scale = truth.gain * np.exp(1j * truth.phase_rad)
+        values *= _rotation(values.size, cycles0 % 1.0, truth.cfo_hz / fs_rx, scale)
+        acc[m_lo:m_hi] += values
+
+
+_MEDIA: dict[str, SharedMedium] = {}
+_MEDIA_LOCK = threading.Lock()
+
+
+def register_medium(name: str, medium: SharedMedium) -> SharedMedium:
+    """Register ``medium`` under ``name`` (replacing any previous one) and return it."""
+    if not isinstance(name, str) or not name or "/" in name:
+        raise ValueError(f"medium name must be a non-empty string without '/', got {name!r}")
+    if not isinstance(medium, SharedMedium):
+        raise TypeError(f"medium must be a SharedMedium, got {type(medium).__name__}")
+    with _MEDIA_LOCK:
+        _MEDIA[name] = medium
+    return medium
+
+
+def get_medium(name: str) -> SharedMedium:
+    """The medium registered as ``name`` (KeyError listing the known names otherwise)."""
+    with _MEDIA_LOCK:
+        if name not in _MEDIA:
+            raise KeyError(f"no medium registered as {name!r}; have {sorted(_MEDIA)}")
+        return _MEDIA[name]
+
+
+def unregister_medium(name: str) -> None:
+    """Forget the medium registered as ``name`` (no-op if absent)."""
+    with _MEDIA_LOCK:
+        _MEDIA.pop(name, None)
