@@ -418,6 +418,15 @@ class MediumPort:
             filled = self._filled_samples()
             return max(0, (filled - self._rx_pos) // self._rx_buffer_size)
 
+    def flush(self) -> int:
+        """Discard the filled RX buffers held now (as reading and dropping them would) and
+        return how many were discarded; the next :meth:`receive` starts at the buffer being
+        filled."""
+        with self.medium.lock:
+            held = self.held_buffers()
+            self._rx_pos += held * self._rx_buffer_size
+            return held
+
     def _filled_samples(self) -> int:
         fs = self.actual_sample_rate_hz
         b = self._rx_buffer_size
