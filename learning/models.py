@@ -181,7 +181,9 @@ class RawCodec:
         if x.ndim != 4 or x.shape[0] < 1:
             raise ValueError(f"x must have shape (N, C, H, W) with N >= 1, got {tuple(x.shape)}")
         mean = x.mean(dim=0)
-        power = float((x - mean).pow(2).mean())
+        n = mean.numel()
+        # mean square over the payload, counting the zero appended when n is odd
+        power = float((x - mean).pow(2).mean()) * n / (n + n % 2)
         return cls(mean, (2.0 * power) ** 0.5 if power > 0 else 1.0)
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
