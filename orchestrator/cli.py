@@ -18,6 +18,7 @@ import sys
 #: sub-command name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("phy.demo", "run the default experiment (for now: the OTA PHY demonstration)"),
+    "virtual-pluto": ("hardware.virtual_pluto", "serve N virtual PlutoSDRs on one sim. medium"),
     "keys": ("orchestrator.keys", "create CurveZMQ key pairs for the orchestrator and N nodes"),
 }
 

@@ -1,0 +1,378 @@
+"""Virtual ADALM-PLUTO radios: the AD9361 device model served over IIOD, with its RF
+side on a :class:`phy.medium.SharedMedium`.
+
+* :class:`VirtualPluto` - one radio: :class:`~hardware.ad9361_model.AD9361Model` +
+  :class:`~phy.medium.MediumPort` + :class:`~hardware.iiod.IIODServer`. Device attribute
+  writes are applied to the port physically (LO retune -> new LO phase, sample rate, RF
+  bandwidth, RX gain, TX attenuation, XO correction -> oscillator error); RX buffers
+  stream from the port (stale kernel buffers, overflow in real-time mode, 12-bit
+  samples ``le:S12/16>>0``), TX buffers (16-bit words, the DAC keeps the 12 MSBs) go
+  on the air cyclically or once. Slow/fast-attack AGC adjusts the RX gain per buffer.
+* :class:`VirtualPlutoLab` - N radios on one medium (a context manager), one TCP port
+  each, URIs ``ip:127.0.0.1:PORT``.
+* ``airmix virtual-pluto --radios N [--seed S] [--realtime] [--base-port P]`` - this
+  module's :func:`add_arguments`/:func:`main`.
+
+Known simplifications (the medium has one LO, one sample clock and one bandwidth per
+radio): the port follows the LO written last (RX_LO or TX_LO), the RX RF bandwidth,
+and one FPGA /8 rate for both directions; DDS tones and the chip loopback modes are
+kept as attributes but not rendered on the air; one-shot TX buffers start when pushed
+(a new push replaces one still playing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import math
+import signal
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+from hardware.ad9361_model import AD9361Model
+from hardware.iiod import (
+    BufferBackend,
+    BufferSession,
+    Device,
+    IIODServer,
+    IIOError,
+    deinterleave,
+    interleave,
+    sample_size,
+)
+from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
+
+RX_FULL_SCALE = 2048  # 12-bit ADC codes, le:S12/16>>0
+TX_FULL_SCALE = 32768  # 16-bit DAC words, 12 MSBs used
+AGC_TARGET_DBFS = -15.0
+AGC_SLOW_STEP_DB = 3.0
+DEFAULT_KERNEL_BUFFERS = 4
+
+
+def samples_to_codes(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Complex full-scale-1.0 samples -> (I, Q) int16 ADC codes in [-2048, 2047]."""
+    i = np.clip(np.rint(x.real * RX_FULL_SCALE), -RX_FULL_SCALE, RX_FULL_SCALE - 1)
+    q = np.clip(np.rint(x.imag * RX_FULL_SCALE), -RX_FULL_SCALE, RX_FULL_SCALE - 1)
+    return i.astype(np.int16), q.astype(np.int16)
+
+
+def words_to_samples(i: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """16-bit DAC words -> complex full-scale-1.0 samples on the 12-bit DAC grid."""
+    i12 = np.right_shift(i.astype(np.int16), 4).astype(np.float32)
+    q12 = np.right_shift(q.astype(np.int16), 4).astype(np.float32)
+    return ((i12 + 1j * q12) / 2048.0).astype(np.complex64)
+
+
+class _Session(BufferSession):
+    def __init__(
+        self, radio: VirtualPluto, device: Device, samples_count: int, mask: int, cyclic: bool
+    ) -> None:
+        self.radio = radio
+        self.device = device
+        self.samples_count = samples_count
+        self.mask = mask
+        self.cyclic = cyclic
+        self.sample_size = sample_size(device, mask)
+        # which of I (index 0) / Q (index 1) each enabled scan channel carries
+        self.lanes = [
+            chan.scan.index  # type: ignore[union-attr]
+            for number, chan in enumerate(device.channels)
+            if chan.scan is not None and mask >> number & 1
+        ]
+        self.closed = False
+        self.pushed = False
+
+    def read(self, nbytes: int, timeout_s: float | None) -> bytes:
+        if self.device.is_output:
+            raise IIOError(errno.EPERM, "cannot read from a TX buffer")
+        n = nbytes // self.sample_size
+        x = self.radio.port.receive(n)
+        self.radio.after_receive(x)
+        i, q = samples_to_codes(x)
+        return interleave([i if lane == 0 else q for lane in self.lanes])
+
+    def write(self, data: bytes) -> None:
+        if not self.device.is_output:
+            raise IIOError(errno.EPERM, "cannot write to an RX buffer")
+        if self.cyclic and self.pushed:
+            raise IIOError(errno.EBUSY, "a cyclic buffer is pushed once")
+        words = deinterleave(data, len(self.lanes))
+        zeros = np.zeros(words.shape[0], np.int16)
+        i = next((words[:, k] for k, lane in enumerate(self.lanes) if lane == 0), zeros)
+        q = next((words[:, k] for k, lane in enumerate(self.lanes) if lane == 1), zeros)
+        self.radio.port.transmit(words_to_samples(i, q), cyclic=self.cyclic)
+        self.pushed = True
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.device.is_output and self.cyclic and self.pushed:
+            self.radio.port.stop_transmit()
+
+
+class VirtualPluto(BufferBackend):
+    """One virtual Pluto on ``medium``, served at ``ip:host:port``.
+
+    Args:
+        medium: the shared medium the radio transmits into and receives from.
+        name: radio name on the medium (unique).
+        variant: "ad9363" (stock: 325 MHz-3.8 GHz) or "ad9364" (70 MHz-6 GHz mod).
+        serial: ``hw_serial`` context attribute (default derived from ``name``).
+        host, port: where to listen (port 0: a free port).
+        port_kwargs: passed to :meth:`SharedMedium.add_radio` (ppm, latency_s, position).
+    """
+
+    def __init__(
+        self,
+        medium: SharedMedium,
+        name: str,
+        *,
+        variant: str = "ad9363",
+        serial: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        **port_kwargs: Any,
+    ) -> None:
+        self.name = name
+        self.medium = medium
+        serial = serial or "1044730a1997" + name.encode().hex()[:21].ljust(21, "0")
+        self.model = AD9361Model(variant, serial=serial, on_change=self._apply)
+        s = self.model.state
+        self.port: MediumPort = medium.add_radio(
+            name,
+            lo_hz=s.rx_lo_hz,
+            sample_rate_hz=self.model.rx_rate_hz,
+            rf_bandwidth_hz=s.rx_bw_hz,
+            tx_attenuation_db=self.model.tx_atten_db,
+            rx_gain_db=s.rx_gain_db,
+            kernel_buffers=DEFAULT_KERNEL_BUFFERS,
+            **port_kwargs,
+        )
+        self.oscillator_ppm = self.port.ppm  # the crystal's own error
+        self.kernel_buffers: dict[str, int] = {}
+        self.server = IIODServer(
+            self.model.context, self, host=host, port=port, lock=self.model.lock
+        )
+
+    # -- lifecycle ----------------------------------------------------------------
+    @property
+    def uri(self) -> str:
+        return self.server.uri
+
+    def start(self) -> VirtualPluto:
+        self.server.start()
+        return self
+
+    def stop(self) -> None:
+        self.server.stop()
+        self.port.stop_transmit()
+
+    def __enter__(self) -> VirtualPluto:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- model -> medium ----------------------------------------------------------
+    def _apply(self, key: str) -> None:
+        s = self.model.state
+        port = self.port
+        if key == "rx_lo":
+            port.lo_hz = s.rx_lo_hz
+        elif key == "tx_lo":
+            port.lo_hz = s.tx_lo_hz
+        elif key == "sample_rate":
+            if port.sample_rate_hz != self.model.rx_rate_hz:
+                port.sample_rate_hz = self.model.rx_rate_hz
+        elif key == "rx_bw":
+            port.rf_bandwidth_hz = s.rx_bw_hz
+        elif key == "rx_gain":
+            port.rx_gain_db = s.rx_gain_db
+        elif key == "tx_atten":
+            port.tx_attenuation_db = self.model.tx_atten_db
+        elif key == "xo_correction":
+            # the synthesizers assume the reference is xo_correction Hz; the crystal runs at
+            # 40 MHz (1 + ppm): the effective error is actual / assumed - 1
+            actual = 40e6 * (1.0 + self.oscillator_ppm * 1e-6)
+            port.ppm = (actual / s.xo_correction_hz - 1.0) * 1e6
+
+    def after_receive(self, x: np.ndarray) -> None:
+        """Update RSSI and, in an AGC mode, the RX gain from a received buffer."""
+        if x.size == 0:
+            return
+        power = float(np.mean(x.real.astype(np.float64) ** 2 + x.imag.astype(np.float64) ** 2))
+        level_dbfs = 10.0 * math.log10(max(power, 1e-15))
+        peak = float(max(np.max(np.abs(x.real)), np.max(np.abs(x.imag))))
+        with self.model.lock:
+            s = self.model.state
+            s.rssi_db = max(0.0, -(level_dbfs - s.rx_gain_db))
+            if s.gain_mode == "manual":
+                return
+            step = AGC_TARGET_DBFS - level_dbfs
+            if peak >= 2047 / 2048:
+                step = min(step, -6.0)
+            if s.gain_mode != "fast_attack":
+                step = max(-AGC_SLOW_STEP_DB, min(AGC_SLOW_STEP_DB, step))
+            new_gain = int(round(s.rx_gain_db + step))
+            if new_gain != s.rx_gain_db:
+                self.model.set_agc_gain(new_gain)
+
+    # -- BufferBackend ------------------------------------------------------------
+    def open(self, device: Device, samples_count: int, mask: int, cyclic: bool) -> BufferSession:
+        if device.name not in ("cf-ad9361-lpc", "cf-ad9361-dds-core-lpc"):
+            raise IIOError(errno.EINVAL, f"{device.name} has no buffer")
+        if samples_count <= 0:
+            raise IIOError(errno.EINVAL, "samples_count must be positive")
+        session = _Session(self, device, samples_count, mask, cyclic)
+        if not session.lanes:
+            raise IIOError(errno.EINVAL, "no scan channel enabled in the mask")
+        if not device.is_output:
+            if cyclic:
+                raise IIOError(errno.EINVAL, "RX buffers cannot be cyclic")
+            self.port.kernel_buffers = self.kernel_buffers.get(device.id, DEFAULT_KERNEL_BUFFERS)
+            self.port.rx_buffer_size = samples_count  # (re)starts the RX stream
+        return session
+
+    def set_kernel_buffers(self, device: Device, count: int) -> None:
+        if count < 1:
+            raise IIOError(errno.EINVAL, "need at least one kernel buffer")
+        self.kernel_buffers[device.id] = count
+
+
+class VirtualPlutoLab:
+    """N virtual Plutos on one shared medium, each on its own TCP port.
+
+    Args:
+        n_radios: number of radios (named ``pluto0``..).
+        seed: medium seed (reproduces oscillator errors, latencies, fading, noise).
+        realtime: wall-clock medium (blocking reads, overflow) instead of deterministic.
+        base_port: first TCP port (radio k listens on base_port + k); 0: free ports.
+        host: address to bind.
+        variant: "ad9363" or "ad9364" for every radio.
+        medium: an existing medium to use instead of creating one.
+        medium_name: name to register the medium under (for sim:// radios on the same air).
+        medium_kwargs: passed to :class:`SharedMedium` when creating it.
+    """
+
+    def __init__(
+        self,
+        n_radios: int,
+        *,
+        seed: int = 0,
+        realtime: bool = False,
+        base_port: int = 0,
+        host: str = "127.0.0.1",
+        variant: str = "ad9363",
+        medium: SharedMedium | None = None,
+        medium_name: str | None = "virtual-pluto",
+        **medium_kwargs: Any,
+    ) -> None:
+        if n_radios < 1:
+            raise ValueError(f"n_radios must be >= 1, got {n_radios}")
+        if not 0 <= base_port <= 65535 - n_radios:
+            raise ValueError(f"base_port must be in 0..{65535 - n_radios}, got {base_port}")
+        self.medium = medium or SharedMedium(seed=seed, realtime=realtime, **medium_kwargs)
+        self.medium_name = medium_name
+        self.radios = [
+            VirtualPluto(
+                self.medium,
+                f"pluto{k}",
+                variant=variant,
+                host=host,
+                port=base_port + k if base_port else 0,
+            )
+            for k in range(n_radios)
+        ]
+
+    @property
+    def uris(self) -> list[str]:
+        return [radio.uri for radio in self.radios]
+
+    def start(self) -> VirtualPlutoLab:
+        started: list[VirtualPluto] = []
+        try:
+            for radio in self.radios:
+                started.append(radio.start())
+        except OSError:
+            for radio in started:
+                radio.stop()
+            raise
+        if self.medium_name:
+            register_medium(self.medium_name, self.medium)
+        return self
+
+    def stop(self) -> None:
+        for radio in self.radios:
+            radio.stop()
+        if self.medium_name:
+            unregister_medium(self.medium_name)
+
+    def __enter__(self) -> VirtualPlutoLab:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``airmix virtual-pluto``."""
+    parser.add_argument("--radios", type=int, default=1, help="number of virtual Plutos")
+    parser.add_argument("--seed", type=int, default=0, help="medium seed")
+    parser.add_argument("--realtime", action="store_true", help="wall-clock medium")
+    parser.add_argument(
+        "--base-port", type=int, default=30431, help="TCP port of the first radio (0: free ports)"
+    )
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    parser.add_argument(
+        "--variant",
+        choices=("ad9363", "ad9364"),
+        default="ad9363",
+        help="ad9363: stock firmware ranges; ad9364: 70 MHz-6 GHz mod",
+    )
+    parser.add_argument("--channel", default="rayleigh", help="medium channel model")
+    parser.add_argument(
+        "--duration",
+        type=float,
+        default=0.0,
+        help="stop after this many seconds (0: run until Ctrl-C)",
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Start the radios, print their URIs, serve until Ctrl-C (or --duration)."""
+    if args.radios < 1:
+        print("--radios must be >= 1")
+        return 2
+    lab = VirtualPlutoLab(
+        args.radios,
+        seed=args.seed,
+        realtime=args.realtime,
+        base_port=args.base_port,
+        host=args.host,
+        variant=args.variant,
+        channel_model=args.channel,
+    )
+    try:
+        lab.start()
+    except OSError as exc:
+        print(f"cannot listen: {exc}")
+        return 1
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    try:
+        for radio in lab.radios:
+            print(f"{radio.name} {radio.uri} serial={radio.model.serial}", flush=True)
+        deadline = time.monotonic() + args.duration if args.duration > 0 else math.inf
+        while not stop.is_set() and time.monotonic() < deadline:
+            stop.wait(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        lab.stop()
+        print("virtual Plutos stopped", flush=True)
+    return 0
