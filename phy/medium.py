@@ -419,13 +419,20 @@ class MediumPort:
             return max(0, (filled - self._rx_pos) // self._rx_buffer_size)
 
     def flush(self) -> int:
-        """Discard the filled RX buffers held now (as reading and dropping them would) and
-        return how many were discarded; the next :meth:`receive` starts at the buffer being
-        filled."""
+        """Discard every filled RX sample not yet read (held buffers, and the rest of a
+        partly read one), as reading and dropping them would; return how many buffers
+        were discarded. The next :meth:`receive` starts at the buffer being filled."""
         with self.medium.lock:
-            held = self.held_buffers()
-            self._rx_pos += held * self._rx_buffer_size
-            return held
+            if self._stream_t0 is None:
+                return 0
+            self._drop_overflowed()
+            filled = self._filled_samples()
+            if self._rx_pos >= filled:
+                return 0
+            b = self._rx_buffer_size
+            discarded = -(-(filled - self._rx_pos) // b)
+            self._rx_pos = filled
+            return discarded
 
     def _filled_samples(self) -> int:
         fs = self.actual_sample_rate_hz
@@ -501,7 +508,8 @@ class SharedMedium:
     """The air shared by radios (see the module docstring for the signal model).
 
     Args:
-        seed: anything :func:`phy.rng.make_rng` accepts; reproduces every random draw.
+        rng: anything :func:`phy.rng.make_rng` accepts; reproduces every random draw.
+        seed: alias of ``rng`` (give one or the other).
         channel_model: name in :data:`phy.channel.CHANNEL_MODELS` or a ChannelModel.
         noise_dbfs: receiver input noise power, dB relative to full scale at 0 dB RX gain.
         default_path_loss_db: path loss of links with neither a set value nor positions.
@@ -518,6 +526,7 @@ class SharedMedium:
     def __init__(
         self,
         *,
+        rng: RngLike = None,
         seed: RngLike = None,
         channel_model: str | ChannelModel = "rayleigh",
         noise_dbfs: float = -100.0,
@@ -530,7 +539,9 @@ class SharedMedium:
         realtime: bool = False,
         history_s: float = 10.0,
     ) -> None:
-        root = make_rng(seed)
+        if rng is not None and seed is not None:
+            raise ValueError("give rng or seed, not both")
+        root = make_rng(seed if rng is None else rng)
         self._radio_seed_rng, self._fading_rng, ref_rng = spawn(root, 3)
         self.channel_model = (
             make_channel_model(channel_model) if isinstance(channel_model, str) else channel_model

@@ -44,7 +44,7 @@ def _derotate(y, start_s, fs_rx, truth):
 
 def _pair(seed=0, **medium_kw):
     kw = {"channel_model": "awgn", "noise_dbfs": -200.0} | medium_kw
-    m = SharedMedium(seed=seed, **kw)
+    m = SharedMedium(rng=seed, **kw)
     tx, rx = m.add_radio("tx"), m.add_radio("rx")
     m.set_link("tx", "rx", path_loss_db=20.0)
     return m, tx, rx
@@ -52,7 +52,7 @@ def _pair(seed=0, **medium_kw):
 
 def test_seed_reproduces_everything():
     def run(seed):
-        m = SharedMedium(seed=seed)
+        m = SharedMedium(rng=seed)
         a, b = m.add_radio("a"), m.add_radio("b")
         a.transmit(_zc(), cyclic=True)
         return b.receive(5000), m.link_truth("a", "b"), a.ppm, b.latency_s
@@ -65,11 +65,11 @@ def test_seed_reproduces_everything():
 
 
 def test_default_draws_within_ranges():
-    m = SharedMedium(seed=3)
+    m = SharedMedium(rng=3)
     ports = [m.add_radio(f"r{i}") for i in range(20)]
     assert all(-25 <= p.ppm <= 25 for p in ports) and len({p.ppm for p in ports}) == 20
     assert all(0 <= p.latency_s <= 2e-3 for p in ports)
-    ref = SharedMedium(seed=3, shared_reference=True)
+    ref = SharedMedium(rng=3, shared_reference=True)
     a, b = ref.add_radio("a"), ref.add_radio("b")
     assert a.ppm == b.ppm and ref.link_truth("a", "b").cfo_hz == pytest.approx(0.0)
 
@@ -80,7 +80,7 @@ def test_superposition_is_linear():
     xb = 0.3 * np.exp(2j * np.pi * rng.random(2000))
 
     def capture(send_a, send_b):
-        m = SharedMedium(seed=5, noise_dbfs=-200.0)  # Rayleigh links, same draws each time
+        m = SharedMedium(rng=5, noise_dbfs=-200.0)  # Rayleigh links, same draws each time
         a, b, r = m.add_radio("a"), m.add_radio("b"), m.add_radio("r")
         for name in "ab":
             m.set_link(name, "r", path_loss_db=30.0)  # far below clipping
@@ -214,7 +214,7 @@ def test_gains_scale_the_signal():
 
 @pytest.mark.parametrize("snr_db", [5.0, 20.0])
 def test_snr_helper_gives_measured_snr(snr_db):
-    m = SharedMedium(seed=10, channel_model="rayleigh", noise_dbfs=-100.0)
+    m = SharedMedium(rng=10, channel_model="rayleigh", noise_dbfs=-100.0)
     tx, rx = m.add_radio("tx"), m.add_radio("rx", rx_gain_db=50.0)
     x = np.full(1000, 0.5 + 0j)
     m.set_link_snr("tx", "rx", snr_db, signal_power=0.25)
@@ -228,7 +228,7 @@ def test_snr_helper_gives_measured_snr(snr_db):
 
 
 def test_noise_power_follows_rx_gain_and_is_counter_based():
-    m = SharedMedium(seed=11, noise_dbfs=-90.0)
+    m = SharedMedium(rng=11, noise_dbfs=-90.0)
     rx = m.add_radio("rx", rx_gain_db=40.0)
     y = rx.capture(0.0, 50_000)
     assert 10 * np.log10(np.mean(np.abs(y) ** 2)) == pytest.approx(-50.0, abs=0.2)
@@ -253,7 +253,7 @@ def test_coupling_needs_lo_within_rx_bandwidth():
 
 
 def test_positions_give_path_loss_and_delay():
-    m = SharedMedium(seed=13, channel_model="awgn")
+    m = SharedMedium(rng=13, channel_model="awgn")
     m.add_radio("a", position=(0.0, 0.0, 0.0))
     m.add_radio("b", position=(30.0, 40.0))
     truth = m.link_truth("a", "b")
@@ -262,7 +262,7 @@ def test_positions_give_path_loss_and_delay():
 
 
 def test_redraw_fading_changes_unpinned_links_only():
-    m = SharedMedium(seed=14)
+    m = SharedMedium(rng=14)
     for name in "abc":
         m.add_radio(name)
     m.set_link("a", "c", gain=0.5j)
@@ -273,7 +273,7 @@ def test_redraw_fading_changes_unpinned_links_only():
 
 
 def test_concurrent_readers():
-    m = SharedMedium(seed=15)
+    m = SharedMedium(rng=15)
     ports = [m.add_radio(f"r{i}", rx_buffer_size=4096) for i in range(3)]
     ports[0].transmit(_zc(), cyclic=True)
     errors = []
@@ -294,7 +294,7 @@ def test_concurrent_readers():
 
 
 def test_realtime_receive_returns_requested_samples():
-    m = SharedMedium(seed=16, realtime=True)
+    m = SharedMedium(rng=16, realtime=True)
     rx = m.add_radio("rx", rx_buffer_size=1000)
     assert rx.receive(500).shape == (500,)
     with pytest.raises(RuntimeError):
@@ -302,7 +302,7 @@ def test_realtime_receive_returns_requested_samples():
 
 
 def test_registry():
-    m = register_medium("test-medium-registry", SharedMedium(seed=0))
+    m = register_medium("test-medium-registry", SharedMedium(rng=0))
     assert get_medium("test-medium-registry") is m
     unregister_medium("test-medium-registry")
     with pytest.raises(KeyError):
