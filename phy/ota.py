@@ -1,0 +1,189 @@
+"""Over-the-air (OTA) aggregation, split by side so user and receiver code can run in
+different processes; everything exchanged is a small plain dataclass.
+
+User side: :func:`pilot_buffer` (cyclic acquisition pilot), :func:`precompensated_payload`
+(frame placed, delayed, CFO-derotated and scaled so it lands aligned at the receiver).
+Receiver side: :func:`estimate_links` (one capture per user, see
+:mod:`phy.estimation`), :func:`predict_gains` (gains at a later capture clock),
+:func:`corrections_for` and :func:`estimate_mixup`.
+
+Alignment contract: a payload batch starts (all users' transmit calls) at the same
+medium time as the receiver capture that follows; ``delay_samples`` of a
+:class:`~phy.estimation.LinkEstimate` is relative to that start, and the frame of
+every user is made to land at receiver index ``target_delay``. Phases are predicted
+from the CFO and the receiver-sample clock elapsed since acquisition
+(``gain * exp(j 2 pi cfo (clock_now - clock_acq) / fs)``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from phy.estimation import PILOT_REPS, LinkEstimate, estimate_user_link, pilot_blocks
+from phy.sync import detect_frames
+from phy.waveform import (
+    OfdmConfig,
+    data_subcarriers,
+    frame_blocks,
+    frame_length,
+    render_blocks,
+    symbols_to_payload,
+)
+
+__all__ = [
+    "UserCorrection",
+    "corrections_for",
+    "estimate_links",
+    "estimate_mixup",
+    "pilot_buffer",
+    "precompensated_payload",
+    "predict_gains",
+]
+
+
+@dataclass(frozen=True)
+class UserCorrection:
+    """What a user needs to pre-compensate (plain floats, receiver-sample units).
+
+    Attributes:
+        user: user index.
+        delay_samples: where the user's buffer index 0 lands at the receiver.
+        sro: sample-rate offset (receiver samples per user sample - 1).
+        cfo_hz: CFO to pre-rotate away, Hz (at ``OfdmConfig.sample_rate_hz``).
+        target_delay: receiver index where the frame must start (same for all users).
+    """
+
+    user: int
+    delay_samples: float
+    sro: float
+    cfo_hz: float
+    target_delay: int
+
+
+def pilot_buffer(user_index: int, n_users: int, config: OfdmConfig) -> np.ndarray:
+    """User ``user_index``'s cyclic acquisition pilot, complex64 ``(n,)``: short preamble
+    and :data:`~phy.estimation.PILOT_REPS` long ZC blocks with the user's own root (users
+    are captured one at a time; the root identifies them)."""
+    if not 0 <= user_index < n_users:
+        raise ValueError(f"user_index must be in [0, {n_users}), got {user_index}")
+    return render_blocks(pilot_blocks(user_index, config), config).astype(np.complex64)
+
+
+def estimate_links(
+    captures: Sequence[np.ndarray],
+    n_users: int,
+    config: OfdmConfig,
+    clocks: Sequence[int] | None = None,
+) -> list[LinkEstimate]:
+    """Estimate every user's link: ``captures[k]`` is the capture of user ``k``'s pilot
+    (complex ``(n,)``) starting at receiver clock ``clocks[k]``."""
+    if len(captures) != n_users:
+        raise ValueError(f"need one capture per user ({n_users}), got {len(captures)}")
+    clocks = [0] * n_users if clocks is None else list(clocks)
+    return [
+        estimate_user_link(c, k, config, reps=PILOT_REPS, capture_clock=t)
+        for k, (c, t) in enumerate(zip(captures, clocks, strict=True))
+    ]
+
+
+def predict_gains(estimates: Sequence[LinkEstimate], clock: int, config: OfdmConfig) -> np.ndarray:
+    """Complex gains ``(K,)`` referenced to a capture starting at receiver ``clock``."""
+    fs = config.sample_rate_hz
+    return np.array(
+        [e.gain * np.exp(2j * np.pi * e.cfo_hz / fs * (clock - e.capture_clock)) for e in estimates]
+    )
+
+
+def corrections_for(
+    estimates: Sequence[LinkEstimate], target_delay: int | None = None
+) -> list[UserCorrection]:
+    """Corrections for every user; ``target_delay`` defaults to the largest delay
+    rounded up plus 16 samples of margin."""
+    if not estimates:
+        raise ValueError("no estimates")
+    if target_delay is None:
+        target_delay = int(math.ceil(max(e.delay_samples for e in estimates))) + 16
+    for e in estimates:
+        if e.delay_samples > target_delay:
+            raise ValueError(f"target_delay {target_delay} is before user {e.user}'s arrival")
+    return [
+        UserCorrection(e.user, e.delay_samples, e.sro, e.cfo_hz, int(target_delay))
+        for e in estimates
+    ]
+
+
+def precompensated_payload(
+    payload: np.ndarray,
+    correction: UserCorrection,
+    tx_scaling: complex,
+    config: OfdmConfig,
+    buffer_len: int | None = None,
+) -> np.ndarray:
+    """The user's transmit buffer, complex64 ``(buffer_len,)``.
+
+    The frame carrying ``payload`` (real ``(n_reals,)``) is placed at the buffer index
+    that lands at ``target_delay`` (integer rotation), each block delayed by the
+    remaining fraction plus the sample-clock drift (per-subcarrier phase ramp), the
+    whole buffer derotated by the CFO it will see and multiplied by ``tx_scaling``
+    (``b_k``, which also inverts the channel phase). Raises ValueError if it would clip.
+    """
+    b = complex(tx_scaling)
+    if not (math.isfinite(b.real) and math.isfinite(b.imag)):
+        raise ValueError(f"tx_scaling must be finite, got {tx_scaling!r}")
+    blocks = frame_blocks(payload, config)
+    lengths = [blk.cp + blk.reps * config.n_fft for blk in blocks]
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    total = int(sum(lengths))
+    c = correction
+    ratio = 1.0 + c.sro
+    position = (c.target_delay + starts - c.delay_samples) / ratio
+    m0 = int(math.floor(position[0]))
+    delays = position - m0 - starts
+    if buffer_len is None:
+        buffer_len = m0 + total
+    if m0 < 0 or m0 + total > buffer_len:
+        raise ValueError(f"frame [{m0}, {m0 + total}) does not fit a {buffer_len}-sample buffer")
+    buffer = np.zeros(buffer_len, complex)
+    buffer[m0 : m0 + total] = render_blocks(blocks, config, delays)
+    arrival = c.delay_samples + np.arange(buffer_len) * ratio
+    buffer *= b * np.exp(-2j * np.pi * c.cfo_hz / config.sample_rate_hz * arrival)
+    peak = max(float(np.abs(buffer.real).max()), float(np.abs(buffer.imag).max()))
+    if peak > 1.0:
+        raise ValueError(f"precompensated payload peaks at {peak:.2f} of full scale")
+    return buffer.astype(np.complex64)
+
+
+def estimate_mixup(
+    capture: np.ndarray,
+    rx_scaling: complex,
+    n_reals: int,
+    config: OfdmConfig,
+    *,
+    frame_start: int | None = None,
+) -> np.ndarray:
+    """Receiver estimate of ``sum_k w_k x_k``, float ``(n_reals,)``, from a capture
+    (complex ``(n,)``) of the superposed aligned frames scaled by ``rx_scaling``.
+
+    The frame is located by :func:`phy.sync.detect_frames` (the detection nearest to
+    ``frame_start`` when given, else the first); raises ValueError if none is found."""
+    x = np.asarray(capture)
+    if x.ndim != 1 or not np.all(np.isfinite(x)):
+        raise ValueError("capture must be a finite 1-D complex array")
+    a = complex(rx_scaling)
+    if not (math.isfinite(a.real) and math.isfinite(a.imag)):
+        raise ValueError(f"rx_scaling must be finite, got {rx_scaling!r}")
+    length = frame_length(n_reals, config)
+    dets = detect_frames(x, config)
+    if frame_start is not None:
+        dets = [d for d in dets if abs(d.start - frame_start) <= config.cp_len / 2]
+    if not dets:
+        raise ValueError("no payload frame detected in the capture")
+    start = int(round(dets[0].start))
+    if start < 0 or start + length > x.size:
+        raise ValueError("the detected frame does not fit in the capture")
+    data = data_subcarriers(x[start : start + length], n_reals, config)
+    return symbols_to_payload(a * data, n_reals, config)
