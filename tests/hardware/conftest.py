@@ -33,3 +33,12 @@ def run_tool(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProc
     return subprocess.run(
         list(args), input=stdin, capture_output=True, timeout=TOOL_TIMEOUT_S, check=False
     )
+
+
+@pytest.fixture
+def lab() -> Iterator:
+    """Two virtual Plutos (stock AD9363 ranges) on a seeded AWGN medium."""
+    from hardware.virtual_pluto import VirtualPlutoLab
+
+    with VirtualPlutoLab(2, seed=7, channel_model="awgn", medium_name=None) as running:
+        yield running
