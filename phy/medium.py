@@ -117,6 +117,21 @@ def _rotation(n: int, cycles0: float, dcycles: float, scale: complex) -> np.ndar
     return (blocks.astype(np.complex64)[:, None] * base[None, :]).ravel()[:n]
 
 
+def _gaussian_block(key: int, block: int) -> np.ndarray:
+    """Unit-power complex Gaussian noise block number ``block`` of the stream ``key``:
+    complex64 ``(_NOISE_BLOCK,)``, a pure function of (key, block). Drawn with torch's
+    CPU generator (about 3x faster than numpy's for float32 normals), seeded from a
+    numpy SeedSequence of (key, block) so distinct blocks/keys get independent streams."""
+    import torch  # deferred: only receivers need it
+
+    seed = int(np.random.SeedSequence([key, block % (1 << 64)]).generate_state(1, np.uint64)[0])
+    gen = torch.Generator()
+    gen.manual_seed(seed)
+    values = torch.randn(2 * _NOISE_BLOCK, generator=gen, dtype=torch.float32).numpy()
+    values *= np.float32(np.sqrt(0.5))
+    return values.view(np.complex64)
+
+
 @dataclass
 class Transmission:
     """One transmit buffer on the air (times in medium seconds).
@@ -490,11 +505,7 @@ class MediumPort:
             block, offset = divmod(idx, _NOISE_BLOCK)
             values = self._noise_cache.get(block)
             if values is None:
-                seq = np.random.SeedSequence([self._noise_key, block % (1 << 64)])
-                gen = np.random.Generator(np.random.SFC64(seq))
-                values = gen.standard_normal(2 * _NOISE_BLOCK, dtype=np.float32)
-                values *= np.float32(np.sqrt(0.5))
-                values = values.view(np.complex64)
+                values = _gaussian_block(self._noise_key, block)
                 if len(self._noise_cache) >= 8:
                     self._noise_cache.pop(next(iter(self._noise_cache)))
                 self._noise_cache[block] = values
