@@ -359,5 +359,12 @@ def symbol_grid(frame: np.ndarray, n_reals: int, config: OfdmConfig) -> np.ndarr
     need = config.preamble_len + n_sym * config.symbol_len
     if x.ndim != 1 or x.size < need:
         raise ValueError(f"frame must be 1-D with >= {need} samples, got shape {x.shape}")
-    body = x[config.preamble_len : need].reshape(n_sym, config.symbol_len)[:, config.cp_len :]
-    return np.fft.fft(body, axis=1, norm="ortho") / config.scale
+    # FFT window centred in the cyclic prefix: band-limited (sinc) fractional delays
+    # smear each symbol over a few samples on *both* sides, so keep margin at both ends;
+    # the known cyclic shift is undone by a phase ramp.
+    off = config.cp_len // 2
+    rows = x[config.preamble_len : need].reshape(n_sym, config.symbol_len)
+    body = rows[:, config.cp_len - off : config.cp_len - off + config.n_fft]
+    k = np.fft.fftfreq(config.n_fft, 1.0 / config.n_fft)
+    ramp = np.exp(2j * np.pi * k * off / config.n_fft)
+    return np.fft.fft(body, axis=1, norm="ortho") * ramp / config.scale
