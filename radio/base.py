@@ -166,6 +166,7 @@ class Radio(ABC):
 #: URI scheme -> "module:ClassName"; the class is constructed as ``cls(uri, **kwargs)``.
 _BACKENDS: dict[str, str] = {
     "sim": "radio.sim:SimRadio",
+    "simnet": "radio.sim_net:NetSimRadio",
     "ip": "radio.pluto:PlutoRadio",
     "usb": "radio.pluto:PlutoRadio",
     "serial": "radio.pluto:PlutoRadio",
@@ -182,7 +183,7 @@ def register_backend(scheme: str, target: str) -> None:
 def open_radio(uri: str, **kwargs: Any) -> Radio:
     """Open the radio named by ``uri`` with the back-end registered for its scheme.
 
-    Examples: ``sim://lab/user0``, ``ip:127.0.0.1:30431``, ``usb:1.4.5``,
+    Examples: ``sim://lab/user0``, ``simnet://127.0.0.1:5555/user0``, ``ip:127.0.0.1:30431``, ``usb:1.4.5``,
     ``serial:104473dc59910004f7ff18001e5ea5e4e1``.
     """
     scheme = uri.split(":", 1)[0] if ":" in uri else ""

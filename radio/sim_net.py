@@ -1,0 +1,228 @@
+"""Simulated radios shared across processes: a radio service and its network client.
+
+On the ``sim`` back-end every radio must sit on *one* shared medium (the air adds
+the users' signals), but user nodes run in their own processes. The process that owns
+the medium runs a :class:`RadioService`; node processes open
+``simnet://HOST:PORT/RADIO`` URIs, which give a :class:`NetSimRadio` — a full
+:class:`~radio.base.Radio` whose calls travel over a ZeroMQ REQ/REP link and are
+executed by a real radio (normally a :class:`~radio.sim.SimRadio`) in the service.
+
+Wire format (msgpack): request ``{"radio", "op", "args"}``; reply ``{"ok": True,
+"value"}`` or ``{"ok": False, "error": <RadioError class name>, "message"}``.
+Sample arrays travel as raw complex64 bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+import numpy as np
+import zmq
+
+from radio import base
+from radio.base import Radio, RadioConfig, RadioDisconnected, RadioError, RadioTimeout
+
+#: Exceptions a service may report, by name (anything else becomes RadioError).
+_ERRORS: dict[str, type[Exception]] = {
+    name: getattr(base, name)
+    for name in (
+        "RadioError",
+        "RadioConfigError",
+        "RadioTimeout",
+        "RadioDisconnected",
+        "TransmitClippingError",
+    )
+}
+_ERRORS["ValueError"] = ValueError
+
+_OPS = ("configure", "get_config", "transmit", "stop_transmit", "receive", "close")
+
+
+def _pack_samples(samples: np.ndarray) -> bytes:
+    return np.ascontiguousarray(samples, dtype=np.complex64).tobytes()
+
+
+def _unpack_samples(data: bytes) -> np.ndarray:
+    return np.frombuffer(data, dtype=np.complex64).copy()
+
+
+class RadioService:
+    """Serve radios created by ``open_local(name) -> Radio`` to other processes.
+
+    Args:
+        open_local: creates (or returns) the local radio for a name, e.g.
+            ``lambda name: SimRadio(f"sim://lab/{name}")``.
+        endpoint: ZeroMQ endpoint to bind; ``tcp://127.0.0.1:*`` picks a free port.
+
+    Use as a context manager; :attr:`uri_prefix` is ``simnet://127.0.0.1:PORT``.
+    """
+
+    def __init__(
+        self, open_local: Callable[[str], Radio], endpoint: str = "tcp://127.0.0.1:*"
+    ) -> None:
+        self._open_local = open_local
+        self._radios: dict[str, Radio] = {}
+        self._context = zmq.Context.instance()
+        self._socket = self._context.socket(zmq.REP)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.bind(endpoint)
+        self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="radio-service", daemon=True)
+        self.requests = 0
+        self._thread.start()
+
+    @property
+    def uri_prefix(self) -> str:
+        host_port = self.endpoint.removeprefix("tcp://")
+        return f"simnet://{host_port}"
+
+    def uri(self, radio_name: str) -> str:
+        """The URI a node uses to open ``radio_name`` through this service."""
+        return f"{self.uri_prefix}/{radio_name}"
+
+    def _radio(self, name: str) -> Radio:
+        if name not in self._radios:
+            self._radios[name] = self._open_local(name)
+        return self._radios[name]
+
+    def _execute(self, request: dict[str, Any]) -> Any:
+        op, args = request["op"], request.get("args", {})
+        if op not in _OPS:
+            raise RadioError(f"unknown operation {op!r}; allowed: {_OPS}")
+        radio = self._radio(str(request["radio"]))
+        if op == "configure":
+            radio.configure(RadioConfig(**args["config"]))
+            return None
+        if op == "get_config":
+            return dict(vars(radio.config))
+        if op == "transmit":
+            radio.transmit(_unpack_samples(args["samples"]), cyclic=bool(args["cyclic"]))
+            return None
+        if op == "stop_transmit":
+            radio.stop_transmit()
+            return None
+        if op == "receive":
+            return _pack_samples(radio.receive(int(args["n_samples"])))
+        radio.close()
+        self._radios.pop(str(request["radio"]), None)
+        return None
+
+    def _serve(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._socket, zmq.POLLIN)
+        while not self._stop.is_set():
+            if not poller.poll(100):
+                continue
+            message = self._socket.recv()
+            self.requests += 1
+            try:
+                request = msgpack.unpackb(message, raw=False)
+                if not isinstance(request, dict) or "op" not in request or "radio" not in request:
+                    raise RadioError("malformed request: expected a map with 'radio' and 'op'")
+                reply = {"ok": True, "value": self._execute(request)}
+            except Exception as error:  # reported to the client, never kills the service
+                name = type(error).__name__
+                reply = {"ok": False, "error": name if name in _ERRORS else "RadioError"}
+                reply["message"] = str(error)
+            self._socket.send(msgpack.packb(reply, use_bin_type=True))
+
+    def close(self) -> None:
+        """Stop serving and close every radio opened through the service."""
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._socket.close(linger=0)
+        for radio in self._radios.values():
+            radio.close()
+        self._radios.clear()
+
+    def __enter__(self) -> RadioService:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class NetSimRadio(Radio):
+    """A :class:`Radio` served by a :class:`RadioService` in another process.
+
+    Args:
+        uri: ``simnet://HOST:PORT/RADIO``.
+        timeout_s: per-call timeout; a timed-out call raises :class:`RadioTimeout`
+            and the link is re-opened (REQ sockets cannot continue after a lost reply).
+    """
+
+    def __init__(self, uri: str, timeout_s: float = 10.0) -> None:
+        rest = uri.removeprefix("simnet://")
+        if rest == uri or "/" not in rest or not rest.split("/", 1)[1]:
+            raise base.RadioConfigError(f"expected simnet://HOST:PORT/RADIO, got {uri!r}")
+        host_port, self._name = rest.split("/", 1)
+        self.uri = uri
+        self._endpoint = f"tcp://{host_port}"
+        self._timeout_ms = int(timeout_s * 1000)
+        self._context = zmq.Context.instance()
+        self._socket: zmq.Socket | None = None
+        self._closed = False
+        self._connect()
+
+    def _connect(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        self._socket = self._context.socket(zmq.REQ)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.setsockopt(zmq.RCVTIMEO, self._timeout_ms)
+        self._socket.setsockopt(zmq.SNDTIMEO, self._timeout_ms)
+        self._socket.connect(self._endpoint)
+
+    def _call(self, op: str, **args: Any) -> Any:
+        if self._closed:
+            raise RadioDisconnected(f"{self.uri} is closed")
+        request = {"radio": self._name, "op": op, "args": args}
+        try:
+            self._socket.send(msgpack.packb(request, use_bin_type=True))
+            reply = msgpack.unpackb(self._socket.recv(), raw=False)
+        except zmq.Again as error:
+            self._connect()
+            raise RadioTimeout(f"{self.uri}: no reply to {op!r} within the timeout") from error
+        if not reply["ok"]:
+            raise _ERRORS.get(reply["error"], RadioError)(f"{self.uri}: {reply['message']}")
+        return reply["value"]
+
+    @property
+    def config(self) -> RadioConfig:
+        values = self._call("get_config")
+        return RadioConfig(**values)
+
+    def configure(self, config: RadioConfig) -> None:
+        self._call("configure", config=dict(vars(config)))
+
+    def transmit(self, samples: np.ndarray, *, cyclic: bool = False) -> None:
+        samples = self.check_transmit_samples(samples)
+        self._call("transmit", samples=_pack_samples(samples), cyclic=cyclic)
+
+    def stop_transmit(self) -> None:
+        self._call("stop_transmit")
+
+    def receive(self, n_samples: int) -> np.ndarray:
+        if n_samples <= 0:
+            raise ValueError(f"n_samples must be positive, got {n_samples}")
+        return _unpack_samples(self._call("receive", n_samples=int(n_samples)))
+
+    def reconnect(self) -> None:
+        self._closed = False
+        self._connect()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._call("close")
+        except RadioError:
+            pass  # the service may already be gone; closing must not fail
+        finally:
+            self._closed = True
+            if self._socket is not None:
+                self._socket.close(linger=0)
