@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import logging
 import math
 import queue
@@ -212,7 +213,8 @@ class _Endpoint:
         self._outbox: collections.deque[tuple[str, bytes, str]] = collections.deque()
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
-        self._replies: dict[str, collections.OrderedDict[int, bytes | None]] = {}
+        # per peer: request seq -> [digest of the request bytes, reply bytes or None]
+        self._replies: dict[str, collections.OrderedDict[int, list]] = {}
         self._replies_lock = threading.Lock()
         self._last_seen: dict[str, float] = {}
         self._alive: set[str] = set()
@@ -279,10 +281,9 @@ class _Endpoint:
             raise ValueError(f"reply type must be one of {sorted(REPLY_TYPES)}")
         seq, data = self._encode(msg_type, body or {}, request.seq)
         with self._replies_lock:
-            cache = self._replies.setdefault(request.sender, collections.OrderedDict())
-            cache[request.seq] = data
-            while len(cache) > self.config.reply_cache:
-                cache.popitem(last=False)
+            entry = self._replies.get(request.sender, {}).get(request.seq)
+            if entry is not None:  # answered from the cache when the request is repeated
+                entry[1] = data
         self._enqueue(request.sender, data, msg_type)
         return seq
 
@@ -418,8 +419,12 @@ class _Endpoint:
             self._on_dead(peer)
             self._inbox.put(LinkEvent("dead", peer))
 
-    def _accept(self, data: bytes, authenticated: str) -> m.Message | None:
-        """Decode, authenticate and replay-check one frame; None if rejected or handled."""
+    def _accept(self, data: bytes, authenticated: str) -> tuple[m.Message, bytes] | None:
+        """Decode, authenticate and replay-check one frame.
+
+        Returns (message, digest of its bytes), or None if rejected or a repeated request.
+        """
+        digest = hashlib.blake2b(data, digest_size=16).digest()
         try:
             msg = m.decode(data, sender_role=self.peer_role, max_bytes=self.config.max_bytes)
             if msg.sender != authenticated:
@@ -427,10 +432,10 @@ class _Endpoint:
                     "spoofed", f"sender {msg.sender!r} on connection of {authenticated!r}"
                 )
             with self._replies_lock:
-                cache = self._replies.get(msg.sender)
-                hit = cache is not None and msg.seq in cache
-                cached = cache[msg.seq] if hit else None
-            if hit:  # a retried request: answer from the cache, never handle twice
+                entry = self._replies.get(msg.sender, {}).get(msg.seq)
+                hit = entry is not None and entry[0] == digest
+                cached = entry[1] if hit else None
+            if hit:  # a retried request (same bytes): answer from the cache, never twice
                 self.counters.on_received(len(data), msg.type)
                 self.counters.on_duplicate()
                 if cached is not None:
@@ -443,9 +448,17 @@ class _Endpoint:
             log.debug("%s rejected a frame from %r: %s", self.identity, authenticated, exc)
             return None
         self.counters.on_received(len(data), msg.type)
-        return msg
+        return msg, digest
 
-    def _dispatch(self, msg: m.Message) -> None:
+    def _remember_request(self, msg: m.Message, digest: bytes) -> None:
+        """Open a reply-cache entry for a request (its reply is filled in by :meth:`reply`)."""
+        with self._replies_lock:
+            cache = self._replies.setdefault(msg.sender, collections.OrderedDict())
+            cache[msg.seq] = [digest, None]
+            while len(cache) > self.config.reply_cache:
+                cache.popitem(last=False)
+
+    def _dispatch(self, msg: m.Message, digest: bytes) -> None:
         """Route an accepted message: reply to a pending request, heartbeat or event."""
         with self._state_lock:
             self._last_seen[msg.sender] = time.monotonic()
@@ -457,11 +470,7 @@ class _Endpoint:
             if pending is not None and pending.peer == msg.sender and not pending.done.is_set():
                 pending.finish(reply=msg)
             return  # late or unsolicited replies are dropped
-        with self._replies_lock:
-            cache = self._replies.setdefault(msg.sender, collections.OrderedDict())
-            cache[msg.seq] = None  # in progress until the application replies
-            while len(cache) > self.config.reply_cache:
-                cache.popitem(last=False)
+        self._remember_request(msg, digest)  # in progress until the application replies
         self._inbox.put(LinkEvent("message", msg.sender, msg))
 
     # hooks implemented by the two ends
@@ -640,20 +649,21 @@ class OrchestratorLink(_Endpoint):
                 self.counters.on_received(len(data), None)
                 self.counters.on_reject("spoofed")
                 return
-        msg = self._accept(data, authenticated)
-        if msg is None:
+        accepted = self._accept(data, authenticated)
+        if accepted is None:
             return
+        msg, digest = accepted
         if msg.type == "hello":
-            self._on_hello(msg)
+            self._on_hello(msg, digest)
             return
         with self._state_lock:
             joined = msg.sender in self._alive
         if not joined:
             self.counters.on_reject("not_joined")
             return
-        self._dispatch(msg)
+        self._dispatch(msg, digest)
 
-    def _on_hello(self, msg: m.Message) -> None:
+    def _on_hello(self, msg: m.Message, digest: bytes) -> None:
         node_id = msg.body["node_id"]
         if node_id != msg.sender or not NODE_ID_PATTERN.match(node_id):
             self.counters.on_reject("spoofed")
@@ -664,6 +674,7 @@ class OrchestratorLink(_Endpoint):
             self._last_seen[node_id] = time.monotonic()
         with self._replies_lock:
             self._replies.pop(node_id, None)  # a new session
+        self._remember_request(msg, digest)
         self.reply(
             msg,
             "welcome",
@@ -802,6 +813,6 @@ class NodeLink(_Endpoint):
             self.counters.on_received(sum(len(f.bytes) for f in frames), None)
             self.counters.on_reject("frames")
             return
-        msg = self._accept(frames[0].bytes, ORCHESTRATOR_ID)
-        if msg is not None:
-            self._dispatch(msg)
+        accepted = self._accept(frames[0].bytes, ORCHESTRATOR_ID)
+        if accepted is not None:
+            self._dispatch(*accepted)

@@ -1,0 +1,316 @@
+"""Message schema: round trips, every validation failure, replay, size, privacy invariant."""
+
+from __future__ import annotations
+
+import time
+
+import msgpack
+import numpy as np
+import pytest
+
+from orchestrator import messages as m
+
+
+def example_bodies() -> dict[str, dict]:
+    """One valid body per message type."""
+    users = ["u0", "u1"]
+    return {
+        "hello": {"node_id": "node0", "user_ids": users, "radio": "sim://lab/u0"},
+        "welcome": {"node_id": "node0", "heartbeat_s": 0.5, "liveness_s": 3},
+        "heartbeat": {},
+        "ack": {"note": "done"},
+        "error": {"reason": "radio", "detail": "clipping"},
+        "configure_radio": {
+            "center_hz": 915e6,
+            "sample_rate_hz": 1e6,
+            "tx_attenuation_db": 10.0,
+            "rx_buffer_size": 4096,
+            "user_ids": users,
+        },
+        "send_pilots": {"round_id": 3, "slot_id": 1, "user_ids": users, "pilot_ids": [0, 1]},
+        "corrections": {
+            "round_id": 3,
+            "user_ids": users,
+            "timing_samples": np.array([1.5, -2.0]),
+            "cfo_hz": np.array([120.0, -80.0], dtype=np.float32),
+            "gain": np.array([0.5 + 0.1j, 1.0 - 0.2j], dtype=np.complex64),
+        },
+        "transmit": {
+            "round_id": 3,
+            "slot_id": 1,
+            "user_ids": users,
+            "tx_scale": np.array([0.7 + 0.1j, 0.3j]),
+            "weights": np.array([0.6, 0.4]),
+            "batch_seed": 17,
+        },
+        "gradient": {
+            "round_id": 3,
+            "slot_id": 1,
+            "user_ids": users,
+            "weights": np.array([0.6, 0.4], dtype=np.float32),
+            "grad": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+        },
+        "eval_request": {"round_id": 3, "user_ids": users, "n_samples": 100},
+        "eval_report": {
+            "round_id": 3,
+            "loss": {"u0": 0.5, "u1": 0.25},
+            "correct": {"u0": 40, "u1": 45},
+            "count": {"u0": 50, "u1": 50},
+        },
+        "label_report": {"round_id": 0, "counts": {"u0": [5, 0, 3], "u1": [0, 7, 0]}},
+        "shutdown": {"reason": "done"},
+    }
+
+
+def make(msg_type: str, body: dict, seq: int = 1, sender: str = "node0", **kw) -> m.Message:
+    return m.Message(msg_type, body, seq, sender, time.time(), **kw)
+
+
+def raw(body=None, **envelope) -> bytes:
+    """A hand-made wire message (bypasses encode's validation)."""
+    obj = {
+        "v": m.PROTOCOL_VERSION,
+        "type": "heartbeat",
+        "seq": 1,
+        "sender": "node0",
+        "ts": time.time(),
+        "re": None,
+        "body": {} if body is None else body,
+    }
+    obj.update(envelope)
+    return msgpack.packb(obj, use_bin_type=True)
+
+
+def reason_of(data: bytes, **kw) -> str:
+    with pytest.raises(m.ProtocolError) as info:
+        m.decode(data, **kw)
+    return info.value.reason
+
+
+def test_every_type_has_an_example_and_round_trips():
+    bodies = example_bodies()
+    assert set(bodies) == set(m.SCHEMAS)
+    for seq, (msg_type, body) in enumerate(bodies.items(), start=1):
+        msg = make(msg_type, body, seq=seq, re=seq - 1 if msg_type == "ack" else None)
+        out = m.decode(m.encode(msg))
+        assert (out.type, out.seq, out.sender, out.re) == (msg.type, seq, "node0", msg.re)
+        assert out.ts == pytest.approx(msg.ts)
+        assert set(out.body) == set(body)
+        for key, value in body.items():
+            if isinstance(value, np.ndarray):
+                assert out.body[key].dtype == value.dtype
+                np.testing.assert_array_equal(out.body[key], value)
+            else:
+                assert out.body[key] == value
+
+
+def test_decoded_arrays_are_read_only():
+    body = example_bodies()["transmit"]
+    out = m.decode(m.encode(make("transmit", body, sender="orchestrator")))
+    with pytest.raises(ValueError):
+        out.body["weights"][0] = 1.0
+
+
+def test_envelope_failures():
+    assert reason_of(b"\xc1\xff garbage") == "decode"
+    assert reason_of(b"") == "decode"
+    assert reason_of(msgpack.packb([1, 2, 3])) == "decode"
+    assert reason_of(raw()[:-3]) == "decode"
+    assert reason_of(raw(v=2)) == "version"
+    assert reason_of(raw(seq="1")) == "envelope"
+    assert reason_of(raw(seq=True)) == "envelope"
+    assert reason_of(raw(sender=5)) == "envelope"
+    assert reason_of(raw(ts=float("nan"))) == "envelope"
+    assert reason_of(raw(re=1.5)) == "envelope"
+    assert reason_of(raw(type=7)) == "envelope"
+    assert reason_of(raw(extra=1)) == "envelope"
+    obj = msgpack.unpackb(raw())
+    del obj["ts"]
+    assert reason_of(msgpack.packb(obj)) == "envelope"
+    assert reason_of(raw(type="teleport")) == "unknown_type"
+    assert reason_of(raw(body=[1])) == "bad_type"
+    ext = msgpack.packb({**msgpack.unpackb(raw()), "v": msgpack.ExtType(1, b"x")})
+    assert reason_of(ext) == "decode"  # extension types are refused
+    assert reason_of(b"\x91" * 5000 + b"\x01") == "decode"  # nesting beyond the stack limit
+
+
+def test_direction_is_checked_by_sender_role():
+    data = m.encode(make("transmit", example_bodies()["transmit"], sender="orchestrator"))
+    assert m.decode(data, sender_role="orchestrator").type == "transmit"
+    assert reason_of(data, sender_role="node") == "direction"
+    hello = m.encode(make("hello", example_bodies()["hello"]))
+    assert reason_of(hello, sender_role="orchestrator") == "direction"
+    with pytest.raises(ValueError):
+        m.decode(hello, sender_role="eavesdropper")
+
+
+@pytest.mark.parametrize(
+    ("msg_type", "body", "reason"),
+    [
+        ("hello", {"node_id": "n"}, "missing_field"),
+        ("hello", {"node_id": "n", "user_ids": [], "payload": 1}, "unknown_field"),
+        ("hello", {"node_id": 3, "user_ids": []}, "bad_type"),
+        ("hello", {"node_id": "n", "user_ids": "u0"}, "bad_type"),
+        ("hello", {"node_id": "n", "user_ids": [1]}, "bad_type"),
+        ("hello", {"node_id": "n" * (m.MAX_STR + 1), "user_ids": []}, "bad_value"),
+        ("hello", {"node_id": "n", "user_ids": ["a", "a"]}, "bad_value"),
+        ("hello", {"node_id": "n", "user_ids": ["u"] * (m.MAX_LIST + 1)}, "decode"),
+        ("welcome", {"node_id": "n", "heartbeat_s": "1", "liveness_s": 3.0}, "bad_type"),
+        ("welcome", {"node_id": "n", "heartbeat_s": True, "liveness_s": 3.0}, "bad_type"),
+        ("welcome", {"node_id": "n", "heartbeat_s": float("inf"), "liveness_s": 3}, "bad_value"),
+        (
+            "send_pilots",
+            {"round_id": 1.0, "slot_id": 0, "user_ids": [], "pilot_ids": []},
+            "bad_type",
+        ),
+        (
+            "send_pilots",
+            {"round_id": 2**63, "slot_id": 0, "user_ids": [], "pilot_ids": []},
+            "bad_value",
+        ),
+        (
+            "send_pilots",
+            {"round_id": 1, "slot_id": 0, "user_ids": ["a"], "pilot_ids": []},
+            "bad_value",
+        ),
+        ("eval_report", {"round_id": 1, "loss": [], "correct": {}, "count": {}}, "bad_type"),
+        (
+            "eval_report",
+            {"round_id": 1, "loss": {}, "correct": {"a": 5}, "count": {"a": 4}},
+            "bad_value",
+        ),
+        (
+            "eval_report",
+            {"round_id": 1, "loss": {"b": 1.0}, "correct": {}, "count": {"a": 4}},
+            "bad_value",
+        ),
+        (
+            "eval_report",
+            {"round_id": 1, "loss": {"a": [1.0]}, "correct": {}, "count": {}},
+            "bad_type",
+        ),
+        ("label_report", {"round_id": 1, "counts": {"a": [1, -1]}}, "bad_value"),
+        ("label_report", {"round_id": 1, "counts": {"a": [1] * (m.MAX_CLASSES + 1)}}, "bad_value"),
+        ("label_report", {"round_id": 1, "counts": {"a": [0.5]}}, "bad_type"),
+    ],
+)
+def test_body_validation_failures(msg_type, body, reason):
+    assert reason_of(raw(type=msg_type, body=body)) == reason
+
+
+def _array(**over):
+    arr = {"dtype": "float64", "shape": [2], "data": np.zeros(2).tobytes()}
+    arr.update(over)
+    return arr
+
+
+@pytest.mark.parametrize(
+    ("array", "reason"),
+    [
+        (_array(dtype="object"), "bad_array"),
+        (_array(dtype="uint16", data=b"\0" * 4), "bad_array"),
+        (_array(dtype=5), "bad_array"),
+        (_array(shape=[3]), "bad_array"),
+        (_array(shape=[-2]), "bad_array"),
+        (_array(shape=[2, 1, 1, 1, 1]), "bad_array"),
+        (_array(shape=[2**20, 2]), "bad_array"),
+        (_array(shape="2"), "bad_array"),
+        (_array(data="zeros"), "bad_array"),
+        ({"dtype": "float64", "shape": [2]}, "bad_array"),
+        ([0.0, 0.0], "bad_array"),
+        (_array(data=np.array([1.0, np.nan]).tobytes()), "bad_value"),
+        (_array(shape=[1], data=np.zeros(1).tobytes()), "bad_value"),  # length != users
+    ],
+)
+def test_array_validation_failures(array, reason):
+    body = {
+        "round_id": 1,
+        "slot_id": 0,
+        "user_ids": ["a", "b"],
+        "tx_scale": _array(dtype="complex128", data=np.zeros(2, complex).tobytes()),
+        "weights": array,
+    }
+    assert reason_of(raw(type="transmit", body=body, sender="orchestrator")) == reason
+
+
+def test_encode_validates_like_decode():
+    with pytest.raises(m.ProtocolError) as info:
+        m.encode(make("transmit", {**example_bodies()["transmit"], "weights": [0.5, 0.5]}))
+    assert info.value.reason == "bad_type"
+    with pytest.raises(m.ProtocolError) as info:
+        m.encode(make("gradient", {**example_bodies()["gradient"], "grad": np.zeros(3, np.int8)}))
+    assert info.value.reason == "bad_array"
+    with pytest.raises(m.ProtocolError) as info:
+        m.encode(make("heartbeat", {}, seq=1.5))
+    assert info.value.reason == "bad_type"
+
+
+def test_size_limit_on_encode_and_decode():
+    body = {**example_bodies()["gradient"], "grad": np.zeros(1000, np.float64)}
+    msg = make("gradient", body, sender="orchestrator")
+    data = m.encode(msg)
+    assert len(data) > 8000
+    with pytest.raises(m.ProtocolError) as info:
+        m.encode(msg, max_bytes=8000)
+    assert info.value.reason == "oversize"
+    assert reason_of(data, max_bytes=8000) == "oversize"
+    assert m.decode(data, max_bytes=len(data)).type == "gradient"
+
+
+def test_replay_guard_sequence_and_window():
+    now = [1000.0]
+    guard = m.ReplayGuard(window_s=5.0, clock=lambda: now[0])
+
+    def msg(seq, sender="node0", ts=1000.0):
+        return m.Message("heartbeat", {}, seq, sender, ts)
+
+    guard.check(msg(10))
+    guard.check(msg(11))
+    guard.check(msg(3, sender="node1"))  # senders are independent
+    for seq in (11, 10, 5):
+        with pytest.raises(m.ProtocolError) as info:
+            guard.check(msg(seq))
+        assert info.value.reason == "replay"
+    for ts in (1006.0, 994.0):
+        with pytest.raises(m.ProtocolError) as info:
+            guard.check(msg(50, ts=ts))
+        assert info.value.reason == "stale"
+    guard.check(msg(50, ts=1004.0))
+    guard.forget("node0")
+    guard.check(msg(1))  # a forgotten sender starts over
+    with pytest.raises(ValueError):
+        m.ReplayGuard(window_s=0)
+
+
+def test_sequence_counter_is_increasing_and_starts_at_clock():
+    before = time.time_ns() // 1000
+    counter = m.SequenceCounter()
+    values = [counter.next() for _ in range(100)]
+    assert values[0] >= before and values == sorted(set(values))
+    assert m.SequenceCounter(start=7).next() == 7
+
+
+def test_privacy_invariant_no_node_type_carries_arrays():
+    m.check_privacy_invariant()
+    node_types = m.node_sendable_types()
+    assert {"hello", "heartbeat", "ack", "error", "eval_report", "label_report"} <= set(node_types)
+    for t in node_types:
+        kinds = {**m.SCHEMAS[t].required, **m.SCHEMAS[t].optional}.values()
+        assert m.ARRAY not in kinds and m.INT_LIST not in kinds
+    leaky = {**m.SCHEMAS, "upload": m.MessageSpec("node", {"features": m.ARRAY})}
+    with pytest.raises(m.ProtocolError) as info:
+        m.check_privacy_invariant(leaky)
+    assert info.value.reason == "privacy"
+    # a node cannot smuggle an array into a node message: bytes/arrays are not scalars
+    body = {"round_id": 1, "loss": {"u0": np.zeros(64)}, "correct": {}, "count": {}}
+    with pytest.raises(m.ProtocolError):
+        m.encode(make("eval_report", body))
+    wire = {"round_id": 1, "loss": {"u0": _array()}, "correct": {}, "count": {}}
+    assert reason_of(raw(type="eval_report", body=wire), sender_role="node") == "bad_type"
+
+
+def test_protocol_error_reason_must_be_known():
+    with pytest.raises(ValueError):
+        m.ProtocolError("whatever", "x")
+    err = m.ProtocolError("replay", "seq 3")
+    assert err.reason == "replay" and "seq 3" in str(err)
