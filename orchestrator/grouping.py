@@ -361,6 +361,8 @@ class LabelAwareGrouping(GroupingPolicy):
             raise ValueError(f"similarity {s.shape} and sizes {list(sizes)} do not match")
         rng = make_rng(rng)
         sizes = sorted(sizes, reverse=True)
+        if len(sizes) <= 1:
+            return [list(range(n))] if n else []
         if sizes[0] == 2 and n <= self.matching_limit:
             return _min_weight_pairs(s)  # exact: partition into pairs = perfect matching
         best = _local_search(s, self._peel(s, sizes, None), self.max_sweeps)

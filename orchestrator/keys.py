@@ -74,11 +74,14 @@ def create_keys(
         overwrite: replace existing key files (otherwise FileExistsError; an existing
             server key pair is kept and reused).
     """
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     names = list(names) if names is not None else node_names(n_nodes)
+    directory = Path(directory)
     if SERVER_NAME in names or len(set(names)) != len(names):
         raise ValueError(f"node names must be unique and not {SERVER_NAME!r}")
+    for name in names:  # check all before writing anything
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ValueError(f"key name must match {_NAME.pattern}, got {name!r}")
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     server_pub = directory / f"{SERVER_NAME}.key"
     if server_pub.exists() and not overwrite:
         server = (server_pub, directory / f"{SERVER_NAME}.key_secret")
