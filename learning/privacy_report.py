@@ -1,0 +1,345 @@
+"""Privacy figures and the privacy-utility report.
+
+* :func:`compose_groups` forms mixture groups of ``K`` samples whose labels are all
+  identical, random, or all distinct (SIMix's label-aware grouping vs. its baselines).
+* :func:`observe_groups` passes those groups through the observation process an
+  eavesdropper sees: the ideal weighted sum or one over-the-air slot
+  (:func:`phy.ota_model.ota_mixture`, Rayleigh fading, MMSE power control, noise at a
+  given SNR), with the one-hot labels sent alongside the payload and mixed by the air.
+* :func:`privacy_figures` fits attacks on auxiliary observations and scores them on the
+  victims' observations — reusable on what an eavesdropper recorded in a real run.
+* :func:`grouped_privacy_figures` does all of it per grouping scheme.
+* :func:`privacy_utility_report` / :func:`plot_privacy_utility` put the legitimate task
+  accuracy next to each attack's success and its chance level (dict and PNG).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from learning.attacks import GroupTruth, Observation, get_attack
+from learning.data import Dataset
+from phy.channel import make_channel_model
+from phy.ota_model import ota_mixture
+from phy.rng import RngLike, make_rng, spawn, torch_generator
+
+GROUP_SCHEMES = ("identical", "random", "distinct")
+CHANNELS = ("ideal", "ota")
+WEIGHT_POLICIES = ("equal", "dirichlet")
+
+#: attack name -> the figures that measure its success (each has a ``<figure>_chance``)
+SUCCESS_FIGURES: dict[str, tuple[str, ...]] = {
+    "model_inversion": ("task_accuracy",),
+    "label_inference": ("per_user_accuracy", "exact_set_accuracy"),
+}
+
+
+def compose_groups(
+    labels: np.ndarray,
+    group_size: int,
+    n_groups: int,
+    scheme: str,
+    n_classes: int,
+    rng: RngLike = None,
+) -> np.ndarray:
+    """Draw ``n_groups`` groups of ``group_size`` distinct sample indices.
+
+    Args:
+        labels: ``(N,)`` int labels of the pool.
+        group_size: ``K >= 1``.
+        n_groups: number of groups ``B >= 1``.
+        scheme: ``"identical"`` (all K labels equal; class uniform among classes with at
+            least K samples), ``"random"`` (K distinct samples uniformly), ``"distinct"``
+            (K different classes chosen uniformly, one random sample of each).
+        n_classes: number of classes.
+    Returns:
+        ``(K, B)`` int64 indices into the pool.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.dtype.kind not in "iu" or y.size == 0:
+        raise ValueError("labels must be a non-empty 1-D integer array")
+    if y.min() < 0 or y.max() >= n_classes:
+        raise ValueError(f"labels must lie in 0..{n_classes - 1}")
+    if group_size < 1 or n_groups < 1:
+        raise ValueError(f"group_size and n_groups must be >= 1, got {group_size}, {n_groups}")
+    if scheme not in GROUP_SCHEMES:
+        raise ValueError(f"unknown group scheme {scheme!r}; allowed: {GROUP_SCHEMES}")
+    gen = make_rng(rng)
+    k = group_size
+    members = [np.flatnonzero(y == c) for c in range(n_classes)]
+    sizes = np.array([len(m) for m in members])
+    out = np.empty((k, n_groups), dtype=np.int64)
+    if scheme == "identical":
+        eligible = np.flatnonzero(sizes >= k)
+        if eligible.size == 0:
+            raise ValueError(f"no class has {k} samples for label-identical groups")
+        cls = gen.choice(eligible, size=n_groups)
+        for c in np.unique(cls):
+            cols = np.flatnonzero(cls == c)
+            pos = np.argsort(gen.random((cols.size, sizes[c])), axis=1)[:, :k]
+            out[:, cols] = members[c][pos].T
+    elif scheme == "random":
+        if y.size < k:
+            raise ValueError(f"pool of {y.size} samples is smaller than the group size {k}")
+        out[:] = gen.integers(0, y.size, size=(k, n_groups))
+        while True:  # redraw groups with a repeated sample
+            srt = np.sort(out, axis=0)
+            bad = np.flatnonzero(np.any(srt[1:] == srt[:-1], axis=0))
+            if bad.size == 0:
+                break
+            out[:, bad] = gen.integers(0, y.size, size=(k, bad.size))
+    else:
+        present = np.flatnonzero(sizes > 0)
+        if present.size < k:
+            raise ValueError(f"only {present.size} classes present for {k} distinct labels")
+        order = np.argsort(gen.random((n_groups, present.size)), axis=1)[:, :k]
+        cls = present[order].T  # (K, B)
+        pick = np.floor(gen.random((k, n_groups)) * sizes[cls]).astype(np.int64)
+        for c in present:
+            mask = cls == c
+            out[mask] = members[c][pick[mask]]
+    return out
+
+
+def group_truth(images: np.ndarray, labels: np.ndarray, idx: np.ndarray, n_classes: int):
+    """The :class:`GroupTruth` of groups ``idx`` ``(K, B)`` over a pool of images
+    ``(N, C, H, W)`` and labels ``(N,)``."""
+    return GroupTruth(np.asarray(images)[idx], np.asarray(labels)[idx], n_classes)
+
+
+def observe_groups(
+    payloads: np.ndarray,
+    labels: np.ndarray,
+    idx: np.ndarray,
+    n_classes: int,
+    channel: str = "ota",
+    snr_db: float = 20.0,
+    weights: str = "equal",
+    dirichlet_alpha: float = 1.0,
+    send_label: bool = True,
+    fading: str = "rayleigh",
+    policy: str = "mmse",
+    weights_known: bool = True,
+    rng: RngLike = None,
+) -> Observation:
+    """What an eavesdropper at the server sees when groups ``idx`` transmit together.
+
+    Args:
+        payloads: ``(N, D)`` per-sample payloads (unit power per complex symbol).
+        labels: ``(N,)`` int labels.
+        idx: ``(K, B)`` groups (see :func:`compose_groups`).
+        n_classes: number of classes.
+        channel: ``"ideal"`` (exact weighted sum) or ``"ota"`` (one
+            :func:`phy.ota_model.ota_mixture` slot per group: i.i.d. ``fading`` gains per
+            group, ``policy`` power control with unit power limits, noise variance
+            ``10**(-snr_db/10)``).
+        weights: ``"equal"`` (1/K) or ``"dirichlet"`` (Dirichlet(``dirichlet_alpha``) per
+            group, AirMixML-style).
+        send_label: one-hot labels travel with the payload and are mixed by the air.
+        weights_known: record the mixing weights in the observation.
+    Returns:
+        :class:`Observation` with payload ``(B, D)``, mixed label ``(B, n_classes)`` if
+        ``send_label``, group size K.
+    """
+    x = np.asarray(payloads, dtype=np.float32)
+    y = np.asarray(labels)
+    idx = np.asarray(idx)
+    if x.ndim != 2 or y.shape != (x.shape[0],) or not np.all(np.isfinite(x)):
+        raise ValueError("payloads must be finite (N, D) and labels (N,)")
+    if idx.ndim != 2 or idx.min() < 0 or idx.max() >= x.shape[0]:
+        raise ValueError(f"idx must be (K, B) indices into {x.shape[0]} samples")
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}; allowed: {CHANNELS}")
+    if weights not in WEIGHT_POLICIES:
+        raise ValueError(f"unknown weight policy {weights!r}; allowed: {WEIGHT_POLICIES}")
+    if not np.isfinite(snr_db):
+        raise ValueError(f"snr_db must be finite, got {snr_db}")
+    if not dirichlet_alpha > 0:
+        raise ValueError(f"dirichlet_alpha must be > 0, got {dirichlet_alpha}")
+    k, b = idx.shape
+    d = x.shape[1]
+    g_w, g_h, g_noise = spawn(rng, 3)
+    if weights == "equal" or k == 1:
+        w = np.full((k, b), 1.0 / k)
+    else:
+        w = g_w.dirichlet(np.full(k, dirichlet_alpha), size=b).T
+    sent = x[idx]  # (K, B, D)
+    if send_label:
+        onehot = np.eye(n_classes, dtype=np.float32)[y[idx]]
+        sent = np.concatenate([sent, onehot], axis=2)
+    if sent.shape[2] % 2:
+        sent = np.concatenate([sent, np.zeros((k, b, 1), np.float32)], axis=2)
+    if channel == "ideal":
+        est = np.einsum("kb,kbd->bd", w, sent)
+    else:
+        h = make_channel_model(fading).generate((b, k), g_h)
+        with torch.no_grad():
+            est_t, _ = ota_mixture(
+                torch.from_numpy(sent),
+                w.T,
+                h,
+                10.0 ** (-snr_db / 10.0),
+                1.0,
+                policy,
+                generator=torch_generator(g_noise),
+            )
+        est = est_t.numpy()
+    return Observation(
+        payload=est[:, :d],
+        group_size=k,
+        mixed_label=est[:, d : d + n_classes] if send_label else None,
+        weights=w if weights_known else None,
+    )
+
+
+def privacy_figures(
+    aux_observations: Observation,
+    aux_truth: GroupTruth,
+    victim_observations: Observation,
+    victim_truth: GroupTruth,
+    attacks: Sequence[str] = ("model_inversion", "label_inference"),
+    attack_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    rng: RngLike = None,
+) -> dict[str, dict[str, float]]:
+    """Fit each attack (by registry name) on the auxiliary observations and score it on
+    the victims' observations. Returns ``{attack: figures}`` (see each attack's
+    ``evaluate``; every success figure has a ``_chance`` companion)."""
+    out: dict[str, dict[str, float]] = {}
+    gens = spawn(rng, 2 * len(attacks))
+    for i, name in enumerate(attacks):
+        kwargs = dict((attack_kwargs or {}).get(name, {}))
+        kwargs.setdefault("rng", gens[2 * i])
+        attack = get_attack(name, **kwargs).fit(aux_observations, aux_truth)
+        out[name] = attack.evaluate(victim_observations, victim_truth, rng=gens[2 * i + 1])
+    return out
+
+
+def _images_labels(ds: Dataset) -> tuple[np.ndarray, np.ndarray]:
+    return ds.x.numpy(), ds.y.numpy()
+
+
+def grouped_privacy_figures(
+    aux: Dataset,
+    victims: Dataset,
+    encode: Callable[[torch.Tensor], torch.Tensor],
+    group_size: int = 4,
+    schemes: Sequence[str] = GROUP_SCHEMES,
+    n_aux_groups: int = 20000,
+    n_victim_groups: int = 1000,
+    attacks: Sequence[str] = ("model_inversion", "label_inference"),
+    attack_kwargs: Mapping[str, Mapping[str, Any]] | None = None,
+    rng: RngLike = None,
+    **observe_kwargs: Any,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """Attack success per grouping scheme.
+
+    For each scheme, groups are formed on the auxiliary set (attacker's training data)
+    and on the victims' set the same way, passed through :func:`observe_groups` with
+    ``observe_kwargs`` (channel, snr_db, weights, ...), and every attack is fitted and
+    scored with :func:`privacy_figures`.
+
+    Args:
+        aux, victims: disjoint data sets.
+        encode: images ``(N, C, H, W)`` -> payloads ``(N, D)`` (an encoder or
+            ``RawCodec.encode``); evaluated without gradients.
+    Returns:
+        ``{scheme: {attack: figures}}``.
+    """
+    if aux.input_shape != victims.input_shape or aux.n_classes != victims.n_classes:
+        raise ValueError("aux and victims must share input shape and classes")
+    with torch.no_grad():
+        p_aux = encode(aux.x).detach().numpy()
+        p_vic = encode(victims.x).detach().numpy()
+    x_aux, y_aux = _images_labels(aux)
+    x_vic, y_vic = _images_labels(victims)
+    c = aux.n_classes
+    result: dict[str, dict[str, dict[str, float]]] = {}
+    for scheme, gen in zip(schemes, spawn(rng, len(schemes)), strict=True):
+        g = spawn(gen, 5)
+        i_aux = compose_groups(y_aux, group_size, n_aux_groups, scheme, c, g[0])
+        i_vic = compose_groups(y_vic, group_size, n_victim_groups, scheme, c, g[1])
+        o_aux = observe_groups(p_aux, y_aux, i_aux, c, rng=g[2], **observe_kwargs)
+        o_vic = observe_groups(p_vic, y_vic, i_vic, c, rng=g[3], **observe_kwargs)
+        result[scheme] = privacy_figures(
+            o_aux,
+            group_truth(x_aux, y_aux, i_aux, c),
+            o_vic,
+            group_truth(x_vic, y_vic, i_vic, c),
+            attacks,
+            attack_kwargs,
+            g[4],
+        )
+    return result
+
+
+def privacy_utility_report(
+    legitimate_accuracy: float,
+    figures: Mapping[str, Mapping[str, Mapping[str, float]]],
+) -> dict[str, Any]:
+    """Legitimate task accuracy next to each attack's success.
+
+    Args:
+        legitimate_accuracy: test accuracy of the legitimate model, in [0, 1].
+        figures: ``{setting: {attack: figures}}`` as returned by
+            :func:`grouped_privacy_figures` (or ``{setting: privacy_figures(...)}``).
+    Returns:
+        ``{"legitimate_accuracy": a, "rows": [{"setting", "attack", "metric", "success",
+        "chance", "advantage" (success - chance), "utility_minus_success"}]}``.
+    """
+    a = float(legitimate_accuracy)
+    if not 0.0 <= a <= 1.0:
+        raise ValueError(f"legitimate_accuracy must be in [0, 1], got {legitimate_accuracy}")
+    rows = []
+    for setting, per_attack in figures.items():
+        for attack, figs in per_attack.items():
+            for metric in SUCCESS_FIGURES.get(attack, ()):
+                if metric not in figs or f"{metric}_chance" not in figs:
+                    raise ValueError(f"{setting}/{attack} lacks {metric} or its chance level")
+                s, ch = float(figs[metric]), float(figs[f"{metric}_chance"])
+                rows.append(
+                    {
+                        "setting": str(setting),
+                        "attack": attack,
+                        "metric": metric,
+                        "success": s,
+                        "chance": ch,
+                        "advantage": s - ch,
+                        "utility_minus_success": a - s,
+                    }
+                )
+    return {"legitimate_accuracy": a, "rows": rows}
+
+
+def plot_privacy_utility(report: Mapping[str, Any], path: str | Path) -> Path:
+    """Bar plot of each attack's success (with its chance level as a black tick) and the
+    legitimate accuracy as a dashed line; written as PNG to ``path`` (Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    if not rows:
+        raise ValueError("report has no attack rows to plot")
+    names = [f"{r['setting']}\n{r['attack']}\n{r['metric']}" for r in rows]
+    pos = np.arange(len(rows))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(rows)), 4.5))
+    ax.bar(pos, [r["success"] for r in rows], color="tab:red", alpha=0.7, label="attack success")
+    ax.scatter(pos, [r["chance"] for r in rows], marker="_", s=600, color="k", label="chance")
+    ax.axhline(report["legitimate_accuracy"], ls="--", color="tab:blue", label="legitimate acc.")
+    ax.set_xticks(pos, names, fontsize=7)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("accuracy (fraction)")
+    ax.set_title("privacy-utility report")
+    ax.legend(fontsize=8, loc="upper right")
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
