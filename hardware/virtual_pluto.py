@@ -234,7 +234,13 @@ class VirtualPluto(BufferBackend):
             if cyclic:
                 raise IIOError(errno.EINVAL, "RX buffers cannot be cyclic")
             self.port.kernel_buffers = self.kernel_buffers.get(device.id, DEFAULT_KERNEL_BUFFERS)
-            self.port.rx_buffer_size = samples_count  # (re)starts the RX stream
+            if self.port.rx_buffer_size != samples_count:
+                self.port.rx_buffer_size = samples_count  # restarts the RX stream
+            else:
+                # enabling the buffer starts from the buffer being filled now: drop what the
+                # kernel held while the buffer was closed (none in deterministic mode, so
+                # consecutive buffers stay sample-contiguous)
+                self.port.flush()
         return session
 
     def set_kernel_buffers(self, device: Device, count: int) -> None:
