@@ -473,7 +473,9 @@ class MediumPort:
             fs = self.actual_sample_rate_hz
             b = self._rx_buffer_size
             if self._stream_t0 is None:  # align the stream to this receiver's sample grid
-                self._stream_t0 = math.ceil(medium.now_s * fs) / fs
+                # tolerance: now_s * fs lands a hair above an integer after float rounding
+                # when the clock stopped exactly on a sample; that must not skip a sample
+                self._stream_t0 = math.ceil(medium.now_s * fs - 1e-6) / fs
                 self._rx_pos = 0
             self._drop_overflowed()
             start_s = self._stream_t0 + self._rx_pos / fs

@@ -341,3 +341,17 @@ def test_bad_input_raises():
         SharedMedium(latency_range_s=(2e-3, 1e-3))
     with pytest.raises(ValueError):
         SharedMedium(channel_model="nope")
+
+
+def test_restarted_rx_stream_continues_on_the_same_sample_grid():
+    """Restarting the stream where the clock stopped must not slip a sample to float
+    rounding (regression: ceil(now * fs) jumped one sample for some oscillator errors)."""
+    for ppm in np.linspace(-25.0, 25.0, 41):
+        medium = SharedMedium(rng=0)
+        port = medium.add_radio("rx", ppm=float(ppm), rx_buffer_size=1000)
+        port.receive(4000)
+        fs = port.actual_sample_rate_hz
+        end_index = round(medium.now_s * fs)
+        port.rx_buffer_size = 1000  # restarts the stream
+        port.receive(1000)
+        assert round(port._stream_t0 * fs) == end_index
