@@ -17,7 +17,8 @@ import sys
 
 #: sub-command name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("phy.demo", "run the default experiment (for now: the OTA PHY demonstration)"),
+    "run": ("orchestrator.phy_demo", "run the default experiment (for now: the OTA PHY demo)"),
+    "phy-demo": ("orchestrator.phy_demo", "closed-loop OTA mixup on the simulated medium"),
     "virtual-pluto": ("hardware.virtual_pluto", "serve N virtual PlutoSDRs on one sim. medium"),
     "keys": ("orchestrator.keys", "create CurveZMQ key pairs for the orchestrator and N nodes"),
 }

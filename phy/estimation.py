@@ -20,6 +20,7 @@ gain on unit-power symbols referenced to capture index 0.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,10 +28,14 @@ import numpy as np
 from phy.sync import delay_from_response, detect_frames
 from phy.waveform import Block, OfdmConfig
 
-__all__ = ["LinkEstimate", "estimate_user_link", "pilot_blocks", "user_root"]
+__all__ = ["NoPilotError", "LinkEstimate", "estimate_user_link", "pilot_blocks", "user_root"]
 
 #: long-block repetitions in a user pilot (a cyclic pilot period is short + CP + this)
 PILOT_REPS = 60
+
+
+class NoPilotError(ValueError):
+    """The user's pilot was not found in the capture."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,8 @@ class LinkEstimate:
     @property
     def noise_var(self) -> float:
         """Noise variance per subcarrier symbol implied by ``gain`` and ``snr_db``."""
+        if self.gain == 0:
+            return math.nan
         return float(abs(self.gain) ** 2 / 10 ** (self.snr_db / 10))
 
 
@@ -89,33 +96,48 @@ def estimate_user_link(
     *,
     reps: int = PILOT_REPS,
     capture_clock: int = 0,
+    carrier_hz: float | None = None,
 ) -> LinkEstimate:
     """Estimate user ``user_index``'s link from a capture of its cyclic pilot
     (complex ``(n,)``; must contain the pilot's first period in full).
 
-    Steps: detect every period (:func:`phy.sync.detect_frames`); the earliest one is
-    buffer index 0. For every long block, the per-subcarrier response gives a
+    Steps: detect every period (:func:`phy.sync.detect_frames`); buffer index 0 is the
+    period start within the first pilot period of the capture (start latency must be
+    shorter than one period). For every long block, the per-subcarrier response gives a
     fractional arrival time and a complex gain; a least-squares line through the
     arrival times gives ``delay`` and ``sro``; one through the unwrapped gain phases
     refines the CFO to near its Cramer-Rao bound; the scatter of the gains gives SNR.
+    With ``carrier_hz`` (Hz) the sample-rate offset is taken as ``-cfo / carrier_hz``
+    (transmitter LO and sample clock from one oscillator, as on a Pluto and in
+    :mod:`phy.medium`); without it, it is fitted to the arrival times.
     Raises ValueError when no pilot is found.
     """
+    if carrier_hz is not None and not (np.isfinite(carrier_hz) and carrier_hz > 0):
+        raise ValueError(f"carrier_hz must be positive, got {carrier_hz}")
     x = np.asarray(capture)
     if x.ndim != 1 or not np.all(np.isfinite(x)):
         raise ValueError("capture must be a finite 1-D complex array")
     root = user_root(user_index, config)
-    dets = detect_frames(x, config, root=root, n_long=reps)
+    # the pilot is known to be on the air and its long part is 60 blocks long, so a low
+    # Schmidl-Cox threshold (noise only: P(M > 0.1) ~ exp(-12) per sample) is confirmed
+    # by a long-correlation test with a 1e-6 false-alarm rate; this keeps users in deep
+    # fades (about 0 dB) detectable
+    dets = detect_frames(x, config, root=root, n_long=reps, threshold=0.1)
     if not dets:
-        raise ValueError(f"no pilot of user {user_index} (ZC root {root}) in the capture")
+        raise NoPilotError(f"no pilot of user {user_index} (ZC root {root}) in the capture")
     n = config.n_fft
     period = config.preamble_len - config.n_long * n + reps * n
     fs = config.sample_rate_hz
     nu0 = float(np.median([d.cfo_hz for d in dets])) / fs
+    # a weak user's first periods may be missed: the buffer start is identified by
+    # requiring the start latency to be shorter than one pilot period (4000 samples =
+    # 4 ms at 1 MS/s, radios start within ~2 ms), so period j0 = first // period
     first = dets[0].start
-    # buffer indices of every long block of every period that fits in the capture
+    j0 = int(first // period)
     n_periods = int((x.size - first) // period) + 1
-    m = (np.arange(n_periods)[:, None] * period + config.long_start + n * np.arange(reps)).ravel()
-    approx = first + m
+    periods = j0 + np.arange(n_periods)
+    m = (periods[:, None] * period + config.long_start + n * np.arange(reps)).ravel()
+    approx = first - j0 * period + m
     ok = (approx >= 1) & (approx + n + 1 < x.size)
     m, approx = m[ok], approx[ok]
     if m.size < 2:
@@ -124,19 +146,39 @@ def estimate_user_link(
     idx = windows[:, None] + np.arange(n)
     corrected = x[idx] * np.exp(-2j * np.pi * nu0 * idx)
     spectrum = np.fft.fft(corrected, axis=1, norm="ortho") / config.scale
-    resp = spectrum[:, config.used_bins % n] / config.long_sequence(root)
-    tau, gains = delay_from_response(resp, config)
-    arrival = windows + tau
-    slope, intercept = np.polyfit(m, arrival, 1)
-    # CFO refinement: phase of the per-block gains against arrival time
-    phase = np.unwrap(np.angle(gains))
-    dnu, _ = np.polyfit(arrival, phase, 1)
-    dnu /= 2 * np.pi
+    bins = config.used_bins
+    resp = spectrum[:, bins % n] / config.long_sequence(root)
+    # remove the known fractional part of each window's misalignment, so every block
+    # shares the same (small) residual delay; per-block delay estimates are too noisy
+    # at low SNR (the slope estimator multiplies two noisy bins)
+    frac = approx - windows
+    resp = resp * np.exp(2j * np.pi * np.outer(frac, bins) / n)
+    # CFO refinement: periodogram maximum of the per-block gains (ML tone estimate)
+    dnu = _periodogram_peak(resp.mean(axis=1), approx, span=1.0 / (4 * n))
     nu = nu0 + dnu
-    aligned = gains * np.exp(-2j * np.pi * dnu * arrival)
-    gain = complex(np.mean(aligned))
+    resp = resp * np.exp(-2j * np.pi * dnu * approx)[:, None]
+    # per period: coherent average over its blocks, then delay and gain
+    period_of = np.repeat(np.arange(m.size // reps + 1), reps)[: m.size]
+    n_p = int(period_of.max()) + 1
+    mean_resp = np.stack([resp[period_of == p].mean(axis=0) for p in range(n_p)])
+    tau_p, _ = delay_from_response(mean_resp, config)
+    m_p = np.array([m[period_of == p].mean() for p in range(n_p)])
+    a_p = np.array([approx[period_of == p].mean() for p in range(n_p)]) + tau_p
+    if carrier_hz is not None:
+        # one oscillator drives LO and sample clock: sro = -cfo / fc, far more precise
+        # than a fit through the per-period arrival times
+        slope = 1.0 - nu * fs / carrier_hz
+        intercept = float(np.mean(a_p - slope * m_p))
+    elif n_p >= 2:
+        slope, intercept = np.polyfit(m_p, a_p, 1)
+    else:
+        slope, intercept = 1.0, float(a_p[0] - m_p[0])
+    tau_block = (intercept + m * slope) - approx
+    aligned_blocks = resp * np.exp(2j * np.pi * np.outer(tau_block, bins) / n)
+    block_gains = aligned_blocks.mean(axis=1)
+    gain = complex(np.mean(block_gains))
     # each block gain averages n_used subcarriers: var(block gain) = noise_var / n_used
-    resid = np.var(aligned - gain) * resp.shape[1] if aligned.size > 2 else 0.0
+    resid = np.var(block_gains - gain) * bins.size if block_gains.size > 2 else 0.0
     snr = abs(gain) ** 2 / max(float(resid), 1e-30)
     return LinkEstimate(
         user=int(user_index),
@@ -147,3 +189,20 @@ def estimate_user_link(
         snr_db=float(10 * np.log10(snr)),
         capture_clock=int(capture_clock),
     )
+
+
+def _periodogram_peak(values: np.ndarray, times: np.ndarray, span: float) -> float:
+    """Frequency (cycles/sample, |f| <= span) maximising ``|sum v exp(-j 2 pi f t)|``:
+    a grid at a quarter of the Fourier resolution, a finer grid around its peak, then
+    parabolic interpolation."""
+    t = times - times.mean()
+    step = 0.25 / (float(np.ptp(times)) or 1.0)
+    grid = np.arange(-span, span + step / 2, step)
+    center = grid[int(np.argmax(np.abs(np.exp(-2j * np.pi * np.outer(grid, t)) @ values)))]
+    fine_step = step / 8
+    grid = center + fine_step * np.arange(-16, 17)
+    power = np.abs(np.exp(-2j * np.pi * np.outer(grid, t)) @ values)
+    i = int(np.clip(np.argmax(power), 1, grid.size - 2))
+    y0, y1, y2 = power[i - 1], power[i], power[i + 1]
+    denom = y0 - 2 * y1 + y2
+    return float(grid[i] + (0.5 * (y0 - y2) / denom * fine_step if denom < 0 else 0.0))

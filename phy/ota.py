@@ -23,7 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from phy.estimation import PILOT_REPS, LinkEstimate, estimate_user_link, pilot_blocks
+from phy.estimation import (
+    PILOT_REPS,
+    LinkEstimate,
+    NoPilotError,
+    estimate_user_link,
+    pilot_blocks,
+)
 from phy.sync import detect_frames
 from phy.waveform import (
     OfdmConfig,
@@ -36,6 +42,7 @@ from phy.waveform import (
 
 __all__ = [
     "UserCorrection",
+    "undetected",
     "corrections_for",
     "estimate_links",
     "estimate_mixup",
@@ -78,23 +85,44 @@ def estimate_links(
     n_users: int,
     config: OfdmConfig,
     clocks: Sequence[int] | None = None,
+    carrier_hz: float | None = None,
 ) -> list[LinkEstimate]:
     """Estimate every user's link: ``captures[k]`` is the capture of user ``k``'s pilot
-    (complex ``(n,)``) starting at receiver clock ``clocks[k]``."""
+    (complex ``(n,)``) starting at receiver clock ``clocks[k]``; ``carrier_hz`` ties the
+    sample-rate offset to the CFO (see :func:`~phy.estimation.estimate_user_link`).
+
+    A user whose pilot is not found (deep fade) gets :func:`undetected` (gain 0): the
+    power policy then leaves it silent."""
     if len(captures) != n_users:
         raise ValueError(f"need one capture per user ({n_users}), got {len(captures)}")
     clocks = [0] * n_users if clocks is None else list(clocks)
-    return [
-        estimate_user_link(c, k, config, reps=PILOT_REPS, capture_clock=t)
-        for k, (c, t) in enumerate(zip(captures, clocks, strict=True))
-    ]
+    out = []
+    for k, (c, t) in enumerate(zip(captures, clocks, strict=True)):
+        try:
+            est = estimate_user_link(
+                c, k, config, reps=PILOT_REPS, capture_clock=t, carrier_hz=carrier_hz
+            )
+        except NoPilotError:
+            est = undetected(k, t)
+        out.append(est)
+    return out
+
+
+def undetected(user: int, clock: int = 0) -> LinkEstimate:
+    """Estimate for a user whose pilot was not found: zero gain, NaN delay and CFO."""
+    return LinkEstimate(user, math.nan, math.nan, 0.0, 0j, -math.inf, clock)
 
 
 def predict_gains(estimates: Sequence[LinkEstimate], clock: int, config: OfdmConfig) -> np.ndarray:
     """Complex gains ``(K,)`` referenced to a capture starting at receiver ``clock``."""
     fs = config.sample_rate_hz
     return np.array(
-        [e.gain * np.exp(2j * np.pi * e.cfo_hz / fs * (clock - e.capture_clock)) for e in estimates]
+        [
+            e.gain * np.exp(2j * np.pi * e.cfo_hz / fs * (clock - e.capture_clock))
+            if e.gain != 0
+            else 0j
+            for e in estimates
+        ]
     )
 
 
@@ -105,10 +133,11 @@ def corrections_for(
     rounded up plus 16 samples of margin."""
     if not estimates:
         raise ValueError("no estimates")
+    known = [e.delay_samples for e in estimates if math.isfinite(e.delay_samples)]
     if target_delay is None:
-        target_delay = int(math.ceil(max(e.delay_samples for e in estimates))) + 16
+        target_delay = int(math.ceil(max(known, default=0.0))) + 16
     for e in estimates:
-        if e.delay_samples > target_delay:
+        if math.isfinite(e.delay_samples) and e.delay_samples > target_delay:
             raise ValueError(f"target_delay {target_delay} is before user {e.user}'s arrival")
     return [
         UserCorrection(e.user, e.delay_samples, e.sro, e.cfo_hz, int(target_delay))
@@ -135,10 +164,14 @@ def precompensated_payload(
     if not (math.isfinite(b.real) and math.isfinite(b.imag)):
         raise ValueError(f"tx_scaling must be finite, got {tx_scaling!r}")
     blocks = frame_blocks(payload, config)
+    c = correction
+    if b == 0 or not (math.isfinite(c.delay_samples) and math.isfinite(c.cfo_hz)):
+        if b != 0:
+            raise ValueError(f"user {c.user} has no link estimate but tx_scaling {b}")
+        return np.zeros(buffer_len or 1, np.complex64)  # silent user
     lengths = [blk.cp + blk.reps * config.n_fft for blk in blocks]
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
     total = int(sum(lengths))
-    c = correction
     ratio = 1.0 + c.sro
     position = (c.target_delay + starts - c.delay_samples) / ratio
     m0 = int(math.floor(position[0]))

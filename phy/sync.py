@@ -11,8 +11,9 @@ Pipeline of :func:`detect_frames` on a capture ``x`` (complex ``(n,)``):
 2. Coarse CFO from ``angle P(d)`` (range ``+-fs / (2 short_period)``).
 3. After coarse CFO correction, integer timing of the long ZC block by
    cross-correlation (+-``search`` samples); candidates are confirmed when the
-   normalised correlation exceeds ``corr_threshold`` (noise only: exponential with mean
-   ``1/N_long``; default ``ln(1e6)/N_long``, a 1e-6 false-alarm rate per candidate).
+   normalised correlation over the first two long blocks (``N = 2 n_fft`` samples)
+   exceeds ``corr_threshold`` (noise only: exponential with mean ``1/N``; default
+   ``ln(1e6)/N``, a 1e-6 false-alarm rate per candidate).
 4. Fine CFO from the repetition of the long block (lag ``n_fft``), its ambiguity
    resolved by the coarse estimate; fractional timing from the phase slope across
    subcarriers (:func:`delay_from_response`).
@@ -161,7 +162,9 @@ def detect_frames(
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     n_long = config.n_long if n_long is None else int(n_long)
     n = config.n_fft
-    long_samples = n_long * n
+    # the timing correlation spans two long blocks only: a residual coarse-CFO error
+    # of ~1 kHz would decorrelate a longer reference; fine CFO uses all n_long blocks
+    long_samples = min(n_long, 2) * n
     if corr_threshold is None:
         corr_threshold = math.log(1e6) / long_samples
     lag = config.short_period
@@ -173,7 +176,8 @@ def detect_frames(
     # group runs of threshold crossings; one candidate (the metric maximum) per run
     breaks = np.flatnonzero(np.diff(above) > config.short_len) + 1
     fs = config.sample_rate_hz
-    ref = np.tile(np.fft.ifft(_long_spectrum(config, root), norm="ortho") * config.scale, n_long)
+    body = np.fft.ifft(_long_spectrum(config, root), norm="ortho") * config.scale
+    ref = np.tile(body, long_samples // n)
     ref_energy = float(np.sum(np.abs(ref) ** 2))
     found: list[Detection] = []
     for run in np.split(above, breaks):
@@ -181,7 +185,7 @@ def detect_frames(
         coarse = float(np.angle(p[d])) / (2 * np.pi * lag)  # cycles/sample
         expect = d + config.long_start
         lo = max(0, expect - search)
-        hi = min(x.size - long_samples, expect + search)
+        hi = min(x.size - n_long * n, expect + search)
         if hi < lo:
             continue
         offsets = np.arange(lo, hi + 1)

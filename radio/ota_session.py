@@ -82,6 +82,8 @@ class OtaSession:
         rx_block: receive granularity, samples (default: the receiver's buffer size).
         acquire_len: samples captured per user at acquisition.
         recalibrate_every: re-acquire after this many mixups (0: never).
+        lock_sro_to_cfo: derive the sample-rate offset from the CFO and the receiver's
+            ``config.center_hz`` (one oscillator per radio) instead of fitting it.
     """
 
     def __init__(
@@ -97,6 +99,7 @@ class OtaSession:
         rx_block: int | None = None,
         acquire_len: int = 16384,
         recalibrate_every: int = 0,
+        lock_sro_to_cfo: bool = True,
     ) -> None:
         if not users:
             raise ValueError("need at least one user radio")
@@ -119,6 +122,7 @@ class OtaSession:
         self.rx_block = int(rx_block)
         self.acquire_len = int(acquire_len)
         self.recalibrate_every = int(recalibrate_every)
+        self.lock_sro_to_cfo = bool(lock_sro_to_cfo)
         self.clock = 0
         self.estimates: list[LinkEstimate] | None = None
         self._since_acquire = 0
@@ -144,14 +148,16 @@ class OtaSession:
             user.stop_transmit()
             captures.append(samples)
             clocks.append(start)
-        self.estimates = estimate_links(captures, self.n_users, self.config, clocks)
+        cfg = getattr(self.receiver, "config", None)
+        carrier = getattr(cfg, "center_hz", None) if self.lock_sro_to_cfo else None
+        self.estimates = estimate_links(captures, self.n_users, self.config, clocks, carrier)
         self._since_acquire = 0
         return self.estimates
 
     def _noise_var(self, estimates: Sequence[LinkEstimate]) -> float:
         if self.noise_var is not None:
             return self.noise_var
-        return float(np.median([e.noise_var for e in estimates]))
+        return float(np.nanmedian([e.noise_var for e in estimates]))
 
     def mixup(self, payloads: np.ndarray, weights: np.ndarray, genie: bool = False) -> MixupResult:
         """Send ``payloads`` (real ``(K, n_reals)``, unit power) with mixup ``weights``
@@ -180,7 +186,7 @@ class OtaSession:
         gains = predict_gains(links, clock, self.config)
         noise = self._noise_var(links)
         scaling = self.policy(gains, w, self.p_max, noise)
-        b = np.asarray(scaling.tx_scaling)
+        b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling))  # undetected: silent
         a = complex(np.asarray(scaling.rx_scaling))
         corrections = corrections_for(links)
         target = corrections[0].target_delay
