@@ -152,11 +152,11 @@ class ModelInversion(Attack):
 
     def __init__(
         self,
-        hidden: int = 512,
+        hidden: int = 256,
         depth: int = 2,
-        epochs: int = 40,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr: float = 2e-3,
         use_label: bool = True,
         evaluator: nn.Module | None = None,
         evaluator_epochs: int = 60,

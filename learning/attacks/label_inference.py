@@ -105,9 +105,9 @@ class LabelInference(Attack):
         self,
         hidden: int = 256,
         depth: int = 2,
-        epochs: int = 40,
-        batch_size: int = 128,
-        lr: float = 1e-3,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr: float = 2e-3,
         use_payload: bool = True,
         rng: RngLike = None,
     ) -> None:

@@ -1,0 +1,121 @@
+"""Group composition, the observation process, privacy figures and the report/plot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learning.data import Dataset
+from learning.privacy_report import (
+    compose_groups,
+    group_truth,
+    grouped_privacy_figures,
+    observe_groups,
+    plot_privacy_utility,
+    privacy_utility_report,
+)
+from phy.rng import make_rng
+from tests.learning.test_attacks import N_CLASSES, tiny_images
+
+
+def test_compose_groups_schemes():
+    y = np.repeat(np.arange(5), 6)
+    for scheme in ("identical", "random", "distinct"):
+        idx = compose_groups(y, 3, 400, scheme, 5, rng=0)
+        assert idx.shape == (3, 400)
+        srt = np.sort(idx, axis=0)
+        assert np.all(srt[1:] != srt[:-1]), "a sample appears twice in a group"
+        labels = np.sort(y[idx], axis=0)
+        same = labels[1:] == labels[:-1]
+        if scheme == "identical":
+            assert np.all(same)
+        elif scheme == "distinct":
+            assert not np.any(same)
+        else:
+            assert np.any(same) and not np.all(same)
+    np.testing.assert_array_equal(
+        compose_groups(y, 3, 5, "distinct", 5, rng=1), compose_groups(y, 3, 5, "distinct", 5, rng=1)
+    )
+    with pytest.raises(ValueError, match="scheme"):
+        compose_groups(y, 3, 5, "orthogonal", 5)
+    with pytest.raises(ValueError, match="classes"):
+        compose_groups(y, 6, 5, "distinct", 5)
+    with pytest.raises(ValueError, match="no class"):
+        compose_groups(y, 7, 5, "identical", 5)
+    with pytest.raises(ValueError, match="labels"):
+        compose_groups(np.array([0, 9]), 1, 5, "random", 5)
+
+
+def test_observe_groups_ideal_and_ota():
+    gen = make_rng(0)
+    payloads = gen.normal(0, np.sqrt(0.5), size=(20, 8)).astype(np.float32)
+    labels = np.arange(20) % 4
+    idx = compose_groups(labels, 3, 50, "random", 4, rng=1)
+    ideal = observe_groups(payloads, labels, idx, 4, channel="ideal", weights="dirichlet", rng=2)
+    w = ideal.weights
+    assert w.shape == (3, 50) and np.allclose(w.sum(0), 1)
+    np.testing.assert_allclose(ideal.payload, np.einsum("kb,kbd->bd", w, payloads[idx]), atol=1e-5)
+    np.testing.assert_allclose(
+        ideal.mixed_label, np.einsum("kb,kbc->bc", w, np.eye(4)[labels[idx]]), atol=1e-6
+    )
+    ota = observe_groups(payloads, labels, idx, 4, channel="ota", snr_db=40.0, rng=3)
+    err = np.mean((ota.payload - payloads[idx].mean(0)) ** 2)
+    assert 0 < err < 1e-2  # high SNR: close to the ideal mixture, but noisy
+    noisy = observe_groups(payloads, labels, idx, 4, channel="ota", snr_db=0.0, rng=3)
+    assert np.mean((noisy.payload - payloads[idx].mean(0)) ** 2) > 10 * err
+    no_label = observe_groups(payloads, labels, idx, 4, send_label=False, weights_known=False)
+    assert no_label.mixed_label is None and no_label.weights is None
+    with pytest.raises(ValueError, match="channel"):
+        observe_groups(payloads, labels, idx, 4, channel="wired")
+    with pytest.raises(ValueError, match="finite"):
+        observe_groups(np.full_like(payloads, np.nan), labels, idx, 4)
+
+
+def test_grouped_figures_report_and_plot(tmp_path):
+    x, y = tiny_images(240, rng=0)
+    aux = Dataset(torch.from_numpy(x[:120]), torch.from_numpy(y[:120]), N_CLASSES, "tiny")
+    vic = Dataset(torch.from_numpy(x[120:]), torch.from_numpy(y[120:]), N_CLASSES, "tiny")
+    fast = {
+        "model_inversion": {"epochs": 8, "batch_size": 64, "hidden": 64, "evaluator_epochs": 20},
+        "label_inference": {"epochs": 8, "batch_size": 64, "hidden": 64},
+    }
+    figs = grouped_privacy_figures(
+        aux,
+        vic,
+        lambda t: t.flatten(1) - 0.5,
+        group_size=2,
+        n_aux_groups=600,
+        n_victim_groups=100,
+        attack_kwargs=fast,
+        rng=0,
+        channel="ota",
+        snr_db=20.0,
+    )
+    assert set(figs) == {"identical", "random", "distinct"}
+    for per_attack in figs.values():
+        inv, li = per_attack["model_inversion"], per_attack["label_inference"]
+        assert 0 <= inv["task_accuracy"] <= 1 and 0 <= inv["task_accuracy_chance"] <= 1
+        assert li["per_user_accuracy"] > li["per_user_accuracy_chance"]
+    # identical pairs: the mixed label names the one class
+    assert figs["identical"]["label_inference"]["exact_set_accuracy"] >= 0.9
+    report = privacy_utility_report(0.9, figs)
+    assert report["legitimate_accuracy"] == 0.9
+    assert len(report["rows"]) == 3 * 3
+    row = report["rows"][0]
+    assert row["advantage"] == pytest.approx(row["success"] - row["chance"])
+    assert row["utility_minus_success"] == pytest.approx(0.9 - row["success"])
+    png = plot_privacy_utility(report, tmp_path / "sub" / "report.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ValueError, match="legitimate_accuracy"):
+        privacy_utility_report(1.5, figs)
+    with pytest.raises(ValueError, match="chance"):
+        privacy_utility_report(0.9, {"s": {"model_inversion": {"task_accuracy": 0.5}}})
+
+
+def test_group_truth_layout():
+    x, y = tiny_images(8, rng=1)
+    idx = np.array([[0, 1], [2, 3]])
+    truth = group_truth(x, y, idx, N_CLASSES)
+    assert truth.inputs.shape == (2, 2, 1, 6, 6)
+    np.testing.assert_array_equal(truth.labels, y[idx])
