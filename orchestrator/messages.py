@@ -187,35 +187,24 @@ SCHEMAS: dict[str, MessageSpec] = {
     "error": MessageSpec(
         "any", {"reason": STR, "detail": STR}, doc="request failed (reply) with a reason code"
     ),
-    "configure_radio": MessageSpec(
+    "start_round": MessageSpec(
         "orchestrator",
-        {"center_hz": FLOAT, "sample_rate_hz": FLOAT, "tx_attenuation_db": FLOAT},
-        {
-            "rx_gain_db": FLOAT,
-            "rf_bandwidth_hz": FLOAT,
-            "rx_buffer_size": INT,
-            "user_ids": STR_LIST,
-        },
-        doc="apply RF settings (Hz, dB) to the radios of the listed users (all if absent)",
+        {"round_id": INT, "center_hz": FLOAT, "sample_rate_hz": FLOAT, "tx_attenuation_db": FLOAT},
+        {"rx_gain_db": FLOAT, "rx_buffer_size": INT},
+        doc="a round begins: re-seed batch order for round_id, (re)configure every radio (Hz, dB)",
     ),
     "send_pilots": MessageSpec(
         "orchestrator",
         {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "pilot_ids": INT_LIST},
-        {"repeats": INT},
+        {"group_size": INT},
         _ids_match("pilot_ids"),
-        "each listed user transmits its pilot sequence pilot_ids[k] in the slot",
+        "each listed user transmits its cyclic pilot pilot_ids[k] (of a group of group_size)",
     ),
-    "corrections": MessageSpec(
+    "stop_transmit": MessageSpec(
         "orchestrator",
-        {
-            "round_id": INT,
-            "user_ids": STR_LIST,
-            "timing_samples": ARRAY,
-            "cfo_hz": ARRAY,
-            "gain": ARRAY,
-        },
-        check=_both(_ids_match(), _same_length("timing_samples", "cfo_hz", "gain")),
-        doc="per-user timing offset (samples), CFO (Hz), complex gain to pre-compensate",
+        {"user_ids": STR_LIST},
+        check=_ids_match(),
+        doc="the listed users stop transmitting",
     ),
     "transmit": MessageSpec(
         "orchestrator",
@@ -226,9 +215,22 @@ SCHEMAS: dict[str, MessageSpec] = {
             "tx_scale": ARRAY,
             "weights": ARRAY,
         },
-        {"batch_seed": INT, "batch_size": INT},
-        _both(_ids_match(), _same_length("tx_scale", "weights")),
-        "send the payload in the slot with complex tx scaling b_k and mixing weight lambda_k",
+        {
+            "delay_samples": ARRAY,
+            "sro": ARRAY,
+            "cfo_hz": ARRAY,
+            "target_delay": INT,
+            "buffer_len": INT,
+            "batch_seed": INT,
+            "batch_size": INT,
+        },
+        _both(
+            _ids_match(),
+            _same_length("tx_scale", "weights", "delay_samples", "sro", "cfo_hz"),
+        ),
+        "send the next batch as a cyclic OTA frame: tx scaling b_k, mixing weight lambda_k, "
+        "and the closed-loop corrections (arrival delay and sample-rate offset in receiver "
+        "samples, CFO in Hz, target frame start, buffer length)",
     ),
     "gradient": MessageSpec(
         "orchestrator",
@@ -239,7 +241,7 @@ SCHEMAS: dict[str, MessageSpec] = {
     "eval_request": MessageSpec(
         "orchestrator",
         {"round_id": INT, "user_ids": STR_LIST},
-        {"n_samples": INT},
+        {"n_samples": INT, "head": ARRAY},
         _ids_match(),
         "evaluate the listed users' local model parts / data",
     ),
@@ -253,6 +255,11 @@ SCHEMAS: dict[str, MessageSpec] = {
         "node",
         {"round_id": INT, "counts": USER_COUNTS},
         doc="per-user label histogram (counts per class) for label-aware grouping",
+    ),
+    "checkpoint": MessageSpec(
+        "orchestrator",
+        {"round_id": INT},
+        doc="save the node's state (encoders, optimisers) as of the end of round_id",
     ),
     "shutdown": MessageSpec("orchestrator", {}, {"reason": STR}, doc="stop the node"),
 }

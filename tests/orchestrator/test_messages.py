@@ -20,27 +20,26 @@ def example_bodies() -> dict[str, dict]:
         "heartbeat": {},
         "ack": {"note": "done"},
         "error": {"reason": "radio", "detail": "clipping"},
-        "configure_radio": {
+        "start_round": {
+            "round_id": 3,
             "center_hz": 915e6,
             "sample_rate_hz": 1e6,
             "tx_attenuation_db": 10.0,
             "rx_buffer_size": 4096,
-            "user_ids": users,
         },
         "send_pilots": {"round_id": 3, "slot_id": 1, "user_ids": users, "pilot_ids": [0, 1]},
-        "corrections": {
-            "round_id": 3,
-            "user_ids": users,
-            "timing_samples": np.array([1.5, -2.0]),
-            "cfo_hz": np.array([120.0, -80.0], dtype=np.float32),
-            "gain": np.array([0.5 + 0.1j, 1.0 - 0.2j], dtype=np.complex64),
-        },
+        "stop_transmit": {"user_ids": users},
         "transmit": {
             "round_id": 3,
             "slot_id": 1,
             "user_ids": users,
             "tx_scale": np.array([0.7 + 0.1j, 0.3j]),
             "weights": np.array([0.6, 0.4]),
+            "delay_samples": np.array([101.5, 98.25]),
+            "sro": np.array([1e-5, -2e-5]),
+            "cfo_hz": np.array([120.0, -80.0], dtype=np.float32),
+            "target_delay": 130,
+            "buffer_len": 4096,
             "batch_seed": 17,
         },
         "gradient": {
@@ -58,6 +57,7 @@ def example_bodies() -> dict[str, dict]:
             "count": {"u0": 50, "u1": 50},
         },
         "label_report": {"round_id": 0, "counts": {"u0": [5, 0, 3], "u1": [0, 7, 0]}},
+        "checkpoint": {"round_id": 3},
         "shutdown": {"reason": "done"},
     }
 
