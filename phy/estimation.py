@@ -60,6 +60,17 @@ class LinkEstimate:
     snr_db: float
     capture_clock: int = 0
 
+    def to_dict(self) -> dict:
+        """Plain dict for msgpack (the complex gain as ``gain_re``, ``gain_im``)."""
+        d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "gain"}
+        return {**d, "gain_re": float(self.gain.real), "gain_im": float(self.gain.imag)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> LinkEstimate:
+        """Inverse of :meth:`to_dict`."""
+        fields = {k: v for k, v in d.items() if k not in ("gain_re", "gain_im")}
+        return cls(**fields, gain=complex(d["gain_re"], d["gain_im"]))
+
     @property
     def noise_var(self) -> float:
         """Noise variance per subcarrier symbol implied by ``gain`` and ``snr_db``."""

@@ -1,0 +1,119 @@
+"""Tests of phy.estimation and phy.ota with synthetic impairments (no medium)."""
+
+import dataclasses
+import math
+
+import msgpack
+import numpy as np
+import pytest
+
+from phy.estimation import LinkEstimate, NoPilotError, estimate_user_link, user_root
+from phy.impairments import apply_cfo, apply_sample_rate_offset
+from phy.ota import (
+    UserCorrection,
+    corrections_for,
+    estimate_links,
+    estimate_mixup,
+    pilot_buffer,
+    precompensated_payload,
+    predict_gains,
+    undetected,
+)
+from phy.power import tx_rx_scaling
+from phy.rng import make_rng
+from phy.waveform import OfdmConfig
+
+C = OfdmConfig()
+FC = 915e6
+
+
+def _through(buffer, delay, cfo_hz, gain, n, cyclic=True):
+    """What a receiver sees of ``buffer`` started at ``delay`` (our link model: buffer
+    index m lands at delay + m (1 + sro), sro = -cfo/fc), without noise."""
+    sro = -cfo_hz / FC
+    reps = -(-n // buffer.size) + 1 if cyclic else 1
+    x = np.tile(buffer.astype(complex), reps)
+    ppm = (1.0 / (1.0 + sro) - 1.0) * 1e6
+    y = apply_sample_rate_offset(x, ppm, delay / (1.0 + sro), n_out=n)
+    return gain * apply_cfo(y, cfo_hz, C.sample_rate_hz)
+
+
+def _noise(rng, n, power):
+    return np.sqrt(power / 2) * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
+
+
+def test_user_link_estimate_at_10db_meets_timing_and_cfo_targets():
+    rng = make_rng(5)
+    t_err, f_err = [], []
+    for k in range(6):
+        delay = rng.uniform(0, 2000)
+        cfo = rng.uniform(-45e3, 45e3)
+        gain = 0.5 * np.exp(2j * np.pi * rng.uniform())
+        y = _through(pilot_buffer(k, 8, C), delay, cfo, gain, 16384)
+        snr = 10.0  # per subcarrier
+        noise_t = abs(gain) ** 2 * C.amplitude**2 * 64 / 52 / snr
+        est = estimate_user_link(y + _noise(rng, y.size, noise_t), k, C, carrier_hz=FC)
+        t_err.append(est.delay_samples - delay)
+        f_err.append(est.cfo_hz - cfo)
+        assert est.snr_db == pytest.approx(10.0, abs=1.0)
+        assert abs(est.gain / gain) == pytest.approx(1.0, abs=0.02)
+    assert np.sqrt(np.mean(np.square(t_err))) < 0.1
+    assert np.sqrt(np.mean(np.square(f_err))) < 0.01 * C.subcarrier_spacing_hz
+
+
+def test_pilot_of_other_user_is_not_taken_and_missing_pilot_raises():
+    y = _through(pilot_buffer(2, 8, C), 100.0, 1e3, 1.0, 16384)
+    with pytest.raises(NoPilotError):
+        estimate_user_link(y, 3, C)
+    assert user_root(2, C) != user_root(3, C) != C.zc_root
+    est = estimate_links([y, np.zeros(16384)], 2, C)
+    assert est[1] == dataclasses.replace(undetected(1), capture_clock=0)
+
+
+def test_precompensated_users_add_up_to_the_weighted_sum():
+    rng = make_rng(8)
+    n_users, n_reals, n = 3, 480, 4096
+    links = [
+        LinkEstimate(k, rng.uniform(0, 1500), rng.uniform(-4e4, 4e4), 0.0, g, 30.0, 0)
+        for k, g in enumerate(0.3 * np.exp(2j * np.pi * rng.uniform(size=3)) * [1, 0.5, 2])
+    ]
+    links = [dataclasses.replace(e, sro=-e.cfo_hz / FC) for e in links]
+    x = rng.standard_normal((n_users, n_reals))
+    w = np.array([0.5, 0.3, 0.2])
+    scaling = tx_rx_scaling(predict_gains(links, 0, C), w, 1.0, 1e-4)
+    corr = corrections_for(links)
+    y = np.zeros(n, complex)
+    for k, e in enumerate(links):
+        buf = precompensated_payload(x[k], corr[k], scaling.tx_scaling[k], C, n)
+        y += _through(buf, e.delay_samples, e.cfo_hz, e.gain, n, cyclic=False)
+    est = estimate_mixup(y, scaling.rx_scaling, n_reals, C, frame_start=corr[0].target_delay)
+    expected = (np.real(scaling.rx_scaling * predict_gains(links, 0, C) * scaling.tx_scaling)) @ x
+    assert np.mean((est - expected) ** 2) < 1e-3 * np.mean(expected**2)
+
+
+def test_plain_dataclasses_travel_over_msgpack():
+    e = LinkEstimate(1, 12.5, -300.0, 1e-6, 0.2 - 0.1j, 12.0, 4096)
+    assert LinkEstimate.from_dict(msgpack.unpackb(msgpack.packb(e.to_dict()))) == e
+    c = corrections_for([e])[0]
+    assert UserCorrection(**msgpack.unpackb(msgpack.packb(dataclasses.asdict(c)))) == c
+
+
+def test_bad_inputs_raise():
+    with pytest.raises(ValueError):
+        pilot_buffer(3, 3, C)
+    with pytest.raises(ValueError):
+        estimate_links([np.zeros(10)], 2, C)
+    with pytest.raises(ValueError):
+        estimate_mixup(np.full(100, np.nan), 1.0, 96, C)
+    with pytest.raises(ValueError):
+        estimate_mixup(np.zeros(5000), 1.0, 96, C)  # no frame
+    e = LinkEstimate(0, 10.0, 0.0, 0.0, 1.0 + 0j, 20.0)
+    with pytest.raises(ValueError):
+        corrections_for([e], target_delay=5)
+    c = corrections_for([e])[0]
+    with pytest.raises(ValueError):
+        precompensated_payload(np.ones(96), c, complex(math.nan), C)
+    with pytest.raises(ValueError):
+        precompensated_payload(np.ones(96), c, 1.0, C, buffer_len=100)
+    with pytest.raises(ValueError):
+        precompensated_payload(np.ones(96), c, 30.0, C)  # clips
