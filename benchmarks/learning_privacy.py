@@ -16,7 +16,8 @@ auxiliary images; see learning.attacks):
 * against OAM mixtures of 4 users (20 dB, fading, equal weights, labels mixed over the
   air with the payload) for label-identical, random and label-distinct groups: inversion
   task accuracy (matched to participants by minimum-MSE assignment), PSNR/SSIM, and
-  label-inference per-user and exact-set accuracy; also inversion from the payload alone;
+  label-inference per-user and exact-set accuracy; also both attacks from the feature
+  payload alone (mixed label and weights withheld from the attacker);
 * the privacy-utility report (PNG under runs/benchmarks/).
 
 Ends with one JSON line. Run: ``.venv/bin/python benchmarks/learning_privacy.py``.
@@ -125,8 +126,10 @@ def main() -> dict:
         group_size=K,
         n_aux_groups=N_AUX_GROUPS,
         n_victim_groups=N_VICTIM_GROUPS,
-        attacks=("model_inversion",),
-        attack_kwargs={"model_inversion": {"evaluator": evaluator, "use_label": False}},
+        attack_kwargs={
+            "model_inversion": {"evaluator": evaluator, "use_label": False},
+            "label_inference": {"use_label": False},
+        },
         rng=g[7],
         **obs,
     )
@@ -146,10 +149,15 @@ def main() -> dict:
                 f"({li['exact_set_accuracy_chance']:.3f})"
             )
             figures[f"{kind}_{s}"] = mixed[kind][s]
-    print("\ninversion from the feature payload alone (mixed label not used):")
+    print("\nfrom the feature payload alone (mixed label and weights not used):")
+    print("scheme     inv task acc (chance)  label per-user (chance)  exact set (chance)")
     for s in GROUP_SCHEMES:
-        inv = payload_only[s]["model_inversion"]
-        print(f"{s:10s} {inv['task_accuracy']:.3f} (chance {inv['task_accuracy_chance']:.3f})")
+        inv, li = payload_only[s]["model_inversion"], payload_only[s]["label_inference"]
+        print(
+            f"{s:10s} {inv['task_accuracy']:.3f} ({inv['task_accuracy_chance']:.3f})"
+            f"          {li['per_user_accuracy']:.3f} ({li['per_user_accuracy_chance']:.3f})"
+            f"            {li['exact_set_accuracy']:.3f} ({li['exact_set_accuracy_chance']:.3f})"
+        )
 
     feat = mixed["features"]
     out["inversion_task_accuracy_mixed"] = {
@@ -160,6 +168,12 @@ def main() -> dict:
     }
     out["inversion_task_accuracy_mixed_payload_only"] = {
         s: payload_only[s]["model_inversion"]["task_accuracy"] for s in GROUP_SCHEMES
+    }
+    out["label_inference_per_user_accuracy_payload_only"] = {
+        s: payload_only[s]["label_inference"]["per_user_accuracy"] for s in GROUP_SCHEMES
+    }
+    out["label_inference_exact_set_accuracy_payload_only"] = {
+        s: payload_only[s]["label_inference"]["exact_set_accuracy"] for s in GROUP_SCHEMES
     }
     out["label_inference_per_user_accuracy"] = {
         s: feat[s]["label_inference"]["per_user_accuracy"] for s in GROUP_SCHEMES

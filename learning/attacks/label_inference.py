@@ -96,6 +96,7 @@ class LabelInference(Attack):
     Args:
         hidden, depth: MLP size. epochs, batch_size, lr: training settings.
         use_payload: also feed the payload (else only the mixed label and weights).
+        use_label: also feed the observed mixed label and weights (else the payload only).
         rng: seed for initialization and batch order.
     """
 
@@ -109,18 +110,21 @@ class LabelInference(Attack):
         batch_size: int = 256,
         lr: float = 2e-3,
         use_payload: bool = True,
+        use_label: bool = True,
         rng: RngLike = None,
     ) -> None:
         if hidden < 1 or depth < 1:
             raise ValueError("hidden and depth must be >= 1")
         self.hidden, self.depth = int(hidden), int(depth)
         self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
-        self.use_payload = bool(use_payload)
+        if not (use_payload or use_label):
+            raise ValueError("the attack needs the payload, the mixed label, or both")
+        self.use_payload, self.use_label = bool(use_payload), bool(use_label)
         self._rng = make_rng(rng)
         self.net: nn.Module | None = None
 
     def _inputs(self, obs: Observation) -> np.ndarray:
-        x = observation_matrix(obs, use_label=True)
+        x = observation_matrix(obs, use_label=self.use_label)
         if not self.use_payload:
             if obs.mixed_label is None:
                 raise ValueError("use_payload=False needs observations with a mixed label")

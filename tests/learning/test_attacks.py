@@ -156,14 +156,17 @@ def test_label_inference_on_triples():
     assert figs["exact_set_accuracy"] >= 0.95
     assert 0 < figs["per_user_accuracy_chance"] < 0.8
     # from the payload alone the attack still beats blind guessing
-    aux_p, _ = groups(x[:200], y[:200], 3, 2000, rng=7, with_label=False)
-    vic_p, _ = groups(x[200:], y[200:], 3, 300, rng=8, with_label=False)
-    payload_only = LabelInference(rng=0, **FAST_LI).fit(aux_p, aux_truth)
-    figs_p = payload_only.evaluate(vic_p, vic_truth, rng=0)
+    payload_only = LabelInference(rng=0, use_label=False, **FAST_LI).fit(aux_obs, aux_truth)
+    figs_p = payload_only.evaluate(vic_obs, vic_truth, rng=0)
     assert figs_p["per_user_accuracy"] > figs_p["per_user_accuracy_chance"] + 0.2
     assert figs_p["exact_set_accuracy"] > figs_p["exact_set_accuracy_chance"]
     with pytest.raises(ValueError, match="do not match"):
         attack.evaluate(vic_obs.subset(np.arange(10)), vic_truth)
+    with pytest.raises(ValueError, match="needs the payload"):
+        LabelInference(use_payload=False, use_label=False)
+    label_only = LabelInference(rng=0, use_payload=False, **FAST_LI)
+    with pytest.raises(ValueError, match="mixed label"):
+        label_only.fit(Observation(aux_obs.payload, group_size=3), aux_truth)
 
 
 def test_attacks_require_fit():
