@@ -183,11 +183,22 @@ class User:
 
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Next ``(x (B, C, H, W), y (B,))`` from reshuffled passes over the user's data."""
+        x, y, _ = self.sample_batch_with_indices()
+        return x, y
+
+    def sample_batch_with_indices(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Like :meth:`sample_batch`, plus the batch's indices into the user's data."""
         idx = next(self._batches, None)
         if idx is None or len(idx) < min(self.batch_size, len(self.data)):
             self._batches = iterate_batches(len(self.data), self.batch_size, self._generator)
             idx = next(self._batches)
-        return self.data.x[idx], self.data.y[idx]
+        return self.data.x[idx], self.data.y[idx], idx
+
+    def reseed(self, rng: RngLike) -> None:
+        """Restart the batch order from ``rng`` (called at each round so a resumed run
+        draws exactly the batches an uninterrupted one would)."""
+        self._generator = torch_generator(rng)
+        self._batches = iter(())
 
     def user_encode(self, x: torch.Tensor) -> torch.Tensor:
         """Payload ``(B, D)`` for images ``x`` (detached; the graph is kept for backward)."""

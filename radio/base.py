@@ -183,8 +183,8 @@ def register_backend(scheme: str, target: str) -> None:
 def open_radio(uri: str, **kwargs: Any) -> Radio:
     """Open the radio named by ``uri`` with the back-end registered for its scheme.
 
-    Examples: ``sim://lab/user0``, ``simnet://127.0.0.1:5555/user0``, ``ip:127.0.0.1:30431``, ``usb:1.4.5``,
-    ``serial:104473dc59910004f7ff18001e5ea5e4e1``.
+    Examples: ``sim://lab/user0``, ``simnet://127.0.0.1:5555/user0``,
+    ``ip:127.0.0.1:30431``, ``usb:1.4.5``, ``serial:104473dc59910004f7ff18001e5ea5e4e1``.
     """
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
     if scheme not in _BACKENDS:

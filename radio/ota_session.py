@@ -1,6 +1,9 @@
 """Closed-loop over-the-air mixup over :class:`radio.base.Radio` objects.
 
-:class:`OtaSession` drives one receiver and K user radios through
+The receiver half, :class:`OtaReceiver` (capture, acquisition, planning, mixup
+estimation), only *asks* users to act through callables or messages, so the
+orchestrator drives users in other processes with it; :class:`OtaSession` wires it to
+local user radios. Together they run
 
 1. **acquire**: user by user, the user plays its cyclic pilot
    (:func:`phy.ota.pilot_buffer`) and the receiver captures it; the receiver estimates
@@ -31,6 +34,7 @@ import numpy as np
 
 from phy.estimation import LinkEstimate
 from phy.ota import (
+    UserCorrection,
     corrections_for,
     estimate_links,
     estimate_mixup,
@@ -41,7 +45,7 @@ from phy.ota import (
 from phy.power import get_power_policy, mse_of
 from phy.waveform import OfdmConfig, frame_length
 
-__all__ = ["MixupResult", "OtaSession"]
+__all__ = ["MixupResult", "OtaReceiver", "OtaSession", "SlotPlan"]
 
 Truth = Callable[[int, int], LinkEstimate]
 
@@ -69,18 +73,164 @@ class MixupResult:
     rx_scaling: complex
 
 
-class OtaSession:
-    """Closed-loop OTA mixup between ``users`` (K Radios) and ``receiver`` (a Radio).
+@dataclass(frozen=True)
+class SlotPlan:
+    """Everything one OTA slot needs, decided by the receiver before users transmit.
+
+    Attributes:
+        corrections: per user, what to pre-compensate (sent to user k).
+        tx_scaling: ``b_k``, complex ``(K,)`` (0 for users without a link estimate).
+        rx_scaling: ``a``.
+        effective_weights: ``Re(a h_k b_k)``, the weights the payloads arrive with, ``(K,)``.
+        predicted_mse: the policy's MSE for the predicted gains, per complex symbol.
+        target_delay: receiver index where every frame starts.
+        buffer_len: length of every user's cyclic buffer and of the capture, samples.
+        clock: receiver clock at which the capture will start.
+    """
+
+    corrections: list[UserCorrection]
+    tx_scaling: np.ndarray
+    rx_scaling: complex
+    effective_weights: np.ndarray
+    predicted_mse: float
+    target_delay: int
+    buffer_len: int
+    clock: int
+
+
+class OtaReceiver:
+    """The receiver half of the closed loop on one ``receiver`` Radio.
 
     Args:
-        receiver, users: radios (only transmit/stop_transmit/receive are used).
+        receiver: the receiving radio (only ``receive`` is used).
         config: the OFDM frame configuration.
         p_max: per-user power limit on ``|b_k|^2`` (1 = RMS ``config.amplitude``).
         noise_var: receiver noise per subcarrier symbol; None: estimated at acquisition.
         policy: power-control policy name (:func:`phy.power.get_power_policy`).
-        truth: genie callable ``truth(k, clock) -> LinkEstimate``.
         rx_block: receive granularity, samples (default: the receiver's buffer size).
         acquire_len: samples captured per user at acquisition.
+        carrier_hz: ties each user's sample-rate offset to its CFO (one oscillator per
+            radio); None fits it separately.
+
+    Time bookkeeping: :attr:`clock` counts receiver samples; reads are whole buffers, so
+    transmit calls issued between two captures start at the next capture's first sample.
+    """
+
+    def __init__(
+        self,
+        receiver: object,
+        config: OfdmConfig | None = None,
+        p_max: float = 1.0,
+        *,
+        noise_var: float | None = None,
+        policy: str = "mmse",
+        rx_block: int | None = None,
+        acquire_len: int = 16384,
+        carrier_hz: float | None = None,
+    ) -> None:
+        if not (math.isfinite(p_max) and p_max > 0):
+            raise ValueError(f"p_max must be positive, got {p_max}")
+        if noise_var is not None and not (math.isfinite(noise_var) and noise_var >= 0):
+            raise ValueError(f"noise_var must be >= 0, got {noise_var}")
+        self.receiver = receiver
+        self.config = config or OfdmConfig()
+        self.p_max = float(p_max)
+        self.noise_var = noise_var
+        self.policy = get_power_policy(policy)
+        if rx_block is None:
+            cfg = getattr(receiver, "config", None)
+            rx_block = getattr(cfg, "rx_buffer_size", None) or getattr(
+                receiver, "rx_buffer_size", 4096
+            )
+        self.rx_block = int(rx_block)
+        self.acquire_len = int(acquire_len)
+        self.carrier_hz = carrier_hz
+        self.clock = 0
+
+    def capture(self, n: int) -> tuple[np.ndarray, int]:
+        """Receive whole buffers covering ``n`` samples; returns (samples[:n], start clock)."""
+        total = -(-int(n) // self.rx_block) * self.rx_block
+        start = self.clock
+        samples = np.asarray(self.receiver.receive(total))
+        self.clock += total
+        return samples[:n], start
+
+    def acquire(
+        self,
+        n_users: int,
+        start_pilot: Callable[[int], None],
+        stop_pilot: Callable[[int], None],
+    ) -> list[LinkEstimate]:
+        """Pilot round: for each user k, ``start_pilot(k)`` (user k plays
+        :func:`phy.ota.pilot_buffer` ``(k, n_users)`` cyclically), one capture,
+        ``stop_pilot(k)``; returns the link estimates."""
+        if n_users < 1:
+            raise ValueError(f"need at least one user, got {n_users}")
+        captures, clocks = [], []
+        for k in range(n_users):
+            start_pilot(k)
+            try:
+                samples, start = self.capture(self.acquire_len)
+            finally:
+                stop_pilot(k)
+            captures.append(samples)
+            clocks.append(start)
+        return estimate_links(captures, n_users, self.config, clocks, self.carrier_hz)
+
+    def noise_var_of(self, estimates: Sequence[LinkEstimate]) -> float:
+        """The configured noise variance, else the median of the estimates'."""
+        if self.noise_var is not None:
+            return self.noise_var
+        return float(np.nanmedian([e.noise_var for e in estimates]))
+
+    def plan(self, links: Sequence[LinkEstimate], weights: np.ndarray, n_reals: int) -> SlotPlan:
+        """Power control and corrections for a slot captured at the current clock.
+
+        Args:
+            links: per-user link estimates (or genie truth), K of them.
+            weights: mixing weights ``(K,)``, >= 0.
+            n_reals: payload length of every user, reals.
+        """
+        w = np.asarray(weights, float)
+        if w.shape != (len(links),) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"weights must be finite, >= 0, shape ({len(links)},)")
+        clock = self.clock
+        gains = predict_gains(links, clock, self.config)
+        noise = self.noise_var_of(links)
+        scaling = self.policy(gains, w, self.p_max, noise)
+        b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling))  # undetected: silent
+        a = complex(np.asarray(scaling.rx_scaling))
+        corrections = corrections_for(links)
+        target = corrections[0].target_delay
+        return SlotPlan(
+            corrections=corrections,
+            tx_scaling=b,
+            rx_scaling=a,
+            effective_weights=np.real(a * gains * b),
+            predicted_mse=float(np.asarray(mse_of(gains, w, b, a, noise))),
+            target_delay=target,
+            buffer_len=target + frame_length(n_reals, self.config) + self.config.n_fft,
+            clock=clock,
+        )
+
+    def receive(self, plan: SlotPlan, n_reals: int) -> np.ndarray:
+        """Capture the slot planned by ``plan`` (users must be transmitting) and return
+        the estimate of ``sum_k w_k x_k``, float ``(n_reals,)``."""
+        if self.clock != plan.clock:
+            raise RuntimeError("the receiver clock moved since the slot was planned")
+        samples, _ = self.capture(plan.buffer_len)
+        return estimate_mixup(
+            samples, plan.rx_scaling, n_reals, self.config, frame_start=plan.target_delay
+        )
+
+
+class OtaSession:
+    """Closed-loop OTA mixup between local ``users`` (K Radios) and ``receiver``.
+
+    Args:
+        receiver, users: radios (only transmit/stop_transmit/receive are used).
+        config, p_max, noise_var, policy, rx_block, acquire_len: see :class:`OtaReceiver`.
+        truth: genie callable ``truth(k, clock) -> LinkEstimate``.
         recalibrate_every: re-acquire after this many mixups (0: never).
         lock_sro_to_cfo: derive the sample-rate offset from the CFO and the receiver's
             ``config.center_hz`` (one oscillator per radio) instead of fitting it.
@@ -103,27 +253,25 @@ class OtaSession:
     ) -> None:
         if not users:
             raise ValueError("need at least one user radio")
-        if not (math.isfinite(p_max) and p_max > 0):
-            raise ValueError(f"p_max must be positive, got {p_max}")
-        if noise_var is not None and not (math.isfinite(noise_var) and noise_var >= 0):
-            raise ValueError(f"noise_var must be >= 0, got {noise_var}")
+        cfg = getattr(receiver, "config", None)
+        carrier = getattr(cfg, "center_hz", None) if lock_sro_to_cfo else None
+        self.rx = OtaReceiver(
+            receiver,
+            config,
+            p_max,
+            noise_var=noise_var,
+            policy=policy,
+            rx_block=rx_block,
+            acquire_len=acquire_len,
+            carrier_hz=carrier,
+        )
         self.receiver = receiver
         self.users = list(users)
-        self.config = config or OfdmConfig()
-        self.p_max = float(p_max)
+        self.config = self.rx.config
+        self.p_max = self.rx.p_max
         self.noise_var = noise_var
-        self.policy = get_power_policy(policy)
         self.truth = truth
-        if rx_block is None:
-            cfg = getattr(receiver, "config", None)
-            rx_block = getattr(cfg, "rx_buffer_size", None) or getattr(
-                receiver, "rx_buffer_size", 4096
-            )
-        self.rx_block = int(rx_block)
-        self.acquire_len = int(acquire_len)
         self.recalibrate_every = int(recalibrate_every)
-        self.lock_sro_to_cfo = bool(lock_sro_to_cfo)
-        self.clock = 0
         self.estimates: list[LinkEstimate] | None = None
         self._since_acquire = 0
 
@@ -131,33 +279,21 @@ class OtaSession:
     def n_users(self) -> int:
         return len(self.users)
 
-    def _capture(self, n: int) -> tuple[np.ndarray, int]:
-        """Receive whole buffers covering ``n`` samples; returns (samples[:n], start clock)."""
-        total = -(-int(n) // self.rx_block) * self.rx_block
-        start = self.clock
-        samples = np.asarray(self.receiver.receive(total))
-        self.clock += total
-        return samples[:n], start
+    @property
+    def clock(self) -> int:
+        """Receiver samples read so far."""
+        return self.rx.clock
 
     def acquire(self) -> list[LinkEstimate]:
         """Run the pilot round (one capture per user) and store the link estimates."""
-        captures, clocks = [], []
-        for k, user in enumerate(self.users):
-            user.transmit(pilot_buffer(k, self.n_users, self.config), cyclic=True)
-            samples, start = self._capture(self.acquire_len)
-            user.stop_transmit()
-            captures.append(samples)
-            clocks.append(start)
-        cfg = getattr(self.receiver, "config", None)
-        carrier = getattr(cfg, "center_hz", None) if self.lock_sro_to_cfo else None
-        self.estimates = estimate_links(captures, self.n_users, self.config, clocks, carrier)
+        k_users = self.n_users
+
+        def start(k: int) -> None:
+            self.users[k].transmit(pilot_buffer(k, k_users, self.config), cyclic=True)
+
+        self.estimates = self.rx.acquire(k_users, start, lambda k: self.users[k].stop_transmit())
         self._since_acquire = 0
         return self.estimates
-
-    def _noise_var(self, estimates: Sequence[LinkEstimate]) -> float:
-        if self.noise_var is not None:
-            return self.noise_var
-        return float(np.nanmedian([e.noise_var for e in estimates]))
 
     def mixup(self, payloads: np.ndarray, weights: np.ndarray, genie: bool = False) -> MixupResult:
         """Send ``payloads`` (real ``(K, n_reals)``, unit power) with mixup ``weights``
@@ -183,27 +319,23 @@ class OtaSession:
             links = [self.truth(k, clock) for k in range(self.n_users)]
         else:
             links = list(self.estimates)
-        gains = predict_gains(links, clock, self.config)
-        noise = self._noise_var(links)
-        scaling = self.policy(gains, w, self.p_max, noise)
-        b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling))  # undetected: silent
-        a = complex(np.asarray(scaling.rx_scaling))
-        corrections = corrections_for(links)
-        target = corrections[0].target_delay
-        length = target + frame_length(n_reals, self.config) + self.config.n_fft
+        plan = self.rx.plan(links, w, n_reals)
         for k, user in enumerate(self.users):
-            buf = precompensated_payload(x[k], corrections[k], b[k], self.config, length)
+            buf = precompensated_payload(
+                x[k], plan.corrections[k], plan.tx_scaling[k], self.config, plan.buffer_len
+            )
             user.transmit(buf, cyclic=True)
-        samples, _ = self._capture(length)
-        for user in self.users:
-            user.stop_transmit()
+        try:
+            estimate = self.rx.receive(plan, n_reals)
+        finally:
+            for user in self.users:
+                user.stop_transmit()
         self._since_acquire += 1
-        estimate = estimate_mixup(samples, a, n_reals, self.config, frame_start=target)
-        truth_mse = float(np.asarray(scaling.mse))
+        truth_mse = plan.predicted_mse
         if self.truth is not None:
             true_links = [self.truth(k, clock) for k in range(self.n_users)]
             tg = predict_gains(true_links, clock, self.config)
-            tn = self.noise_var if self.noise_var is not None else self._noise_var(true_links)
+            tn = self.noise_var if self.noise_var is not None else self.rx.noise_var_of(true_links)
             truth_mse = float(np.asarray(get_power_policy("mmse")(tg, w, self.p_max, tn).mse))
         wanted = w @ x
         return MixupResult(
@@ -211,7 +343,7 @@ class OtaSession:
             target=wanted,
             mse_vs_target=float(np.mean((estimate - wanted) ** 2)),
             closed_form_mse=truth_mse,
-            predicted_mse=float(np.asarray(mse_of(gains, w, b, a, noise))),
-            tx_scaling=b,
-            rx_scaling=a,
+            predicted_mse=plan.predicted_mse,
+            tx_scaling=plan.tx_scaling,
+            rx_scaling=plan.rx_scaling,
         )

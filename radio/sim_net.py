@@ -70,6 +70,7 @@ class RadioService:
         self._socket.setsockopt(zmq.LINGER, 0)
         self._socket.bind(endpoint)
         self.endpoint = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._lock = threading.RLock()  # radios are touched by the serving thread and owner
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="radio-service", daemon=True)
         self.requests = 0
@@ -84,16 +85,26 @@ class RadioService:
         """The URI a node uses to open ``radio_name`` through this service."""
         return f"{self.uri_prefix}/{radio_name}"
 
-    def _radio(self, name: str) -> Radio:
-        if name not in self._radios:
-            self._radios[name] = self._open_local(name)
-        return self._radios[name]
+    def open(self, name: str) -> Radio:
+        """The local radio served as ``name`` (created on first use)."""
+        with self._lock:
+            if name not in self._radios:
+                self._radios[name] = self._open_local(name)
+            return self._radios[name]
+
+    def reset(self) -> None:
+        """Close every served radio; clients' next calls re-create them through
+        ``open_local`` (e.g. on a fresh medium). Clients keep their URIs."""
+        with self._lock:
+            for radio in self._radios.values():
+                radio.close()
+            self._radios.clear()
 
     def _execute(self, request: dict[str, Any]) -> Any:
         op, args = request["op"], request.get("args", {})
         if op not in _OPS:
             raise RadioError(f"unknown operation {op!r}; allowed: {_OPS}")
-        radio = self._radio(str(request["radio"]))
+        radio = self.open(str(request["radio"]))
         if op == "configure":
             radio.configure(RadioConfig(**args["config"]))
             return None
@@ -123,7 +134,9 @@ class RadioService:
                 request = msgpack.unpackb(message, raw=False)
                 if not isinstance(request, dict) or "op" not in request or "radio" not in request:
                     raise RadioError("malformed request: expected a map with 'radio' and 'op'")
-                reply = {"ok": True, "value": self._execute(request)}
+                with self._lock:
+                    value = self._execute(request)
+                reply = {"ok": True, "value": value}
             except Exception as error:  # reported to the client, never kills the service
                 name = type(error).__name__
                 reply = {"ok": False, "error": name if name in _ERRORS else "RadioError"}

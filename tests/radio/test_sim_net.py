@@ -70,3 +70,16 @@ def test_bad_uri_and_dead_service():
     served.close()
     with pytest.raises(RadioTimeout):
         radio.stop_transmit()
+
+
+def test_reset_moves_served_radios_to_a_new_medium():
+    first, second = SharedMedium(rng=5), SharedMedium(rng=6)
+    register_medium("simnet-swap", first)
+    with RadioService(lambda name: open_radio(f"sim://simnet-swap/{name}")) as served:
+        client = NetSimRadio(served.uri("u"))
+        client.stop_transmit()
+        assert "u" in first.radios
+        register_medium("simnet-swap", second)
+        served.reset()
+        client.stop_transmit()  # same client, same URI: now on the second medium
+        assert "u" in second.radios and served.open("u") is served.open("u")
