@@ -17,7 +17,7 @@ import sys
 
 #: sub-command name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "run": ("orchestrator.phy_demo", "run the default experiment (for now: the OTA PHY demo)"),
+    "run": ("orchestrator.main_job", "run an experiment (default: digits, 8 users, sim channel)"),
     "phy-demo": ("orchestrator.phy_demo", "closed-loop OTA mixup on the simulated medium"),
     "virtual-pluto": ("hardware.virtual_pluto", "serve N virtual PlutoSDRs on one sim. medium"),
     "keys": ("orchestrator.keys", "create CurveZMQ key pairs for the orchestrator and N nodes"),

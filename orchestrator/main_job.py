@@ -1,0 +1,273 @@
+"""``airmix run [EXPERIMENT.toml]``: the main job.
+
+Starts the orchestrator and the local node processes, trains over the air for the
+configured rounds (showing progress), runs the privacy attacks on what the server saw,
+and writes a run directory (see :mod:`orchestrator.rundir`): resolved config, metrics
+per round, checkpoints, summary and plots. ``airmix run --resume RUNDIR`` continues a
+killed run from its last checkpoint and ends with the same final metrics.
+
+The experiment file is validated before anything is written; an invalid one exits with
+code 2 and a message naming the field and its allowed values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from orchestrator import experiment as ex
+from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
+from orchestrator.engine import Engine
+from orchestrator.keys import create_keys
+from orchestrator.link import LinkConfig, OrchestratorLink
+from orchestrator.privacy_audit import server_view_figures
+from orchestrator.radios import RUN_RADIOS
+from orchestrator.rundir import RunDirectory, atomic_write_text
+
+DEFAULT_EXPERIMENT = Path(__file__).resolve().parent.parent / "experiments" / "default.toml"
+JOIN_TIMEOUT_S = 120.0
+
+log = logging.getLogger(__name__)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "experiment",
+        nargs="?",
+        type=Path,
+        help="experiment TOML file (default: experiments/default.toml)",
+    )
+    parser.add_argument("--resume", type=Path, metavar="RUNDIR", help="continue a killed run")
+    parser.add_argument("--out", type=Path, help="parent directory of run directories")
+    parser.add_argument("--quiet", action="store_true", help="no per-round progress lines")
+
+
+def _link_config(config: ExperimentConfig) -> LinkConfig:
+    return LinkConfig(
+        heartbeat_s=config.link.heartbeat_s,
+        liveness_s=config.link.liveness_s,
+        request_timeout_s=config.link.request_timeout_s,
+        retries=config.link.retries,
+    )
+
+
+class NodeProcesses:
+    """The local node processes of a run (spawned with ``python -m orchestrator.node``)."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen] = {}
+
+    def start(
+        self,
+        run: RunDirectory,
+        node_users: dict[str, list[str]],
+        address: str,
+        keys_dir: Path | None,
+        uris: dict[str, str],
+        restore_round: int | None,
+    ) -> None:
+        logs = run.path / "logs"
+        logs.mkdir(exist_ok=True)
+        for node_id, users in node_users.items():
+            command = [
+                sys.executable,
+                "-m",
+                "orchestrator.node",
+                "--run-dir",
+                str(run.path),
+                "--node-id",
+                node_id,
+                "--address",
+                address,
+                "--radios",
+                json.dumps({u: uris[u] for u in users}),
+            ]
+            if keys_dir is not None:
+                command += ["--keys-dir", str(keys_dir)]
+            if restore_round is not None:
+                command += ["--restore-round", str(restore_round)]
+            with (logs / f"{node_id}.log").open("a") as log_file:
+                self.processes[node_id] = subprocess.Popen(
+                    command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                )
+
+    def all_running(self) -> bool:
+        return all(p.poll() is None for p in self.processes.values())
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        for process in self.processes.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, RunDirectory, bool]:
+    """Resolve the experiment and open or create its run directory."""
+    if args.resume is not None:
+        run = RunDirectory.open_existing(args.resume)
+        return load_experiment(run.config_path), run, True
+    config = load_experiment(args.experiment or DEFAULT_EXPERIMENT)
+    out_dir = args.out or Path(config.experiment.out_dir)
+    return config, RunDirectory.create(out_dir, config.experiment.name, config.to_toml()), False
+
+
+def run_experiment(
+    config: ExperimentConfig, run: RunDirectory, resuming: bool, progress: bool = True
+) -> dict[str, Any]:
+    """Run (or resume) the experiment in ``run``; returns the summary."""
+    say = print if progress else (lambda *_: None)
+    torch.set_num_threads(1)
+    node_users = ex.node_users(config)
+    keys_dir = None
+    if config.link.curve:
+        keys_dir = run.path / "keys"
+        if not (keys_dir / "server.key_secret").exists():
+            create_keys(keys_dir, len(node_users), names=list(node_users))
+    state = run.load_checkpoint() if resuming else None
+    restore_round = int(state["round"]) if state is not None else None
+    radios = RUN_RADIOS[config.channel.radio](config, run.path.name)
+    nodes = NodeProcesses()
+    link = OrchestratorLink("tcp://127.0.0.1:*", keys_dir=keys_dir, config=_link_config(config))
+    try:
+        uris = {u: radios.user_uri(u) for u in ex.user_ids(config)}
+        nodes.start(run, node_users, link.address, keys_dir, uris, restore_round)
+        engine = Engine(config, run, link, radios, node_users, progress=say)
+        engine.wait_for_nodes(JOIN_TIMEOUT_S, nodes.all_running)
+        start = 0
+        if state is not None:
+            start = engine.restore(state)
+            run.truncate_metrics(start - 1)
+            say(f"resuming {run.path} at round {start}")
+        say(
+            f"airmix: {config.users.count} users in groups of {config.users.group_size} "
+            f"({config.users.grouping}), {config.model.mode} payloads, "
+            f"{config.channel.radio} channel at {config.channel.snr_db:g} dB -> {run.path}"
+        )
+        for round_id in range(start, config.experiment.rounds):
+            record = engine.run_round(round_id)
+            run.append_metrics(record)
+            engine.checkpoint(round_id)
+            say(
+                f"round {round_id + 1:3d}/{config.experiment.rounds}  "
+                f"accuracy {record['accuracy']:.3f}  loss {record['loss']:.3f}  "
+                f"slots {record['slots']}  channel uses {record['channel_uses']}  "
+                f"({record['seconds']:.1f} s)"
+            )
+        say("running privacy attacks on what the server saw ...")
+        privacy = server_view_figures(config, engine.data, engine.observations, run.path)
+        summary = summarize(config, run.read_metrics(), privacy, link.counters.snapshot())
+        run.write_summary(summary)
+        write_plots(run, run.read_metrics(), privacy)
+        for node_id in sorted({engine.node_of[u] for u in engine.alive}):
+            link.send(node_id, "shutdown", {"reason": "run finished"})
+        say(json.dumps(summary["headline"]))
+        return summary
+    finally:
+        nodes.stop()
+        link.close()
+        radios.close()
+
+
+def summarize(
+    config: ExperimentConfig,
+    metrics: list[dict[str, Any]],
+    privacy: dict[str, Any],
+    counters: dict[str, Any],
+) -> dict[str, Any]:
+    """Final figures: accuracy, channel uses to target, attack success with chance."""
+    final = metrics[-1] if metrics else {}
+    target = config.experiment.target_accuracy
+    reached = next((m for m in metrics if m["accuracy"] >= target), None)
+    attack_rows = {}
+    for attack, figures in privacy.get("figures", {}).items():
+        attack_rows[attack] = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+    return {
+        "headline": {
+            "final_accuracy": final.get("accuracy"),
+            "channel_uses": final.get("channel_uses"),
+            "channel_uses_to_target": reached["channel_uses"] if reached else None,
+            "target_accuracy": target,
+            "digital_bytes": final.get("digital_bytes"),
+            "inversion_task_accuracy": attack_rows.get("model_inversion", {}).get("task_accuracy"),
+            "label_inference_exact_set_accuracy": attack_rows.get("label_inference", {}).get(
+                "exact_set_accuracy"
+            ),
+        },
+        "rounds": len(metrics),
+        "privacy": {"group_size": privacy.get("group_size"), "attacks": attack_rows},
+        "link": {k: v for k, v in counters.items() if not isinstance(v, dict)},
+    }
+
+
+def write_plots(run: RunDirectory, metrics: list[dict[str, Any]], privacy: dict) -> None:
+    """Accuracy per round and vs channel uses, channel uses per round, attack success."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if not metrics:
+        return
+    run.plots_dir.mkdir(exist_ok=True)
+    rounds = [m["round"] + 1 for m in metrics]
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    axes[0].plot(rounds, [m["accuracy"] for m in metrics], marker="o")
+    axes[0].set(xlabel="round", ylabel="test accuracy", title="accuracy per round")
+    axes[1].plot([m["channel_uses"] for m in metrics], [m["accuracy"] for m in metrics], marker="o")
+    axes[1].set(xlabel="channel uses (payload symbols)", ylabel="test accuracy")
+    axes[1].set_title("accuracy vs channel uses")
+    axes[2].bar(rounds, [m["round_channel_uses"] for m in metrics], label="payload")
+    axes[2].bar(
+        rounds,
+        [m["round_pilot_channel_uses"] for m in metrics],
+        bottom=[m["round_channel_uses"] for m in metrics],
+        label="pilots",
+    )
+    axes[2].set(xlabel="round", ylabel="channel uses", title="channel uses per round")
+    figure.tight_layout()
+    figure.savefig(run.plots_dir / "training.png", dpi=100)
+    plt.close(figure)
+    rows = [
+        (f"{attack}\n{metric}", value, figures.get(f"{metric}_chance", math.nan))
+        for attack, figures in privacy.get("figures", {}).items()
+        for metric, value in figures.items()
+        if metric in ("task_accuracy", "per_user_accuracy", "exact_set_accuracy")
+    ]
+    if rows:
+        figure, axis = plt.subplots(figsize=(7, 4))
+        names = [r[0] for r in rows]
+        positions = range(len(rows))
+        axis.bar([p - 0.2 for p in positions], [r[1] for r in rows], 0.4, label="attack")
+        axis.bar([p + 0.2 for p in positions], [r[2] for r in rows], 0.4, label="chance")
+        axis.axhline(metrics[-1]["accuracy"], color="k", ls="--", label="legitimate accuracy")
+        axis.set_xticks(list(positions), names, fontsize=8)
+        axis.set(ylim=(0, 1.05), ylabel="success", title="attacks on what the server saw")
+        axis.legend()
+        figure.tight_layout()
+        figure.savefig(run.plots_dir / "privacy.png", dpi=100)
+        plt.close(figure)
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING)
+    try:
+        config, run, resuming = _prepare(args)
+    except (ConfigError, FileNotFoundError) as error:
+        print(f"airmix run: {error}", file=sys.stderr)
+        return 2
+    run_experiment(config, run, resuming, progress=not args.quiet)
+    atomic_write_text(run.path / "DONE", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    print(f"run directory: {run.path}")
+    return 0

@@ -1,0 +1,318 @@
+"""A node process: hosts one or more users, each with its private data and its radio.
+
+The node derives its users' data from the experiment config (see
+:mod:`orchestrator.experiment`), joins the orchestrator over the ZeroMQ link and serves
+its requests:
+
+* ``start_round``: re-seed every user's batch order for the round, (re)configure radios;
+* ``send_pilots`` / ``stop_transmit``: play or stop a user's cyclic acquisition pilot;
+* ``transmit``: encode the user's next batch, append the label tail, build the
+  pre-compensated OFDM frame (:func:`phy.ota.precompensated_payload`) and play it on
+  the radio. Payloads leave the node *only* as analog waveforms;
+* ``gradient`` (feature mode): back-propagate ``weight_k * dL/dy`` through the encoder;
+* ``eval_request`` (feature mode): evaluate ``head(encoder_k(test))`` locally and report
+  scalars; ``checkpoint``: save encoders/optimisers; ``shutdown``: exit.
+
+Every reply is an ``ack`` or an ``error`` with a reason; nothing a node sends carries
+an array (the schema in :mod:`orchestrator.messages` enforces it). For attack scoring
+only, each node appends the dataset indices of every batch it sent to its *local*
+audit file in the run directory (never over the link).
+
+Run as ``python -m orchestrator.node --run-dir DIR --node-id ID --address ADDR``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from learning.mixup import soft_cross_entropy
+from learning.training import User
+from orchestrator import experiment as ex
+from orchestrator.config import ExperimentConfig, load_experiment
+from orchestrator.link import LinkConfig, NodeLink
+from orchestrator.messages import Message
+from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
+from phy.ota import UserCorrection, pilot_buffer, precompensated_payload
+from radio import Radio, RadioConfig, open_radio
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HostedUser:
+    """One user on this node: index, learner (data + encoder or codec), radio."""
+
+    user_id: str
+    index: int
+    learner: User
+    radio: Radio
+    last_batch: np.ndarray | None = None  # dataset indices of the batch on the air
+
+
+class Node:
+    """Serve the orchestrator's requests for the users ``user_ids``.
+
+    Args:
+        config: the resolved experiment.
+        node_id: this node's id (its key name with CurveZMQ).
+        user_ids: users hosted here.
+        radio_uris: user id -> radio URI (``simnet://...`` or ``ip:...``).
+        run_dir: the run directory (checkpoints, audit file).
+        restore_round: resume from this node's checkpoint of that round.
+    """
+
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        node_id: str,
+        user_ids: list[str],
+        radio_uris: dict[str, str],
+        run_dir: Path,
+        restore_round: int | None = None,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.run_dir = Path(run_dir)
+        self.data = ex.load_experiment_data(config)
+        self.ofdm = ex.ofdm_config(config)
+        self.n_classes = self.data.train.n_classes
+        self.dim = ex.payload_dim(config, self.data)
+        all_ids = ex.user_ids(config)
+        self.users: dict[str, HostedUser] = {}
+        for user_id in user_ids:
+            index = all_ids.index(user_id)
+            user_data = self.data.user_data(index)
+            batch_size = config.model.batch_size
+            if config.model.mode == "raw":
+                learner = User(user_data, codec=self.data.codec, batch_size=batch_size)
+            else:
+                encoder = ex.build_user_encoder(config, self.data)
+                learner = User(
+                    user_data, encoder=encoder, lr=config.model.learning_rate, batch_size=batch_size
+                )
+            radio = open_radio(radio_uris[user_id])
+            self.users[user_id] = HostedUser(user_id, index, learner, radio)
+        self.audit_path = self.run_dir / "audit" / f"{node_id}.jsonl"
+        self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        if restore_round is not None:
+            self._restore(restore_round)
+
+    # ------------------------------------------------------------------ state
+    def checkpoint_path(self, round_id: int) -> Path:
+        """Per-round file: a checkpoint the orchestrator has not confirmed yet never
+        replaces the one it resumes from."""
+        return self.run_dir / "nodes" / f"{self.node_id}-r{round_id}.pt"
+
+    def _restore(self, round_id: int) -> None:
+        """Load encoders/optimisers saved at the end of ``round_id``."""
+        path = self.checkpoint_path(round_id)
+        if not path.exists():
+            raise FileNotFoundError(f"{self.node_id}: no checkpoint for round {round_id} ({path})")
+        state = torch.load(path, weights_only=False)
+        if self.config.model.mode == "raw":
+            return
+        for user_id, user in self.users.items():
+            user.learner.encoder.load_state_dict(state[user_id]["encoder"])
+            user.learner.optimizer.load_state_dict(state[user_id]["optimizer"])
+
+    def _checkpoint(self, round_id: int) -> None:
+        state: dict = {"round": round_id}
+        if self.config.model.mode == "features":
+            for user_id, user in self.users.items():
+                state[user_id] = {
+                    "encoder": user.learner.encoder.state_dict(),
+                    "optimizer": user.learner.optimizer.state_dict(),
+                }
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        atomic_write_bytes(self.checkpoint_path(round_id), buffer.getvalue())
+        self.checkpoint_path(round_id - 2).unlink(missing_ok=True)  # keep the last two
+
+    # --------------------------------------------------------------- handlers
+    def _start_round(self, body: dict) -> None:
+        radio_config = RadioConfig(
+            center_hz=body["center_hz"],
+            sample_rate_hz=body["sample_rate_hz"],
+            tx_attenuation_db=body["tx_attenuation_db"],
+            rx_gain_db=body.get("rx_gain_db", RadioConfig.rx_gain_db),
+        )
+        for user in self.users.values():
+            user.learner.reseed(ex.rng_for(self.config, "batches", body["round_id"], user.index))
+            user.radio.configure(radio_config)
+
+    def _send_pilots(self, body: dict) -> None:
+        group_size = body.get("group_size", max(body["pilot_ids"]) + 1)
+        for user_id, pilot_id in zip(body["user_ids"], body["pilot_ids"], strict=True):
+            self._user(user_id).radio.transmit(
+                pilot_buffer(pilot_id, group_size, self.ofdm), cyclic=True
+            )
+
+    def _transmit(self, body: dict) -> None:
+        for k, user_id in enumerate(body["user_ids"]):
+            user = self._user(user_id)
+            x, y, indices = user.learner.sample_batch_with_indices()
+            batch = min(len(y), body.get("batch_size", len(y)))
+            x, y, indices = x[:batch], y[:batch], indices[:batch]
+            payload = ex.pack_payload(user.learner.user_encode(x), y, self.n_classes)
+            correction = UserCorrection(
+                user=k,
+                delay_samples=float(body["delay_samples"][k]),
+                sro=float(body["sro"][k]),
+                cfo_hz=float(body["cfo_hz"][k]),
+                target_delay=int(body["target_delay"]),
+            )
+            waveform = precompensated_payload(
+                payload, correction, complex(body["tx_scale"][k]), self.ofdm, body["buffer_len"]
+            )
+            user.radio.transmit(waveform, cyclic=True)
+            user.last_batch = indices
+            self._audit(body, user, indices, float(body["weights"][k]))
+
+    def _audit(self, body: dict, user: HostedUser, indices: np.ndarray, weight: float) -> None:
+        record = {
+            "round": body["round_id"],
+            "slot": body["slot_id"],
+            "user": user.user_id,
+            "weight": weight,
+            "indices": [int(i) for i in indices],
+        }
+        with self.audit_path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def _gradient(self, body: dict) -> None:
+        grad = torch.as_tensor(np.array(body["grad"], dtype=np.float32))
+        for user_id, weight in zip(body["user_ids"], body["weights"], strict=True):
+            user = self._user(user_id)
+            user.learner.user_backward(grad[:, : self.dim], float(weight))
+
+    def _evaluate(self, body: dict) -> dict:
+        """Feature mode: accuracy of head(encoder_k(test)) per user (scalars only)."""
+        head = ex.build_server_model(self.config, self.data)
+        torch.nn.utils.vector_to_parameters(
+            torch.as_tensor(np.array(body["head"], dtype=np.float32)), head.parameters()
+        )
+        test = self.data.test
+        loss, correct, count = {}, {}, {}
+        with torch.no_grad():
+            for user_id in body["user_ids"]:
+                encoder = self._user(user_id).learner.encoder
+                encoder.eval()
+                logits = head(encoder(test.x))
+                onehot = torch.nn.functional.one_hot(test.y, self.n_classes).float()
+                loss[user_id] = float(soft_cross_entropy(logits, onehot))
+                correct[user_id] = int((logits.argmax(1) == test.y).sum())
+                count[user_id] = len(test)
+        return {"round_id": body["round_id"], "loss": loss, "correct": correct, "count": count}
+
+    def _user(self, user_id: str) -> HostedUser:
+        if user_id not in self.users:
+            raise KeyError(f"user {user_id!r} is not hosted on {self.node_id}")
+        return self.users[user_id]
+
+    def handle(self, message: Message, link: NodeLink) -> bool:
+        """Serve one request; returns False when the node should stop."""
+        body = message.body
+        try:
+            if message.type == "start_round":
+                self._start_round(body)
+            elif message.type == "send_pilots":
+                self._send_pilots(body)
+            elif message.type == "stop_transmit":
+                for user_id in body["user_ids"]:
+                    self._user(user_id).radio.stop_transmit()
+            elif message.type == "transmit":
+                self._transmit(body)
+            elif message.type == "gradient":
+                self._gradient(body)
+            elif message.type == "eval_request":
+                link.reply(message, "ack")
+                link.request("orchestrator", "eval_report", self._evaluate(body))
+                return True
+            elif message.type == "checkpoint":
+                self._checkpoint(body["round_id"])
+            elif message.type == "shutdown":
+                link.reply(message, "ack")
+                return False
+            elif message.type == "heartbeat":
+                return True
+            else:
+                link.reply(message, "error", {"reason": "unsupported", "detail": message.type})
+                return True
+        except Exception as error:  # reported to the orchestrator, the node keeps serving
+            log.exception("%s failed on %s", self.node_id, message.type)
+            detail = f"{type(error).__name__}: {error}"[:250]
+            link.reply(message, "error", {"reason": "node_failure", "detail": detail})
+            return True
+        link.reply(message, "ack")
+        return True
+
+    def close(self) -> None:
+        for user in self.users.values():
+            user.radio.close()
+
+
+def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
+    """Join, report label counts, then serve until shutdown or the orchestrator dies."""
+    link.join(list(node.users))
+    counts = {
+        user_id: np.bincount(user.learner.data.y.numpy(), minlength=node.n_classes).tolist()
+        for user_id, user in node.users.items()
+    }
+    link.request("orchestrator", "label_report", {"round_id": 0, "counts": counts})
+    idle = 0.0
+    while idle < max_idle_s:
+        event = link.recv(timeout_s=1.0)
+        if event is None:
+            idle += 1.0
+            continue
+        idle = 0.0
+        if event.kind == "dead":
+            log.warning("%s: orchestrator is gone, stopping", node.node_id)
+            return 1
+        if event.kind == "message" and not node.handle(event.message, link):
+            return 0
+    return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="airmix node process")
+    parser.add_argument("--run-dir", required=True, type=Path)
+    parser.add_argument("--node-id", required=True)
+    parser.add_argument("--address", required=True)
+    parser.add_argument("--keys-dir", default=None)
+    parser.add_argument("--radios", required=True, help="JSON map user id -> radio URI")
+    parser.add_argument("--restore-round", type=int, default=None)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format=f"[{args.node_id}] %(message)s")
+    torch.set_num_threads(1)
+    config = load_experiment(args.run_dir / CONFIG_FILE)
+    radio_uris = json.loads(args.radios)
+    node = Node(
+        config, args.node_id, list(radio_uris), radio_uris, args.run_dir, args.restore_round
+    )
+    link_config = LinkConfig(
+        heartbeat_s=config.link.heartbeat_s,
+        liveness_s=config.link.liveness_s,
+        request_timeout_s=config.link.request_timeout_s,
+        retries=config.link.retries,
+    )
+    try:
+        with NodeLink(
+            args.node_id, args.address, keys_dir=args.keys_dir, config=link_config
+        ) as link:
+            return serve(node, link)
+    finally:
+        node.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

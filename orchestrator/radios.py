@@ -1,0 +1,143 @@
+"""Radio back-ends of a run: where the users' radios and the receiver come from.
+
+One interface, :class:`RunRadios`, with peer implementations selected by the experiment's
+``channel.radio`` (registry :data:`RUN_RADIOS`). The node code never changes between
+them: it only opens the URIs it is given.
+
+* ``sim``: the orchestrator owns a :class:`~phy.medium.SharedMedium`, re-created at each
+  round from a seed derived from (experiment seed, round) so a resumed run sees exactly
+  the channel an uninterrupted one would (fading is drawn per round: block fading).
+  Users' radios are served to node processes by a :class:`~radio.sim_net.RadioService`
+  (``simnet://`` URIs); the receiver is a local :class:`~radio.sim.SimRadio`.
+* ``virtual-pluto``: ``count + 1`` virtual PlutoSDRs (libiio network protocol) on one
+  medium for the whole run; users and receiver are :class:`~radio.pluto.PlutoRadio` s on
+  ``ip:127.0.0.1:PORT``, exactly as lab radios would be.
+
+SNR convention (as :mod:`orchestrator.phy_demo`): every link has the same path loss and
+the receiver noise is set so a user sending at full power (RMS ``OfdmConfig.amplitude``)
+through a unit-gain channel arrives ``channel.snr_db`` above the noise.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+from orchestrator import experiment as ex
+from orchestrator.config import ExperimentConfig
+from phy.medium import SharedMedium, register_medium, unregister_medium
+from phy.waveform import OfdmConfig
+from radio import Radio, RadioConfig, open_radio
+
+PATH_LOSS_DB = 10.0
+RECEIVER = "rx"
+
+
+def radio_config(config: ExperimentConfig) -> RadioConfig:
+    """RF settings of every radio in a run (full transmit power, 0 dB RX gain)."""
+    return RadioConfig(
+        center_hz=config.channel.carrier_hz,
+        sample_rate_hz=config.channel.sample_rate_hz,
+        tx_attenuation_db=0.0,
+        rx_gain_db=0.0,
+        rx_buffer_size=16384,
+    )
+
+
+def medium_kwargs(config: ExperimentConfig, ofdm: OfdmConfig) -> dict:
+    """SharedMedium settings realising ``channel.snr_db`` (see the module docstring)."""
+    noise_dbfs = 10 * math.log10(ofdm.amplitude**2) - PATH_LOSS_DB - config.channel.snr_db
+    return {
+        "noise_dbfs": noise_dbfs,
+        "default_path_loss_db": PATH_LOSS_DB,
+        "channel_model": config.channel.fading,
+        "ppm_range": config.channel.max_ppm,
+    }
+
+
+class RunRadios(ABC):
+    """The radios of one run: a URI per user (opened by nodes) and the receiver."""
+
+    receiver: Radio
+
+    @abstractmethod
+    def user_uri(self, user_id: str) -> str:
+        """URI a node opens for ``user_id``."""
+
+    @abstractmethod
+    def start_round(self, round_id: int) -> None:
+        """Prepare the air for a round (the receiver is configured afterwards)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every radio and server."""
+
+
+class SimRunRadios(RunRadios):
+    """``sim``: a fresh seeded medium per round, users served over ``simnet://``."""
+
+    def __init__(self, config: ExperimentConfig, run_name: str) -> None:
+        from radio.sim_net import RadioService
+
+        self.config = config
+        self.medium_name = f"run-{run_name}"
+        self._kwargs = medium_kwargs(config, ex.ofdm_config(config))
+        self.medium: SharedMedium | None = None
+        self.receiver = None
+        self.service = RadioService(lambda name: open_radio(f"sim://{self.medium_name}/{name}"))
+
+    def user_uri(self, user_id: str) -> str:
+        return self.service.uri(user_id)
+
+    def start_round(self, round_id: int) -> None:
+        self.medium = SharedMedium(rng=ex.rng_for(self.config, "medium", round_id), **self._kwargs)
+        register_medium(self.medium_name, self.medium)
+        self.service.reset()
+        if self.receiver is not None:
+            self.receiver.close()
+        self.receiver = open_radio(f"sim://{self.medium_name}/{RECEIVER}")
+        for user_id in ex.user_ids(self.config):
+            self.service.open(user_id)  # every user's port exists before the first slot
+        self.receiver.configure(radio_config(self.config))
+
+    def close(self) -> None:
+        if self.receiver is not None:
+            self.receiver.close()
+        self.service.close()
+        unregister_medium(self.medium_name)
+
+
+class VirtualPlutoRunRadios(RunRadios):
+    """``virtual-pluto``: users and receiver are virtual Plutos on one medium."""
+
+    def __init__(self, config: ExperimentConfig, run_name: str) -> None:
+        from hardware.virtual_pluto import VirtualPlutoLab
+
+        self.config = config
+        kwargs = medium_kwargs(config, ex.ofdm_config(config))
+        self.lab = VirtualPlutoLab(
+            config.users.count + 1,
+            seed=int(ex.named_seed(config, "virtual-pluto").generate_state(1)[0]),
+            medium_name=f"run-{run_name}",
+            **kwargs,
+        )
+        self.lab.start()
+        self._uris = dict(zip(ex.user_ids(config), self.lab.uris[:-1], strict=True))
+        self.receiver = open_radio(self.lab.uris[-1])
+        self.receiver.configure(radio_config(config))
+
+    def user_uri(self, user_id: str) -> str:
+        return self._uris[user_id]
+
+    def start_round(self, round_id: int) -> None:
+        """The lab's medium persists over the run (real radios do not reset either)."""
+
+    def close(self) -> None:
+        self.receiver.close()
+        self.lab.stop()
+
+
+RUN_RADIOS: dict[str, type[RunRadios]] = {
+    "sim": SimRunRadios,
+    "virtual-pluto": VirtualPlutoRunRadios,
+}
