@@ -46,6 +46,11 @@ from radio.ota_session import OtaReceiver
 log = logging.getLogger(__name__)
 
 
+def _finite(values: list[float]) -> np.ndarray:
+    """``values`` as an array with NaN (no estimate) replaced by 0."""
+    return np.nan_to_num(np.asarray(values, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+
+
 class NodeLost(RuntimeError):
     """A node died while the engine needed it; its users have been dropped."""
 
@@ -228,9 +233,10 @@ class Engine:
                 "user_ids": [group[p] for p in positions],
                 "tx_scale": np.asarray(plan.tx_scaling)[positions].astype(np.complex128),
                 "weights": weights[positions],
-                "delay_samples": np.array([plan.corrections[p].delay_samples for p in positions]),
-                "sro": np.array([plan.corrections[p].sro for p in positions]),
-                "cfo_hz": np.array([plan.corrections[p].cfo_hz for p in positions]),
+                # an undetected user (deep fade) is silent (b_k = 0): neutral corrections
+                "delay_samples": _finite([plan.corrections[p].delay_samples for p in positions]),
+                "sro": _finite([plan.corrections[p].sro for p in positions]),
+                "cfo_hz": _finite([plan.corrections[p].cfo_hz for p in positions]),
                 "target_delay": int(plan.target_delay),
                 "buffer_len": int(plan.buffer_len),
                 "batch_size": self.batch,
