@@ -127,6 +127,11 @@ def main() -> dict[str, float]:
         "oam_mse_db": round(10.0 * float(np.log10(max(oam.mean_mse, 1e-12))), 2),
         "loop_overhead_ratio": round(overhead, 3),
     }
+    # the attack figures of the same issue (model inversion, label inference, chance levels)
+    from learning_privacy import main as privacy_main  # sibling script in benchmarks/
+
+    print("\n--- privacy: attacks on unmixed and OTA-mixed payloads ---")
+    figures.update(privacy_main())
     print(json.dumps(figures))
     return figures
 
