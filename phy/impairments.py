@@ -22,6 +22,7 @@ from numpy.polynomial import polynomial as npoly
 from scipy.signal import oaconvolve
 
 from phy.channel import complex_normal
+from phy.checks import finite_scalar, positive_scalar
 from phy.rng import RngLike, make_rng
 
 __all__ = [
@@ -56,20 +57,6 @@ def _check_signal(x: np.ndarray, name: str = "x") -> np.ndarray:
     return arr
 
 
-def _check_finite(name: str, value: float) -> float:
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _check_positive(name: str, value: float) -> float:
-    value = _check_finite(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
 def apply_cfo(
     x: np.ndarray,
     cfo_hz: float,
@@ -93,9 +80,9 @@ def apply_cfo(
         rotated signal, shape ``(n,)``, same dtype as ``x`` (complex64 or complex128).
     """
     x = _check_signal(x)
-    cfo_hz = _check_finite("cfo_hz", cfo_hz)
-    fs = _check_positive("sample_rate_hz", sample_rate_hz)
-    phase_rad = _check_finite("phase_rad", phase_rad)
+    cfo_hz = finite_scalar("cfo_hz", cfo_hz)
+    fs = positive_scalar("sample_rate_hz", sample_rate_hz)
+    phase_rad = finite_scalar("phase_rad", phase_rad)
     cycles_per_sample = cfo_hz / fs
     # keep the phase argument small: integer cycles are dropped before the exponential
     start_cycles = (cycles_per_sample * int(start_index)) % 1.0
@@ -107,7 +94,7 @@ def apply_cfo(
 def apply_phase_offset(x: np.ndarray, phase_rad: float) -> np.ndarray:
     """Multiply ``x`` (complex, ``(n,)``) by ``exp(j phase_rad)``; same dtype back."""
     x = _check_signal(x)
-    phase_rad = _check_finite("phase_rad", phase_rad)
+    phase_rad = finite_scalar("phase_rad", phase_rad)
     return (x * np.exp(1j * phase_rad)).astype(x.dtype, copy=False)
 
 
@@ -122,10 +109,10 @@ def wiener_phase(
     """
     if int(n) != n or n < 0:
         raise ValueError(f"n must be a non-negative integer, got {n}")
-    linewidth_hz = _check_finite("linewidth_hz", linewidth_hz)
+    linewidth_hz = finite_scalar("linewidth_hz", linewidth_hz)
     if linewidth_hz < 0:
         raise ValueError(f"linewidth_hz must be >= 0, got {linewidth_hz}")
-    fs = _check_positive("sample_rate_hz", sample_rate_hz)
+    fs = positive_scalar("sample_rate_hz", sample_rate_hz)
     std = np.sqrt(2.0 * np.pi * linewidth_hz / fs)
     steps = make_rng(rng).normal(0.0, std, size=int(n))
     if n:
@@ -146,7 +133,7 @@ def apply_phase_noise(
 def apply_gain_db(x: np.ndarray, gain_db: float) -> np.ndarray:
     """Scale ``x`` by a power gain in dB (amplitude ``10 ** (gain_db / 20)``); same dtype."""
     x = _check_signal(x)
-    gain_db = _check_finite("gain_db", gain_db)
+    gain_db = finite_scalar("gain_db", gain_db)
     return (x * 10.0 ** (gain_db / 20.0)).astype(x.dtype, copy=False)
 
 
@@ -154,7 +141,7 @@ def add_awgn(x: np.ndarray, noise_power: float, rng: RngLike) -> np.ndarray:
     """Add circularly-symmetric white Gaussian noise of power ``noise_power`` (``E|n|^2``,
     same units as ``|x|^2``, >= 0) to complex ``x`` of shape ``(n,)``; same dtype back."""
     x = _check_signal(x)
-    noise_power = _check_finite("noise_power", noise_power)
+    noise_power = finite_scalar("noise_power", noise_power)
     if noise_power < 0:
         raise ValueError(f"noise_power must be >= 0, got {noise_power}")
     if noise_power == 0:
@@ -180,7 +167,7 @@ def quantize(x: np.ndarray, bits: int = 12, full_scale: float = 1.0) -> np.ndarr
     x = _check_signal(x)
     if int(bits) != bits or not 2 <= bits <= 32:
         raise ValueError(f"bits must be an integer in 2..32, got {bits}")
-    full_scale = _check_positive("full_scale", full_scale)
+    full_scale = positive_scalar("full_scale", full_scale)
     levels = float(2 ** (int(bits) - 1))
     parts = x.view(np.float32 if x.dtype == np.complex64 else np.float64)
     codes = np.rint(parts * (levels / full_scale))
@@ -339,7 +326,7 @@ def apply_timing_offset(x: np.ndarray, delay_samples: float) -> np.ndarray:
     fractional): ``y[k] = x(k - delay)`` by band-limited interpolation, zero outside the
     original support; the output keeps length ``n`` and ``x``'s dtype."""
     x = _check_signal(x)
-    delay = _check_finite("delay_samples", delay_samples)
+    delay = finite_scalar("delay_samples", delay_samples)
     if delay == int(delay):  # integer fast path: an exact shift
         d = int(delay)
         y = np.zeros_like(x)
@@ -371,10 +358,10 @@ def apply_sample_rate_offset(
         shape ``(n_out,)``, ``x``'s dtype; zero where the position falls outside ``x``.
     """
     x = _check_signal(x)
-    sro_ppm = _check_finite("sro_ppm", sro_ppm)
+    sro_ppm = finite_scalar("sro_ppm", sro_ppm)
     if abs(sro_ppm) >= 1e5:
         raise ValueError(f"|sro_ppm| must be < 1e5, got {sro_ppm}")
-    delay = _check_finite("delay_samples", delay_samples)
+    delay = finite_scalar("delay_samples", delay_samples)
     n_out = x.size if n_out is None else int(n_out)
     if n_out < 0:
         raise ValueError(f"n_out must be >= 0, got {n_out}")

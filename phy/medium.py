@@ -69,6 +69,7 @@ import numpy as np
 from scipy.constants import speed_of_light
 
 from phy.channel import ChannelModel, log_distance_path_loss_db, make_channel_model
+from phy.checks import count, finite_scalar, positive_scalar
 from phy.impairments import FarrowInterpolator, adc_quantize, dac_quantize
 from phy.rng import RngLike, derive_seed, make_rng, spawn
 
@@ -84,26 +85,6 @@ __all__ = [
 
 _NOISE_BLOCK = 1 << 16  # samples per counter-based noise block
 _ROT_BLOCK = 256  # rotation computed as outer product of blocks of this length
-
-
-def _finite(name: str, value: float) -> float:
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
-def _positive(name: str, value: float) -> float:
-    value = _finite(name, value)
-    if value <= 0:
-        raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def _count(name: str, value: int, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _rotation(n: int, cycles0: float, dcycles: float, scale: complex) -> np.ndarray:
@@ -224,19 +205,19 @@ class MediumPort:
         self._rng = rng
         self._noise_key = derive_seed(rng)
         self._noise_cache: dict[int, np.ndarray] = {}
-        self._ppm = _finite("ppm", ppm)
+        self._ppm = finite_scalar("ppm", ppm)
         self._latency_s = self._check_latency(latency_s)
         self._position = self._check_position(position)
-        self._lo_hz = _positive("lo_hz", lo_hz)
+        self._lo_hz = positive_scalar("lo_hz", lo_hz)
         self._lo_phase = float(rng.uniform(0.0, 2.0 * np.pi))
-        self._sample_rate_hz = _positive("sample_rate_hz", sample_rate_hz)
+        self._sample_rate_hz = positive_scalar("sample_rate_hz", sample_rate_hz)
         self._rf_bandwidth_hz = (
-            None if rf_bandwidth_hz is None else _positive("rf_bandwidth_hz", rf_bandwidth_hz)
+            None if rf_bandwidth_hz is None else positive_scalar("rf_bandwidth_hz", rf_bandwidth_hz)
         )
         self._tx_attenuation_db = self._check_attenuation(tx_attenuation_db)
-        self._rx_gain_db = _finite("rx_gain_db", rx_gain_db)
-        self._rx_buffer_size = _count("rx_buffer_size", rx_buffer_size, 1)
-        self._kernel_buffers = _count("kernel_buffers", kernel_buffers, 1)
+        self._rx_gain_db = finite_scalar("rx_gain_db", rx_gain_db)
+        self._rx_buffer_size = count("rx_buffer_size", rx_buffer_size, 1)
+        self._kernel_buffers = count("kernel_buffers", kernel_buffers, 1)
         self._history: list[Transmission] = []
         self._stream_t0: float | None = None
         self._rx_pos = 0
@@ -245,14 +226,14 @@ class MediumPort:
     # ----------------------------------------------------------------- validation
     @staticmethod
     def _check_latency(value: float) -> float:
-        value = _finite("latency_s", value)
+        value = finite_scalar("latency_s", value)
         if value < 0:
             raise ValueError(f"latency_s must be >= 0, got {value}")
         return value
 
     @staticmethod
     def _check_attenuation(value: float) -> float:
-        value = _finite("tx_attenuation_db", value)
+        value = finite_scalar("tx_attenuation_db", value)
         if value < 0:
             raise ValueError(f"tx_attenuation_db must be >= 0 (an attenuation), got {value}")
         return value
@@ -275,7 +256,7 @@ class MediumPort:
     @ppm.setter
     def ppm(self, value: float) -> None:
         with self.medium.lock:
-            self._ppm = _finite("ppm", value)
+            self._ppm = finite_scalar("ppm", value)
 
     @property
     def latency_s(self) -> float:
@@ -305,7 +286,7 @@ class MediumPort:
     @lo_hz.setter
     def lo_hz(self, value: float) -> None:
         with self.medium.lock:
-            self._lo_hz = _positive("lo_hz", value)
+            self._lo_hz = positive_scalar("lo_hz", value)
             self._lo_phase = float(self._rng.uniform(0.0, 2.0 * np.pi))
 
     @property
@@ -321,7 +302,7 @@ class MediumPort:
     @sample_rate_hz.setter
     def sample_rate_hz(self, value: float) -> None:
         with self.medium.lock:
-            self._sample_rate_hz = _positive("sample_rate_hz", value)
+            self._sample_rate_hz = positive_scalar("sample_rate_hz", value)
             self._stream_t0 = None
 
     @property
@@ -337,7 +318,9 @@ class MediumPort:
     @rf_bandwidth_hz.setter
     def rf_bandwidth_hz(self, value: float | None) -> None:
         with self.medium.lock:
-            self._rf_bandwidth_hz = None if value is None else _positive("rf_bandwidth_hz", value)
+            self._rf_bandwidth_hz = (
+                None if value is None else positive_scalar("rf_bandwidth_hz", value)
+            )
 
     @property
     def tx_attenuation_db(self) -> float:
@@ -357,7 +340,7 @@ class MediumPort:
     @rx_gain_db.setter
     def rx_gain_db(self, value: float) -> None:
         with self.medium.lock:
-            self._rx_gain_db = _finite("rx_gain_db", value)
+            self._rx_gain_db = finite_scalar("rx_gain_db", value)
 
     @property
     def rx_buffer_size(self) -> int:
@@ -367,7 +350,7 @@ class MediumPort:
     @rx_buffer_size.setter
     def rx_buffer_size(self, value: int) -> None:
         with self.medium.lock:
-            self._rx_buffer_size = _count("rx_buffer_size", value, 1)
+            self._rx_buffer_size = count("rx_buffer_size", value, 1)
             self._stream_t0 = None
 
     @property
@@ -378,7 +361,7 @@ class MediumPort:
     @kernel_buffers.setter
     def kernel_buffers(self, value: int) -> None:
         with self.medium.lock:
-            self._kernel_buffers = _count("kernel_buffers", value, 1)
+            self._kernel_buffers = count("kernel_buffers", value, 1)
 
     @property
     def overflows(self) -> int:
@@ -467,7 +450,7 @@ class MediumPort:
         buffer semantics: stale buffers first, dropped buffers counted in
         :attr:`overflows`. Deterministic mode advances the clock to the time the last
         needed buffer is complete; real-time mode sleeps until then."""
-        n = _count("n", n, 0)
+        n = count("n", n, 0)
         medium = self.medium
         with medium.lock:
             fs = self.actual_sample_rate_hz
@@ -493,8 +476,8 @@ class MediumPort:
     def capture(self, start_s: float, n: int) -> np.ndarray:
         """What this receiver's ADC produces for ``n`` of its samples starting at medium
         time ``start_s`` (seconds); complex64 ``(n,)``. Pure: no clock or stream change."""
-        start_s = _finite("start_s", start_s)
-        n = _count("n", n, 0)
+        start_s = finite_scalar("start_s", start_s)
+        n = count("n", n, 0)
         return self.medium._render(self, start_s, n)
 
     def _unit_noise(self, first: int, n: int) -> np.ndarray:
@@ -561,23 +544,23 @@ class SharedMedium:
         )
         if not isinstance(self.channel_model, ChannelModel):
             raise TypeError(f"channel_model must be a name or ChannelModel, got {channel_model!r}")
-        self.noise_dbfs = _finite("noise_dbfs", noise_dbfs)
-        self.default_path_loss_db = _finite("default_path_loss_db", default_path_loss_db)
-        self.path_loss_exponent = _positive("path_loss_exponent", path_loss_exponent)
-        self.ppm_range = _finite("ppm_range", ppm_range)
+        self.noise_dbfs = finite_scalar("noise_dbfs", noise_dbfs)
+        self.default_path_loss_db = finite_scalar("default_path_loss_db", default_path_loss_db)
+        self.path_loss_exponent = positive_scalar("path_loss_exponent", path_loss_exponent)
+        self.ppm_range = finite_scalar("ppm_range", ppm_range)
         if self.ppm_range < 0:
             raise ValueError(f"ppm_range must be >= 0, got {ppm_range}")
-        lo, hi = (_finite("latency_range_s", v) for v in latency_range_s)
+        lo, hi = (finite_scalar("latency_range_s", v) for v in latency_range_s)
         if not 0 <= lo <= hi:
             raise ValueError(f"latency_range_s must satisfy 0 <= lo <= hi, got {latency_range_s}")
         self.latency_range_s = (lo, hi)
-        self.start_jitter_s = _finite("start_jitter_s", start_jitter_s)
+        self.start_jitter_s = finite_scalar("start_jitter_s", start_jitter_s)
         if self.start_jitter_s < 0:
             raise ValueError(f"start_jitter_s must be >= 0, got {start_jitter_s}")
         self.shared_reference = bool(shared_reference)
         self._reference_ppm = float(ref_rng.uniform(-self.ppm_range, self.ppm_range))
         self.realtime = bool(realtime)
-        self.history_s = _positive("history_s", history_s)
+        self.history_s = positive_scalar("history_s", history_s)
         self.lock = threading.RLock()
         self._clock = 0.0
         self._wall0 = time.monotonic()
@@ -594,7 +577,7 @@ class SharedMedium:
 
     def advance(self, seconds: float) -> None:
         """Advance the deterministic clock by ``seconds`` (>= 0)."""
-        seconds = _finite("seconds", seconds)
+        seconds = finite_scalar("seconds", seconds)
         if seconds < 0:
             raise ValueError(f"seconds must be >= 0, got {seconds}")
         if self.realtime:
@@ -703,9 +686,9 @@ class SharedMedium:
                     raise ValueError(f"gain must be finite, got {gain!r}")
                 link.fading, link.pinned = g, True
             if path_loss_db is not None:
-                link.path_loss_db = _finite("path_loss_db", path_loss_db)
+                link.path_loss_db = finite_scalar("path_loss_db", path_loss_db)
             if delay_s is not None:
-                d = _finite("delay_s", delay_s)
+                d = finite_scalar("delay_s", delay_s)
                 if d < 0:
                     raise ValueError(f"delay_s must be >= 0, got {delay_s}")
                 link.delay_s = d
@@ -745,8 +728,8 @@ class SharedMedium:
         ``signal_power`` (E|x|^2 in full-scale units) arrives with ``snr_db`` over the
         receiver noise, given the link's current fading and both radios' current
         attenuation (RX gain cancels). Returns the path loss set, dB."""
-        snr_db = _finite("snr_db", snr_db)
-        signal_power = _positive("signal_power", signal_power)
+        snr_db = finite_scalar("snr_db", snr_db)
+        signal_power = positive_scalar("signal_power", signal_power)
         with self.lock:
             txp = self.port(tx)
             self.port(rx)
