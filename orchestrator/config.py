@@ -69,7 +69,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
     "experiment": {
         "name": Field(str, "default", "run name, used in the run directory name"),
         "seed": Field(int, 0, "root seed of every random draw", minimum=0),
-        "rounds": Field(int, 12, "training rounds (one pass over every user's data)", minimum=1),
+        "rounds": Field(int, 60, "training rounds (one pass over every user's data)", minimum=1),
         "eval_every": Field(int, 1, "evaluate the model every N rounds", minimum=1),
         "target_accuracy": Field(
             float, 0.9, "accuracy at which channel uses are counted", minimum=0, maximum=1
@@ -109,7 +109,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "mode": Field(str, "raw", "payload: raw samples or encoder features", ("raw", "features")),
         "arch": Field(str, "mlp", "encoder architecture", ("mlp", "cnn")),
         "feature_dim": Field(int, 32, "encoder output size (reals)", minimum=2, check=_even),
-        "learning_rate": Field(float, 0.01, "optimizer learning rate", minimum=1e-9),
+        "learning_rate": Field(float, 0.003, "optimizer learning rate (Adam)", minimum=1e-9),
         "batch_size": Field(int, 32, "samples per user per slot", minimum=1),
     },
     "channel": {
