@@ -1,11 +1,12 @@
 """Hardware-in-the-loop harness: the closed-loop OTA mixup on virtual Plutos next to the
-same experiment on :class:`radio.sim.SimRadio`.
+same experiment on :class:`radio.sim.SimRadio` with genie-aided synchronization.
 
 :func:`ota_mse_pair_db` runs 4 user radios + 1 receiver (each with its medium-drawn
 +-25 ppm oscillator error and random start latency) through
 :class:`radio.ota_session.OtaSession` twice on identically seeded media: once as
-virtual Plutos through libiio/pyadi-iio (:class:`radio.pluto.PlutoRadio`), once as
-SimRadios, and returns both mixup MSEs in dB.
+virtual Plutos through libiio/pyadi-iio (:class:`radio.pluto.PlutoRadio`) with the
+closed loop (acquisition, corrections), once as SimRadios with perfect timing, CFO and
+CSI (:func:`radio.ota_session.medium_truth`), and returns both mixup MSEs in dB.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from hardware.virtual_pluto import VirtualPlutoLab
 from phy.medium import SharedMedium
 from phy.rng import RngLike, make_rng
 from radio.base import Radio, RadioConfig
-from radio.ota_session import OtaSession
+from radio.ota_session import OtaSession, medium_truth
 from radio.pluto import PlutoRadio
 from radio.sim import SimRadio
 
@@ -43,22 +44,28 @@ def mixup_mse_db(
     n_reals: int = 512,
     path_loss_db: float = 50.0,
     rng: RngLike = 3,
+    genie: bool = False,
 ) -> float:
-    """Mean mixup MSE (dB) of ``rounds`` closed-loop mixups; ``radios[0]`` receives,
-    the others (named ``pluto1``.. on ``medium``) are the users."""
+    """Mean mixup MSE (dB) of ``rounds`` mixups; ``radios[0]`` receives, the others
+    (named ``pluto1``.. on ``medium``) are the users. ``genie``: perfect timing, CFO and
+    CSI from the medium instead of the closed loop."""
     users = len(radios) - 1
-    for k in range(1, users + 1):
-        medium.set_link(f"pluto{k}", "pluto0", path_loss_db=path_loss_db)
+    names = [f"pluto{k}" for k in range(1, users + 1)]
+    for name in names:
+        medium.set_link(name, "pluto0", path_loss_db=path_loss_db)
     gen = make_rng(rng)
     payloads = gen.standard_normal((users, n_reals))
     weights = gen.dirichlet(np.ones(users))
     session = OtaSession(radios[0], list(radios[1:]))
-    mses = [session.mixup(payloads, weights).mse_vs_target for _ in range(rounds)]
+    if genie:
+        session.truth = medium_truth(medium, names, "pluto0", session.config)
+    mses = [session.mixup(payloads, weights, genie).mse_vs_target for _ in range(rounds)]
     return float(10 * np.log10(np.mean(mses)))
 
 
 def ota_mse_pair_db(n_users: int = 4, **medium_kwargs: Any) -> tuple[float, float]:
-    """(virtual Plutos, SimRadio) closed-loop mixup MSE in dB on identically seeded media."""
+    """(virtual Plutos with the closed loop, SimRadio with genie-aided synchronization)
+    mixup MSE in dB on identically seeded media."""
     kwargs = {**OTA_MEDIUM, **medium_kwargs}
     with VirtualPlutoLab(n_users + 1, medium_name=None, variant="ad9364", **kwargs) as lab:
         plutos = [PlutoRadio(uri, config=OTA_CONFIG) for uri in lab.uris]
@@ -72,7 +79,7 @@ def ota_mse_pair_db(n_users: int = 4, **medium_kwargs: Any) -> tuple[float, floa
     for radio in sims:
         radio.configure(OTA_CONFIG)
     try:
-        sim_db = mixup_mse_db(sims, medium)
+        sim_db = mixup_mse_db(sims, medium, genie=True)
     finally:
         for radio in sims:
             radio.close()

@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from phy.estimation import LinkEstimate
 from phy.medium import SharedMedium, register_medium, unregister_medium
 from phy.rng import RngLike, make_rng, spawn
 from phy.waveform import OfdmConfig
 from radio.base import RadioConfig, open_radio
-from radio.ota_session import OtaSession
+from radio.ota_session import OtaSession, medium_truth
 
 __all__ = ["SimTestbed", "add_arguments", "build_sim_testbed", "main", "run_snr"]
 
@@ -73,27 +72,7 @@ def build_sim_testbed(
     users = [open_radio(f"sim://{name}/user{k}") for k in range(n_users)]
     for radio in [receiver, *users]:
         radio.configure(rcfg)
-    t0 = medium.now_s
-    rx_port = receiver.port
-    fs_rx = rx_port.actual_sample_rate_hz
-    noise_sc = (
-        medium.noise_power("rx") * config.used_bins.size / (config.n_fft * config.amplitude**2)
-    )
-
-    def truth(k: int, clock: int) -> LinkEstimate:
-        t = medium.link_truth(f"user{k}", "rx")
-        g = t.gain * np.exp(1j * t.phase_rad) * np.exp(2j * np.pi * t.cfo_hz * (t0 + clock / fs_rx))
-        delay = (users[k].port.latency_s + t.delay_s) * fs_rx
-        return LinkEstimate(
-            user=k,
-            delay_samples=delay,
-            cfo_hz=t.cfo_hz * config.sample_rate_hz / fs_rx,
-            sro=1.0 / (1.0 + t.sro_ppm * 1e-6) - 1.0,
-            gain=complex(g),
-            snr_db=10 * math.log10(abs(g) ** 2 / noise_sc),
-            capture_clock=clock,
-        )
-
+    truth = medium_truth(medium, [f"user{k}" for k in range(n_users)], "rx", config)
     session = OtaSession(receiver, users, config, 1.0, truth=truth, **session_kwargs)
     return SimTestbed(medium, name, session, config)
 

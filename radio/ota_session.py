@@ -45,7 +45,7 @@ from phy.ota import (
 from phy.power import get_power_policy, mse_of
 from phy.waveform import OfdmConfig, frame_length
 
-__all__ = ["MixupResult", "OtaReceiver", "OtaSession", "SlotPlan"]
+__all__ = ["MixupResult", "OtaReceiver", "OtaSession", "SlotPlan", "medium_truth"]
 
 Truth = Callable[[int, int], LinkEstimate]
 
@@ -347,3 +347,35 @@ class OtaSession:
             tx_scaling=plan.tx_scaling,
             rx_scaling=plan.rx_scaling,
         )
+
+
+def medium_truth(
+    medium: object, user_names: Sequence[str], receiver_name: str, config: OfdmConfig
+) -> Truth:
+    """Genie link knowledge on a :class:`phy.medium.SharedMedium`: ``truth(k, clock)``
+    gives user ``k``'s true delay, CFO, sample-rate offset and complex gain for a capture
+    starting ``clock`` receiver samples after *now* (call this when the session starts)."""
+    t0 = medium.now_s
+    rx_port = medium.port(receiver_name)
+    fs_rx = rx_port.actual_sample_rate_hz
+    noise_sc = (
+        medium.noise_power(receiver_name)
+        * config.used_bins.size
+        / (config.n_fft * config.amplitude**2)
+    )
+
+    def truth(k: int, clock: int) -> LinkEstimate:
+        t = medium.link_truth(user_names[k], receiver_name)
+        g = t.gain * np.exp(1j * t.phase_rad) * np.exp(2j * np.pi * t.cfo_hz * (t0 + clock / fs_rx))
+        delay = (medium.port(user_names[k]).latency_s + t.delay_s) * fs_rx
+        return LinkEstimate(
+            user=k,
+            delay_samples=delay,
+            cfo_hz=t.cfo_hz * config.sample_rate_hz / fs_rx,
+            sro=1.0 / (1.0 + t.sro_ppm * 1e-6) - 1.0,
+            gain=complex(g),
+            snr_db=10 * math.log10(abs(g) ** 2 / noise_sc),
+            capture_clock=clock,
+        )
+
+    return truth
