@@ -24,11 +24,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.signal import correlate
 
-from phy.sync import delay_from_response, detect_frames
-from phy.waveform import Block, OfdmConfig
+from phy.sync import Detection, delay_from_response, detect_frames
+from phy.waveform import Block, OfdmConfig, phasors, render_blocks
 
-__all__ = ["NoPilotError", "LinkEstimate", "estimate_user_link", "pilot_blocks", "user_root"]
+__all__ = [
+    "NoPilotError",
+    "LinkEstimate",
+    "estimate_user_link",
+    "pilot_blocks",
+    "search_cyclic_pilot",
+    "user_root",
+]
 
 #: long-block repetitions in a user pilot (a cyclic pilot period is short + CP + this)
 PILOT_REPS = 60
@@ -131,11 +139,15 @@ def estimate_user_link(
     root = user_root(user_index, config)
     # the pilot is known to be on the air and its long part is 60 blocks long, so a low
     # Schmidl-Cox threshold (noise only: P(M > 0.1) ~ exp(-12) per sample) is confirmed
-    # by a long-correlation test with a 1e-6 false-alarm rate; this keeps users in deep
-    # fades (about 0 dB) detectable
+    # by a long-correlation test with a 1e-6 false-alarm rate; a pilot too weak for the
+    # 120-sample Schmidl-Cox window (deep fade, below about -5 dB per subcarrier) is
+    # then searched for with the whole capture (:func:`search_cyclic_pilot`)
     dets = detect_frames(x, config, root=root, n_long=reps, threshold=0.1)
     if not dets:
-        raise NoPilotError(f"no pilot of user {user_index} (ZC root {root}) in the capture")
+        found = search_cyclic_pilot(x, config, root, reps)
+        if found is None:
+            raise NoPilotError(f"no pilot of user {user_index} (ZC root {root}) in the capture")
+        dets = [found]
     n = config.n_fft
     period = config.preamble_len - config.n_long * n + reps * n
     fs = config.sample_rate_hz
@@ -155,7 +167,8 @@ def estimate_user_link(
         raise ValueError("capture too short: fewer than two pilot blocks")
     windows = np.rint(approx).astype(int)
     idx = windows[:, None] + np.arange(n)
-    corrected = x[idx] * np.exp(-2j * np.pi * nu0 * idx)
+    corrected = x[idx] * np.exp(-2j * np.pi * nu0 * windows)[:, None]
+    corrected *= np.exp(-2j * np.pi * nu0 * np.arange(n))
     spectrum = np.fft.fft(corrected, axis=1, norm="ortho") / config.scale
     bins = config.used_bins
     resp = spectrum[:, bins % n] / config.long_sequence(root)
@@ -163,7 +176,7 @@ def estimate_user_link(
     # shares the same (small) residual delay; per-block delay estimates are too noisy
     # at low SNR (the slope estimator multiplies two noisy bins)
     frac = approx - windows
-    resp = resp * np.exp(2j * np.pi * np.outer(frac, bins) / n)
+    resp = resp * phasors(2 * np.pi * frac / n, bins)
     # CFO refinement: periodogram maximum of the per-block gains (ML tone estimate)
     dnu = _periodogram_peak(resp.mean(axis=1), approx, span=1.0 / (4 * n))
     nu = nu0 + dnu
@@ -185,7 +198,7 @@ def estimate_user_link(
     else:
         slope, intercept = 1.0, float(a_p[0] - m_p[0])
     tau_block = (intercept + m * slope) - approx
-    aligned_blocks = resp * np.exp(2j * np.pi * np.outer(tau_block, bins) / n)
+    aligned_blocks = resp * phasors(2 * np.pi * tau_block / n, bins)
     block_gains = aligned_blocks.mean(axis=1)
     gain = complex(np.mean(block_gains))
     # each block gain averages n_used subcarriers: var(block gain) = noise_var / n_used
@@ -209,11 +222,145 @@ def _periodogram_peak(values: np.ndarray, times: np.ndarray, span: float) -> flo
     t = times - times.mean()
     step = 0.25 / (float(np.ptp(times)) or 1.0)
     grid = np.arange(-span, span + step / 2, step)
-    center = grid[int(np.argmax(np.abs(np.exp(-2j * np.pi * np.outer(grid, t)) @ values)))]
+    steer = phasors(-2 * np.pi * step * t, np.arange(grid.size))
+    steer *= np.exp(2j * np.pi * span * t)[:, None]
+    center = grid[int(np.argmax(np.abs(values @ steer)))]
     fine_step = step / 8
     grid = center + fine_step * np.arange(-16, 17)
-    power = np.abs(np.exp(-2j * np.pi * np.outer(grid, t)) @ values)
+    steer = phasors(-2 * np.pi * fine_step * t, np.arange(-16, 17))
+    power = np.abs(values @ (steer * np.exp(-2j * np.pi * center * t)[:, None]))
     i = int(np.clip(np.argmax(power), 1, grid.size - 2))
     y0, y1, y2 = power[i - 1], power[i], power[i + 1]
     denom = y0 - 2 * y1 + y2
     return float(grid[i] + (0.5 * (y0 - y2) / denom * fine_step if denom < 0 else 0.0))
+
+
+def search_cyclic_pilot(
+    capture: np.ndarray,
+    config: OfdmConfig,
+    root: int,
+    reps: int = PILOT_REPS,
+    *,
+    false_alarm: float = 1e-6,
+    n_rows: int = 4,
+) -> Detection | None:
+    """Find a weak cyclic pilot (ZC ``root``, ``reps`` long blocks per period) by
+    matched filtering over the whole capture (complex ``(n,)``): its first period
+    start (integer, within about a sample) and CFO, as a :class:`~phy.sync.Detection`
+    (``metric`` and ``correlation`` hold the test statistic, ``gain`` is 0), or None.
+
+    The pilot is 64-periodic except for 160 samples per period, so the capture cut into
+    ``n_fft``-sample rows ``X[b, t]`` is, up to noise, ``g e^{j 2 pi nu (n b + t)}``
+    times one (cyclically shifted) ZC block. With ``nu = (k + delta) / n_fft``:
+
+    1. an FFT over the rows (4x zero-padded) sums all rows coherently at the row
+       frequency ``delta`` (cycles per row); the ``n_rows`` strongest frequencies are
+       kept (one is the pilot's: it gains the number of rows over noise);
+    2. after removing ``delta`` within the row, an FFT gives the ZC spectrum shifted by
+       ``k`` bins and delayed by ``tau``; for every ``|k| <= n_fft / (2 short_period)``
+       (the Schmidl-Cox CFO range) an inverse FFT of ``S[u + k] conj(Z[u])``
+       (zero-padded: half-sample steps) is the correlation over ``tau``. Successive
+       periods are ``4000 = 62.5 n_fft`` samples apart, so the pilot's energy sits at
+       ``tau`` and ``tau + n_fft/2``: the statistic is the fraction ``T`` of the row's
+       energy on these two delays (1 for a clean pilot). Under noise only ``n_fft T``
+       is about Gamma(2, 1), so the threshold solves ``(1 + y) e^{-y} = false_alarm /
+       n_tests`` (``T > 0.39`` for 1e-6 and 2304 tests); another user's pilot gives
+       ``T < 0.22`` for every root pair of the default configuration
+       (cross-correlation of distinct ZC roots). A ZC block shifted by ``k`` bins is
+       close to a delayed copy of itself, so every ``k`` above the threshold keeps its
+       best row and ``tau`` for step 3;
+    3. ``k``: the one whose CFO-corrected correlation with the short preamble (summed
+       in power over the periods, at the candidate period starts ``tau +- 1`` mod
+       ``n_fft/2``) is largest: the short preamble is a comb on every
+       ``short_period``-th bin, off its comb under a wrong ``k``; then the period
+       start: the candidate whose correlation with the short preamble and long CP (160
+       samples; 0.40 at the next best candidate) is largest.
+
+    Works down to about -12 dB per subcarrier for a 16384-sample capture (256 rows);
+    below, the start or ``k`` may be wrong, but such a user's received power is then
+    below the noise anyway.
+    """
+    x = np.asarray(capture, complex)
+    n = config.n_fft
+    half = n // 2
+    period = config.preamble_len - config.n_long * n + reps * n
+    n_rows_x = x.size // n
+    head = config.short_len + config.long_cp
+    if n_rows_x < 4 or x.size < period + head:
+        return None
+    rows = x[: n_rows_x * n].reshape(n_rows_x, n)
+    size = 4 * (1 << (n_rows_x - 1).bit_length())
+    spec_rows = np.fft.fft(rows, size, axis=0)  # (size, n): row frequency x time in row
+    power = np.sum(spec_rows.real**2 + spec_rows.imag**2, axis=1)
+    top = np.argsort(power)[-n_rows:]
+    delta = (top / size + 0.5) % 1.0 - 0.5  # cycles per row
+    t = np.arange(n)
+    spectra = np.fft.fft(spec_rows[top] * np.exp(-2j * np.pi * np.outer(delta, t) / n), axis=1)
+    k_max = n // (2 * config.short_period)
+    ks = np.arange(-k_max, k_max + 1)
+    used = config.used_bins
+    shifted = spectra[:, (used[None, :] + ks[:, None]) % n]  # (n_rows, n_k, n_used)
+    # correlation over tau on a half-sample grid (zero-padded inverse FFT), so that a
+    # fractional delay loses little: index i is tau = i / 2, its pair is i + n
+    grid = np.zeros(shifted.shape[:2] + (2 * n,), complex)
+    grid[:, :, used % (2 * n)] = shifted * np.conj(config.long_sequence(root))
+    corr = np.fft.ifft(grid, axis=2) * (2 * n)
+    pair = np.abs(corr[..., :n]) ** 2 + np.abs(corr[..., n:]) ** 2
+    energy = n * np.sum(np.abs(shifted) ** 2, axis=2, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        stat = np.where(energy > 0, pair / energy, 0.0)
+    threshold = _gamma2_threshold(false_alarm / stat.size) / n
+    # a ZC block shifted by k bins is close to a delayed copy of itself (the CFO-timing
+    # ambiguity of ZC sequences), so every k keeps its best (row, tau) and the short
+    # preamble (a comb on every short_period-th bin, off the comb when k is wrong)
+    # decides in step 3
+    per_k = stat.transpose(1, 0, 2).reshape(ks.size, -1)
+    best_flat = np.argmax(per_k, axis=1)
+    best_stat = per_k[np.arange(ks.size), best_flat]
+    if not np.any(best_stat >= threshold):
+        return None
+    head_blocks = [
+        Block(config.short_bins, config.short_sequence(), 0, config.n_short_blocks),
+        Block(config.used_bins, config.long_sequence(root), config.long_cp, 1),
+    ]
+    ref = render_blocks(head_blocks, config)[:head]
+    n_periods = (x.size - head - (period - 1)) // period + 1
+
+    def scores(nu: float, tau: int, length: int) -> tuple[np.ndarray, np.ndarray]:
+        """Candidate period starts ``tau - 1 .. tau + 1`` mod ``half`` and their
+        CFO-corrected correlation power with the first ``length`` samples of the
+        pilot, summed over the periods every candidate has in the capture."""
+        y = x * np.exp(-2j * np.pi * nu * np.arange(x.size))
+        c = np.abs(correlate(y, ref[:length], mode="valid", method="fft")) ** 2
+        starts = (tau + np.arange(-1, 2))[:, None] + half * np.arange(-(-period // half) + 1)
+        starts = starts[(starts >= 0) & (starts < period)]
+        return starts, c[starts[:, None] + period * np.arange(n_periods)].sum(axis=1)
+
+    max_nu = 1.0 / (2 * config.short_period)
+    hyps = []  # (short-preamble score, nu, tau, statistic) per k above the threshold
+    for i_k in np.flatnonzero(best_stat >= threshold):
+        i_row, i_tau = divmod(int(best_flat[i_k]), n)
+        nu = float((ks[i_k] + delta[i_row]) / n)  # cycles/sample
+        if abs(nu) <= max_nu:
+            tau = int(math.floor(i_tau / 2 + 0.5)) % half
+            # the short preamble alone picks k: it is a comb on every short_period-th
+            # bin, off its comb under a wrong k. The 64-periodic long part leaks into
+            # its correlation (ZC energy on the comb bins) at a level that depends only
+            # on the candidate mod n_fft: the median removes that floor
+            _, s = scores(nu, tau, config.short_len)
+            hyps.append((float(s.max() - np.median(s)), nu, tau, float(best_stat[i_k])))
+    if not hyps:
+        return None
+    _, nu, tau, value = max(hyps)
+    # under the right k, short preamble + long CP pick the start (0.40 next best)
+    starts, s = scores(nu, tau, head)
+    start = int(starts[int(np.argmax(s))])
+    return Detection(float(start), nu * config.sample_rate_hz, value, value, 0j)
+
+
+def _gamma2_threshold(p: float) -> float:
+    """``y`` with ``(1 + y) e^{-y} = p`` (tail of a Gamma(2, 1) variable), ``0 < p < 1``."""
+    y = -math.log(p)
+    for _ in range(50):
+        y = -math.log(p) + math.log1p(y)
+    return y

@@ -41,10 +41,12 @@ __all__ = [
     "Block",
     "OfdmConfig",
     "demodulate",
+    "demodulate_frames",
     "frame_blocks",
     "frame_length",
     "modulate",
     "papr_margin_db",
+    "phasors",
     "payload_to_symbols",
     "render_blocks",
     "symbols_needed",
@@ -64,6 +66,26 @@ def zadoff_chu(root: int, length: int) -> np.ndarray:
         raise ValueError(f"ZC root {root} must be coprime with length {length}")
     n = np.arange(length)
     return np.exp(-1j * np.pi * root * n * (n + 1) / length)
+
+
+def phasors(theta: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """``exp(1j * theta[..., None] * k)`` for integer ``k``: complex ``(..., k.size)``.
+
+    Built from two short tables of exponentials (``k = lo + s q + r``, ``s ~ sqrt(span)``)
+    and one product per element instead of one complex exponential per element (these
+    phase ramps dominate a vectorised receiver otherwise); error ~1e-15."""
+    t = np.asarray(theta, float)[..., None]
+    k = np.asarray(k, np.int64)
+    if k.ndim != 1 or k.size == 0:
+        raise ValueError("k must be a non-empty 1-D integer array")
+    lo = int(k.min())
+    span = int(k.max()) - lo + 1
+    s = math.isqrt(span - 1) + 1
+    q = -(-span // s)
+    coarse = np.exp(1j * t * (lo + s * np.arange(q)))
+    fine = np.exp(1j * t * np.arange(s))
+    table = (coarse[..., :, None] * fine[..., None, :]).reshape(t.shape[:-1] + (q * s,))
+    return table[..., k - lo]
 
 
 @dataclass(frozen=True)
@@ -368,3 +390,90 @@ def symbol_grid(frame: np.ndarray, n_reals: int, config: OfdmConfig) -> np.ndarr
     k = np.fft.fftfreq(config.n_fft, 1.0 / config.n_fft)
     ramp = np.exp(2j * np.pi * k * off / config.n_fft)
     return np.fft.fft(body, axis=1, norm="ortho") * ramp / config.scale
+
+
+def demodulate_frames(
+    capture: np.ndarray,
+    starts: np.ndarray,
+    n_reals: int,
+    config: OfdmConfig,
+    *,
+    cfo_hz: np.ndarray | None = None,
+    gains: np.ndarray | None = None,
+    track_phase: bool = True,
+) -> np.ndarray:
+    """Payloads of many frames of one capture at once (one batched FFT over all data
+    symbols of all frames): float ``(n_frames, n_reals)``.
+
+    Args:
+        capture: complex ``(n,)``.
+        starts: fractional frame starts, float ``(n_frames,)``, samples from index 0.
+        n_reals: payload reals per frame.
+        config: frame configuration.
+        cfo_hz: per-frame CFO, Hz ``(n_frames,)`` (default 0), removed as
+            ``x[i] exp(-j 2 pi cfo i / fs)`` with the absolute capture index ``i``.
+        gains: per-frame complex gains ``(n_frames,)`` on unit-power symbols after that
+            CFO removal (default 1), divided out (flat one-tap equalisation), as given
+            by :class:`phy.sync.Detection`.
+        track_phase: correct the residual phase of every frame with its comb pilots (a
+            common phase and a per-symbol drift, i.e. the CFO error, fitted per frame).
+
+    Each FFT window is centred in the cyclic prefix of the symbol at the rounded start;
+    the rest of the start (up to half a sample) and the window offset are removed by
+    a per-subcarrier phase ramp. Raises ValueError on bad shapes, non-finite values or a
+    frame that does not fit in the capture."""
+    x = np.ascontiguousarray(capture, dtype=np.complex128)
+    s = np.asarray(starts, float)
+    if x.ndim != 1 or s.ndim != 1:
+        raise ValueError("capture and starts must be 1-D")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("starts must be finite")
+    n_f = s.size
+    cfo = np.zeros(n_f) if cfo_hz is None else np.asarray(cfo_hz, float)
+    g = np.ones(n_f, complex) if gains is None else np.asarray(gains, complex)
+    if cfo.shape != (n_f,) or g.shape != (n_f,):
+        raise ValueError(f"cfo_hz and gains must have shape ({n_f},)")
+    if not (np.all(np.isfinite(cfo)) and np.all(np.isfinite(g)) and np.all(g != 0)):
+        raise ValueError("cfo_hz must be finite and gains finite and non-zero")
+    n_sym = symbols_needed(n_reals, config)
+    length = config.preamble_len + n_sym * config.symbol_len
+    whole = np.rint(s).astype(np.int64)
+    if n_f and (whole.min() < 0 or whole.max() + length > x.size):
+        raise ValueError(f"every frame ({length} samples) must fit in the capture")
+    n, sym_len = config.n_fft, config.symbol_len
+    off = config.cp_len // 2
+    first = whole + config.preamble_len + config.cp_len - off  # first FFT window
+    span = (n_sym - 1) * sym_len + n
+    step = x.strides[0]
+    windows = np.lib.stride_tricks.as_strided(
+        x,
+        shape=(x.size - span + 1, n_sym, n),
+        strides=(step, sym_len * step, step),
+        writeable=False,
+    )
+    body = windows[first]  # (n_frames, n_sym, n_fft) copy
+    nu = cfo / config.sample_rate_hz  # cycles/sample
+    body *= phasors(-2 * np.pi * nu, np.arange(n))[:, None, :]
+    bins = np.r_[config.data_bins, np.array(config.pilot_bins, int)]
+    spec = np.fft.fft(body, axis=2)[:, :, bins % n]  # unnormalised: 1/sqrt(n) below
+    # per frame and symbol: CFO phase at the window start, gain, scale, ramps per bin
+    rot = phasors(-2 * np.pi * nu * sym_len, np.arange(n_sym))
+    rot *= np.exp(-2j * np.pi * nu * first)[:, None]
+    rot /= (g * config.scale * math.sqrt(n))[:, None]
+    ramp = phasors(2 * np.pi * (off + s - whole) / n, bins)
+    eq = spec * rot[:, :, None] * ramp[:, None, :]
+    n_data = config.n_data
+    if track_phase and len(config.pilot_bins):
+        # comb pilots (+1): residual phase drift per symbol (CFO error) from the lag-one
+        # product of the per-symbol pilot sums, then the common phase
+        c = eq[:, :, n_data:].sum(axis=2)  # (n_frames, n_sym)
+        drift = np.angle(np.sum(c[:, 1:] * np.conj(c[:, :-1]), axis=1)) if n_sym > 1 else 0.0
+        q = np.arange(n_sym) - (n_sym - 1) / 2
+        undo = np.exp(-1j * np.outer(drift, q)) if n_sym > 1 else np.ones((n_f, 1))
+        common = np.angle(np.sum(c * undo, axis=1))
+        eq *= (undo * np.exp(-1j * common)[:, None])[:, :, None]
+    data = eq[:, :, :n_data]
+    out = np.empty((n_f, n_sym, n_data, 2))
+    out[..., 0] = data.real
+    out[..., 1] = data.imag
+    return out.reshape(n_f, -1)[:, :n_reals] * math.sqrt(2.0)

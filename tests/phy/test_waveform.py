@@ -7,10 +7,12 @@ from phy.rng import make_rng
 from phy.waveform import (
     OfdmConfig,
     demodulate,
+    demodulate_frames,
     frame_blocks,
     frame_length,
     modulate,
     papr_margin_db,
+    phasors,
     render_blocks,
     symbols_needed,
     zadoff_chu,
@@ -97,3 +99,66 @@ def test_zadoff_chu_constant_amplitude_and_validation():
     assert corr[0] == pytest.approx(53) and np.max(corr[1:]) < 1e-9
     with pytest.raises(ValueError):
         zadoff_chu(53, 53)
+
+
+def test_demodulate_frames_undoes_fractional_start_cfo_and_gain_exactly():
+    c = OfdmConfig()
+    rng = make_rng(6)
+    n_reals, n_frames = 500, 5
+    length = frame_length(n_reals, c)
+    payload = rng.standard_normal((n_frames, n_reals))
+    starts = 40 + (length + 90) * np.arange(n_frames) + rng.uniform(-0.5, 0.5, n_frames)
+    cfo = rng.uniform(-40e3, 40e3, n_frames)
+    gains = rng.uniform(0.2, 2, n_frames) * np.exp(2j * np.pi * rng.uniform(size=n_frames))
+    x = np.zeros(int(starts[-1]) + length + 50, complex)
+    for p, s, f, g in zip(payload, starts, cfo, gains, strict=True):
+        i = int(np.floor(s))
+        blocks = frame_blocks(p, c)
+        y = render_blocks(blocks, c, np.full(len(blocks), s - i))
+        idx = i + np.arange(y.size)
+        x[idx] += g * y * np.exp(2j * np.pi * f / c.sample_rate_hz * idx)
+    for track in (True, False):
+        out = demodulate_frames(x, starts, n_reals, c, cfo_hz=cfo, gains=gains, track_phase=track)
+        np.testing.assert_allclose(out, payload, atol=1e-9)
+    # without its CFO the payload is wrong: the test can fail
+    wrong = demodulate_frames(x, starts, n_reals, c, gains=gains, track_phase=False)
+    assert np.mean((wrong - payload) ** 2) > 0.1
+
+
+def test_demodulate_frames_pilots_track_a_residual_cfo():
+    c = OfdmConfig()
+    x_pay = make_rng(2).standard_normal(96 * 12)
+    s = render_blocks(frame_blocks(x_pay, c), c)
+    residual = 300.0  # Hz, about what a 2-block preamble estimate misses at low SNR
+    y = np.r_[
+        np.zeros(10), s * np.exp(2j * np.pi * residual / c.sample_rate_hz * np.arange(s.size))
+    ]
+    plain = demodulate_frames(y, [10.0], x_pay.size, c, track_phase=False)[0]
+    tracked = demodulate_frames(y, [10.0], x_pay.size, c)[0]
+    assert np.mean((tracked - x_pay) ** 2) < 0.01 * np.mean((plain - x_pay) ** 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"starts": [-5.0]},
+        {"starts": [1e6]},
+        {"starts": [np.nan]},
+        {"gains": [0.0]},
+        {"cfo_hz": [1.0, 2.0]},
+    ],
+)
+def test_demodulate_frames_rejects_bad_input(kwargs):
+    c = OfdmConfig()
+    x = modulate(make_rng(0).standard_normal(96), c)
+    args = {"starts": [0.0], **kwargs}
+    with pytest.raises(ValueError):
+        demodulate_frames(x, args.pop("starts"), 96, c, **args)
+
+
+def test_phasors_match_direct_exponentials():
+    theta = make_rng(9).uniform(-4, 4, (3, 5))
+    k = np.array([-26, -3, 0, 1, 7, 26, 40])
+    np.testing.assert_allclose(phasors(theta, k), np.exp(1j * theta[..., None] * k), atol=1e-12)
+    with pytest.raises(ValueError):
+        phasors(theta, np.array([], int))
