@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "phy-demo": ("orchestrator.phy_demo", "closed-loop OTA mixup on the simulated medium"),
     "virtual-pluto": ("hardware.virtual_pluto", "serve N virtual PlutoSDRs on one sim. medium"),
     "keys": ("orchestrator.keys", "create CurveZMQ key pairs for the orchestrator and N nodes"),
+    "sweep": ("orchestrator.sweep", "run a grid of experiments, resumably (progress, index)"),
+    "report": ("orchestrator.report", "Markdown report with plots and claims from run/sweep dirs"),
 }
 
 
