@@ -41,7 +41,7 @@ from orchestrator.link import LinkError, OrchestratorLink, RemoteError
 from orchestrator.radios import RunRadios, radio_config
 from orchestrator.rundir import RunDirectory
 from phy.waveform import frame_length
-from radio.ota_session import OtaReceiver
+from radio.ota_session import OtaReceiver, SlotPlan
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,7 @@ class Engine:
             log.warning("node %s is dead: dropping users %s", node_id, lost)
             self.progress(f"node {node_id} lost: users {', '.join(lost)} dropped")
             self.alive -= set(lost)
+            self.radios.silence(lost)  # its cyclic frame must not play into later slots
 
     def _request(self, node_id: str, msg_type: str, body: dict[str, Any]) -> None:
         try:
@@ -185,11 +186,18 @@ class Engine:
         return out
 
     def _stop(self, user_ids: list[str]) -> None:
-        alive_nodes = {self.node_of[u] for u in self.alive}
+        """Stop the listed users of every alive node (all of them even if one node is
+        lost on the way; then NodeLost is raised at the end)."""
+        lost: NodeLost | None = None
         for node_id, positions in self._per_node(user_ids).items():
-            if node_id in alive_nodes:
+            if node_id in {self.node_of[u] for u in self.alive}:
                 body = {"user_ids": [user_ids[p] for p in positions]}
-                self._request(node_id, "stop_transmit", body)
+                try:
+                    self._request(node_id, "stop_transmit", body)
+                except NodeLost as error:
+                    lost = lost or error
+        if lost is not None:
+            raise lost
 
     # ------------------------------------------------------------------ rounds
     def _groups(self, round_id: int) -> list[list[str]]:
@@ -213,19 +221,10 @@ class Engine:
         estimates = receiver.acquire(len(group), start, lambda k: self._stop([group[k]]))
         return estimates
 
-    def _slot(
-        self,
-        receiver: OtaReceiver,
-        estimates: list,
-        round_id: int,
-        slot_id: int,
-        group: list[str],
-        stats: RoundStats,
-        record: bool,
+    def _transmit(
+        self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, group: list[str]
     ) -> None:
-        rng = ex.rng_for(self.config, "mixing", round_id, slot_id)
-        weights = np.asarray(self.mixing.draw(len(group), rng), dtype=float)
-        plan = receiver.plan(estimates, weights, self.n_reals)
+        """Every member of ``group`` plays its pre-compensated frame for ``plan``."""
         for node_id, positions in self._per_node(group).items():
             body = {
                 "round_id": round_id,
@@ -242,9 +241,24 @@ class Engine:
                 "batch_size": self.batch,
             }
             self._request(node_id, "transmit", body)
+
+    def _slot(
+        self,
+        receiver: OtaReceiver,
+        estimates: list,
+        round_id: int,
+        slot_id: int,
+        group: list[str],
+        stats: RoundStats,
+        record: bool,
+    ) -> None:
+        rng = ex.rng_for(self.config, "mixing", round_id, slot_id)
+        weights = np.asarray(self.mixing.draw(len(group), rng), dtype=float)
+        plan = receiver.plan(estimates, weights, self.n_reals)
         try:
+            self._transmit(plan, weights, round_id, slot_id, group)
             estimate = receiver.receive(plan, self.n_reals)
-        finally:
+        finally:  # also when a node is lost mid-slot: no frame may keep playing
             self._stop(group)
         payload, label = ex.split_payload(estimate, self.batch, self.dim, self.n_classes)
         loss, grad = self.server.server_step(payload, label)

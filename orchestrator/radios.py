@@ -69,6 +69,10 @@ class RunRadios(ABC):
         """Prepare the air for a round (the receiver is configured afterwards)."""
 
     @abstractmethod
+    def silence(self, user_ids: list[str]) -> None:
+        """The node hosting ``user_ids`` died: make sure their radios stop transmitting."""
+
+    @abstractmethod
     def close(self) -> None:
         """Release every radio and server."""
 
@@ -99,6 +103,12 @@ class SimRunRadios(RunRadios):
         for user_id in ex.user_ids(self.config):
             self.service.open(user_id)  # every user's port exists before the first slot
         self.receiver.configure(radio_config(self.config))
+
+    def silence(self, user_ids: list[str]) -> None:
+        """Radios served here outlive their node process (they live in the service), so
+        a dead node's cyclic frame would keep playing into other groups' slots."""
+        for user_id in user_ids:
+            self.service.open(user_id).stop_transmit()
 
     def close(self) -> None:
         if self.receiver is not None:
@@ -131,6 +141,10 @@ class VirtualPlutoRunRadios(RunRadios):
 
     def start_round(self, round_id: int) -> None:
         """The lab's medium persists over the run (real radios do not reset either)."""
+
+    def silence(self, user_ids: list[str]) -> None:
+        """Nothing to do: a Pluto's cyclic TX buffer is destroyed, and stops, when the
+        dead client's buffer connection drops."""
 
     def close(self) -> None:
         self.receiver.close()
