@@ -28,6 +28,8 @@ import io
 import json
 import logging
 import sys
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -255,9 +257,23 @@ class Node:
         link.reply(message, "ack")
         return True
 
-    def close(self) -> None:
-        for user in self.users.values():
-            user.radio.close()
+    def close(self, timeout_s: float | None = None) -> None:
+        """Close every user's radio. With ``timeout_s``, stop waiting after that long: when
+        the orchestrator died, its radio service went with it and each ``simnet://``
+        close would wait for its own request timeout (10 s per radio)."""
+        if timeout_s is None:
+            for user in self.users.values():
+                user.radio.close()
+            return
+        closers = [
+            threading.Thread(target=user.radio.close, name=f"close-{user.user_id}", daemon=True)
+            for user in self.users.values()
+        ]
+        for closer in closers:
+            closer.start()
+        deadline = time.monotonic() + timeout_s
+        for closer in closers:
+            closer.join(max(0.0, deadline - time.monotonic()))
 
 
 def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
@@ -305,13 +321,15 @@ def main(argv: list[str] | None = None) -> int:
         request_timeout_s=config.link.request_timeout_s,
         retries=config.link.retries,
     )
+    code = 1
     try:
         with NodeLink(
             args.node_id, args.address, keys_dir=args.keys_dir, config=link_config
         ) as link:
-            return serve(node, link)
+            code = serve(node, link)
+            return code
     finally:
-        node.close()
+        node.close(timeout_s=None if code == 0 else 2.0)  # 1: the orchestrator is gone
 
 
 if __name__ == "__main__":
