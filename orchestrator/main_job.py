@@ -124,9 +124,18 @@ def _prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, RunDirectory, 
 
 
 def run_experiment(
-    config: ExperimentConfig, run: RunDirectory, resuming: bool, progress: bool = True
+    config: ExperimentConfig,
+    run: RunDirectory,
+    resuming: bool,
+    progress: bool = True,
+    *,
+    link_class: type[OrchestratorLink] = OrchestratorLink,
+    engine_class: type[Engine] = Engine,
 ) -> dict[str, Any]:
-    """Run (or resume) the experiment in ``run``; returns the summary."""
+    """Run (or resume) the experiment in ``run``; returns the summary.
+
+    ``link_class`` and ``engine_class`` let tests and benchmarks observe a real run
+    (e.g. record every frame the nodes send, or time the link calls)."""
     say = print if progress else (lambda *_: None)
     torch.set_num_threads(1)
     node_users = ex.node_users(config)
@@ -137,19 +146,24 @@ def run_experiment(
             create_keys(keys_dir, len(node_users), names=list(node_users))
     state = run.load_checkpoint() if resuming else None
     restore_round = int(state["round"]) if state is not None else None
+    if state is not None:  # a node that died stays dead, as in the uninterrupted run
+        node_users = {n: us for n, us in node_users.items() if set(us) & set(state["alive"])}
     radios = RUN_RADIOS[config.channel.radio](config, run.path.name)
     nodes = NodeProcesses()
-    link = OrchestratorLink("tcp://127.0.0.1:*", keys_dir=keys_dir, config=_link_config(config))
+    link = link_class("tcp://127.0.0.1:*", keys_dir=keys_dir, config=_link_config(config))
     try:
         uris = {u: radios.user_uri(u) for u in ex.user_ids(config)}
         nodes.start(run, node_users, link.address, keys_dir, uris, restore_round)
-        engine = Engine(config, run, link, radios, node_users, progress=say)
+        engine = engine_class(config, run, link, radios, node_users, progress=say)
         engine.wait_for_nodes(JOIN_TIMEOUT_S, nodes.all_running)
         start = 0
         if state is not None:
             start = engine.restore(state)
-            run.truncate_metrics(start - 1)
             say(f"resuming {run.path} at round {start}")
+        elif resuming:  # killed before its first checkpoint: start over
+            say(f"resuming {run.path} from the start (no checkpoint yet)")
+        if resuming:  # drop metric lines of rounds the checkpoint does not cover
+            run.truncate_metrics(start - 1)
         say(
             f"airmix: {config.users.count} users in groups of {config.users.group_size} "
             f"({config.users.grouping}), {config.model.mode} payloads, "
