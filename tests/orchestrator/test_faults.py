@@ -1,0 +1,76 @@
+"""Faults during a real run: a node process SIGKILLed mid-round.
+
+The orchestrator must notice by heartbeat silence within a few seconds (``liveness_s``),
+finish the round with the remaining users regrouped, and carry the run to its end.
+(Orchestrator kills and resume are in ``test_main_job.py``.)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+from tests.orchestrator.test_main_job import (  # noqa: F401 - airmix_runs: the fixture
+    airmix_runs,
+    finished_run,
+    node_pids,
+    read_metrics,
+    wait_until,
+    write_experiment,
+)
+
+LIVENESS_S = 2.0
+#: generous slack over the liveness timeout for a loaded 2-core machine
+DETECTION_DEADLINE_S = LIVENESS_S + 13.0
+
+
+def test_node_killed_mid_round_is_dropped_and_the_run_goes_on(tmp_path, airmix_runs):  # noqa: F811
+    out = tmp_path / "runs"
+    experiment = write_experiment(
+        tmp_path / "tiny.toml", out, rounds=4, link={"heartbeat_s": 0.25, "liveness_s": LIVENESS_S}
+    )
+    run = airmix_runs(str(experiment), out_dir=out)
+    run_dir = wait_until(run.run_dir, 120, "the run directory")
+    audit = run_dir / "audit" / "node1.jsonl"
+
+    def node1_in_round_1() -> bool:
+        lines = audit.read_text().splitlines() if audit.exists() else []
+        return any(json.loads(line)["round"] == 1 for line in lines)
+
+    wait_until(lambda: node1_in_round_1() or run.process.poll() is not None, 120, "round 1")
+    assert run.process.poll() is None, run.output
+    victim = node_pids(out)["node1"]
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+
+    assert finished_run(run) == run_dir
+    lost = [t for t, line in run.lines if line.startswith("node node1 lost")]
+    assert lost, run.output
+    assert lost[0] - killed_at < DETECTION_DEADLINE_S
+    assert "u001, u003 dropped" in next(line for _, line in run.lines if "node1 lost" in line)
+
+    metrics = read_metrics(run_dir)
+    assert [m["round"] for m in metrics] == [0, 1, 2, 3]
+    assert metrics[0]["alive_users"] == 4 and metrics[0]["regroupings"] == 0
+    assert metrics[1]["alive_users"] == 2 and metrics[1]["regroupings"] >= 1
+    for row in metrics[1:]:
+        assert row["groups"] == [["u000", "u002"]]  # node0's users, regrouped
+        assert row["slots"] > 0 and row["round_channel_uses"] > 0
+    for row in metrics[2:]:
+        assert row["alive_users"] == 2 and row["regroupings"] == 0
+    assert metrics[-1]["accuracy"] > 0.3  # chance is 0.1
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["rounds"] == 4 and summary["headline"]["final_accuracy"] > 0.3
+    assert "node1" not in node_pids(out)
+
+    # resuming a run in which a node died keeps it dead (no node1 process is started;
+    # before, the resumed job waited for it and failed). The run is complete, so the
+    # resume only redoes the attacks and the summary; metrics stay as they are.
+    node1_log = (run_dir / "logs" / "node1.log").read_text()
+    resumed = airmix_runs("--resume", str(run_dir), out_dir=out)
+    assert finished_run(resumed) == run_dir
+    assert "at round 4" in resumed.output
+    assert read_metrics(run_dir) == metrics
+    assert (run_dir / "logs" / "node1.log").read_text() == node1_log

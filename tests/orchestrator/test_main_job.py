@@ -1,0 +1,386 @@
+"""The main job end to end through the ``airmix run`` command (real processes, real
+ZeroMQ with CurveZMQ, radios on the simulated medium or on virtual Plutos).
+
+Reproducibility contract checked here: two runs of the same experiment file give the
+same metrics line for line, except the fields in :data:`VARYING`, which measure wall
+time or count digital-link traffic that includes timer-driven heartbeats (and whose
+cumulative counters restart with a resumed orchestrator process).
+
+The helpers (:class:`AirmixRun`, :func:`write_experiment`, ...) are shared with
+``test_faults.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+ROOT = Path(__file__).resolve().parents[2]
+#: metric fields that legitimately differ between runs of the same experiment
+VARYING = frozenset({"seconds", "digital_bytes", "round_digital_bytes", "digital_messages"})
+RUN_TIMEOUT_S = 300.0
+
+
+def airmix_command() -> list[str]:
+    script = Path(sys.executable).with_name("airmix")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "orchestrator.cli"]
+
+
+def write_experiment(
+    path: Path,
+    out_dir: Path,
+    *,
+    rounds: int = 3,
+    seed: int = 3,
+    radio: str = "sim",
+    attacks: tuple[str, ...] = (),
+    batch_size: int = 32,
+    **sections: dict,
+) -> Path:
+    """A tiny experiment: 4 users on 2 node processes, groups of 2, digits, raw mode."""
+    experiment = {
+        "experiment": {"name": "tiny", "seed": seed, "rounds": rounds, "out_dir": str(out_dir)},
+        "users": {"count": 4, "group_size": 2, "node_processes": 2},
+        "model": {"batch_size": batch_size},
+        "channel": {"radio": radio},
+        "attacks": {"enabled": list(attacks)},
+    }
+    for section, fields in sections.items():
+        experiment.setdefault(section, {}).update(fields)
+    path.write_text(tomli_w.dumps(experiment))
+    return path
+
+
+def processes_mentioning(text: str) -> dict[int, str]:
+    """pid -> command line of every process whose command line contains ``text``."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if text in cmdline:
+            found[int(entry.name)] = cmdline
+    return found
+
+
+def node_pids(out_dir: Path) -> dict[str, int]:
+    """node id -> pid of the live node processes of runs under ``out_dir``."""
+    pids = {}
+    for pid, cmdline in processes_mentioning(str(out_dir)).items():
+        words = cmdline.split()
+        if "orchestrator.node" in words and "--node-id" in words:
+            pids[words[words.index("--node-id") + 1]] = pid
+    return pids
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> object:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+class AirmixRun:
+    """``airmix run ARGS`` as a subprocess; stdout lines are collected with arrival times."""
+
+    def __init__(self, *args: str) -> None:
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(
+            [*airmix_command(), "run", *args],
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[tuple[float, str]] = []
+        self.stderr = ""
+        self._readers = [
+            threading.Thread(target=self._read_stdout, daemon=True),
+            threading.Thread(target=self._read_stderr, daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line.rstrip("\n")))
+
+    def _read_stderr(self) -> None:
+        self.stderr = self.process.stderr.read()
+
+    def wait(self, timeout_s: float = RUN_TIMEOUT_S) -> int:
+        try:
+            code = self.process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"airmix run did not finish in {timeout_s} s:\n{self.output}"
+            ) from None
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the orchestrator (``airmix run``) process, nothing else."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=30)
+
+    @property
+    def output(self) -> str:
+        return "\n".join(line for _, line in self.lines) + "\n" + self.stderr
+
+    def run_dir(self) -> Path | None:
+        for _, line in self.lines:
+            if line.startswith("airmix: ") and " -> " in line:
+                return Path(line.rsplit(" -> ", 1)[1])
+        return None
+
+
+@pytest.fixture
+def airmix_runs(tmp_path_factory) -> Iterator[Callable[..., AirmixRun]]:
+    """Start ``airmix run`` subprocesses; afterwards every one of them and every node
+    process they started (found by the run's out dir in its command line) is killed."""
+    started: list[tuple[AirmixRun, str]] = []
+
+    def start(*args: str, out_dir: Path) -> AirmixRun:
+        run = AirmixRun(*args)
+        started.append((run, str(out_dir)))
+        return run
+
+    yield start
+    for run, out_dir in started:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait(timeout=30)
+        for pid in processes_mentioning(out_dir):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    text = (run_dir / "metrics.jsonl").read_text()
+    return [json.loads(line) for line in text.splitlines() if line]
+
+
+def comparable(metrics: list[dict]) -> list[dict]:
+    """Metrics without the fields that legitimately vary between identical runs."""
+    return [{k: v for k, v in row.items() if k not in VARYING} for row in metrics]
+
+
+def finished_run(run: AirmixRun) -> Path:
+    """Wait for a run to end successfully; returns its run directory."""
+    code = run.wait()
+    assert code == 0, run.output
+    run_dir = run.run_dir()
+    assert run_dir is not None and (run_dir / "DONE").exists(), run.output
+    return run_dir
+
+
+# ------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> dict:
+    """One uninterrupted 3-round run of the tiny experiment (with label inference)."""
+    base = tmp_path_factory.mktemp("reference")
+    out = base / "runs"
+    experiment = write_experiment(base / "tiny.toml", out, attacks=("label_inference",))
+    run = AirmixRun(str(experiment))
+    try:
+        run_dir = finished_run(run)
+    finally:
+        if run.process.poll() is None:
+            run.process.kill()
+            run.process.wait(timeout=30)
+    wait_until(lambda: not node_pids(out), 30, "the reference run's nodes to exit")
+    return {"experiment": experiment, "run_dir": run_dir, "output": run.output}
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_run_writes_a_complete_run_directory(reference):
+    run_dir = reference["run_dir"]
+    config = (run_dir / "config.toml").read_text()
+    assert "[experiment]" in config and 'radio = "sim"' in config and "rounds = 3" in config
+    metrics = read_metrics(run_dir)
+    assert [m["round"] for m in metrics] == [0, 1, 2]
+    for row in metrics:
+        assert row["slots"] > 0 and row["round_channel_uses"] > 0
+        assert row["alive_users"] == 4 and row["regroupings"] == 0
+        assert sorted(u for group in row["groups"] for u in group) == [
+            "u000",
+            "u001",
+            "u002",
+            "u003",
+        ]
+    uses = [m["channel_uses"] for m in metrics]
+    assert uses == sorted(uses) and uses[-1] == sum(m["round_channel_uses"] for m in metrics)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    final = summary["headline"]["final_accuracy"]
+    assert final == metrics[-1]["accuracy"]
+    assert final > 0.3, f"digits has 10 classes (chance 0.1); got {final}"
+    assert summary["rounds"] == 3
+    assert "exact_set_accuracy" in summary["privacy"]["attacks"]["label_inference"]
+    for plot in ("training.png", "privacy.png"):
+        data = (run_dir / "plots" / plot).read_bytes()
+        assert data.startswith(b"\x89PNG") and len(data) > 1000
+    assert (run_dir / "checkpoint.pt").stat().st_size > 0
+    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == ["node0.log", "node1.log"]
+    assert f"run directory: {run_dir}" in reference["output"]
+
+
+def test_invalid_experiment_exits_2_and_writes_nothing(tmp_path):
+    out = tmp_path / "runs"
+    experiment = write_experiment(tmp_path / "bad.toml", out, channel={"radio": "plutto"})
+    result = subprocess.run(
+        [*airmix_command(), "run", str(experiment)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "channel.radio: 'plutto' is not one of ['sim', 'virtual-pluto']" in result.stderr
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+@pytest.mark.parametrize(
+    ("sections", "expected"),
+    [
+        ({"users": {"count": 0}}, "users.count: must be >= 1, got 0"),
+        ({"model": {"batchsize": 8}}, "model.batchsize: unknown field; allowed: ["),
+        ({"users": {"group_size": 8}}, "users.group_size: must be <= users.count (4), got 8"),
+        ({"users": {"grouping": "best"}}, "users.grouping: 'best' is not one of ["),
+        ({"link": {"curve": "yes"}}, "link.curve: expected bool, got str 'yes'"),
+    ],
+)
+def test_invalid_fields_are_named_and_nothing_is_written(tmp_path, capsys, sections, expected):
+    """Same command in-process (the CLI's main returns the exit code)."""
+    from orchestrator.cli import main
+
+    out = tmp_path / "runs"
+    experiment = write_experiment(tmp_path / "bad.toml", out, **sections)
+    assert main(["run", str(experiment)]) == 2
+    assert expected in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+    assert main(["run", "--resume", str(tmp_path)]) == 2  # not a run directory
+    assert "not an airmix run directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def kill_mid_round(run: AirmixRun, run_dir: Path, round_id: int, out: Path) -> set[int]:
+    """SIGKILL the orchestrator once node0 has put two slots of ``round_id`` on the air
+    (so rounds before it are checkpointed); returns the pids of the orphaned nodes."""
+    audit = run_dir / "audit" / "node0.jsonl"
+
+    def in_round() -> bool:
+        lines = audit.read_text().splitlines() if audit.exists() else []
+        return sum(json.loads(line)["round"] == round_id for line in lines) >= 2
+
+    wait_until(lambda: in_round() or run.process.poll() is not None, 120, f"round {round_id}")
+    assert run.process.poll() is None, f"the run ended before round {round_id}:\n{run.output}"
+    orphans = set(node_pids(out).values())
+    run.kill()
+    assert orphans and not (run_dir / "DONE").exists()
+    return orphans
+
+
+def test_resume_after_mid_round_kill_matches_uninterrupted_run(reference, tmp_path, airmix_runs):
+    """SIGKILL the orchestrator mid-round 2 (round 1 is checkpointed), resume: the final
+    metrics equal the uninterrupted reference run's, round by round. Rounds 0-1 come
+    from an independent process with the same seed, so this also checks reproducibility
+    across processes (the explicit same-seed check is the slow test below)."""
+    out = tmp_path / "runs"
+    first = airmix_runs(str(reference["experiment"]), "--out", str(out), out_dir=out)
+    run_dir = wait_until(first.run_dir, 120, "the run directory")
+    orphans = kill_mid_round(first, run_dir, 2, out)
+    assert [m["round"] for m in read_metrics(run_dir)] == [0, 1]
+
+    # resume at once: the orphaned nodes are idle and must exit by themselves
+    resumed = airmix_runs("--resume", str(run_dir), out_dir=out)
+    assert finished_run(resumed) == run_dir
+    assert f"resuming {run_dir} at round 2" in resumed.output
+    metrics, uninterrupted = read_metrics(run_dir), read_metrics(reference["run_dir"])
+    assert [m["round"] for m in metrics] == [0, 1, 2]
+    assert comparable(metrics) == comparable(uninterrupted)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    expected = json.loads((reference["run_dir"] / "summary.json").read_text())
+    for key in ("final_accuracy", "channel_uses", "label_inference_exact_set_accuracy"):
+        assert summary["headline"][key] == expected["headline"][key]
+    # the orphans noticed the orchestrator was gone (heartbeat silence) and exited
+    wait_until(lambda: not orphans & set(node_pids(out).values()), 30, "the orphans to exit")
+
+
+@pytest.mark.slow
+def test_same_seed_gives_identical_metrics(reference, tmp_path, airmix_runs):
+    out = tmp_path / "runs"
+    run = airmix_runs("--quiet", str(reference["experiment"]), "--out", str(out), out_dir=out)
+    code = run.wait()
+    assert code == 0, run.output
+    (run_dir,) = out.iterdir()
+    again, first = read_metrics(run_dir), read_metrics(reference["run_dir"])
+    assert comparable(again) == comparable(first)
+    assert {k for k in first[0] if k not in VARYING} >= {"accuracy", "loss", "channel_uses"}
+    # the varying fields are present and positive (so excluding them hides no absence)
+    assert all(row[k] > 0 for row in again for k in VARYING)
+
+
+@pytest.mark.slow
+def test_resume_when_metrics_are_ahead_of_the_checkpoint(reference, tmp_path, airmix_runs):
+    """Kill as round 0's metrics line appears, drop the checkpoint (the state of a kill
+    between the metrics line and the first checkpoint, a window too short to hit
+    reliably): the resumed run starts over without a duplicate round 0 line, then it is
+    killed mid-round 1 and resumed again; the end equals the uninterrupted run."""
+    out = tmp_path / "runs"
+    first = airmix_runs(str(reference["experiment"]), "--out", str(out), out_dir=out)
+    run_dir = wait_until(first.run_dir, 120, "the run directory")
+    metrics = run_dir / "metrics.jsonl"
+    wait_until(lambda: metrics.exists() and metrics.read_text().count("\n") >= 1, 120, "round 0")
+    first.kill()
+    wait_until(lambda: not node_pids(out), 60, "the nodes to exit after the orchestrator died")
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+
+    second = airmix_runs("--resume", str(run_dir), out_dir=out)
+    kill_mid_round(second, run_dir, 1, out)
+    assert "from the start (no checkpoint yet)" in second.output
+    assert [m["round"] for m in read_metrics(run_dir)] == [0]
+
+    third = airmix_runs("--resume", str(run_dir), out_dir=out)
+    assert finished_run(third) == run_dir
+    assert f"resuming {run_dir} at round 1" in third.output
+    assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference["run_dir"]))
+
+
+@pytest.mark.slow
+def test_virtual_pluto_back_end_runs_an_experiment(tmp_path, airmix_runs):
+    out = tmp_path / "runs"
+    experiment = write_experiment(tmp_path / "vp.toml", out, rounds=2, radio="virtual-pluto")
+    run = airmix_runs(str(experiment), out_dir=out)
+    run_dir = finished_run(run)
+    metrics = read_metrics(run_dir)
+    assert [m["round"] for m in metrics] == [0, 1]
+    assert all(m["slots"] > 0 and m["alive_users"] == 4 for m in metrics)
+    assert metrics[-1]["accuracy"] > 0.3
+    assert 'radio = "virtual-pluto"' in (run_dir / "config.toml").read_text()
