@@ -68,6 +68,12 @@ REFERENCE_DRAWS = 20000
 SIMIX_SAVING = 0.25
 #: an attack whose success is within this of its chance level is "at chance"
 AT_CHANCE = 0.05
+LABEL_NOTE = (
+    ". The mixed one-hot label travels with the payload (the server trains on the soft label"
+    " sum_k w_k onehot(y_k)), so with known mixing weights the label multiset is readable from"
+    " what the server must see: label privacy against the server needs labels kept off the air"
+    " (e.g. feature mode with a label-free loss) or noisy weights"
+)
 HOLDS, PARTIAL, FAILS, MISSING = "holds", "partially holds", "does not hold", "not measured"
 
 
@@ -117,6 +123,30 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     return unique
 
 
+def sweep_problems(paths: Iterable[str | Path]) -> list[str]:
+    """Points of the sweep directories among ``paths`` that did not finish, with why."""
+    problems = []
+    for path in map(Path, paths):
+        index_path = path / "index.json"
+        if not index_path.is_file():
+            continue
+        for entry in json.loads(index_path.read_text()).get("points", []):
+            if entry.get("status") != "done":
+                error = entry.get("error", "")
+                problems.append(f"{path.name}/{entry['name']}: {entry.get('status')} {error}")
+    return problems
+
+
+def degraded(run: Run) -> str | None:
+    """Why a run is not clean (users lost, regroupings), or None."""
+    count = run.config.users.count
+    lost = [m["round"] for m in run.metrics if m.get("alive_users", count) < count]
+    if lost:
+        alive = min(m["alive_users"] for m in run.metrics)
+        return f"users lost from round {lost[0]} on ({alive}/{count} left)"
+    return None
+
+
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     runs = []
     for path in find_run_dirs(paths):
@@ -149,7 +179,7 @@ def fmt(stat: tuple[float, float, int], digits: int = 3, scale: float = 1.0) -> 
     if n == 0 or not math.isfinite(mean):
         return "n/a"
     if abs(mean * scale) >= 1e4:
-        return f"{mean * scale:.3g} ± {std * scale:.2g}"
+        return f"{mean * scale:,.0f} ± {std * scale:,.0f}"
     return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
 
 
@@ -625,7 +655,8 @@ def _resistance_claims(settings: Sequence[Setting]) -> list[dict[str, str]]:
                 "measured": "; ".join(parts),
                 "verdict": verdict,
                 "why": f"largest advantage over chance {worst:+.3f} (holds if <= {AT_CHANCE}; "
-                "partially if clearly below the unmixed baseline)",
+                "partially if clearly below the unmixed baseline)"
+                + (LABEL_NOTE if claim == "label inference" and worst > AT_CHANCE else ""),
             }
         )
     return out
@@ -1057,6 +1088,10 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
                 for r in radios
             ),
         )
+    warnings = [f"`{r.path.name}`: {why}" for r in runs if (why := degraded(r))]
+    warnings += [f"did not finish: {p}" for p in sweep_problems(paths)]
+    if warnings:
+        md += ["", "## Warnings", "", *[f"- {w}" for w in warnings]]
     md += ["", "## Runs", ""]
     md += [f"- `{r.path}` (seed {r.config.experiment.seed})" for r in runs]
     path = out / "report.md"
@@ -1071,6 +1106,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
         "mse": mse,
         "radios": radios,
         "plots": {k: v.name for k, v in plots.items() if v is not None},
+        "warnings": warnings,
     }
     atomic_write_text(out / "report.json", json.dumps(_jsonable(data), indent=2, default=str))
     return path

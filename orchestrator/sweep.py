@@ -42,7 +42,10 @@ uninterrupted run), and restarts a point that never reached its first checkpoint
 Grouping policy ``label_identical`` (the privacy counterpart of label-aware grouping:
 groups of users whose label distributions are *most* alike) is defined here and
 registered in :data:`orchestrator.grouping.GROUPING_POLICIES` when this module is
-imported, so sweeps can compare label-aware, random and label-identical grouping.
+imported, so sweeps can compare label-aware, random and label-identical grouping. Node
+processes validate their config without importing this module, so until
+``orchestrator/grouping.py`` defines the policy itself its points fail at node start
+(:func:`sweep_warnings` says so up front).
 """
 
 from __future__ import annotations
@@ -246,6 +249,21 @@ def _hash(raw: dict[str, dict[str, Any]]) -> str:
 def _effective(config: ExperimentConfig, key: str) -> Any:
     section, name = key.split(".")
     return getattr(getattr(config, section), name)
+
+
+def sweep_warnings(points: list[SweepPoint]) -> list[str]:
+    """Problems that validation cannot catch: a grouping policy registered here but not
+    in :mod:`orchestrator.grouping` is unknown to node processes (they validate the
+    config without importing this module), so such points fail when their nodes start."""
+    out = []
+    for name in sorted({p.config.users.grouping for p in points}):
+        module = GROUPING_POLICIES[name].__module__
+        if module != "orchestrator.grouping":
+            out.append(
+                f"users.grouping = {name!r} is registered by {module} only; node processes "
+                "reject it until orchestrator/grouping.py defines it, so its points will fail"
+            )
+    return out
 
 
 def expand(
@@ -577,6 +595,8 @@ def main(args: argparse.Namespace) -> int:
         print(f"airmix sweep: {error}", file=sys.stderr)
         return 2
     print(f"airmix sweep: {sweep.name}: {len(sweep.points)} points -> {sweep.path}")
+    for warning in sweep_warnings(sweep.points):
+        print(f"airmix sweep: warning: {warning}", file=sys.stderr)
     if args.list:
         for point in sweep.points:
             state = point_state(sweep.path / point.name)

@@ -21,8 +21,10 @@ from orchestrator.report import (
     measured_mse_db,
     to_target,
 )
-from orchestrator.sweep import parse_sweep, run_sweep
+from orchestrator.sweep import load_sweep, parse_sweep, run_sweep
 from phy.power import tx_rx_scaling
+
+REPO = Path(__file__).resolve().parents[2]
 
 BASE = {
     "experiment": {"rounds": 2, "target_accuracy": 0.5},
@@ -119,3 +121,17 @@ def test_statistics_helpers():
     assert to_target(metrics, 0.7)["round"] == 1 and to_target(metrics, 0.9) is None
     lines = [{"predicted_mixup_mse_db": -10.0}, {"predicted_mixup_mse_db": -20.0}]
     assert measured_mse_db(lines) == pytest.approx(10 * math.log10((0.1 + 0.01) / 2))
+
+
+@pytest.mark.slow
+def test_smoke_sweep_and_its_report(tmp_path):
+    """The CI smoke sweep as shipped (about a minute), then its report."""
+    sweep = load_sweep(REPO / "experiments" / "sweeps" / "smoke.toml", out_dir=tmp_path)
+    result = run_sweep(sweep, progress=None)
+    assert result.remaining == 0 and not result.failed
+    path = build_report([sweep.path], tmp_path / "report")
+    claims = {
+        c["claim"]: c for c in json.loads((path.parent / "report.json").read_text())["claims"]
+    }
+    assert claims["less communication"]["verdict"] != "not measured"
+    assert claims["closed-form MSE-optimal scaling"]["verdict"] != "not measured"

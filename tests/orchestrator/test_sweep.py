@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tomli_w
 
 from orchestrator.cli import main as cli_main
 from orchestrator.config import load_experiment
@@ -94,7 +95,7 @@ def test_base_file_is_merged_and_the_written_sweep_reloads_identically(tmp_path)
     assert [p.name for p in copy.points] == [p.name for p in sweep.points]
 
 
-@pytest.mark.parametrize("name", ["smoke", "medium", "full", "virtual_pluto"])
+@pytest.mark.parametrize("name", ["smoke", "medium", "full", "virtual_pluto", "snr"])
 def test_shipped_sweeps_validate(name, tmp_path):
     sweep = load_sweep(REPO / "experiments" / "sweeps" / f"{name}.toml", out_dir=tmp_path)
     assert sweep.points and all(
@@ -264,3 +265,45 @@ def test_real_sweep_resumes_after_interruption_and_is_deterministic(tmp_path):
         metrics[0]
     )
     assert _metrics(again.path / name) == metrics
+
+
+@pytest.mark.slow
+def test_sweep_killed_mid_point_resumes_from_its_checkpoint(tmp_path):
+    """SIGKILL an ``airmix sweep`` process (and its nodes) once its first point has
+    checkpointed a few rounds; the rerun resumes that point and ends with the metrics of
+    an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    body = dict(TINY, experiment={"rounds": 6})
+    sweep_file = tmp_path / "kill.toml"
+    sweep_file.write_text(
+        tomli_w.dumps({"sweep": {"name": "kill", "grid": {"experiment.seed": [3]}}, **body})
+    )
+    command = [sys.executable, "-m", "orchestrator.cli", "sweep", str(sweep_file)]
+    command += ["--out", str(tmp_path / "a")]
+    sweep = load_sweep(sweep_file, out_dir=tmp_path / "a")
+    metrics_path = sweep.path / sweep.points[0].name / "metrics.jsonl"
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and process.poll() is None:
+            if metrics_path.exists() and len(metrics_path.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert point_state(metrics_path.parent) == "checkpoint"
+    # the rerun and the uninterrupted reference run the same way (same interpreter and code)
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "resuming" in rerun.stdout and "1 resumed" in rerun.stdout
+    reference = [*command[:-1], str(tmp_path / "b")]
+    assert subprocess.run(reference, cwd=REPO, capture_output=True, timeout=300).returncode == 0
+    resumed = _metrics(metrics_path.parent)
+    assert [m["round"] for m in resumed] == list(range(6))
+    assert resumed == _metrics(tmp_path / "b" / "kill" / sweep.points[0].name)
