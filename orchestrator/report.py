@@ -40,7 +40,6 @@ from typing import Any
 
 import numpy as np
 
-import orchestrator.sweep  # noqa: F401  (registers the label_identical grouping policy)
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.rundir import CONFIG_FILE, SUMMARY_FILE, atomic_write_text
 

@@ -40,12 +40,12 @@ Resuming: rerunning the same command skips finished points (``summary.json`` and
 uninterrupted run), and restarts a point that never reached its first checkpoint.
 
 Grouping policy ``label_identical`` (the privacy counterpart of label-aware grouping:
-groups of users whose label distributions are *most* alike) is defined here and
-registered in :data:`orchestrator.grouping.GROUPING_POLICIES` when this module is
-imported, so sweeps can compare label-aware, random and label-identical grouping. Node
-processes validate their config without importing this module, so until
-``orchestrator/grouping.py`` defines the policy itself its points fail at node start
-(:func:`sweep_warnings` says so up front).
+groups of users whose label distributions are *most* alike) is defined here,
+:class:`LabelIdenticalGrouping`, but not registered: node processes validate their
+config against :data:`orchestrator.grouping.GROUPING_POLICIES` without importing this
+module, so the policy becomes selectable (``users.grouping = "label_identical"``, used by
+``experiments/sweeps/medium.toml``) once ``orchestrator/grouping.py`` adds it to its
+registry; until then such a sweep stops at validation naming ``users.grouping``.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ import numpy as np
 import tomli_w
 
 from orchestrator.config import SCHEMA, ConfigError, ExperimentConfig, resolve_experiment
-from orchestrator.grouping import GROUPING_POLICIES, LabelAwareGrouping, similarity_matrix
+from orchestrator.grouping import LabelAwareGrouping, similarity_matrix
 from orchestrator.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, atomic_write_text
 
 INDEX_FILE = "index.json"
@@ -97,9 +97,6 @@ class LabelIdenticalGrouping(LabelAwareGrouping):
         dissimilarity = 1.0 - similarity_matrix(histograms, self.metric)
         np.fill_diagonal(dissimilarity, 0.0)
         return self.partition_similarity(dissimilarity, sizes, rng)
-
-
-GROUPING_POLICIES.setdefault(LabelIdenticalGrouping.name, LabelIdenticalGrouping)
 
 
 # --------------------------------------------------------------------------- sweep files
@@ -249,21 +246,6 @@ def _hash(raw: dict[str, dict[str, Any]]) -> str:
 def _effective(config: ExperimentConfig, key: str) -> Any:
     section, name = key.split(".")
     return getattr(getattr(config, section), name)
-
-
-def sweep_warnings(points: list[SweepPoint]) -> list[str]:
-    """Problems that validation cannot catch: a grouping policy registered here but not
-    in :mod:`orchestrator.grouping` is unknown to node processes (they validate the
-    config without importing this module), so such points fail when their nodes start."""
-    out = []
-    for name in sorted({p.config.users.grouping for p in points}):
-        module = GROUPING_POLICIES[name].__module__
-        if module != "orchestrator.grouping":
-            out.append(
-                f"users.grouping = {name!r} is registered by {module} only; node processes "
-                "reject it until orchestrator/grouping.py defines it, so its points will fail"
-            )
-    return out
 
 
 def expand(
@@ -595,8 +577,6 @@ def main(args: argparse.Namespace) -> int:
         print(f"airmix sweep: {error}", file=sys.stderr)
         return 2
     print(f"airmix sweep: {sweep.name}: {len(sweep.points)} points -> {sweep.path}")
-    for warning in sweep_warnings(sweep.points):
-        print(f"airmix sweep: warning: {warning}", file=sys.stderr)
     if args.list:
         for point in sweep.points:
             state = point_state(sweep.path / point.name)
