@@ -373,8 +373,8 @@ def test_resume_when_metrics_are_ahead_of_the_checkpoint(reference, tmp_path, ai
     assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference["run_dir"]))
 
 
-@pytest.mark.slow
 def test_virtual_pluto_back_end_runs_an_experiment(tmp_path, airmix_runs):
+    """Users and receiver are virtual PlutoSDRs (libiio network protocol, pyadi-iio)."""
     out = tmp_path / "runs"
     experiment = write_experiment(tmp_path / "vp.toml", out, rounds=2, radio="virtual-pluto")
     run = airmix_runs(str(experiment), out_dir=out)

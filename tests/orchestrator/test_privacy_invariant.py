@@ -106,7 +106,7 @@ def recorded_run(tmp_path_factory):
     base = tmp_path_factory.mktemp("privacy")
     config = resolve_experiment(
         {
-            "experiment": {"name": "privacy", "seed": 5, "rounds": 2, "out_dir": str(base)},
+            "experiment": {"name": "privacy", "seed": 5, "rounds": 1, "out_dir": str(base)},
             "users": {"count": 4, "group_size": 2, "node_processes": 2},
             "model": {"mode": "features", "batch_size": 32},
             "attacks": {"enabled": []},
@@ -121,7 +121,7 @@ def recorded_run(tmp_path_factory):
 
 def test_every_node_frame_is_a_node_message_without_payload(recorded_run):
     config, link = recorded_run["config"], recorded_run["link"]
-    assert recorded_run["summary"]["rounds"] == 2
+    assert recorded_run["summary"]["rounds"] == 1
     data = ex.load_experiment_data(config)
     n_classes = data.train.n_classes
     sendable = set(m.node_sendable_types())
