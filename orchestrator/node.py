@@ -103,6 +103,9 @@ class Node:
                 )
             radio = open_radio(radio_uris[user_id])
             self.users[user_id] = HostedUser(user_id, index, learner, radio)
+        #: message type -> seconds spent serving it / requests served (see write_timing)
+        self.handler_seconds: dict[str, float] = {}
+        self.handled: dict[str, int] = {}
         self.audit_path = self.run_dir / "audit" / f"{node_id}.jsonl"
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
         if restore_round is not None:
@@ -257,6 +260,18 @@ class Node:
         link.reply(message, "ack")
         return True
 
+    def account(self, msg_type: str, seconds: float) -> None:
+        """Add ``seconds`` of serving one ``msg_type`` request."""
+        self.handler_seconds[msg_type] = self.handler_seconds.get(msg_type, 0.0) + seconds
+        self.handled[msg_type] = self.handled.get(msg_type, 0) + 1
+
+    def write_timing(self) -> None:
+        """``logs/<node>.timing.json``: time spent serving each message type, so the
+        orchestrator's request times can be split into node work and messaging."""
+        timing = {"handler_seconds": self.handler_seconds, "handled": self.handled}
+        path = self.run_dir / "logs" / f"{self.node_id}.timing.json"
+        atomic_write_bytes(path, json.dumps(timing, sort_keys=True).encode())
+
     def close(self, timeout_s: float | None = None) -> None:
         """Close every user's radio. With ``timeout_s``, stop waiting after that long: when
         the orchestrator died, its radio service went with it and each ``simnet://``
@@ -294,8 +309,12 @@ def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
         if event.kind == "dead":
             log.warning("%s: orchestrator is gone, stopping", node.node_id)
             return 1
-        if event.kind == "message" and not node.handle(event.message, link):
-            return 0
+        if event.kind == "message":
+            started = time.perf_counter()
+            keep_serving = node.handle(event.message, link)
+            node.account(event.message.type, time.perf_counter() - started)
+            if not keep_serving:
+                return 0
     return 1
 
 
@@ -329,7 +348,10 @@ def main(argv: list[str] | None = None) -> int:
             code = serve(node, link)
             return code
     finally:
-        node.close(timeout_s=None if code == 0 else 2.0)  # 1: the orchestrator is gone
+        try:
+            node.write_timing()
+        finally:
+            node.close(timeout_s=None if code == 0 else 2.0)  # 1: the orchestrator is gone
 
 
 if __name__ == "__main__":

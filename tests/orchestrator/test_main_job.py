@@ -246,7 +246,10 @@ def test_run_writes_a_complete_run_directory(reference):
         data = (run_dir / "plots" / plot).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000
     assert (run_dir / "checkpoint.pt").stat().st_size > 0
-    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == ["node0.log", "node1.log"]
+    logs = sorted(p.name for p in (run_dir / "logs").iterdir())
+    assert logs == ["node0.log", "node0.timing.json", "node1.log", "node1.timing.json"]
+    timing = json.loads((run_dir / "logs" / "node0.timing.json").read_text())
+    assert timing["handled"]["transmit"] > 0 and timing["handler_seconds"]["transmit"] > 0
     assert f"run directory: {run_dir}" in reference["output"]
 
 
