@@ -34,7 +34,8 @@ Layout of the sweep directory ``<out_dir>/<name>/``::
 Point names are deterministic: the effective value of every axis plus a hash of the
 point's experiment, e.g. ``grouping-random_snr_db-20_seed-1-5c0a31e2``.
 
-Resuming: rerunning the same command skips finished points (``summary.json`` and
+Each point runs in its own interpreter (:func:`default_runner`). Resuming: rerunning
+the same command skips finished points (``summary.json`` and
 ``DONE`` present), resumes a point that has a checkpoint with
 ``run_experiment(..., resuming=True)`` (it ends with the same metrics as an
 uninterrupted run), and restarts a point that never reached its first checkpoint.
@@ -54,8 +55,11 @@ import argparse
 import hashlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import time
 import tomllib
@@ -387,13 +391,59 @@ def point_state(path: Path) -> str:
 Runner = Callable[[ExperimentConfig, RunDirectory, bool], dict[str, Any]]
 
 
-def default_runner(verbose: bool = False) -> Runner:
-    """Run a point in this process with :func:`orchestrator.main_job.run_experiment`."""
+def inprocess_runner(verbose: bool = False) -> Runner:
+    """Run a point in this process with :func:`orchestrator.main_job.run_experiment`.
+
+    Cheaper to start, but a run leaves memory behind (about 2 GB for a 40-round,
+    8-user run), so long sweeps use :func:`default_runner`."""
 
     def run(config: ExperimentConfig, run_dir: RunDirectory, resuming: bool) -> dict[str, Any]:
         from orchestrator.main_job import run_experiment
 
         return run_experiment(config, run_dir, resuming, progress=verbose)
+
+    return run
+
+
+def default_runner(verbose: bool = False) -> Runner:
+    """Run a point in a fresh interpreter: ``python -m orchestrator.cli run --resume
+    RUNDIR`` (the same code as this process). ``--resume`` calls
+    ``run_experiment(config, run, resuming=True)``, which continues from the checkpoint
+    when there is one and starts at round 0 when there is none. The child's output goes
+    to ``RUNDIR/logs/sweep.log`` (to the terminal with ``verbose``).
+
+    Raises:
+        RuntimeError: the run exited with an error (the message ends with its log tail).
+    """
+    root = str(Path(__file__).resolve().parent.parent)
+
+    def run(config: ExperimentConfig, run_dir: RunDirectory, resuming: bool) -> dict[str, Any]:
+        command = [sys.executable, "-m", "orchestrator.cli", "run", "--resume", str(run_dir.path)]
+        if not verbose:
+            command.append("--quiet")
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        log_path = run_dir.path / "logs" / "sweep.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("a") as log_file:
+            output = None if verbose else log_file
+            process = subprocess.Popen(
+                command, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+            try:
+                code = process.wait()
+            except BaseException:  # Ctrl-C or kill: stop the run (it checkpoints per round)
+                process.send_signal(signal.SIGINT)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+                raise
+        if code != 0:
+            tail = log_path.read_text().strip().splitlines()[-3:]
+            raise RuntimeError(f"airmix run exited with code {code}: {' / '.join(tail)}")
+        return json.loads((run_dir.path / SUMMARY_FILE).read_text())
 
     return run
 
@@ -470,7 +520,7 @@ def run_sweep(
     """Run every point not yet done (see the module docstring); returns what happened.
 
     Args:
-        runner: runs one point (default: :func:`default_runner`).
+        runner: runs one point (default: :func:`default_runner`, a child process).
         progress: receives one line per point with k/N and the ETA (None: silent).
         max_points: stop after running this many points (the rest stay pending).
         fail_fast: re-raise a point's exception instead of recording it and going on.

@@ -21,7 +21,7 @@ from orchestrator.report import (
     measured_mse_db,
     to_target,
 )
-from orchestrator.sweep import load_sweep, parse_sweep, run_sweep
+from orchestrator.sweep import inprocess_runner, load_sweep, parse_sweep, run_sweep
 from phy.power import tx_rx_scaling
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +47,8 @@ def sweep_dirs(tmp_path_factory) -> list[Path]:
         raw = {"sweep": {"name": name, "grid": {"users.grouping": [grouping]}}}
         raw.update(BASE, attacks={"enabled": attacks})
         sweep = parse_sweep(raw, out_dir=out)
-        assert run_sweep(sweep, progress=None, fail_fast=True).remaining == 0
+        result = run_sweep(sweep, inprocess_runner(), progress=None, fail_fast=True)
+        assert result.remaining == 0
         paths.append(sweep.path)
     return paths
 

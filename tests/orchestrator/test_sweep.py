@@ -18,6 +18,7 @@ from orchestrator.sweep import (
     INDEX_FILE,
     LabelIdenticalGrouping,
     SweepError,
+    inprocess_runner,
     load_sweep,
     parse_sweep,
     point_state,
@@ -248,9 +249,11 @@ def _metrics(path: Path) -> list[dict]:
 def test_real_sweep_resumes_after_interruption_and_is_deterministic(tmp_path):
     raw = sweep_of({"users.grouping": ["label_aware", "random"]}, tmp_path, **TINY)
     lines: list[str] = []
+    # the first point in a child process (the default), the rest in this process (faster)
     first = run_sweep(parse_sweep(raw, out_dir=tmp_path), progress=lines.append, max_points=1)
     assert len(first.ran) == 1 and first.remaining == 1
-    second = run_sweep(parse_sweep(raw, out_dir=tmp_path), progress=lines.append)
+    fast = inprocess_runner()
+    second = run_sweep(parse_sweep(raw, out_dir=tmp_path), fast, progress=lines.append)
     assert second.skipped == first.ran and len(second.ran) == 1 and second.remaining == 0
     sweep = parse_sweep(raw, out_dir=tmp_path)
     for point in sweep.points:
@@ -263,7 +266,7 @@ def test_real_sweep_resumes_after_interruption_and_is_deterministic(tmp_path):
     again = parse_sweep(
         sweep_of({"users.grouping": ["label_aware"]}, tmp_path, **TINY), out_dir=tmp_path / "b"
     )
-    run_sweep(again, progress=None)
+    run_sweep(again, fast, progress=None)
     name = again.points[0].name
     assert name == sweep.points[0].name
     metrics = _metrics(sweep.path / name)
