@@ -16,7 +16,8 @@ One round (see the design guide's data flow):
 5. evaluation, metrics line, node and orchestrator checkpoints.
 
 A node that dies (heartbeat silence or a failed request) is dropped; the slot in flight
-is abandoned and the remaining users are regrouped; the run goes on.
+is abandoned and the remaining users are regrouped; the run goes on. A slot whose frame
+the receiver does not find is counted (``missed_slots``) and not trained on.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class RoundStats:
     losses: list[float] = field(default_factory=list)
     predicted_mse: list[float] = field(default_factory=list)
     regroupings: int = 0
+    missed_slots: int = 0
 
 
 class Engine:
@@ -189,8 +191,9 @@ class Engine:
         """Stop the listed users of every alive node (all of them even if one node is
         lost on the way; then NodeLost is raised at the end)."""
         lost: NodeLost | None = None
+        alive_nodes = {self.node_of[u] for u in self.alive}
         for node_id, positions in self._per_node(user_ids).items():
-            if node_id in {self.node_of[u] for u in self.alive}:
+            if node_id in alive_nodes:
                 body = {"user_ids": [user_ids[p] for p in positions]}
                 try:
                     self._request(node_id, "stop_transmit", body)
@@ -257,9 +260,18 @@ class Engine:
         plan = receiver.plan(estimates, weights, self.n_reals)
         try:
             self._transmit(plan, weights, round_id, slot_id, group)
-            estimate = receiver.receive(plan, self.n_reals)
+            try:
+                estimate = receiver.receive(plan, self.n_reals)
+            except ValueError as error:  # the frame was on the air but not found
+                estimate = None
+                log.warning("slot %d of round %d missed: %s", slot_id, round_id, error)
         finally:  # also when a node is lost mid-slot: no frame may keep playing
             self._stop(group)
+        stats.slots += 1
+        stats.payload_channel_uses += self.frame_len
+        if estimate is None:  # nothing to train on; the run goes on
+            stats.missed_slots += 1
+            return
         payload, label = ex.split_payload(estimate, self.batch, self.dim, self.n_classes)
         loss, grad = self.server.server_step(payload, label)
         if self.config.model.mode == "features":
@@ -273,8 +285,6 @@ class Engine:
                     "grad": grad.numpy().astype(np.float32),
                 }
                 self._request(node_id, "gradient", body)
-        stats.slots += 1
-        stats.payload_channel_uses += self.frame_len
         stats.losses.append(loss)
         stats.predicted_mse.append(float(plan.predicted_mse))
         if record:
@@ -345,6 +355,7 @@ class Engine:
             "groups": groups,
             "alive_users": len(self.alive),
             "regroupings": stats.regroupings,
+            "missed_slots": stats.missed_slots,
             "round_pilot_channel_uses": stats.pilot_channel_uses,
             "digital_bytes": after["sent_bytes"] + after["received_bytes"],
             "round_digital_bytes": (after["sent_bytes"] - before["sent_bytes"])
