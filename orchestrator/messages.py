@@ -568,21 +568,36 @@ class SequenceCounter:
 
 
 class ReplayGuard:
-    """Per-sender replay protection: increasing sequence numbers and a time window.
+    """Per-sender replay protection: a sliding window of sequence numbers and a time window.
+
+    Sequence numbers are drawn when a message is encoded, but frames from different
+    threads of one sender (an application reply, an I/O-thread heartbeat) may reach the
+    wire in another order. So, as in IPsec's anti-replay window (RFC 4303), a sequence
+    number is accepted once if it is above the highest seen, or within
+    ``reorder_window`` below it and not seen before; anything seen before, or older than
+    the window, is a replay.
 
     Args:
         window_s: accepted |receiver clock - message ts|, seconds.
         clock: time source (seconds since the epoch).
+        reorder_window: how far below the highest sequence number a first arrival may be.
     """
 
     def __init__(
-        self, window_s: float = DEFAULT_REPLAY_WINDOW_S, clock: Callable[[], float] = time.time
+        self,
+        window_s: float = DEFAULT_REPLAY_WINDOW_S,
+        clock: Callable[[], float] = time.time,
+        reorder_window: int = 64,
     ) -> None:
         if not window_s > 0:
             raise ValueError(f"window_s must be positive, got {window_s}")
+        if reorder_window < 1:
+            raise ValueError(f"reorder_window must be >= 1, got {reorder_window}")
         self.window_s = float(window_s)
+        self.reorder_window = int(reorder_window)
         self._clock = clock
-        self._last: dict[str, int] = {}
+        self._highest: dict[str, int] = {}
+        self._seen: dict[str, set[int]] = {}
 
     def check(self, message: Message) -> None:
         """Accept ``message`` (and remember its seq) or raise ProtocolError replay/stale."""
@@ -591,13 +606,22 @@ class ReplayGuard:
             raise ProtocolError(
                 "stale", f"timestamp {message.ts:.3f} is {now - message.ts:+.1f} s off"
             )
-        last = self._last.get(message.sender)
-        if last is not None and message.seq <= last:
+        sender, seq = message.sender, message.seq
+        highest = self._highest.get(sender)
+        seen = self._seen.setdefault(sender, set())
+        if highest is not None and (seq <= highest - self.reorder_window or seq in seen):
             raise ProtocolError(
-                "replay", f"seq {message.seq} from {message.sender!r} not above {last}"
+                "replay",
+                f"seq {seq} from {sender!r} seen before or older than the window below {highest}",
             )
-        self._last[message.sender] = message.seq
+        seen.add(seq)
+        if highest is None or seq > highest:
+            self._highest[sender] = seq
+            floor = seq - self.reorder_window
+            if len(seen) > 2 * self.reorder_window:
+                self._seen[sender] = {s for s in seen if s > floor}
 
     def forget(self, sender: str) -> None:
         """Drop the state of ``sender``."""
-        self._last.pop(sender, None)
+        self._highest.pop(sender, None)
+        self._seen.pop(sender, None)

@@ -264,18 +264,19 @@ def test_replay_guard_sequence_and_window():
     def msg(seq, sender="node0", ts=1000.0):
         return m.Message("heartbeat", {}, seq, sender, ts)
 
-    guard.check(msg(10))
-    guard.check(msg(11))
+    guard.check(msg(100))
+    guard.check(msg(101))
     guard.check(msg(3, sender="node1"))  # senders are independent
-    for seq in (11, 10, 5):
+    guard.check(msg(99))  # first arrival overtaken by a newer frame: inside the window
+    for seq in (101, 100, 99, 101 - guard.reorder_window):  # seen, or older than the window
         with pytest.raises(m.ProtocolError) as info:
             guard.check(msg(seq))
         assert info.value.reason == "replay"
     for ts in (1006.0, 994.0):
         with pytest.raises(m.ProtocolError) as info:
-            guard.check(msg(50, ts=ts))
+            guard.check(msg(150, ts=ts))
         assert info.value.reason == "stale"
-    guard.check(msg(50, ts=1004.0))
+    guard.check(msg(150, ts=1004.0))
     guard.forget("node0")
     guard.check(msg(1))  # a forgotten sender starts over
     with pytest.raises(ValueError):
