@@ -184,7 +184,7 @@ def run_experiment(
         summary = summarize(config, run.read_metrics(), privacy, link.counters.snapshot())
         run.write_summary(summary)
         write_plots(run, run.read_metrics(), privacy)
-        for node_id in sorted({engine.node_of[u] for u in engine.alive}):
+        for node_id in link.alive_nodes():  # also nodes dropped after a request timeout
             link.send(node_id, "shutdown", {"reason": "run finished"})
         say(json.dumps(summary["headline"]))
         return summary

@@ -106,6 +106,7 @@ class Node:
         #: message type -> seconds spent serving it / requests served (see write_timing)
         self.handler_seconds: dict[str, float] = {}
         self.handled: dict[str, int] = {}
+        self.link_rejects: dict[str, int] = {}  # frames the node's link dropped, by reason
         self.audit_path = self.run_dir / "audit" / f"{node_id}.jsonl"
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
         if restore_round is not None:
@@ -268,7 +269,11 @@ class Node:
     def write_timing(self) -> None:
         """``logs/<node>.timing.json``: time spent serving each message type, so the
         orchestrator's request times can be split into node work and messaging."""
-        timing = {"handler_seconds": self.handler_seconds, "handled": self.handled}
+        timing = {
+            "handler_seconds": self.handler_seconds,
+            "handled": self.handled,
+            "link_rejects": self.link_rejects,
+        }
         path = self.run_dir / "logs" / f"{self.node_id}.timing.json"
         atomic_write_bytes(path, json.dumps(timing, sort_keys=True).encode())
 
@@ -345,7 +350,10 @@ def main(argv: list[str] | None = None) -> int:
         with NodeLink(
             args.node_id, args.address, keys_dir=args.keys_dir, config=link_config
         ) as link:
-            code = serve(node, link)
+            try:
+                code = serve(node, link)
+            finally:
+                node.link_rejects = link.counters.snapshot()["rejects"]
             return code
     finally:
         try:

@@ -154,8 +154,20 @@ class AirmixRun:
         return None
 
 
+def kill_all(run: AirmixRun, out_dir: Path | str) -> None:
+    """SIGKILL ``run`` if still running and every process started for runs in ``out_dir``."""
+    if run.process.poll() is None:
+        run.process.kill()
+        run.process.wait(timeout=30)
+    for pid in processes_mentioning(str(out_dir)):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
 @pytest.fixture
-def airmix_runs(tmp_path_factory) -> Iterator[Callable[..., AirmixRun]]:
+def airmix_runs() -> Iterator[Callable[..., AirmixRun]]:
     """Start ``airmix run`` subprocesses; afterwards every one of them and every node
     process they started (found by the run's out dir in its command line) is killed."""
     started: list[tuple[AirmixRun, str]] = []
@@ -167,14 +179,7 @@ def airmix_runs(tmp_path_factory) -> Iterator[Callable[..., AirmixRun]]:
 
     yield start
     for run, out_dir in started:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait(timeout=30)
-        for pid in processes_mentioning(out_dir):
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
+        kill_all(run, out_dir)
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
@@ -208,11 +213,9 @@ def reference(tmp_path_factory) -> dict:
     run = AirmixRun(str(experiment))
     try:
         run_dir = finished_run(run)
+        wait_until(lambda: not node_pids(out), 30, "the reference run's nodes to exit")
     finally:
-        if run.process.poll() is None:
-            run.process.kill()
-            run.process.wait(timeout=30)
-    wait_until(lambda: not node_pids(out), 30, "the reference run's nodes to exit")
+        kill_all(run, out)
     return {"experiment": experiment, "run_dir": run_dir, "output": run.output}
 
 
