@@ -27,6 +27,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,6 +130,9 @@ class Engine:
         self.observations: list[Observation] = []
         self.eval_reports: dict[str, dict] = {}
         self.joined: set[str] = set()
+        # one request thread per node: requests to different nodes overlap (_request_many)
+        n_nodes = len(set(self.node_of.values()))
+        self._pool = ThreadPoolExecutor(max_workers=max(1, min(32, n_nodes)))
 
     # ------------------------------------------------------------- link helpers
     def pump(self, timeout_s: float = 0.0) -> None:
@@ -180,6 +184,27 @@ class Engine:
             self._drop_node(node_id)
             raise NodeLost(f"{node_id}: {error}") from error
 
+    def _request_many(self, requests: list[tuple[str, str, dict[str, Any]]]) -> None:
+        """Send requests to *different* nodes at once and wait for every reply (one round
+        trip instead of one per node). A lost node is dropped; NodeLost is raised after
+        all requests finished, so the others are never left half done."""
+        if len(requests) == 1:
+            self._request(*requests[0])
+            return
+        futures = [self._pool.submit(self._request, *request) for request in requests]
+        lost: NodeLost | None = None
+        for future in futures:
+            try:
+                future.result()
+            except NodeLost as error:
+                lost = lost or error
+        if lost is not None:
+            raise lost
+
+    def close(self) -> None:
+        """Release the request threads."""
+        self._pool.shutdown(wait=True)
+
     def _per_node(self, user_ids: list[str]) -> dict[str, list[int]]:
         """node id -> positions in ``user_ids`` of the users it hosts."""
         out: dict[str, list[int]] = {}
@@ -190,17 +215,14 @@ class Engine:
     def _stop(self, user_ids: list[str]) -> None:
         """Stop the listed users of every alive node (all of them even if one node is
         lost on the way; then NodeLost is raised at the end)."""
-        lost: NodeLost | None = None
         alive_nodes = {self.node_of[u] for u in self.alive}
-        for node_id, positions in self._per_node(user_ids).items():
-            if node_id in alive_nodes:
-                body = {"user_ids": [user_ids[p] for p in positions]}
-                try:
-                    self._request(node_id, "stop_transmit", body)
-                except NodeLost as error:
-                    lost = lost or error
-        if lost is not None:
-            raise lost
+        self._request_many(
+            [
+                (node_id, "stop_transmit", {"user_ids": [user_ids[p] for p in positions]})
+                for node_id, positions in self._per_node(user_ids).items()
+                if node_id in alive_nodes
+            ]
+        )
 
     # ------------------------------------------------------------------ rounds
     def _groups(self, round_id: int) -> list[list[str]]:
@@ -228,6 +250,7 @@ class Engine:
         self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, group: list[str]
     ) -> None:
         """Every member of ``group`` plays its pre-compensated frame for ``plan``."""
+        requests = []
         for node_id, positions in self._per_node(group).items():
             body = {
                 "round_id": round_id,
@@ -243,7 +266,8 @@ class Engine:
                 "buffer_len": int(plan.buffer_len),
                 "batch_size": self.batch,
             }
-            self._request(node_id, "transmit", body)
+            requests.append((node_id, "transmit", body))
+        self._request_many(requests)
 
     def _slot(
         self,
@@ -276,15 +300,22 @@ class Engine:
         loss, grad = self.server.server_step(payload, label)
         if self.config.model.mode == "features":
             effective = np.asarray(plan.effective_weights, dtype=float)
-            for node_id, positions in self._per_node(group).items():
-                body = {
-                    "round_id": round_id,
-                    "slot_id": slot_id,
-                    "user_ids": [group[p] for p in positions],
-                    "weights": effective[positions],
-                    "grad": grad.numpy().astype(np.float32),
-                }
-                self._request(node_id, "gradient", body)
+            grad32 = grad.numpy().astype(np.float32)
+            requests = [
+                (
+                    node_id,
+                    "gradient",
+                    {
+                        "round_id": round_id,
+                        "slot_id": slot_id,
+                        "user_ids": [group[p] for p in positions],
+                        "weights": effective[positions],
+                        "grad": grad32,
+                    },
+                )
+                for node_id, positions in self._per_node(group).items()
+            ]
+            self._request_many(requests)
         stats.losses.append(loss)
         stats.predicted_mse.append(float(plan.predicted_mse))
         if record:
@@ -298,17 +329,16 @@ class Engine:
         before = self.link.counters.snapshot()
         self.radios.start_round(round_id)
         rf = radio_config(self.config)
+        body = {
+            "round_id": round_id,
+            "center_hz": rf.center_hz,
+            "sample_rate_hz": rf.sample_rate_hz,
+            "tx_attenuation_db": rf.tx_attenuation_db,
+            "rx_gain_db": rf.rx_gain_db,
+        }
         alive_nodes = sorted({self.node_of[u] for u in self.alive})
-        for node_id in alive_nodes:
-            with contextlib.suppress(NodeLost):
-                body = {
-                    "round_id": round_id,
-                    "center_hz": rf.center_hz,
-                    "sample_rate_hz": rf.sample_rate_hz,
-                    "tx_attenuation_db": rf.tx_attenuation_db,
-                    "rx_gain_db": rf.rx_gain_db,
-                }
-                self._request(node_id, "start_round", body)
+        with contextlib.suppress(NodeLost):
+            self._request_many([(node_id, "start_round", body) for node_id in alive_nodes])
         receiver = OtaReceiver(
             self.radios.receiver,
             self.ofdm,
@@ -391,9 +421,9 @@ class Engine:
     def checkpoint(self, round_id: int) -> None:
         """Nodes save first (per round), then the orchestrator: a checkpoint names a
         round every party has saved."""
-        for node_id in sorted({self.node_of[u] for u in self.alive}):
-            with contextlib.suppress(NodeLost):
-                self._request(node_id, "checkpoint", {"round_id": round_id})
+        nodes = sorted({self.node_of[u] for u in self.alive})
+        with contextlib.suppress(NodeLost):
+            self._request_many([(n, "checkpoint", {"round_id": round_id}) for n in nodes])
         self.run.save_checkpoint(
             {
                 "round": round_id,

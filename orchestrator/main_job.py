@@ -151,6 +151,7 @@ def run_experiment(
     radios = RUN_RADIOS[config.channel.radio](config, run.path.name)
     nodes = NodeProcesses()
     link = link_class("tcp://127.0.0.1:*", keys_dir=keys_dir, config=_link_config(config))
+    engine = None
     try:
         uris = {u: radios.user_uri(u) for u in ex.user_ids(config)}
         nodes.start(run, node_users, link.address, keys_dir, uris, restore_round)
@@ -189,6 +190,8 @@ def run_experiment(
         say(json.dumps(summary["headline"]))
         return summary
     finally:
+        if engine is not None:
+            engine.close()
         nodes.stop()
         link.close()
         radios.close()
