@@ -130,6 +130,7 @@ class Engine:
         self.observations: list[Observation] = []
         self.eval_reports: dict[str, dict] = {}
         self.joined: set[str] = set()
+        self._pending_stop: list[str] = []  # users whose frame plays until the next command
         # one request thread per node: requests to different nodes overlap (_request_many)
         n_nodes = len(set(self.node_of.values()))
         self._pool = ThreadPoolExecutor(max_workers=max(1, min(32, n_nodes)))
@@ -224,6 +225,30 @@ class Engine:
             ]
         )
 
+    def _with_stops(self, requests: list[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
+        """Piggyback the pending stops on ``requests`` (one per node); nodes with pending
+        stops but no request get a ``stop_transmit`` of their own. Stopping there instead
+        of right after the capture is equivalent: the receiver reads nothing in between."""
+        pending = [u for u in self._pending_stop if u in self.alive]
+        self._pending_stop = []
+        by_node = {node_id: i for i, (node_id, _, _) in enumerate(requests)}
+        out = list(requests)
+        for node_id, positions in self._per_node(pending).items():
+            users = [pending[p] for p in positions]
+            if node_id in by_node:
+                i = by_node[node_id]
+                out[i] = (node_id, out[i][1], {**out[i][2], "stop_user_ids": users})
+            else:
+                out.append((node_id, "stop_transmit", {"user_ids": users}))
+        return out
+
+    def flush_stops(self) -> None:
+        """Stop every user still playing (end of a round, or after a failure)."""
+        pending = [u for u in self._pending_stop if u in self.alive]
+        self._pending_stop = []
+        if pending:
+            self._stop(pending)
+
     # ------------------------------------------------------------------ rounds
     def _groups(self, round_id: int) -> list[list[str]]:
         return self.grouping.group(
@@ -241,9 +266,12 @@ class Engine:
                 "pilot_ids": [k],
                 "group_size": len(group),
             }
-            self._request(self.node_of[group[k]], "send_pilots", body)
+            self._request_many(self._with_stops([(self.node_of[group[k]], "send_pilots", body)]))
 
-        estimates = receiver.acquire(len(group), start, lambda k: self._stop([group[k]]))
+        def stop(k: int) -> None:
+            self._pending_stop.append(group[k])
+
+        estimates = receiver.acquire(len(group), start, stop)
         return estimates
 
     def _transmit(
@@ -267,7 +295,7 @@ class Engine:
                 "batch_size": self.batch,
             }
             requests.append((node_id, "transmit", body))
-        self._request_many(requests)
+        self._request_many(self._with_stops(requests))
 
     def _slot(
         self,
@@ -289,8 +317,8 @@ class Engine:
             except ValueError as error:  # the frame was on the air but not found
                 estimate = None
                 log.warning("slot %d of round %d missed: %s", slot_id, round_id, error)
-        finally:  # also when a node is lost mid-slot: no frame may keep playing
-            self._stop(group)
+        finally:  # stopped with the next command (or flush_stops): no frame keeps playing
+            self._pending_stop.extend(group)
         stats.slots += 1
         stats.payload_channel_uses += self.frame_len
         if estimate is None:  # nothing to train on; the run goes on
@@ -364,9 +392,13 @@ class Engine:
                 step += 1
             except NodeLost:
                 self.pump()
+                with contextlib.suppress(NodeLost):
+                    self.flush_stops()
                 stats.regroupings += 1
                 groups = self._groups(round_id)  # the remaining users, regrouped
                 estimates.clear()
+        with contextlib.suppress(NodeLost):
+            self.flush_stops()
         accuracy = self.evaluate(round_id)
         after = self.link.counters.snapshot()
         self.totals["channel_uses"] += stats.payload_channel_uses

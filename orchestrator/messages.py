@@ -196,9 +196,10 @@ SCHEMAS: dict[str, MessageSpec] = {
     "send_pilots": MessageSpec(
         "orchestrator",
         {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "pilot_ids": INT_LIST},
-        {"group_size": INT},
+        {"group_size": INT, "stop_user_ids": STR_LIST},
         _ids_match("pilot_ids"),
-        "each listed user transmits its cyclic pilot pilot_ids[k] (of a group of group_size)",
+        "each listed user transmits its cyclic pilot pilot_ids[k] (of a group of group_size); "
+        "stop_user_ids stop first (saves a round trip)",
     ),
     "stop_transmit": MessageSpec(
         "orchestrator",
@@ -223,6 +224,7 @@ SCHEMAS: dict[str, MessageSpec] = {
             "buffer_len": INT,
             "batch_seed": INT,
             "batch_size": INT,
+            "stop_user_ids": STR_LIST,
         },
         _both(
             _ids_match(),
@@ -230,7 +232,7 @@ SCHEMAS: dict[str, MessageSpec] = {
         ),
         "send the next batch as a cyclic OTA frame: tx scaling b_k, mixing weight lambda_k, "
         "and the closed-loop corrections (arrival delay and sample-rate offset in receiver "
-        "samples, CFO in Hz, target frame start, buffer length)",
+        "samples, CFO in Hz, target frame start, buffer length); stop_user_ids stop first",
     ),
     "gradient": MessageSpec(
         "orchestrator",

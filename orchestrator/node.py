@@ -228,6 +228,8 @@ class Node:
         """Serve one request; returns False when the node should stop."""
         body = message.body
         try:
+            for user_id in body.get("stop_user_ids", ()):  # piggybacked stop of a past slot
+                self._user(user_id).radio.stop_transmit()
             if message.type == "start_round":
                 self._start_round(body)
             elif message.type == "send_pilots":
