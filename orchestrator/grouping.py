@@ -10,6 +10,9 @@ Policies (name-keyed in :data:`GROUPING_POLICIES`, built by :func:`get_grouping_
   different classes (harder model inversion and label inference). The paper's
   abstract names the objective and the max-clique approach; the bounded procedure
   below is ours (see :class:`LabelAwareGrouping`).
+* ``"label_identical"`` -- the adversarial counterpart: groups whose label
+  distributions are as *alike* as possible (same search on ``1 - similarity``), so every
+  mixup mixes the same classes; the privacy baseline SIMix compares against.
 * ``"random"`` -- a seeded random partition (baseline).
 * ``"orthogonal"`` -- one user per slot (no mixing; the channel-use baseline).
 
@@ -528,9 +531,27 @@ def _perturb(groups: list[list[int]], n_swaps: int, rng: np.random.Generator) ->
     return groups
 
 
+class LabelIdenticalGrouping(LabelAwareGrouping):
+    """Groups of users whose label distributions are as *alike* as possible.
+
+    The adversarial counterpart of :class:`~orchestrator.grouping.LabelAwareGrouping`
+    (same search, same group sizes) run on the dissimilarity ``1 - S``: minimising the
+    total intra-group dissimilarity maximises the intra-group similarity (the number of
+    pairs is fixed by the group sizes), so each mixup mixes the same classes.
+    """
+
+    name = "label_identical"
+
+    def _partition(self, n, sizes, histograms, rng):
+        dissimilarity = 1.0 - similarity_matrix(histograms, self.metric)
+        np.fill_diagonal(dissimilarity, 0.0)
+        return self.partition_similarity(dissimilarity, sizes, rng)
+
+
 #: policy name -> class (for experiment files)
 GROUPING_POLICIES: dict[str, type[GroupingPolicy]] = {
-    cls.name: cls for cls in (LabelAwareGrouping, RandomGrouping, OrthogonalGrouping)
+    cls.name: cls
+    for cls in (LabelAwareGrouping, LabelIdenticalGrouping, RandomGrouping, OrthogonalGrouping)
 }
 
 

@@ -39,14 +39,6 @@ the same command skips finished points (``summary.json`` and
 ``DONE`` present), resumes a point that has a checkpoint with
 ``run_experiment(..., resuming=True)`` (it ends with the same metrics as an
 uninterrupted run), and restarts a point that never reached its first checkpoint.
-
-Grouping policy ``label_identical`` (the privacy counterpart of label-aware grouping:
-groups of users whose label distributions are *most* alike) is defined here,
-:class:`LabelIdenticalGrouping`, but not registered: node processes validate their
-config against :data:`orchestrator.grouping.GROUPING_POLICIES` without importing this
-module, so the policy becomes selectable (``users.grouping = "label_identical"``, used by
-``experiments/sweeps/medium.toml``) once ``orchestrator/grouping.py`` adds it to its
-registry; until then such a sweep stops at validation naming ``users.grouping``.
 """
 
 from __future__ import annotations
@@ -72,7 +64,6 @@ import numpy as np
 import tomli_w
 
 from orchestrator.config import SCHEMA, ConfigError, ExperimentConfig, resolve_experiment
-from orchestrator.grouping import LabelAwareGrouping, similarity_matrix
 from orchestrator.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, atomic_write_text
 
 INDEX_FILE = "index.json"
@@ -84,23 +75,6 @@ _PLACEMENT = (("experiment", "name"), ("experiment", "out_dir"))
 
 
 # --------------------------------------------------------------------------- grouping
-
-
-class LabelIdenticalGrouping(LabelAwareGrouping):
-    """Groups of users whose label distributions are as *alike* as possible.
-
-    The adversarial counterpart of :class:`~orchestrator.grouping.LabelAwareGrouping`
-    (same search, same group sizes) run on the dissimilarity ``1 - S``: minimising the
-    total intra-group dissimilarity maximises the intra-group similarity (the number of
-    pairs is fixed by the group sizes), so each mixup mixes the same classes.
-    """
-
-    name = "label_identical"
-
-    def _partition(self, n, sizes, histograms, rng):
-        dissimilarity = 1.0 - similarity_matrix(histograms, self.metric)
-        np.fill_diagonal(dissimilarity, 0.0)
-        return self.partition_similarity(dissimilarity, sizes, rng)
 
 
 # --------------------------------------------------------------------------- sweep files
@@ -649,7 +623,6 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = [
-    "LabelIdenticalGrouping",
     "Sweep",
     "SweepError",
     "SweepPoint",

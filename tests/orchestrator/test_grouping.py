@@ -158,7 +158,7 @@ def test_ties_are_broken_deterministically():
 
 
 def test_orthogonal_and_registry():
-    assert set(GROUPING_POLICIES) == {"label_aware", "random", "orthogonal"}
+    assert set(GROUPING_POLICIES) == {"label_aware", "label_identical", "random", "orthogonal"}
     ortho = get_grouping_policy("orthogonal")
     assert ortho.group(["b", "a", "c"]) == [["a"], ["b"], ["c"]]
     with pytest.raises(ValueError):

@@ -12,11 +12,10 @@ import tomli_w
 
 from orchestrator.cli import main as cli_main
 from orchestrator.config import load_experiment
-from orchestrator.grouping import GROUPING_POLICIES, get_grouping_policy
+from orchestrator.grouping import LabelIdenticalGrouping, get_grouping_policy
 from orchestrator.rundir import SUMMARY_FILE
 from orchestrator.sweep import (
     INDEX_FILE,
-    LabelIdenticalGrouping,
     SweepError,
     inprocess_runner,
     load_sweep,
@@ -98,9 +97,6 @@ def test_base_file_is_merged_and_the_written_sweep_reloads_identically(tmp_path)
 
 @pytest.mark.parametrize("name", ["smoke", "medium", "full", "virtual_pluto", "snr"])
 def test_shipped_sweeps_validate(name, tmp_path):
-    text = (REPO / "experiments" / "sweeps" / f"{name}.toml").read_text()
-    if "label_identical" in text and "label_identical" not in GROUPING_POLICIES:
-        pytest.skip("needs LabelIdenticalGrouping registered in orchestrator/grouping.py")
     sweep = load_sweep(REPO / "experiments" / "sweeps" / f"{name}.toml", out_dir=tmp_path)
     assert sweep.points and all(
         p.config.users.group_size <= p.config.users.count for p in sweep.points
