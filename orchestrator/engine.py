@@ -309,7 +309,8 @@ class Engine:
     ) -> None:
         rng = ex.rng_for(self.config, "mixing", round_id, slot_id)
         weights = np.asarray(self.mixing.draw(len(group), rng), dtype=float)
-        plan = receiver.plan(estimates, weights, self.n_reals)
+        power_rng = ex.rng_for(self.config, "power", round_id, slot_id)
+        plan = receiver.plan(estimates, weights, self.n_reals, rng=power_rng)
         try:
             self._transmit(plan, weights, round_id, slot_id, group)
             try:

@@ -26,6 +26,7 @@ timing, CFO and CSI) instead of estimates, for comparison.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ from phy.ota import (
     predict_gains,
 )
 from phy.power import get_power_policy, mse_of
+from phy.rng import RngLike, make_rng
 from phy.waveform import OfdmConfig, frame_length
 
 __all__ = ["MixupResult", "OtaReceiver", "OtaSession", "SlotPlan", "medium_truth"]
@@ -183,13 +185,20 @@ class OtaReceiver:
             return self.noise_var
         return float(np.nanmedian([e.noise_var for e in estimates]))
 
-    def plan(self, links: Sequence[LinkEstimate], weights: np.ndarray, n_reals: int) -> SlotPlan:
+    def plan(
+        self,
+        links: Sequence[LinkEstimate],
+        weights: np.ndarray,
+        n_reals: int,
+        rng: RngLike = None,
+    ) -> SlotPlan:
         """Power control and corrections for a slot captured at the current clock.
 
         Args:
             links: per-user link estimates (or genie truth), K of them.
             weights: mixing weights ``(K,)``, >= 0.
             n_reals: payload length of every user, reals.
+            rng: seed for randomised power policies (AirMixML's Dirichlet draw).
         """
         w = np.asarray(weights, float)
         if w.shape != (len(links),) or not np.all(np.isfinite(w)) or np.any(w < 0):
@@ -197,7 +206,9 @@ class OtaReceiver:
         clock = self.clock
         gains = predict_gains(links, clock, self.config)
         noise = self.noise_var_of(links)
-        scaling = self.policy(gains, w, self.p_max, noise)
+        randomised = "rng" in inspect.signature(self.policy).parameters
+        extra = {"rng": make_rng(rng)} if randomised else {}
+        scaling = self.policy(gains, w, self.p_max, noise, **extra)
         b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling))  # undetected: silent
         a = complex(np.asarray(scaling.rx_scaling))
         corrections = corrections_for(links)
