@@ -11,7 +11,12 @@ Pluto streams. Ends with one JSON line.
 from __future__ import annotations
 
 import json
+import sys
 import time
+from pathlib import Path
+
+# the repository, not this folder, first: benchmarks/phy.py would shadow the phy package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch

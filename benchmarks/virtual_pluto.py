@@ -3,8 +3,9 @@
 Target: 20 MS/s (four times a real Pluto's ~5 MS/s USB 2.0 ceiling). A transmitting
 virtual Pluto keeps a cyclic tone on the air so the receiver renders real signal, not
 only noise. Also runs the closed-loop OTA mixup (4 users + 1 receiver, +-25 ppm, random
-start latency) on virtual Plutos and on SimRadio (same seeded medium, same closed loop;
-no genie) and prints the MSE difference. Ends with one JSON line.
+start latency) on virtual Plutos with the closed loop and on SimRadio with genie-aided
+synchronization (same seeded medium) and prints the MSE difference (target: within
+1 dB). Ends with one JSON line.
 
 Run: ``.venv/bin/python benchmarks/virtual_pluto.py [--seconds 3] [--buffer 262144]``
 """
@@ -14,7 +15,12 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import sys
 import time
+from pathlib import Path
+
+# the repository, not this folder, first: benchmarks/phy.py would shadow the phy package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import adi
 import numpy as np
@@ -62,10 +68,11 @@ def main() -> None:
     print(f"  over a real Pluto's ~{REAL_PLUTO_USB_MSPS:.0f} MS/s USB ceiling: "
           f"{msps / REAL_PLUTO_USB_MSPS:.2f}x")  # fmt: skip
     pluto_db, sim_db = ota_mse_pair_db()
-    print(f"closed-loop OTA mixup MSE: virtual Plutos {pluto_db:.2f} dB, SimRadio {sim_db:.2f} dB")
     print(
-        f"  virtual Pluto over SimRadio (same closed loop, no genie): {pluto_db - sim_db:+.2f} dB"
+        f"OTA mixup MSE: virtual Plutos (closed loop) {pluto_db:.2f} dB, "
+        f"SimRadio (genie) {sim_db:.2f} dB"
     )
+    print(f"  virtual Pluto over genie-aided SimRadio: {pluto_db - sim_db:+.2f} dB (target < 1 dB)")
     print(
         json.dumps(
             {
@@ -74,7 +81,7 @@ def main() -> None:
                 "buffer_samples": args.buffer,
                 "ota_mse_virtual_pluto_db": round(pluto_db, 3),
                 "ota_mse_simradio_db": round(sim_db, 3),
-                "alignment_mse_over_sim_db": round(pluto_db - sim_db, 3),
+                "alignment_mse_over_genie_db": round(pluto_db - sim_db, 3),
             }
         )
     )
