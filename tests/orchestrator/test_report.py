@@ -124,9 +124,8 @@ def test_statistics_helpers():
     assert measured_mse_db(lines) == pytest.approx(10 * math.log10((0.1 + 0.01) / 2))
 
 
-@pytest.mark.slow
 def test_smoke_sweep_and_its_report(tmp_path):
-    """The CI smoke sweep as shipped (about a minute), then its report."""
+    """The CI smoke sweep as shipped (about a minute, in the default run), then its report."""
     sweep = load_sweep(REPO / "experiments" / "sweeps" / "smoke.toml", out_dir=tmp_path)
     result = run_sweep(sweep, progress=None)
     assert result.remaining == 0 and not result.failed
