@@ -114,7 +114,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "channel": {
         "radio": Field(
-            str, "sim", "radio back-end for every user and the receiver", ("sim", "virtual-pluto")
+            str,
+            "sim",
+            "radio back-end for every user and the receiver",
+            ("sim", "virtual-pluto", "inventory"),
+        ),
+        "inventory": Field(
+            str, "", "lab inventory TOML of real Plutos (channel.radio = 'inventory')"
         ),
         "snr_db": Field(
             float, 20.0, "per-user receive SNR at full power, unit gain", minimum=-20, maximum=60
@@ -220,6 +226,10 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(
             "users.group_size",
             f"must be <= users.count ({config.users.count}), got {config.users.group_size}",
+        )
+    if config.channel.radio == "inventory" and not config.channel.inventory:
+        raise ConfigError(
+            "channel.inventory", "channel.radio = 'inventory' needs the inventory file's path"
         )
     if config.users.node_processes > config.users.count:
         raise ConfigError(

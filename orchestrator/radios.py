@@ -151,7 +151,43 @@ class VirtualPlutoRunRadios(RunRadios):
         self.lab.stop()
 
 
+class InventoryRunRadios(RunRadios):
+    """``inventory``: lab PlutoSDRs listed in ``channel.inventory`` (a TOML file, see
+    :mod:`hardware.inventory`): the first ``receiver`` entry receives, ``user`` entries
+    are assigned to users in file order. Their RF settings are the run's; SNR and
+    fading are whatever the lab's air gives."""
+
+    def __init__(self, config: ExperimentConfig, run_name: str) -> None:
+        from hardware.inventory import load_inventory
+
+        inventory = load_inventory(config.channel.inventory)
+        receivers, users = inventory.by_role("receiver"), inventory.by_role("user")
+        ids = ex.user_ids(config)
+        if not receivers or len(users) < len(ids):
+            raise ValueError(
+                f"{config.channel.inventory}: need 1 receiver and {len(ids)} user radios, "
+                f"found {len(receivers)} and {len(users)}"
+            )
+        self._uris = {u: entry.open_uri for u, entry in zip(ids, users, strict=False)}
+        self.receiver = open_radio(receivers[0].open_uri)
+        self.receiver.configure(radio_config(config))
+
+    def user_uri(self, user_id: str) -> str:
+        return self._uris[user_id]
+
+    def start_round(self, round_id: int) -> None:
+        """Real radios keep their state between rounds."""
+
+    def silence(self, user_ids: list[str]) -> None:
+        """Nothing to do: when a node process dies its libiio connections close and the
+        radio destroys (stops) its cyclic TX buffer."""
+
+    def close(self) -> None:
+        self.receiver.close()
+
+
 RUN_RADIOS: dict[str, type[RunRadios]] = {
     "sim": SimRunRadios,
     "virtual-pluto": VirtualPlutoRunRadios,
+    "inventory": InventoryRunRadios,
 }

@@ -38,6 +38,7 @@ def test_round_trip_through_toml(tmp_path):
         ({"users": {"count": 3, "group_size": 4}}, "users.group_size", "<= users.count"),
         ({"attacks": {"enabled": ["model_inversion", "x"]}}, "attacks.enabled", "'x'"),
         ({"experiment": {"target_accuracy": 1.5}}, "experiment.target_accuracy", "<= 1"),
+        ({"channel": {"radio": "inventory"}}, "channel.inventory", "needs the inventory"),
     ],
 )
 def test_bad_fields_are_named_with_allowed_values(raw, field, words):

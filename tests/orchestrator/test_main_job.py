@@ -392,6 +392,32 @@ def test_virtual_pluto_back_end_runs_an_experiment(tmp_path, airmix_runs):
     assert 'radio = "virtual-pluto"' in (run_dir / "config.toml").read_text()
 
 
+def test_lab_inventory_back_end_runs_an_experiment(tmp_path, airmix_runs):
+    """``channel.radio = "inventory"``: the radios come from a lab inventory file, exactly
+    as lab Plutos would; here the inventory lists virtual Plutos (the only radios CI has)."""
+    from hardware.virtual_pluto import VirtualPlutoLab
+
+    out = tmp_path / "runs"
+    with VirtualPlutoLab(5, seed=7, channel_model="awgn", medium_name=None) as lab:
+        entries = [{"name": "rx0", "uri": lab.uris[0], "role": "receiver"}]
+        entries += [
+            {"name": f"user{k}", "uri": uri, "role": "user"} for k, uri in enumerate(lab.uris[1:])
+        ]
+        inventory = tmp_path / "lab.toml"
+        inventory.write_text(tomli_w.dumps({"radio": entries}))
+        experiment = write_experiment(
+            tmp_path / "lab-run.toml",
+            out,
+            rounds=1,
+            radio="inventory",
+            channel={"inventory": str(inventory)},
+        )
+        run_dir = finished_run(airmix_runs(str(experiment), out_dir=out))
+    metrics = read_metrics(run_dir)
+    assert metrics[-1]["slots"] > 0 and metrics[-1]["alive_users"] == 4
+    assert metrics[-1]["accuracy"] > 0.2
+
+
 @pytest.mark.slow
 def test_feature_mode_resume_matches_uninterrupted_run(tmp_path, airmix_runs):
     """Feature mode: the nodes' encoders and optimisers are restored from their per-round
