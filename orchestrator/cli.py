@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("orchestrator.main_job", "run an experiment (default: digits, 8 users, sim channel)"),
     "phy-demo": ("orchestrator.phy_demo", "closed-loop OTA mixup on the simulated medium"),
     "virtual-pluto": ("hardware.virtual_pluto", "serve N virtual PlutoSDRs on one sim. medium"),
+    "node": ("orchestrator.node", "serve as one node of a run (remote nodes)"),
     "keys": ("orchestrator.keys", "create CurveZMQ key pairs for the orchestrator and N nodes"),
     "sweep": ("orchestrator.sweep", "run a grid of experiments, resumably (progress, index)"),
     "report": ("orchestrator.report", "Markdown report with plots and claims from run/sweep dirs"),

@@ -60,6 +60,16 @@ class Field:
         return sorted(self.choices() if callable(self.choices) else self.choices)
 
 
+def _node_ids(value: list) -> str | None:
+    import re
+
+    if not all(isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", v) for v in value):
+        return "node ids must be strings of letters, digits, '_', '.', '-' (1-64 characters)"
+    if len(set(value)) != len(value):
+        return "node ids must be unique"
+    return None
+
+
 def _even(value: int) -> str | None:
     return None if value % 2 == 0 else "must be even (pairs of reals form complex symbols)"
 
@@ -103,6 +113,12 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
         "node_processes": Field(
             int, 2, "local node processes the users are spread over", minimum=1
+        ),
+        "remote_nodes": Field(
+            list,
+            [],
+            "ids of nodes started elsewhere (airmix node ...); none are spawned locally",
+            check=_node_ids,
         ),
     },
     "model": {
@@ -153,6 +169,9 @@ SCHEMA: dict[str, dict[str, Field]] = {
     },
     "link": {
         "curve": Field(bool, True, "CurveZMQ encryption and authentication"),
+        "endpoint": Field(
+            str, "tcp://127.0.0.1:*", "where the orchestrator listens (remote nodes: a LAN address)"
+        ),
         "heartbeat_s": Field(float, 0.5, "heartbeat interval", minimum=0.01),
         "liveness_s": Field(float, 3.0, "a node silent this long is dead", minimum=0.05),
         "request_timeout_s": Field(float, 20.0, "per-request timeout", minimum=0.01),
@@ -230,6 +249,11 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
     if config.channel.radio == "inventory" and not config.channel.inventory:
         raise ConfigError(
             "channel.inventory", "channel.radio = 'inventory' needs the inventory file's path"
+        )
+    if len(config.users.remote_nodes) > config.users.count:
+        raise ConfigError(
+            "users.remote_nodes",
+            f"more nodes ({len(config.users.remote_nodes)}) than users ({config.users.count})",
         )
     if config.users.node_processes > config.users.count:
         raise ConfigError(

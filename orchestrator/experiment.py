@@ -53,10 +53,13 @@ def user_ids(config: ExperimentConfig) -> list[str]:
 
 
 def node_users(config: ExperimentConfig) -> dict[str, list[str]]:
-    """Users hosted by each local node process: ``node0: [u000, u002, ...]`` round robin."""
+    """Users hosted by each node, round robin: the remote nodes named in the experiment,
+    else local processes ``node0, node1, ...`` (``node0: [u000, u002, ...]``)."""
     ids = user_ids(config)
-    n = config.users.node_processes
-    return {f"node{i}": ids[i::n] for i in range(n)}
+    names = list(config.users.remote_nodes) or [
+        f"node{i}" for i in range(config.users.node_processes)
+    ]
+    return {name: ids[i :: len(names)] for i, name in enumerate(names)}
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import argparse
 import json
 import logging
 import math
+import shlex
 import subprocess
 import sys
 import time
@@ -74,14 +75,14 @@ class NodeProcesses:
         keys_dir: Path | None,
         uris: dict[str, str],
         restore_round: int | None,
+        remote: list[str] | None = None,
     ) -> None:
+        """Spawn every node of ``node_users`` except the ``remote`` ones, for which the
+        command to run on their own machine is printed instead."""
         logs = run.path / "logs"
         logs.mkdir(exist_ok=True)
         for node_id, users in node_users.items():
-            command = [
-                sys.executable,
-                "-m",
-                "orchestrator.node",
+            arguments = [
                 "--run-dir",
                 str(run.path),
                 "--node-id",
@@ -92,12 +93,18 @@ class NodeProcesses:
                 json.dumps({u: uris[u] for u in users}),
             ]
             if keys_dir is not None:
-                command += ["--keys-dir", str(keys_dir)]
+                arguments += ["--keys-dir", str(keys_dir)]
             if restore_round is not None:
-                command += ["--restore-round", str(restore_round)]
+                arguments += ["--restore-round", str(restore_round)]
+            if node_id in (remote or ()):
+                print(f"start remote node {node_id}: airmix node {shlex.join(arguments)}")
+                continue
             with (logs / f"{node_id}.log").open("a") as log_file:
                 self.processes[node_id] = subprocess.Popen(
-                    command, stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                    [sys.executable, "-m", "orchestrator.node", *arguments],
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
                 )
 
     def all_running(self) -> bool:
@@ -150,11 +157,12 @@ def run_experiment(
         node_users = {n: us for n, us in node_users.items() if set(us) & set(state["alive"])}
     radios = RUN_RADIOS[config.channel.radio](config, run.path.name)
     nodes = NodeProcesses()
-    link = link_class("tcp://127.0.0.1:*", keys_dir=keys_dir, config=_link_config(config))
+    link = link_class(config.link.endpoint, keys_dir=keys_dir, config=_link_config(config))
     engine = None
     try:
         uris = {u: radios.user_uri(u) for u in ex.user_ids(config)}
-        nodes.start(run, node_users, link.address, keys_dir, uris, restore_round)
+        remote = list(config.users.remote_nodes)
+        nodes.start(run, node_users, link.address, keys_dir, uris, restore_round, remote)
         engine = engine_class(config, run, link, radios, node_users, progress=say)
         engine.wait_for_nodes(JOIN_TIMEOUT_S, nodes.all_running)
         start = 0

@@ -325,15 +325,19 @@ def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
     return 1
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="airmix node process")
-    parser.add_argument("--run-dir", required=True, type=Path)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--run-dir", required=True, type=Path, help="holds config.toml (copy it to remote nodes)"
+    )
     parser.add_argument("--node-id", required=True)
-    parser.add_argument("--address", required=True)
-    parser.add_argument("--keys-dir", default=None)
+    parser.add_argument("--address", required=True, help="the orchestrator's tcp:// address")
+    parser.add_argument("--keys-dir", default=None, help="CurveZMQ keys (server + this node)")
     parser.add_argument("--radios", required=True, help="JSON map user id -> radio URI")
     parser.add_argument("--restore-round", type=int, default=None)
-    args = parser.parse_args(argv)
+
+
+def main(args: argparse.Namespace) -> int:
+    """Serve as node ``args.node_id`` until shutdown (0) or the orchestrator is gone (1)."""
     logging.basicConfig(level=logging.WARNING, format=f"[{args.node_id}] %(message)s")
     torch.set_num_threads(1)
     config = load_experiment(args.run_dir / CONFIG_FILE)
@@ -365,4 +369,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    _parser = argparse.ArgumentParser(description="airmix node process")
+    add_arguments(_parser)
+    sys.exit(main(_parser.parse_args()))

@@ -39,6 +39,8 @@ def test_round_trip_through_toml(tmp_path):
         ({"attacks": {"enabled": ["model_inversion", "x"]}}, "attacks.enabled", "'x'"),
         ({"experiment": {"target_accuracy": 1.5}}, "experiment.target_accuracy", "<= 1"),
         ({"channel": {"radio": "inventory"}}, "channel.inventory", "needs the inventory"),
+        ({"users": {"remote_nodes": ["a b"]}}, "users.remote_nodes", "node ids"),
+        ({"users": {"remote_nodes": ["a", "a"]}}, "users.remote_nodes", "unique"),
     ],
 )
 def test_bad_fields_are_named_with_allowed_values(raw, field, words):

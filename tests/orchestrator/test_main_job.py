@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -416,6 +418,46 @@ def test_lab_inventory_back_end_runs_an_experiment(tmp_path, airmix_runs):
     metrics = read_metrics(run_dir)
     assert metrics[-1]["slots"] > 0 and metrics[-1]["alive_users"] == 4
     assert metrics[-1]["accuracy"] > 0.2
+
+
+def test_remote_nodes_named_in_the_file_join_and_the_run_finishes(tmp_path, airmix_runs):
+    """``users.remote_nodes``: the orchestrator spawns no node, prints the command for each
+    named node and waits; the nodes are started the way an operator would start them on
+    their own machines (``airmix node ...``, here as separate local processes)."""
+    out = tmp_path / "runs"
+    with socket.socket() as probe:  # a free port for the orchestrator's endpoint
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    experiment = write_experiment(
+        tmp_path / "remote.toml",
+        out,
+        rounds=1,
+        users={"remote_nodes": ["alpha", "beta"]},
+        link={"endpoint": f"tcp://127.0.0.1:{port}"},
+    )
+    run = airmix_runs(str(experiment), out_dir=out)
+    prefix = "start remote node "
+    wait_until(lambda: sum(line.startswith(prefix) for _, line in run.lines) == 2, 60, "commands")
+    commands = [line.split(": ", 1)[1] for _, line in run.lines if line.startswith(prefix)]
+    assert all(f"--address tcp://127.0.0.1:{port}" in c for c in commands)
+    nodes = [
+        subprocess.Popen(
+            [*airmix_command(), *shlex.split(c)[1:]],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for c in commands
+    ]
+    try:
+        run_dir = finished_run(run)
+        assert all(node.wait(timeout=60) == 0 for node in nodes)  # told to shut down
+    finally:
+        for node in nodes:
+            node.kill()
+    metrics = read_metrics(run_dir)
+    assert metrics[-1]["alive_users"] == 4 and metrics[-1]["slots"] > 0
 
 
 @pytest.mark.slow
