@@ -269,7 +269,9 @@ def test_invalid_experiment_exits_2_and_writes_nothing(tmp_path):
         timeout=120,
     )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "channel.radio: 'plutto' is not one of ['sim', 'virtual-pluto']" in result.stderr
+    assert "channel.radio: 'plutto' is not one of ['inventory', 'sim', 'virtual-pluto']" in (
+        result.stderr
+    )
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
 
