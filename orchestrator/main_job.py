@@ -261,6 +261,7 @@ def write_plots(run: RunDirectory, metrics: list[dict[str, Any]], privacy: dict)
         label="pilots",
     )
     axes[2].set(xlabel="round", ylabel="channel uses", title="channel uses per round")
+    axes[2].legend()
     figure.tight_layout()
     figure.savefig(run.plots_dir / "training.png", dpi=100)
     plt.close(figure)
