@@ -171,6 +171,32 @@ class Attack(ABC):
         ``<name>`` next to its chance level ``<name>_chance``."""
 
 
+class MlpAttack(Attack):
+    """An attack whose model is an MLP trained on the auxiliary split.
+
+    Args:
+        hidden: width of the hidden layers; depth: number of hidden layers.
+        epochs, batch_size, lr: training settings.
+        rng: seed for initialization and batch order.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 256,
+        depth: int = 2,
+        epochs: int = 20,
+        batch_size: int = 256,
+        lr: float = 2e-3,
+        rng: RngLike = None,
+    ) -> None:
+        if hidden < 1 or depth < 1:
+            raise ValueError("hidden and depth must be >= 1")
+        self.hidden, self.depth = int(hidden), int(depth)
+        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        self._rng = make_rng(rng)
+        self.net: nn.Module | None = None
+
+
 def observation_matrix(obs: Observation, use_label: bool) -> np.ndarray:
     """The attacker's input vector per observation: payload, then the mixed label and
     the weights when present and ``use_label``. Returns ``(B, D')`` float32."""

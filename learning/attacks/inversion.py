@@ -27,8 +27,8 @@ from scipy.optimize import linear_sum_assignment
 from torch import nn
 
 from learning.attacks.base import (
-    Attack,
     GroupTruth,
+    MlpAttack,
     Observation,
     Standardizer,
     build_seeded,
@@ -135,7 +135,7 @@ def _perm_invariant_mse(recon: torch.Tensor, target: torch.Tensor, perms: torch.
 
 
 @register
-class ModelInversion(Attack):
+class ModelInversion(MlpAttack):
     """Inversion network (MLP) from observations to ``K`` images.
 
     Args:
@@ -162,15 +162,10 @@ class ModelInversion(Attack):
         evaluator_epochs: int = 60,
         rng: RngLike = None,
     ) -> None:
-        if hidden < 1 or depth < 1:
-            raise ValueError("hidden and depth must be >= 1")
-        self.hidden, self.depth = int(hidden), int(depth)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        super().__init__(hidden, depth, epochs, batch_size, lr, rng)
         self.use_label = bool(use_label)
         self.evaluator = evaluator
         self.evaluator_epochs = int(evaluator_epochs)
-        self._rng = make_rng(rng)
-        self.net: nn.Module | None = None
 
     def fit(self, aux_observations: Observation, aux_truth: GroupTruth) -> ModelInversion:
         """Train the inversion network (and the evaluation classifier if none was given)

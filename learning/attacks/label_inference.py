@@ -19,8 +19,8 @@ import torch
 from torch import nn
 
 from learning.attacks.base import (
-    Attack,
     GroupTruth,
+    MlpAttack,
     Observation,
     Standardizer,
     build_seeded,
@@ -90,7 +90,7 @@ def counts_to_labels(counts: np.ndarray) -> np.ndarray:
 
 
 @register
-class LabelInference(Attack):
+class LabelInference(MlpAttack):
     """Count-per-class network on (payload, mixed label, weights).
 
     Args:
@@ -113,15 +113,10 @@ class LabelInference(Attack):
         use_label: bool = True,
         rng: RngLike = None,
     ) -> None:
-        if hidden < 1 or depth < 1:
-            raise ValueError("hidden and depth must be >= 1")
-        self.hidden, self.depth = int(hidden), int(depth)
-        self.epochs, self.batch_size, self.lr = int(epochs), int(batch_size), float(lr)
+        super().__init__(hidden, depth, epochs, batch_size, lr, rng)
         if not (use_payload or use_label):
             raise ValueError("the attack needs the payload, the mixed label, or both")
         self.use_payload, self.use_label = bool(use_payload), bool(use_label)
-        self._rng = make_rng(rng)
-        self.net: nn.Module | None = None
 
     def _inputs(self, obs: Observation) -> np.ndarray:
         x = observation_matrix(obs, use_label=self.use_label)
