@@ -153,22 +153,24 @@ class _Connection:
         self.status(0)
 
     # -- attributes -----------------------------------------------------------------
-    def _attr_list(self, dev: Device, cmd: Command) -> tuple[list[Attribute], int] | int:
-        if cmd.kind == "channel":
-            chan = dev.find_channel(cmd.channel or "", cmd.output)
-            if chan is None:
-                return -errno.ENXIO
-            return chan.attrs, CHANNEL_ATTR_MAX
-        return dev.attr_list(cmd.kind), DEVICE_ATTR_MAX
-
-    def _do_read(self, cmd: Command) -> None:
+    def _attrs_of(self, cmd: Command) -> tuple[list[Attribute], int] | None:
+        """The attributes ``cmd`` addresses and their read size limit; replies the
+        daemon's -ENODEV / -ENXIO and returns None when the device or channel is absent."""
         dev = self._device(cmd)
         if dev is None:
             self.status(-errno.ENODEV)
-            return
-        found = self._attr_list(dev, cmd)
-        if isinstance(found, int):
-            self.status(found)
+            return None
+        if cmd.kind != "channel":
+            return dev.attr_list(cmd.kind), DEVICE_ATTR_MAX
+        chan = dev.find_channel(cmd.channel or "", cmd.output)
+        if chan is None:
+            self.status(-errno.ENXIO)
+            return None
+        return chan.attrs, CHANNEL_ATTR_MAX
+
+    def _do_read(self, cmd: Command) -> None:
+        found = self._attrs_of(cmd)
+        if found is None:
             return
         attrs, limit = found
         try:
@@ -184,13 +186,8 @@ class _Connection:
 
     def _do_write(self, cmd: Command) -> None:
         payload = self.read_exact(cmd.number)
-        dev = self._device(cmd)
-        if dev is None:
-            self.status(-errno.ENODEV)
-            return
-        found = self._attr_list(dev, cmd)
-        if isinstance(found, int):
-            self.status(found)
+        found = self._attrs_of(cmd)
+        if found is None:
             return
         attrs = found[0]
         try:
