@@ -32,6 +32,7 @@ import re
 import socket
 import threading
 import time
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,7 +197,7 @@ class _Pending:
         self.done.set()
 
 
-class _Endpoint:
+class _Endpoint(ABC):
     """Shared machinery of both ends: I/O thread, requests, replies, heartbeats."""
 
     role = ""  # "orchestrator" or "node": the role of *this* end
@@ -473,15 +474,17 @@ class _Endpoint:
         self._remember_request(msg, digest)  # in progress until the application replies
         self._inbox.put(LinkEvent("message", msg.sender, msg))
 
-    # hooks implemented by the two ends
+    # hooks implemented by the two ends (OrchestratorLink, NodeLink)
+    @abstractmethod
     def _transmit(self, peer: str, data: bytes, msg_type: str) -> None:
-        raise NotImplementedError
+        """Put ``data`` on the wire towards ``peer``."""
 
+    @abstractmethod
     def _on_frames(self, frames: list[zmq.Frame]) -> None:
-        raise NotImplementedError
+        """Handle frames received from the socket."""
 
-    def _on_monitor(self) -> None:
-        pass
+    def _on_monitor(self) -> None:  # noqa: B027 (optional hook: only the orchestrator monitors)
+        """Handle socket-monitor events (none by default)."""
 
     def _on_dead(self, peer: str) -> None:
         with self._pending_lock:
@@ -489,11 +492,13 @@ class _Endpoint:
                 if p.peer == peer:
                     p.finish(error=PeerDead(f"peer {peer!r} is dead"))
 
+    @abstractmethod
     def _peer_reachable(self, peer: str) -> bool:
-        raise NotImplementedError
+        """Whether requests to ``peer`` may be sent."""
 
+    @abstractmethod
     def _heartbeat_peers(self) -> list[str]:
-        raise NotImplementedError
+        """The peers to send heartbeats to."""
 
     def _close_sockets(self) -> None:
         for s in (self._monitor, self._sock):
