@@ -70,6 +70,18 @@ class Observation:
 
 
 @dataclass
+class EavesdropperCapture:
+    """What the eavesdropper's radio recorded during one slot (for the attacks): the
+    samples over the receiver's capture window of the slot, complex64 ``(n,)``."""
+
+    round_id: int
+    slot_id: int
+    user_ids: list[str]
+    weights: np.ndarray
+    samples: np.ndarray
+
+
+@dataclass
 class RoundStats:
     """Counters of one round."""
 
@@ -128,6 +140,7 @@ class Engine:
         self.alive = set(self.node_of)
         self.totals = {"channel_uses": 0, "pilot_channel_uses": 0, "slots": 0}
         self.observations: list[Observation] = []
+        self.eavesdropped: list[EavesdropperCapture] = []  # empty without an eavesdropper
         self.eval_reports: dict[str, dict] = {}
         self.joined: set[str] = set()
         self._pending_stop: list[str] = []  # users whose frame plays until the next command
@@ -318,6 +331,8 @@ class Engine:
             except ValueError as error:  # the frame was on the air but not found
                 estimate = None
                 log.warning("slot %d of round %d missed: %s", slot_id, round_id, error)
+            if record:  # the same window of air, as the eavesdropper heard it
+                self._eavesdrop(plan, weights, round_id, slot_id, group)
         finally:  # stopped with the next command (or flush_stops): no frame keeps playing
             self._pending_stop.extend(group)
         stats.slots += 1
@@ -350,6 +365,16 @@ class Engine:
         if record:
             self.observations.append(
                 Observation(round_id, slot_id, list(group), weights, payload.numpy(), label.numpy())
+            )
+
+    def _eavesdrop(
+        self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, group: list[str]
+    ) -> None:
+        """Keep what the eavesdropper (if the radios have one) heard during the slot."""
+        samples = self.radios.eavesdrop(plan.buffer_len)
+        if samples is not None:
+            self.eavesdropped.append(
+                EavesdropperCapture(round_id, slot_id, list(group), weights, samples)
             )
 
     def run_round(self, round_id: int) -> dict[str, Any]:
@@ -465,6 +490,7 @@ class Engine:
                 "totals": dict(self.totals),
                 "alive": sorted(self.alive),
                 "observations": self.observations,
+                "eavesdropped": self.eavesdropped,
             }
         )
 
@@ -475,4 +501,5 @@ class Engine:
         self.totals = dict(state["totals"])
         self.alive = set(state["alive"]) & set(self.node_of)
         self.observations = list(state["observations"])
+        self.eavesdropped = list(state.get("eavesdropped", []))
         return int(state["round"]) + 1

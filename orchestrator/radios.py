@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
+import numpy as np
+
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
 from phy.medium import SharedMedium, register_medium, unregister_medium
@@ -75,6 +77,11 @@ class RunRadios(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release every radio and server."""
+
+    def eavesdrop(self, n_samples: int) -> np.ndarray | None:
+        """What the run's eavesdropper radio heard over the receiver's last ``n_samples``
+        samples (complex64 ``(n_samples,)``), or None when the run has no eavesdropper."""
+        return None
 
 
 class SimRunRadios(RunRadios):
