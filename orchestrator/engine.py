@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,13 +143,19 @@ class Engine:
         self.eval_reports: dict[str, dict] = {}
         self.joined: set[str] = set()
         self._pending_stop: list[str] = []  # users whose frame plays until the next command
-        # one request thread per node: requests to different nodes overlap (_request_many)
-        n_nodes = len(set(self.node_of.values()))
-        self._pool = ThreadPoolExecutor(max_workers=max(1, min(32, n_nodes)))
+        self.pump_seconds = 0.0  # spent polling the link without waiting (see pump)
 
     # ------------------------------------------------------------- link helpers
     def pump(self, timeout_s: float = 0.0) -> None:
-        """Handle pending link events: deaths, label and eval reports (acked)."""
+        """Handle pending link events: deaths, label and eval reports (acked). The time
+        spent in non-blocking pumps counts as messaging (``pump_seconds``)."""
+        started = time.perf_counter()
+        blocking = timeout_s > 0
+        self._pump(timeout_s)
+        if not blocking:
+            self.pump_seconds += time.perf_counter() - started
+
+    def _pump(self, timeout_s: float) -> None:
         while (event := self.link.recv(timeout_s=timeout_s)) is not None:
             timeout_s = 0.0
             if event.kind == "dead":
@@ -190,34 +195,27 @@ class Engine:
             self.radios.silence(lost)  # its cyclic frame must not play into later slots
 
     def _request(self, node_id: str, msg_type: str, body: dict[str, Any]) -> None:
-        try:
-            self.link.request(node_id, msg_type, body)
-        except RemoteError:
-            raise  # the node is alive but refused: a bug or bad input, not a drop-out
-        except LinkError as error:  # PeerDead, LinkTimeout: the node is gone
-            self._drop_node(node_id)
-            raise NodeLost(f"{node_id}: {error}") from error
+        self._request_many([(node_id, msg_type, body)])
 
     def _request_many(self, requests: list[tuple[str, str, dict[str, Any]]]) -> None:
         """Send requests to *different* nodes at once and wait for every reply (one round
-        trip instead of one per node). A lost node is dropped; NodeLost is raised after
-        all requests finished, so the others are never left half done."""
-        if len(requests) == 1:
-            self._request(*requests[0])
-            return
-        futures = [self._pool.submit(self._request, *request) for request in requests]
+        trip instead of one per node). A lost node (PeerDead, LinkTimeout) is dropped and
+        NodeLost raised after all requests finished, so the others are never left half
+        done; an ``error`` reply (the node is alive but refused: a bug or bad input)
+        raises RemoteError."""
+        results = self.link.request_many(requests)
+        refused: RemoteError | None = None
         lost: NodeLost | None = None
-        for future in futures:
-            try:
-                future.result()
-            except NodeLost as error:
-                lost = lost or error
+        for (node_id, _, _), result in zip(requests, results, strict=True):
+            if isinstance(result, RemoteError):
+                refused = refused or result
+            elif isinstance(result, LinkError):
+                self._drop_node(node_id)
+                lost = lost or NodeLost(f"{node_id}: {result}")
+        if refused is not None:
+            raise refused
         if lost is not None:
             raise lost
-
-    def close(self) -> None:
-        """Release the request threads."""
-        self._pool.shutdown(wait=True)
 
     def _per_node(self, user_ids: list[str]) -> dict[str, list[int]]:
         """node id -> positions in ``user_ids`` of the users it hosts."""
@@ -381,6 +379,7 @@ class Engine:
         """Run one round; returns its metrics record."""
         started = time.perf_counter()
         before = self.link.counters.snapshot()
+        pumped = self.pump_seconds
         self.radios.start_round(round_id)
         rf = radio_config(self.config)
         body = {
@@ -449,6 +448,12 @@ class Engine:
             "round_digital_bytes": (after["sent_bytes"] - before["sent_bytes"])
             + (after["received_bytes"] - before["received_bytes"]),
             "digital_messages": after["sent_messages"] + after["received_messages"],
+            "link_requests": after["requests"] - before["requests"],
+            # time the engine waited on the digital link itself: blocked in requests minus
+            # the nodes' handling of them, plus polling for events
+            "messaging_seconds": (after["request_seconds"] - before["request_seconds"])
+            - (after["served_seconds"] - before["served_seconds"])
+            + (self.pump_seconds - pumped),
             "seconds": time.perf_counter() - started,
         }
 

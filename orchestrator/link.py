@@ -16,8 +16,16 @@
   (unknown key, no encryption) are counted as "unauthenticated". Without a key
   directory the link runs in plain text (local tests only).
 
-Each endpoint owns one I/O thread that alone touches its socket; the public methods
-are thread-safe and block only the caller. Usable from plain threads and processes.
+Threads: the caller's thread puts its own frames on the wire (a lock serialises every
+use of the socket), so a request costs no hand-off before it leaves; one I/O thread per
+endpoint reads the socket, answers replies to the waiting callers and runs the timers
+(retries, heartbeats, liveness). :meth:`request_many` sends requests to several peers at
+once from one thread. The public methods are thread-safe and block only the caller.
+
+Timing: a reply carries ``served_s``, the seconds the peer's application spent between
+taking the request (:meth:`recv`) and answering it (:meth:`reply`); the requester adds
+up its blocked time and the peers' serving time (:class:`LinkCounters`), so the time
+spent on the link itself is their difference.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +59,7 @@ ORCHESTRATOR_ID = "orchestrator"
 #: message types that answer a request (carry ``re``)
 REPLY_TYPES = frozenset({"ack", "welcome", "error"})
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+READ_BURST = 1000  # frames read in a row before the timers are served
 
 
 class LinkError(RuntimeError):
@@ -137,6 +147,17 @@ class LinkCounters:
         self.sent_by_type: collections.Counter[str] = collections.Counter()
         self.received_by_type: collections.Counter[str] = collections.Counter()
         self.rejects: collections.Counter[str] = collections.Counter()
+        self.requests = 0
+        self.request_seconds = 0.0
+        self.served_seconds = 0.0
+
+    def on_requests(self, n: int, blocked_s: float, served_s: float) -> None:
+        """Count a call of ``n`` concurrent requests: the caller was blocked ``blocked_s``
+        seconds, of which the slowest peer served ``served_s``."""
+        with self._lock:
+            self.requests += n
+            self.request_seconds += blocked_s
+            self.served_seconds += served_s
 
     def on_sent(self, msg_type: str, n_bytes: int) -> None:
         with self._lock:
@@ -177,17 +198,20 @@ class LinkCounters:
                 "sent_by_type": dict(self.sent_by_type),
                 "received_by_type": dict(self.received_by_type),
                 "rejects": dict(self.rejects),
+                "requests": self.requests,
+                "request_seconds": self.request_seconds,
+                "served_seconds": self.served_seconds,
             }
 
 
 class _Pending:
-    """A request waiting for its reply."""
+    """A request waiting for its reply (sent once; ``resends`` more after timeouts)."""
 
-    def __init__(self, peer: str, data: bytes, msg_type: str, timeout_s: float, tries: int):
+    def __init__(self, peer: str, data: bytes, msg_type: str, timeout_s: float, resends: int):
         self.peer, self.data, self.msg_type = peer, data, msg_type
         self.timeout_s = timeout_s
-        self.tries_left = tries
-        self.deadline = 0.0
+        self.resends_left = resends
+        self.deadline = time.monotonic() + timeout_s
         self.done = threading.Event()
         self.reply: m.Message | None = None
         self.error: LinkError | None = None
@@ -211,7 +235,8 @@ class _Endpoint(ABC):
         self._guard = m.ReplayGuard(self.config.replay_window_s)
         self._ctx = zmq.Context()
         self._inbox: queue.Queue[LinkEvent] = queue.Queue()
-        self._outbox: collections.deque[tuple[str, bytes, str]] = collections.deque()
+        self._sock_lock = threading.RLock()  # every use of self._sock holds it
+        self._taken: dict[tuple[str, int], float] = {}  # request -> when recv() handed it out
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
         # per peer: request seq -> [digest of the request bytes, reply bytes or None]
@@ -234,7 +259,7 @@ class _Endpoint(ABC):
     def send(self, peer: str, msg_type: str, body: dict[str, Any] | None = None) -> int:
         """Send a one-way message to ``peer``; returns its sequence number."""
         seq, data = self._encode(msg_type, body or {}, None)
-        self._enqueue(peer, data, msg_type)
+        self._send_now(peer, data, msg_type)
         return seq
 
     def request(
@@ -252,48 +277,102 @@ class _Endpoint(ABC):
         same bytes are re-sent up to ``retries`` times. Raises :class:`LinkTimeout`,
         :class:`PeerDead` or :class:`RemoteError` (the peer replied ``error``).
         """
+        (result,) = self.request_many(
+            [(peer, msg_type, body)], timeout_s=timeout_s, retries=retries
+        )
+        if isinstance(result, LinkError):
+            raise result
+        return result
+
+    def request_many(
+        self,
+        calls: Sequence[tuple[str, str, dict[str, Any] | None]],
+        *,
+        timeout_s: float | None = None,
+        retries: int | None = None,
+    ) -> list[m.Message | LinkError]:
+        """Send every ``(peer, msg_type, body)`` request at once and wait for all replies.
+
+        Returns, in call order, the reply or the :class:`LinkError` of each request
+        (:class:`RemoteError` for an ``error`` reply, :class:`PeerDead`,
+        :class:`LinkTimeout`): one failure never leaves the others half done. Timeouts
+        and retries as :meth:`request`. Invalid bodies raise ProtocolError before
+        anything is sent.
+        """
         timeout_s = self.config.request_timeout_s if timeout_s is None else timeout_s
         retries = self.config.retries if retries is None else retries
         if not timeout_s > 0 or retries < 0:
             raise ValueError("need timeout_s > 0 and retries >= 0")
-        if not self._peer_reachable(peer):
-            raise PeerDead(f"peer {peer!r} is not alive")
-        seq, data = self._encode(msg_type, body or {}, None)
-        pending = _Pending(peer, data, msg_type, timeout_s, retries + 1)
-        with self._pending_lock:
-            self._pending[seq] = pending
-        self._wake()
+        started = time.monotonic()
+        encoded = [
+            (peer, msg_type, *self._encode(msg_type, body or {}, None))
+            for peer, msg_type, body in calls
+        ]
+        pendings: dict[int, _Pending] = {}
+        results: list[m.Message | LinkError | None] = [None] * len(calls)
+        for i, (peer, msg_type, seq, data) in enumerate(encoded):
+            if not self._peer_reachable(peer):
+                results[i] = PeerDead(f"peer {peer!r} is not alive")
+                continue
+            pending = _Pending(peer, data, msg_type, timeout_s, retries)
+            with self._pending_lock:  # registered before sending: the reply may be fast
+                self._pending[seq] = pending
+            pendings[i] = pending
+            try:
+                self._send_now(peer, data, msg_type)
+            except LinkError as error:
+                pending.finish(error=error)
+        served = 0.0
         try:
-            if not pending.done.wait(timeout_s * (retries + 1) + 5.0):
-                raise LinkTimeout(f"{msg_type} to {peer!r}: I/O thread did not answer")
+            for i, pending in pendings.items():
+                left = started + timeout_s * (retries + 1) + 5.0 - time.monotonic()
+                if not pending.done.wait(max(0.0, left)):
+                    results[i] = LinkTimeout(f"{pending.msg_type} to {pending.peer!r}: no answer")
+                elif pending.error is not None:
+                    results[i] = pending.error
+                else:
+                    reply = pending.reply
+                    assert reply is not None
+                    served = max(served, float(reply.body.get("served_s", 0.0)))
+                    results[i] = (
+                        RemoteError(reply.body["reason"], reply.body["detail"])
+                        if reply.type == "error"
+                        else reply
+                    )
         finally:
             with self._pending_lock:
-                self._pending.pop(seq, None)
-        if pending.error is not None:
-            raise pending.error
-        assert pending.reply is not None
-        if pending.reply.type == "error":
-            raise RemoteError(pending.reply.body["reason"], pending.reply.body["detail"])
-        return pending.reply
+                for _, _, seq, _ in encoded:
+                    self._pending.pop(seq, None)
+        self.counters.on_requests(len(calls), time.monotonic() - started, served)
+        return results  # type: ignore[return-value]
 
     def reply(self, request: m.Message, msg_type: str = "ack", body: dict | None = None) -> int:
         """Answer ``request`` (``ack`` / ``error`` / ``welcome``); returns the reply's seq."""
         if msg_type not in REPLY_TYPES:
             raise ValueError(f"reply type must be one of {sorted(REPLY_TYPES)}")
-        seq, data = self._encode(msg_type, body or {}, request.seq)
+        taken = self._taken.pop((request.sender, request.seq), None)
+        body = dict(body or {})
+        if taken is not None and msg_type != "welcome":
+            body["served_s"] = time.monotonic() - taken
+        seq, data = self._encode(msg_type, body, request.seq)
         with self._replies_lock:
             entry = self._replies.get(request.sender, {}).get(request.seq)
             if entry is not None:  # answered from the cache when the request is repeated
                 entry[1] = data
-        self._enqueue(request.sender, data, msg_type)
+        self._send_now(request.sender, data, msg_type)
         return seq
 
     def recv(self, timeout_s: float | None = None) -> LinkEvent | None:
         """The next :class:`LinkEvent`, or None after ``timeout_s`` (None: wait forever)."""
         try:
-            return self._inbox.get(timeout=timeout_s)
+            event = self._inbox.get(timeout=timeout_s)
         except queue.Empty:
             return None
+        if event.kind == "message" and event.message is not None:
+            self._taken[(event.peer, event.message.seq)] = time.monotonic()
+            while len(self._taken) > 4 * self.config.reply_cache:  # never answered: forget
+                self._taken.pop(next(iter(self._taken)))
+        return event
 
     def close(self) -> None:
         """Stop the I/O thread and close the sockets (safe to call twice)."""
@@ -329,11 +408,19 @@ class _Endpoint(ABC):
         msg = m.Message(msg_type, body, seq, self.identity, time.time(), re_seq)
         return seq, m.encode(msg, max_bytes=self.config.max_bytes)
 
-    def _enqueue(self, peer: str, data: bytes, msg_type: str) -> None:
-        if self._stop.is_set():
-            raise LinkError("link closed")
-        self._outbox.append((peer, data, msg_type))
-        self._wake()
+    def _send_now(self, peer: str, data: bytes, msg_type: str) -> None:
+        """Put ``data`` on the wire from the calling thread. Any socket operation may
+        consume the socket's edge-triggered readiness signal (``zmq.FD``), so if frames
+        are waiting afterwards the I/O thread is woken to read them."""
+        with self._sock_lock:
+            if self._stop.is_set():
+                if threading.current_thread() is self._thread:
+                    return  # shutting down: the I/O thread's last timers send nothing
+                raise LinkError("link closed")
+            self._transmit(peer, data, msg_type)
+            readable = self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN
+        if readable and threading.current_thread() is not self._thread:
+            self._wake()
 
     def _wake(self) -> None:
         with contextlib.suppress(BlockingIOError, OSError):
@@ -345,11 +432,19 @@ class _Endpoint(ABC):
 
     def _run(self) -> None:
         poller = zmq.Poller()
-        poller.register(self._sock, zmq.POLLIN)
+        poller.register(self._sock.getsockopt(zmq.FD), zmq.POLLIN)  # readiness edge only
         poller.register(self._wake_r, zmq.POLLIN)
         if self._monitor is not None:
             poller.register(self._monitor, zmq.POLLIN)
         while not self._stop.is_set():
+            burst = self._read_burst()
+            for frames in burst:
+                self._on_frames(frames)
+            if self._monitor is not None:
+                self._on_monitor()
+            self._service_timers()
+            if len(burst) == READ_BURST:  # more may be waiting: serve timers, read on
+                continue
             timeout_ms = max(1, int(1000 * min(self._next_deadline() - time.monotonic(), 0.25)))
             try:
                 ready = dict(poller.poll(timeout_ms))
@@ -361,17 +456,14 @@ class _Endpoint(ABC):
                 with contextlib.suppress(BlockingIOError):
                     while self._wake_r.recv(4096):
                         pass
-            if self._sock in ready:
-                for _ in range(1000):  # bounded burst, then serve timers
-                    try:
-                        frames = self._sock.recv_multipart(zmq.NOBLOCK, copy=False)
-                    except zmq.Again:
-                        break
-                    self._on_frames(frames)
-            if self._monitor is not None and self._monitor in ready:
-                self._on_monitor()
-            self._flush_outbox()
-            self._service_timers()
+
+    def _read_burst(self) -> list[list[zmq.Frame]]:
+        """Every frame waiting on the socket (at most READ_BURST messages)."""
+        burst: list[list[zmq.Frame]] = []
+        with self._sock_lock:
+            while len(burst) < READ_BURST and self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+                burst.append(self._sock.recv_multipart(zmq.NOBLOCK, copy=False))
+        return burst
 
     def _next_deadline(self) -> float:
         deadline = self._next_heartbeat
@@ -381,31 +473,26 @@ class _Endpoint(ABC):
                     deadline = p.deadline
         return deadline
 
-    def _flush_outbox(self) -> None:
-        while self._outbox:
-            peer, data, msg_type = self._outbox.popleft()
-            self._transmit(peer, data, msg_type)
-
     def _service_timers(self) -> None:
         now = time.monotonic()
         with self._pending_lock:
             pendings = list(self._pending.values())
         for p in pendings:
-            if p.done.is_set() or (p.deadline and now < p.deadline):
+            if p.done.is_set() or now < p.deadline:
                 continue
             if not self._peer_reachable(p.peer):
                 p.finish(error=PeerDead(f"peer {p.peer!r} is dead"))
-            elif p.tries_left == 0:
+            elif p.resends_left == 0:
                 p.finish(error=LinkTimeout(f"no reply to {p.msg_type} from {p.peer!r}"))
             else:
-                p.tries_left -= 1
+                p.resends_left -= 1
                 p.deadline = now + p.timeout_s
-                self._transmit(p.peer, p.data, p.msg_type)
+                self._send_now(p.peer, p.data, p.msg_type)
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             for peer in self._heartbeat_peers():
                 _, data = self._encode("heartbeat", {}, None)
-                self._transmit(peer, data, "heartbeat")
+                self._send_now(peer, data, "heartbeat")
             self._check_liveness(now)
 
     def _check_liveness(self, now: float) -> None:
@@ -440,7 +527,7 @@ class _Endpoint(ABC):
                 self.counters.on_received(len(data), msg.type)
                 self.counters.on_duplicate()
                 if cached is not None:
-                    self._transmit(msg.sender, cached, "reply-cached")
+                    self._send_now(msg.sender, cached, "reply-cached")
                 return None
             self._guard.check(msg)
         except m.ProtocolError as exc:
@@ -501,9 +588,10 @@ class _Endpoint(ABC):
         """The peers to send heartbeats to."""
 
     def _close_sockets(self) -> None:
-        for s in (self._monitor, self._sock):
-            if s is not None:
-                s.close(linger=0)
+        with self._sock_lock:
+            for s in (self._monitor, self._sock):
+                if s is not None:
+                    s.close(linger=0)
 
 
 # ---------------------------------------------------------------------- orchestrator

@@ -198,8 +198,6 @@ def run_experiment(
         say(json.dumps(summary["headline"]))
         return summary
     finally:
-        if engine is not None:
-            engine.close()
         nodes.stop()
         link.close()
         radios.close()

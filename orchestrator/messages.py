@@ -183,9 +183,17 @@ SCHEMAS: dict[str, MessageSpec] = {
         doc="join accepted (reply to hello) with the heartbeat timing to use",
     ),
     "heartbeat": MessageSpec("any", {}, doc="liveness signal, both ways"),
-    "ack": MessageSpec("any", {}, {"note": STR}, doc="request done (reply)"),
+    "ack": MessageSpec(
+        "any",
+        {},
+        {"note": STR, "served_s": FLOAT},
+        doc="request done (reply); served_s: seconds the peer spent handling it",
+    ),
     "error": MessageSpec(
-        "any", {"reason": STR, "detail": STR}, doc="request failed (reply) with a reason code"
+        "any",
+        {"reason": STR, "detail": STR},
+        {"served_s": FLOAT},
+        doc="request failed (reply) with a reason code",
     ),
     "start_round": MessageSpec(
         "orchestrator",
@@ -295,15 +303,21 @@ check_privacy_invariant()
 # --------------------------------------------------------------------------- arrays
 
 
+#: dtype name -> its little-endian dtype on the wire; native dtype -> name (fast lookups)
+_WIRE_DTYPES = {name: np.dtype(name).newbyteorder("<") for name in ARRAY_DTYPES}
+_WIRE_NAMES = {np.dtype(name): name for name in ARRAY_DTYPES}
+
+
 def encode_array(array: np.ndarray) -> dict[str, Any]:
     """A numpy array as ``{"dtype", "shape", "data"}`` (little-endian, C order)."""
     a = np.asarray(array)
-    if a.dtype.name not in ARRAY_DTYPES:
+    name = _WIRE_NAMES.get(a.dtype) or _WIRE_NAMES.get(a.dtype.newbyteorder("="))
+    if name is None:
         raise ProtocolError("bad_array", f"dtype {a.dtype} not in {sorted(ARRAY_DTYPES)}")
     if a.ndim > MAX_ARRAY_NDIM or a.size > MAX_ARRAY_ELEMENTS:
         raise ProtocolError("bad_array", f"array of shape {a.shape} is too large")
-    a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
-    return {"dtype": a.dtype.name, "shape": list(a.shape), "data": a.tobytes()}
+    a = np.ascontiguousarray(a, dtype=_WIRE_DTYPES[name])
+    return {"dtype": name, "shape": list(a.shape), "data": a.tobytes()}
 
 
 def decode_array(obj: Any) -> np.ndarray:
@@ -322,7 +336,7 @@ def decode_array(obj: Any) -> np.ndarray:
     n = math.prod(shape)
     if n > MAX_ARRAY_ELEMENTS:
         raise ProtocolError("bad_array", f"{n} elements exceed {MAX_ARRAY_ELEMENTS}")
-    dt = np.dtype(dtype).newbyteorder("<")
+    dt = _WIRE_DTYPES[dtype]
     if not isinstance(data, bytes) or len(data) != n * dt.itemsize:
         raise ProtocolError("bad_array", f"data must be {n * dt.itemsize} bytes for {shape}")
     array = np.frombuffer(data, dtype=dt).reshape(shape)

@@ -136,6 +136,47 @@ def test_errors_timeouts_and_idempotent_retries(orch, keys_dir):
         orch.request("nobody", "shutdown", {})
 
 
+def test_request_many_waits_for_all_and_counts_link_vs_serving_time(orch, keys_dir):
+    """Concurrent requests to two nodes: each result in call order (a reply, a refusal,
+    an unknown peer), the replies carry the peers' serving time, and the counters split
+    the caller's blocked time into the peers' serving time and the link's share."""
+    with (
+        NodeLink("node0", orch.address, keys_dir=keys_dir, config=FAST) as node0,
+        NodeLink("node1", orch.address, keys_dir=keys_dir, config=FAST) as node1,
+    ):
+        node0.join(["u0"])
+        node1.join(["u1"])
+
+        def slow(link, msg):
+            time.sleep(0.2)
+            link.reply(msg)
+
+        def refuse(link, msg):
+            time.sleep(0.05)
+            link.reply(msg, "error", {"reason": "busy", "detail": "try later"})
+
+        stop = {"user_ids": ["u0"]}
+        with Responder(node0, slow), Responder(node1, refuse):
+            started = time.monotonic()
+            results = orch.request_many(
+                [
+                    ("node0", "stop_transmit", stop),
+                    ("node1", "stop_transmit", {"user_ids": ["u1"]}),
+                    ("nobody", "stop_transmit", stop),
+                ]
+            )
+            blocked = time.monotonic() - started
+        reply, refused, unknown = results
+        assert reply.type == "ack" and 0.2 <= reply.body["served_s"] < blocked
+        assert isinstance(refused, RemoteError) and refused.reason == "busy"
+        assert isinstance(unknown, PeerDead)
+        assert blocked < 0.2 + 0.15  # concurrent, not one after the other (0.25 s)
+        counters = orch.counters.snapshot()
+        assert counters["requests"] == 3
+        assert counters["served_seconds"] == pytest.approx(reply.body["served_s"])
+        assert 0 <= counters["request_seconds"] - counters["served_seconds"] < blocked - 0.2
+
+
 def test_unknown_key_plaintext_and_spoofed_identity_cannot_join(orch, keys_dir, tmp_path):
     create_keys(tmp_path, 1)  # a "node0" key pair the orchestrator does not know
     rogue_keys = load_node_keys(tmp_path, "node0")

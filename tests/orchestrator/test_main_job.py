@@ -29,7 +29,9 @@ import tomli_w
 
 ROOT = Path(__file__).resolve().parents[2]
 #: metric fields that legitimately differ between runs of the same experiment
-VARYING = frozenset({"seconds", "digital_bytes", "round_digital_bytes", "digital_messages"})
+VARYING = frozenset(
+    {"seconds", "messaging_seconds", "digital_bytes", "round_digital_bytes", "digital_messages"}
+)
 RUN_TIMEOUT_S = 300.0
 
 

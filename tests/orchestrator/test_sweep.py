@@ -234,7 +234,13 @@ def test_label_identical_grouping_puts_alike_users_together():
 
 
 #: wall-clock dependent: round time, and digital-link counters that include heartbeats
-TIMING = {"seconds", "digital_bytes", "round_digital_bytes", "digital_messages"}
+TIMING = {
+    "seconds",
+    "messaging_seconds",
+    "digital_bytes",
+    "round_digital_bytes",
+    "digital_messages",
+}
 
 
 def _metrics(path: Path) -> list[dict]:
