@@ -32,6 +32,11 @@ A signal couples only if the transmitter's nominal LO lies within the receiver's
 bandwidth (``|lo_tx - lo_rx| <= rf_bandwidth_hz / 2``). A radio does not hear itself
 unless a link to itself is set with :meth:`SharedMedium.set_link`.
 
+A *passive* radio (``add_radio(..., passive=True)``, e.g. an eavesdropper) only
+receives: it cannot transmit, no link from it exists, and the fading of the links *to*
+it is drawn from its own generator. Adding one therefore changes no random draw of the
+other radios and links: the channel everyone else sees stays exactly what it was.
+
 Time model. The medium has a clock :attr:`SharedMedium.now_s`. Deterministic mode (the
 default) advances it only when a port receives (to the time the last buffer it read was
 complete) or by :meth:`SharedMedium.advance`; every random draw comes from the medium's
@@ -199,10 +204,14 @@ class MediumPort:
         rx_gain_db: float,
         rx_buffer_size: int,
         kernel_buffers: int,
+        passive: bool = False,
     ) -> None:
         self.medium = medium
         self.name = name
         self._rng = rng
+        self._passive = bool(passive)
+        # links to a passive radio draw their fading here, not from the medium's stream
+        self._fading_rng: np.random.Generator | None = spawn(rng, 1)[0] if passive else None
         self._noise_key = derive_seed(rng)
         self._noise_cache: dict[int, np.ndarray] = {}
         self._ppm = finite_scalar("ppm", ppm)
@@ -369,6 +378,28 @@ class MediumPort:
         return self._overflows
 
     @property
+    def passive(self) -> bool:
+        """Receive-only radio (see :meth:`SharedMedium.add_radio`)."""
+        return self._passive
+
+    @property
+    def stream_position(self) -> int | None:
+        """Index of the next RX stream sample :meth:`receive` returns (samples read or
+        flushed since the stream started); None before the first receive."""
+        with self.medium.lock:
+            return None if self._stream_t0 is None else self._rx_pos
+
+    def stream_time_s(self, index: int) -> float:
+        """Medium time (seconds) of RX stream sample ``index`` at this radio's actual
+        sample clock; RuntimeError before the first receive. With
+        :attr:`stream_position` this places a window this radio read, e.g. for another
+        receiver's :meth:`capture` of the same stretch of air."""
+        with self.medium.lock:
+            if self._stream_t0 is None:
+                raise RuntimeError(f"radio {self.name!r} has no RX stream yet")
+            return self._stream_t0 + int(index) / self.actual_sample_rate_hz
+
+    @property
     def transmission(self) -> Transmission | None:
         """The latest transmission (possibly finished), or None."""
         return self._history[-1] if self._history else None
@@ -378,6 +409,8 @@ class MediumPort:
         """Put ``samples`` (complex ``(n,)``, full scale 1.0 per I/Q; values beyond are
         clipped by the DAC) on the air, cyclically or once. Starts at the clock plus this
         radio's start latency; replaces any transmission still playing at that time."""
+        if self._passive:
+            raise RuntimeError(f"radio {self.name!r} is passive (receive-only)")
         x = np.asarray(samples)
         if x.ndim != 1 or x.size == 0:
             raise ValueError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
@@ -600,10 +633,16 @@ class SharedMedium:
         rx_gain_db: float = 30.0,
         rx_buffer_size: int = 16384,
         kernel_buffers: int = 4,
+        passive: bool = False,
     ) -> MediumPort:
         """Add radio ``name`` and return its port. ``ppm`` (default drawn U(+-ppm_range),
         or the shared reference) and ``latency_s`` (default drawn from latency_range_s)
-        come from the medium's seeded generator; other arguments are initial settings."""
+        come from the medium's seeded generator; other arguments are initial settings.
+
+        ``passive=True`` adds a receive-only radio (an eavesdropper): it cannot
+        transmit, and the fading of links to it comes from its own generator, so it
+        shifts no draw of the radios and links already there (add it last so later
+        radios keep their draws too)."""
         if not isinstance(name, str) or not name or "/" in name:
             raise ValueError(f"radio name must be a non-empty string without '/', got {name!r}")
         with self.lock:
@@ -628,6 +667,7 @@ class SharedMedium:
                 rx_gain_db=rx_gain_db,
                 rx_buffer_size=rx_buffer_size,
                 kernel_buffers=kernel_buffers,
+                passive=passive,
             )
             self._ports[name] = port
             return port
@@ -660,10 +700,15 @@ class SharedMedium:
     def _link(self, tx: str, rx: str, create: bool = True) -> _Link | None:
         key = (tx, rx)
         link = self._links.get(key)
-        if link is None and create and tx != rx:
-            fading = complex(self.channel_model.generate((1,), self._fading_rng)[0])
+        if link is None and create and tx != rx and not self._ports[tx]._passive:
+            fading = complex(self.channel_model.generate((1,), self._fading_source(rx))[0])
             link = self._links[key] = _Link(fading)
         return link
+
+    def _fading_source(self, rx: str) -> np.random.Generator:
+        """Generator of the fading of links to ``rx``: its own if it is passive."""
+        own = self._ports[rx]._fading_rng
+        return self._fading_rng if own is None else own
 
     def set_link(
         self,
@@ -696,9 +741,10 @@ class SharedMedium:
     def redraw_fading(self) -> None:
         """Draw new block-fading coefficients for every link not pinned by set_link."""
         with self.lock:
-            for link in self._links.values():
+            for (_, rx), link in self._links.items():
                 if not link.pinned:
-                    link.fading = complex(self.channel_model.generate((1,), self._fading_rng)[0])
+                    source = self._fading_source(rx)
+                    link.fading = complex(self.channel_model.generate((1,), source)[0])
 
     def _path_loss_db(self, tx: MediumPort, rx: MediumPort, link: _Link) -> float:
         if link.path_loss_db is not None:

@@ -355,3 +355,62 @@ def test_restarted_rx_stream_continues_on_the_same_sample_grid():
         port.rx_buffer_size = 1000  # restarts the stream
         port.receive(1000)
         assert round(port._stream_t0 * fs) == end_index
+
+
+def test_passive_radio_changes_no_draw_of_the_others():
+    """An eavesdropper added after the others (even one heard through set_link before
+    any render) leaves every other radio's samples, link draws and redraws unchanged."""
+
+    def run(with_eve: bool):
+        m = SharedMedium(rng=5, channel_model="rayleigh")
+        a, b, rx = m.add_radio("a"), m.add_radio("b"), m.add_radio("rx")
+        if with_eve:
+            m.add_radio("eve", passive=True)
+            m.set_link("a", "eve", path_loss_db=55.0)  # its links exist before any render
+        a.transmit(_zc(), cyclic=True)
+        b.transmit(_zc(root=7), cyclic=True)
+        first = rx.receive(3000)
+        m.redraw_fading()
+        second = rx.receive(3000)
+        links = [m.link_truth(t, r).fading for t, r in (("a", "rx"), ("b", "rx"), ("rx", "a"))]
+        return first, second, links, m
+
+    base, base2, base_links, _ = run(False)
+    first, second, links, m = run(True)
+    np.testing.assert_array_equal(first, base)
+    np.testing.assert_array_equal(second, base2)
+    assert links == base_links
+    eve = m.port("eve")
+    assert eve.passive and not m.port("a").passive
+    with pytest.raises(RuntimeError, match="passive"):
+        eve.transmit(_zc())
+    assert ("eve", "rx") not in m._links  # a passive radio has no outgoing link
+    # its own fading: independent of the receiver's links, redrawn by redraw_fading
+    assert m.link_truth("b", "eve").fading not in links
+    assert np.any(np.abs(eve.capture(m.now_s - 0.003, 3000)) > 0)
+
+
+def test_stream_time_places_the_last_read_for_another_capture():
+    """An eavesdropper with the receiver's oscillator and link (noise-free) captures the
+    receiver's last read, sample for sample, up to their LO phase difference."""
+    m = SharedMedium(rng=2, channel_model="rayleigh", noise_dbfs=-300.0)
+    tx, rx = m.add_radio("tx"), m.add_radio("rx", rx_gain_db=0.0)
+    assert rx.stream_position is None
+    with pytest.raises(RuntimeError, match="no RX stream"):
+        rx.stream_time_s(0)
+    eve = m.add_radio("eve", passive=True, ppm=rx.ppm, rx_gain_db=0.0)
+    m.set_link("tx", "rx", path_loss_db=0.0)
+    m.set_link("tx", "eve", gain=m.link_truth("tx", "rx").fading, path_loss_db=0.0)
+    tx.transmit(_pilot(400), cyclic=True)
+    rx.receive(1000)
+    m.advance(0.0123)
+    y = rx.receive(2500)
+    assert rx.stream_position == 3500  # stale kernel buffers: the stream went on from 1000
+    end = rx.stream_position
+    z = eve.capture(rx.stream_time_s(end - 2500), 2500)
+    ratio = z / y
+    strong = np.abs(y) > 0.3 * np.abs(y).max()
+    expected = np.exp(1j * (rx.lo_phase_rad - eve.lo_phase_rad))
+    np.testing.assert_allclose(ratio[strong], expected, atol=1e-2)  # 12-bit ADCs
+    shifted = eve.capture(rx.stream_time_s(end - 2501), 2500)  # one sample off: no match
+    assert np.max(np.abs(shifted / y - expected)[strong]) > 0.1
