@@ -2,10 +2,14 @@
 
 * :func:`compose_groups` forms mixture groups of ``K`` samples whose labels are all
   identical, random, or all distinct (SIMix's label-aware grouping vs. its baselines).
-* :func:`observe_groups` passes those groups through the observation process an
-  eavesdropper sees: the ideal weighted sum or one over-the-air slot
+* :func:`observe_groups` passes those groups through an observation process: the ideal
+  weighted sum, one over-the-air slot as the server sees it
   (:func:`phy.ota_model.ota_mixture`, Rayleigh fading, MMSE power control, noise at a
-  given SNR), with the one-hot labels sent alongside the payload and mixed by the air.
+  given SNR), or the same slot as a passive eavesdropper elsewhere demodulates it
+  (:mod:`phy.eavesdropper`: users pre-compensated for an independent legitimate channel,
+  the eavesdropper's own fading, composite-gain equalisation, its own SNR, slots it
+  would miss redrawn), with the one-hot labels sent alongside the payload and mixed by
+  the air.
 * :func:`privacy_figures` fits attacks on auxiliary observations and scores them on the
   victims' observations — reusable on what an eavesdropper recorded in a real run.
 * :func:`grouped_privacy_figures` does all of it per grouping scheme.
@@ -15,6 +19,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,11 +30,19 @@ import torch
 from learning.attacks import GroupTruth, Observation, get_attack
 from learning.data import Dataset
 from phy.channel import make_channel_model
+from phy.eavesdropper import (
+    eavesdropper_gains,
+    eavesdropper_mixture,
+    preamble_detected,
+    subcarrier_noise_var,
+)
 from phy.ota_model import ota_mixture
 from phy.rng import RngLike, make_rng, spawn, torch_generator
 
 GROUP_SCHEMES = ("identical", "random", "distinct")
-CHANNELS = ("ideal", "ota")
+CHANNELS = ("ideal", "ota", "eavesdropper")
+#: eavesdropper channel: redraws of the channels of a group the eavesdropper would miss
+MAX_REDRAWS = 100
 WEIGHT_POLICIES = ("equal", "dirichlet")
 
 #: attack name -> the figures that measure its success (each has a ``<figure>_chance``)
@@ -125,23 +138,27 @@ def observe_groups(
     fading: str = "rayleigh",
     policy: str = "mmse",
     weights_known: bool = True,
+    eavesdropper_snr_db: float | None = None,
     rng: RngLike = None,
 ) -> Observation:
-    """What an eavesdropper at the server sees when groups ``idx`` transmit together.
+    """What an attacker sees when groups ``idx`` transmit together.
 
     Args:
         payloads: ``(N, D)`` per-sample payloads (unit power per complex symbol).
         labels: ``(N,)`` int labels.
         idx: ``(K, B)`` groups (see :func:`compose_groups`).
         n_classes: number of classes.
-        channel: ``"ideal"`` (exact weighted sum) or ``"ota"`` (one
+        channel: ``"ideal"`` (exact weighted sum), ``"ota"`` (what the server gets: one
             :func:`phy.ota_model.ota_mixture` slot per group: i.i.d. ``fading`` gains per
             group, ``policy`` power control with unit power limits, noise variance
-            ``10**(-snr_db/10)``).
+            ``10**(-snr_db/10)``) or ``"eavesdropper"`` (what a passive eavesdropper
+            demodulates, see :func:`observe_eavesdropper`).
         weights: ``"equal"`` (1/K) or ``"dirichlet"`` (Dirichlet(``dirichlet_alpha``) per
             group, AirMixML-style).
         send_label: one-hot labels travel with the payload and are mixed by the air.
         weights_known: record the mixing weights in the observation.
+        eavesdropper_snr_db: the eavesdropper's SNR (``channel="eavesdropper"``;
+            default ``snr_db``).
     Returns:
         :class:`Observation` with payload ``(B, D)``, mixed label ``(B, n_classes)`` if
         ``send_label``, group size K.
@@ -174,6 +191,19 @@ def observe_groups(
         sent = np.concatenate([sent, onehot], axis=2)
     if sent.shape[2] % 2:
         sent = np.concatenate([sent, np.zeros((k, b, 1), np.float32)], axis=2)
+    if channel == "eavesdropper":
+        return observe_eavesdropper(
+            x[idx],
+            y[idx] if send_label else None,
+            w,
+            n_classes,
+            snr_db=snr_db,
+            eavesdropper_snr_db=snr_db if eavesdropper_snr_db is None else eavesdropper_snr_db,
+            fading=fading,
+            policy=policy,
+            weights_known=weights_known,
+            rng=g_h,
+        )
     if channel == "ideal":
         est = np.einsum("kb,kbd->bd", w, sent)
     else:
@@ -193,6 +223,74 @@ def observe_groups(
         payload=est[:, :d],
         group_size=k,
         mixed_label=est[:, d : d + n_classes] if send_label else None,
+        weights=w if weights_known else None,
+    )
+
+
+def label_tail_amplitude(n_classes: int) -> float:
+    """Amplitude of the one-hot label tail in a slot's payload: ``sqrt(C_pad / 2)`` with
+    ``C_pad`` the class count rounded up to even (unit power per complex symbol; as
+    :func:`orchestrator.experiment.pack_payload` sends it)."""
+    return math.sqrt((n_classes + n_classes % 2) / 2.0)
+
+
+def observe_eavesdropper(
+    payloads: np.ndarray,
+    labels: np.ndarray | None,
+    weights: np.ndarray,
+    n_classes: int,
+    snr_db: float,
+    eavesdropper_snr_db: float,
+    fading: str = "rayleigh",
+    policy: str = "mmse",
+    weights_known: bool = False,
+    rng: RngLike = None,
+) -> Observation:
+    """What a passive eavesdropper demodulates from groups sending ``payloads``
+    (``(K, B, D)``, D even) and ``labels`` (``(K, B)`` ints, or None when labels stay
+    off the air) with mixing ``weights`` (``(K, B)``), per :mod:`phy.eavesdropper`.
+
+    Per group: legitimate channels and the eavesdropper's own (independent, ``fading``),
+    power control ``policy`` for the legitimate receiver at ``snr_db``, the users'
+    effective gains at the eavesdropper, composite-gain equalisation at
+    ``eavesdropper_snr_db``. Each sample's reals are laid out as in a real slot
+    (payload, then the label tail at :func:`label_tail_amplitude`, padded to even) and
+    packed into symbols as the waveform packs them. A group whose preamble the
+    eavesdropper would not detect gets new channel draws (up to :data:`MAX_REDRAWS`):
+    the attacker is scored on detected frames only, so it trains on that conditional
+    distribution. The observation's mixed label is the raw tail (not clipped or
+    normalised). The attacker knows these statistics, never a slot's draws."""
+    x = np.asarray(payloads, float)
+    k, b, d = x.shape
+    w = np.asarray(weights, float)
+    if w.shape != (k, b):
+        raise ValueError(f"weights must have shape ({k}, {b}), got {w.shape}")
+    parts = [x]
+    amplitude = label_tail_amplitude(n_classes)
+    if labels is not None:
+        c_pad = n_classes + n_classes % 2
+        parts.append(amplitude * np.eye(c_pad)[np.asarray(labels)])
+    if sum(p.shape[2] for p in parts) % 2:
+        parts.append(np.zeros((k, b, 1)))
+    sent = np.concatenate(parts, axis=2)
+    legit_noise = subcarrier_noise_var(snr_db)
+    eve_noise = subcarrier_noise_var(eavesdropper_snr_db)
+    model = make_channel_model(fading)
+    g_draw, g_policy, g_mix = spawn(rng, 3)
+    gains = np.empty((b, k), complex)
+    todo = np.arange(b)
+    for _ in range(MAX_REDRAWS):
+        h = model.generate((todo.size, k), g_draw)
+        h_eve = model.generate((todo.size, k), g_draw)
+        gains[todo] = eavesdropper_gains(h, h_eve, w.T[todo], legit_noise, policy, rng=g_policy)
+        todo = todo[~preamble_detected(gains[todo].sum(axis=1), eve_noise)]
+        if todo.size == 0:
+            break
+    est = eavesdropper_mixture(sent, gains, eve_noise, rng=g_mix)
+    return Observation(
+        payload=est[:, :d],
+        group_size=k,
+        mixed_label=None if labels is None else est[:, d : d + n_classes] / amplitude,
         weights=w if weights_known else None,
     )
 

@@ -72,6 +72,42 @@ def test_observe_groups_ideal_and_ota():
         observe_groups(np.full_like(payloads, np.nan), labels, idx, 4)
 
 
+def test_observe_groups_eavesdropper():
+    """The eavesdropper's view: one user comes through at its SNR; several users
+    pre-compensated for someone else arrive misaligned (far worse than the server's
+    mixture at the same SNR); labels are the raw tail (can be negative), weights unknown,
+    the draws reproducible from the seed."""
+    gen = make_rng(0)
+    payloads = gen.normal(0, np.sqrt(0.5), size=(200, 16)).astype(np.float32)
+    labels = np.arange(200) % 5
+    one = compose_groups(labels, 1, 300, "random", 5, rng=1)
+    single = observe_groups(payloads, labels, one, 5, channel="eavesdropper", snr_db=30.0, rng=2)
+    assert single.weights is not None  # weights_known defaults to True
+    # (per group: the eavesdropper's own Rayleigh fade sets its SNR)
+    assert np.median(np.mean((single.payload - payloads[one[0]]) ** 2, axis=1)) < 0.003
+    label_error = np.abs(single.mixed_label - np.eye(5)[labels[one[0]]])
+    assert np.median(label_error) < 0.02
+    idx = compose_groups(labels, 4, 2000, "random", 5, rng=1)
+    kw = {"snr_db": 30.0, "weights_known": False, "rng": 3}
+    eve = observe_groups(payloads, labels, idx, 5, channel="eavesdropper", **kw)
+    server = observe_groups(payloads, labels, idx, 5, channel="ota", **kw)
+    ideal = payloads[idx].mean(0)
+    eve_err = np.median(np.mean((eve.payload - ideal) ** 2, axis=1))
+    server_err = np.median(np.mean((server.payload - ideal) ** 2, axis=1))
+    assert eve_err > 20 * server_err
+    assert eve.weights is None and eve.mixed_label.shape == (2000, 5)
+    assert eve.mixed_label.min() < -0.1  # complex weights leak between pair members
+    # the tail's entries sum to the total weight 1 on average (composite equalisation)
+    assert np.median(eve.mixed_label.sum(1)) == pytest.approx(1.0, abs=0.1)
+    again = observe_groups(payloads, labels, idx, 5, channel="eavesdropper", **kw)
+    np.testing.assert_array_equal(again.payload, eve.payload)
+    # Eve at a lower SNR than the receiver: noisier
+    far = observe_groups(
+        payloads, labels, one, 5, channel="eavesdropper", snr_db=30.0, eavesdropper_snr_db=5.0
+    )
+    assert np.median(np.mean((far.payload - payloads[one[0]]) ** 2, axis=1)) > 0.03
+
+
 def test_grouped_figures_report_and_plot(tmp_path):
     x, y = tiny_images(240, rng=0)
     aux = Dataset(torch.from_numpy(x[:120]), torch.from_numpy(y[:120]), N_CLASSES, "tiny")
