@@ -44,7 +44,10 @@ def _registry_keys(module: str, attribute: str) -> Callable[[], list[str]]:
 
 @dataclass(frozen=True)
 class Field:
-    """One field of the schema: its type, default, allowed values or range, and meaning."""
+    """One field of the schema: its type, default, allowed values or range, and meaning.
+
+    A ``default`` of None means the default depends on other fields; it is filled in by
+    :data:`DERIVED_DEFAULTS` (the resolved configuration never holds None)."""
 
     kind: type
     default: Any
@@ -166,6 +169,20 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "attacks run on what the server and an eavesdropper saw",
             choices=_registry_keys("learning.attacks", "ATTACKS"),
         ),
+        "eavesdropper": Field(
+            bool,
+            None,
+            "a passive eavesdropper radio records the last round and is attacked too "
+            "(default: true on 'sim' and 'virtual-pluto', false on 'inventory', which "
+            "does not support it)",
+        ),
+        "eavesdropper_snr_db": Field(
+            float,
+            None,
+            "the eavesdropper's per-user SNR at full power, unit gain (default: channel.snr_db)",
+            minimum=-20,
+            maximum=60,
+        ),
     },
     "link": {
         "curve": Field(bool, True, "CurveZMQ encryption and authentication"),
@@ -177,6 +194,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "request_timeout_s": Field(float, 20.0, "per-request timeout", minimum=0.01),
         "retries": Field(int, 2, "retries of a timed-out request", minimum=0),
     },
+}
+
+
+#: (section, field) -> its default computed from the other resolved sections
+DERIVED_DEFAULTS: dict[tuple[str, str], Callable[[dict[str, SimpleNamespace]], Any]] = {
+    ("attacks", "eavesdropper"): lambda s: s["channel"].radio in ("sim", "virtual-pluto"),
+    ("attacks", "eavesdropper_snr_db"): lambda s: s["channel"].snr_db,
 }
 
 
@@ -194,8 +218,9 @@ def _check_value(path: str, spec: Field, value: Any) -> Any:
     if spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if spec.kind is not bool and isinstance(value, bool) or not isinstance(value, spec.kind):
+        allowed = "; allowed: true or false" if spec.kind is bool else ""
         raise ConfigError(
-            path, f"expected {spec.kind.__name__}, got {type(value).__name__} {value!r}"
+            path, f"expected {spec.kind.__name__}, got {type(value).__name__} {value!r}{allowed}"
         )
     if spec.kind is float and value != value:  # NaN
         raise ConfigError(path, "must be a number, got NaN")
@@ -238,8 +263,14 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
         values = {}
         for name, spec in fields.items():
             value = body.get(name, spec.default)
-            values[name] = _check_value(f"{section}.{name}", spec, value)
+            if value is None and spec.default is None and name not in body:
+                values[name] = None  # derived below, once every section is resolved
+            else:
+                values[name] = _check_value(f"{section}.{name}", spec, value)
         sections[section] = SimpleNamespace(**values)
+    for (section, name), derive in DERIVED_DEFAULTS.items():
+        if getattr(sections[section], name) is None:
+            setattr(sections[section], name, derive(sections))
     config = ExperimentConfig(**sections)
     if config.users.group_size > config.users.count:
         raise ConfigError(
@@ -249,6 +280,12 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
     if config.channel.radio == "inventory" and not config.channel.inventory:
         raise ConfigError(
             "channel.inventory", "channel.radio = 'inventory' needs the inventory file's path"
+        )
+    if config.attacks.eavesdropper and config.channel.radio == "inventory":
+        raise ConfigError(
+            "attacks.eavesdropper",
+            "not supported with channel.radio = 'inventory' (a lab radio cannot capture the "
+            "receiver's window of air); allowed there: false",
         )
     if len(config.users.remote_nodes) > config.users.count:
         raise ConfigError(

@@ -41,6 +41,16 @@ def test_round_trip_through_toml(tmp_path):
         ({"channel": {"radio": "inventory"}}, "channel.inventory", "needs the inventory"),
         ({"users": {"remote_nodes": ["a b"]}}, "users.remote_nodes", "node ids"),
         ({"users": {"remote_nodes": ["a", "a"]}}, "users.remote_nodes", "unique"),
+        ({"attacks": {"eavesdropper": "yes"}}, "attacks.eavesdropper", "true or false"),
+        ({"attacks": {"eavesdropper_snr_db": 90}}, "attacks.eavesdropper_snr_db", "<= 60"),
+        (
+            {
+                "channel": {"radio": "inventory", "inventory": "lab.toml"},
+                "attacks": {"eavesdropper": True},
+            },
+            "attacks.eavesdropper",
+            "allowed there: false",
+        ),
     ],
 )
 def test_bad_fields_are_named_with_allowed_values(raw, field, words):
@@ -48,6 +58,19 @@ def test_bad_fields_are_named_with_allowed_values(raw, field, words):
         resolve_experiment(raw)
     assert error.value.field == field
     assert words in str(error.value)
+
+
+def test_eavesdropper_defaults_follow_the_back_end_and_the_snr():
+    config = resolve_experiment({"channel": {"snr_db": 7}})
+    assert config.attacks.eavesdropper is True
+    assert config.attacks.eavesdropper_snr_db == 7.0
+    virtual = resolve_experiment({"channel": {"radio": "virtual-pluto"}})
+    assert virtual.attacks.eavesdropper is True
+    lab = resolve_experiment({"channel": {"radio": "inventory", "inventory": "lab.toml"}})
+    assert lab.attacks.eavesdropper is False  # no eavesdropper among lab radios
+    off = resolve_experiment({"attacks": {"eavesdropper": False, "eavesdropper_snr_db": 3}})
+    assert off.attacks.eavesdropper is False and off.attacks.eavesdropper_snr_db == 3.0
+    assert "eavesdropper_snr_db = 7.0" in config.to_toml()  # resolved: no hidden default
 
 
 def test_unreadable_and_invalid_files(tmp_path):
