@@ -16,6 +16,16 @@ them: it only opens the URIs it is given.
 SNR convention (as :mod:`orchestrator.phy_demo`): every link has the same path loss and
 the receiver noise is set so a user sending at full power (RMS ``OfdmConfig.amplitude``)
 through a unit-gain channel arrives ``channel.snr_db`` above the noise.
+
+Eavesdropper (``attacks.eavesdropper``, on ``sim`` and ``virtual-pluto``): a *passive*
+radio ``eve`` on the same medium (:meth:`phy.medium.SharedMedium.add_radio`), with its
+own oscillator error, LO phase, noise and independent fading to every user; it never
+shifts a random draw of the receiver's or the users' channel. The users' links to it
+have the path loss that puts a unit-gain user at ``attacks.eavesdropper_snr_db``.
+:meth:`RunRadios.eavesdrop` renders what it heard over the same medium time as the
+receiver's last read (:meth:`phy.medium.MediumPort.capture`, pure: no clock or stream
+moves). On ``inventory`` (lab radios) there is no eavesdropper: a lab radio cannot
+capture the receiver's window of air (``orchestrator.config`` rejects enabling it).
 """
 
 from __future__ import annotations
@@ -27,12 +37,13 @@ import numpy as np
 
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
-from phy.medium import SharedMedium, register_medium, unregister_medium
+from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
 from phy.waveform import OfdmConfig
 from radio import Radio, RadioConfig, open_radio
 
 PATH_LOSS_DB = 10.0
 RECEIVER = "rx"
+EAVESDROPPER = "eve"
 
 
 def radio_config(config: ExperimentConfig) -> RadioConfig:
@@ -80,8 +91,47 @@ class RunRadios(ABC):
 
     def eavesdrop(self, n_samples: int) -> np.ndarray | None:
         """What the run's eavesdropper radio heard over the receiver's last ``n_samples``
-        samples (complex64 ``(n_samples,)``), or None when the run has no eavesdropper."""
+        samples (complex64 ``(n_samples,)``), or None when the run has no eavesdropper.
+
+        The window starts where the receiver's last read started: the OTA receiver
+        (:meth:`radio.ota_session.OtaReceiver.capture`) reads whole receive buffers and
+        uses their first ``n_samples``, where the users' frames are placed."""
         return None
+
+
+def add_eavesdropper(
+    config: ExperimentConfig, medium: SharedMedium, user_radios: list[str]
+) -> MediumPort:
+    """Put the passive eavesdropper radio on ``medium`` (after every other radio) with
+    the run's RF settings; the links from ``user_radios`` (names on the medium) get the
+    path loss realising ``attacks.eavesdropper_snr_db`` (see the module docstring)."""
+    rf = radio_config(config)
+    eve = medium.add_radio(
+        EAVESDROPPER,
+        passive=True,
+        lo_hz=rf.center_hz,
+        sample_rate_hz=rf.sample_rate_hz,
+        tx_attenuation_db=rf.tx_attenuation_db,
+        rx_gain_db=rf.rx_gain_db,
+        rx_buffer_size=rf.rx_buffer_size,
+    )
+    loss = PATH_LOSS_DB + config.channel.snr_db - config.attacks.eavesdropper_snr_db
+    for name in user_radios:
+        medium.set_link(name, EAVESDROPPER, path_loss_db=loss)
+    return eve
+
+
+def capture_receiver_window(
+    receiver: MediumPort, eavesdropper: MediumPort, n_samples: int, block: int
+) -> np.ndarray | None:
+    """``eavesdropper``'s capture of ``n_samples`` from the medium time where
+    ``receiver``'s last read began (that read spanned whole buffers of ``block``
+    samples covering ``n_samples``); None if the receiver never read."""
+    end = receiver.stream_position
+    total = -(-int(n_samples) // block) * block
+    if end is None or end < total:
+        return None
+    return eavesdropper.capture(receiver.stream_time_s(end - total), int(n_samples))
 
 
 class SimRunRadios(RunRadios):
@@ -95,6 +145,7 @@ class SimRunRadios(RunRadios):
         self._kwargs = medium_kwargs(config, ex.ofdm_config(config))
         self.medium: SharedMedium | None = None
         self.receiver = None
+        self.eve: MediumPort | None = None
         self.service = RadioService(lambda name: open_radio(f"sim://{self.medium_name}/{name}"))
 
     def user_uri(self, user_id: str) -> str:
@@ -110,6 +161,14 @@ class SimRunRadios(RunRadios):
         for user_id in ex.user_ids(self.config):
             self.service.open(user_id)  # every user's port exists before the first slot
         self.receiver.configure(radio_config(self.config))
+        if self.config.attacks.eavesdropper:  # last, and passive: no draw above changes
+            self.eve = add_eavesdropper(self.config, self.medium, ex.user_ids(self.config))
+
+    def eavesdrop(self, n_samples: int) -> np.ndarray | None:
+        if self.eve is None or self.medium is None:
+            return None
+        block = self.receiver.config.rx_buffer_size
+        return capture_receiver_window(self.medium.port(RECEIVER), self.eve, n_samples, block)
 
     def silence(self, user_ids: list[str]) -> None:
         """Radios served here outlive their node process (they live in the service), so
@@ -142,6 +201,16 @@ class VirtualPlutoRunRadios(RunRadios):
         self._uris = dict(zip(ex.user_ids(config), self.lab.uris[:-1], strict=True))
         self.receiver = open_radio(self.lab.uris[-1])
         self.receiver.configure(radio_config(config))
+        self.eve: MediumPort | None = None
+        if config.attacks.eavesdropper:  # the lab runs in this process: same medium
+            users = [radio.name for radio in self.lab.radios[:-1]]
+            self.eve = add_eavesdropper(config, self.lab.medium, users)
+
+    def eavesdrop(self, n_samples: int) -> np.ndarray | None:
+        if self.eve is None:
+            return None
+        block = self.receiver.config.rx_buffer_size
+        return capture_receiver_window(self.lab.radios[-1].port, self.eve, n_samples, block)
 
     def user_uri(self, user_id: str) -> str:
         return self._uris[user_id]
