@@ -122,16 +122,20 @@ def pack_payload(x_payload: torch.Tensor, labels: torch.Tensor, n_classes: int) 
 
 
 def split_payload(
-    vector: np.ndarray, batch: int, dim: int, n_classes: int
+    vector: np.ndarray, batch: int, dim: int, n_classes: int, *, soft_label: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Inverse of :func:`pack_payload` on a received mixture.
 
     Returns ``(mixed x-payload (B, D), mixed soft label (B, C))``; the soft label is the
     received tail rescaled, clipped at 0 and normalised to sum 1 per row (noise can make
-    entries slightly negative)."""
+    entries slightly negative). ``soft_label=False`` returns the rescaled tail as
+    received (an eavesdropper's view, whose mixture weights are not real and
+    non-negative)."""
     c = label_dim(n_classes)
     rows = torch.as_tensor(np.asarray(vector, dtype=np.float32)).reshape(batch, dim + c)
     label = rows[:, dim : dim + n_classes] / float(np.sqrt(c / 2))
+    if not soft_label:
+        return rows[:, :dim].contiguous(), label.contiguous()
     label = label.clamp(min=0)
     total = label.sum(dim=1, keepdim=True)
     uniform = torch.full_like(label, 1.0 / n_classes)

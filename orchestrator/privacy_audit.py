@@ -1,35 +1,70 @@
-"""Privacy attacks on what the server actually saw during a run.
+"""Privacy attacks on what the server and a passive eavesdropper saw during a run.
 
-The *observations* are the mixed payloads and mixed labels the orchestrator's receiver
-estimated in the recorded slots (:class:`orchestrator.engine.Observation`). The *ground
-truth* for scoring comes from the nodes' local audit files (the dataset indices each
-user sent in each slot), read here by the evaluation harness only; it never travels
-over the digital link.
+Two views of the recorded slots (the last round), scored by the same code
+(:func:`view_figures`):
 
-The attacker (a curious server) trains on the auxiliary split passed through the same
-observation process it knows: groups of the run's size mixed by the differentiable OTA
-model at the run's SNR, fading, power control and mixing weights
-(:func:`learning.privacy_report.observe_groups`). It encodes auxiliary images with the
-raw-mode codec (public) or, in feature mode, with the users' *initial* encoder (the
-only encoder it ever had).
+* **server**: the mixed payloads and mixed labels the orchestrator's receiver estimated
+  (:class:`orchestrator.engine.Observation`); the curious server also knows the mixing
+  weights it chose.
+* **eavesdropper**: what the run's passive eavesdropper radio heard over the same window
+  of air (:class:`orchestrator.engine.EavesdropperCapture`, see
+  :mod:`orchestrator.radios`), demodulated by the best passive receiver we give it
+  (:func:`phy.eavesdropper.eavesdrop_frame`: frame detection, CFO, composite-gain
+  equalisation; the users pre-compensated for the legitimate receiver, not for it). It
+  knows the public frame format and the experiment's statistics, not the weights, the
+  power-control plan or any channel draw. Slots whose frame it does not find are
+  counted as missed.
+
+The *ground truth* for scoring comes from the nodes' local audit files (the dataset
+indices each user sent in each slot), read here by the evaluation harness only; it
+never travels over the digital link.
+
+Each attacker trains on the auxiliary split passed through the observation process it
+knows (:func:`learning.privacy_report.observe_groups`): groups of the run's size at the
+run's fading, power control and mixing, through ``channel="ota"`` at ``channel.snr_db``
+(server) or ``channel="eavesdropper"`` at ``attacks.eavesdropper_snr_db``
+(eavesdropper). It encodes auxiliary images with the raw-mode codec (public) or, in
+feature mode, with the users' *initial* encoder (the only encoder it ever had). Every
+success figure comes with its chance level.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from learning.attacks.base import GroupTruth
 from learning.attacks.base import Observation as AttackObservation
 from learning.privacy_report import compose_groups, group_truth, observe_groups, privacy_figures
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
+from phy.eavesdropper import eavesdrop_frame
 
 AUX_GROUPS = 6000
+
+
+@dataclass
+class SlotView:
+    """What one attacker observed in one recorded slot.
+
+    Attributes:
+        round_id, slot_id, user_ids: the slot and its group (K users).
+        weights: mixing weights ``(K,)`` if this attacker knows them, else None.
+        payload: mixed x-payloads ``(B, D)``; label: mixed label ``(B, C)``.
+    """
+
+    round_id: int
+    slot_id: int
+    user_ids: list[str]
+    weights: np.ndarray | None
+    payload: np.ndarray
+    label: np.ndarray
 
 
 def read_audit(run_dir: Path) -> dict[tuple[int, int, str], list[int]]:
@@ -43,73 +78,167 @@ def read_audit(run_dir: Path) -> dict[tuple[int, int, str], list[int]]:
     return records
 
 
-def server_view_figures(
+def _victims(
     config: ExperimentConfig,
     data: ex.ExperimentData,
-    observations: list,
-    run_dir: Path,
-) -> dict[str, Any]:
-    """Fit the configured attacks on simulated auxiliary observations and score them on
-    the run's recorded slots. Returns ``{"group_size", "n_observations", "figures"}``."""
-    if not observations or not config.attacks.enabled:
-        return {"group_size": 0, "n_observations": 0, "figures": {}}
-    audit = read_audit(run_dir)
-    group_size = Counter(len(o.user_ids) for o in observations).most_common(1)[0][0]
+    views: list[SlotView],
+    audit: dict[tuple[int, int, str], list[int]],
+    group_size: int,
+) -> tuple[AttackObservation, GroupTruth] | None:
+    """The views of groups of ``group_size`` with a complete audit, as one attack
+    observation and its ground truth (None if there is none)."""
     user_index = {u: i for i, u in enumerate(ex.user_ids(config))}
     payloads, labels, weights, inputs, truth_labels = [], [], [], [], []
-    for obs in observations:
-        if len(obs.user_ids) != group_size:
+    for view in views:
+        if len(view.user_ids) != group_size:
             continue
-        keys = [(obs.round_id, obs.slot_id, u) for u in obs.user_ids]
+        keys = [(view.round_id, view.slot_id, u) for u in view.user_ids]
         if not all(k in audit for k in keys):
             continue  # a node died before writing its audit line
         rows = [
             data.split.users[user_index[u]][np.asarray(audit[k])]
-            for u, k in zip(obs.user_ids, keys, strict=True)
+            for u, k in zip(view.user_ids, keys, strict=True)
         ]
         batch = min(len(r) for r in rows)
         idx = np.stack([r[:batch] for r in rows])  # (K, B) into train
-        payloads.append(obs.payload[:batch])
-        labels.append(obs.label[:batch])
-        weights.append(np.repeat(np.asarray(obs.weights, float)[:, None], batch, axis=1))
+        payloads.append(view.payload[:batch])
+        labels.append(view.label[:batch])
+        if view.weights is not None:
+            weights.append(np.repeat(np.asarray(view.weights, float)[:, None], batch, axis=1))
         inputs.append(data.train.x.numpy()[idx])
         truth_labels.append(data.train.y.numpy()[idx])
     if not payloads:
-        return {"group_size": group_size, "n_observations": 0, "figures": {}}
-    from learning.attacks.base import GroupTruth
-
-    n_classes = data.train.n_classes
+        return None
     victim = AttackObservation(
         payload=np.concatenate(payloads),
         group_size=group_size,
         mixed_label=np.concatenate(labels),
-        weights=np.concatenate(weights, axis=1),
+        weights=np.concatenate(weights, axis=1) if len(weights) == len(payloads) else None,
     )
-    victim_truth = GroupTruth(
-        np.concatenate(inputs, axis=1), np.concatenate(truth_labels, axis=1), n_classes
+    truth = GroupTruth(
+        np.concatenate(inputs, axis=1), np.concatenate(truth_labels, axis=1), data.train.n_classes
     )
+    return victim, truth
+
+
+def view_figures(
+    config: ExperimentConfig,
+    data: ex.ExperimentData,
+    views: list[SlotView],
+    run_dir: Path,
+    rng_name: tuple[str, ...],
+    **observe: Any,
+) -> dict[str, Any]:
+    """Fit the configured attacks on auxiliary groups passed through
+    :func:`~learning.privacy_report.observe_groups` (``observe``: its channel
+    arguments) and score them on ``views`` against the audit files.
+
+    Returns ``{"group_size", "n_observations", "figures": {attack: figures}}``."""
+    if not views or not config.attacks.enabled:
+        return {"group_size": 0, "n_observations": 0, "figures": {}}
+    group_size = Counter(len(v.user_ids) for v in views).most_common(1)[0][0]
+    victims = _victims(config, data, views, read_audit(run_dir), group_size)
+    if victims is None:
+        return {"group_size": group_size, "n_observations": 0, "figures": {}}
+    victim, victim_truth = victims
+    n_classes = data.train.n_classes
     aux = data.auxiliary
     if config.model.mode == "raw":
         aux_payloads = data.codec.encode(aux.x)
     else:
         with torch.no_grad():
             aux_payloads = ex.build_user_encoder(config, data).eval()(aux.x)
-    rng = ex.rng_for(config, "attacks")
+    rng = ex.rng_for(config, *rng_name)
     idx = compose_groups(aux.y.numpy(), group_size, AUX_GROUPS, "random", n_classes, rng=rng)
     aux_obs = observe_groups(
         aux_payloads.numpy(),
         aux.y.numpy(),
         idx,
         n_classes,
-        channel="ota",
         snr_db=config.channel.snr_db,
         weights="dirichlet" if config.channel.mixing == "dirichlet" else "equal",
         fading=config.channel.fading,
         policy=config.channel.power_control,
         rng=rng,
+        **observe,
     )
     aux_truth = group_truth(aux.x.numpy(), aux.y.numpy(), idx, n_classes)
     figures = privacy_figures(
         aux_obs, aux_truth, victim, victim_truth, attacks=config.attacks.enabled, rng=rng
     )
     return {"group_size": group_size, "n_observations": victim.n, "figures": figures}
+
+
+def server_view_figures(
+    config: ExperimentConfig,
+    data: ex.ExperimentData,
+    observations: list,
+    run_dir: Path,
+) -> dict[str, Any]:
+    """Attacks on what the server saw (:class:`orchestrator.engine.Observation` s of the
+    recorded slots). Returns ``{"group_size", "n_observations", "figures"}``."""
+    views = [
+        SlotView(o.round_id, o.slot_id, list(o.user_ids), o.weights, o.payload, o.label)
+        for o in observations
+    ]
+    return view_figures(config, data, views, run_dir, ("attacks",), channel="ota")
+
+
+def demodulate_captures(
+    config: ExperimentConfig, data: ex.ExperimentData, captures: list, batch: int
+) -> list[SlotView]:
+    """The eavesdropper's demodulation of its captures
+    (:class:`orchestrator.engine.EavesdropperCapture`, ``batch`` samples per user per
+    slot): one view per slot whose frame it found, labels as the raw received tail."""
+    ofdm = ex.ofdm_config(config)
+    dim = ex.payload_dim(config, data)
+    n_classes = data.train.n_classes
+    n_reals = batch * (dim + ex.label_dim(n_classes))
+    views = []
+    for capture in captures:
+        try:
+            frame = eavesdrop_frame(capture.samples, n_reals, ofdm)
+        except ValueError:
+            continue  # missed: the eavesdropper found no frame in this slot
+        payload, label = ex.split_payload(frame.payload, batch, dim, n_classes, soft_label=False)
+        views.append(
+            SlotView(
+                capture.round_id,
+                capture.slot_id,
+                list(capture.user_ids),
+                None,  # the weights travel encrypted over the digital link
+                payload.numpy(),
+                label.numpy(),
+            )
+        )
+    return views
+
+
+def eavesdropper_view_figures(
+    config: ExperimentConfig,
+    data: ex.ExperimentData,
+    captures: list,
+    run_dir: Path,
+    batch: int,
+) -> dict[str, Any]:
+    """Attacks on what the eavesdropper heard (its captures of the recorded slots,
+    ``batch`` samples per user per slot). Returns ``{"group_size", "n_observations",
+    "figures", "slots", "frames_found", "snr_db"}``: ``slots`` captured, ``frames_found``
+    among them."""
+    views = demodulate_captures(config, data, captures, batch)
+    out = view_figures(
+        config,
+        data,
+        views,
+        run_dir,
+        ("attacks", "eavesdropper"),
+        channel="eavesdropper",
+        eavesdropper_snr_db=config.attacks.eavesdropper_snr_db,
+        weights_known=False,
+    )
+    return {
+        **out,
+        "slots": len(captures),
+        "frames_found": len(views),
+        "snr_db": config.attacks.eavesdropper_snr_db,
+    }
