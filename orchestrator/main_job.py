@@ -1,7 +1,8 @@
 """``airmix run [EXPERIMENT.toml]``: the main job.
 
 Starts the orchestrator and the local node processes, trains over the air for the
-configured rounds (showing progress), runs the privacy attacks on what the server saw,
+configured rounds (showing progress), runs the privacy attacks on what the server saw
+and on what a passive eavesdropper radio heard (:mod:`orchestrator.privacy_audit`),
 and writes a run directory (see :mod:`orchestrator.rundir`): resolved config, metrics
 per round, checkpoints, summary and plots. ``airmix run --resume RUNDIR`` continues a
 killed run from its last checkpoint and ends with the same final metrics.
@@ -30,7 +31,7 @@ from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
 from orchestrator.link import LinkConfig, OrchestratorLink
-from orchestrator.privacy_audit import server_view_figures
+from orchestrator.privacy_audit import eavesdropper_view_figures, server_view_figures
 from orchestrator.radios import RUN_RADIOS
 from orchestrator.rundir import RunDirectory, atomic_write_text
 
@@ -190,11 +191,21 @@ def run_experiment(
             )
         say("running privacy attacks on what the server saw ...")
         privacy = server_view_figures(config, engine.data, engine.observations, run.path)
-        summary = summarize(config, run.read_metrics(), privacy, link.counters.snapshot())
+        eavesdropper = None
+        if config.attacks.eavesdropper:
+            say("running privacy attacks on what the eavesdropper heard ...")
+            eavesdropper = eavesdropper_view_figures(
+                config, engine.data, engine.eavesdropped, run.path, engine.batch
+            )
+        summary = summarize(
+            config, run.read_metrics(), privacy, link.counters.snapshot(), eavesdropper
+        )
         run.write_summary(summary)
-        write_plots(run, run.read_metrics(), privacy)
+        write_plots(run, run.read_metrics(), privacy, eavesdropper)
         for node_id in link.alive_nodes():  # also nodes dropped after a request timeout
             link.send(node_id, "shutdown", {"reason": "run finished"})
+        for line in attack_table(summary):
+            say(line)
         say(json.dumps(summary["headline"]))
         return summary
     finally:
@@ -203,19 +214,44 @@ def run_experiment(
         radios.close()
 
 
+def _attack_rows(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """The numeric figures of each attack (success figures and their chance levels)."""
+    return {
+        attack: {k: v for k, v in values.items() if isinstance(v, int | float)}
+        for attack, values in figures.items()
+    }
+
+
 def summarize(
     config: ExperimentConfig,
     metrics: list[dict[str, Any]],
     privacy: dict[str, Any],
     counters: dict[str, Any],
+    eavesdropper: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Final figures: accuracy, channel uses to target, attack success with chance."""
+    """Final figures: accuracy, channel uses to target, attack success with chance.
+
+    ``privacy`` is the server's view (:func:`server_view_figures`), written as
+    ``privacy.attacks``; ``eavesdropper`` (:func:`eavesdropper_view_figures`, None
+    without an eavesdropper) as ``privacy.eavesdropper`` with its own ``attacks``, the
+    slots it captured and the frames it found."""
     final = metrics[-1] if metrics else {}
     target = config.experiment.target_accuracy
     reached = next((m for m in metrics if m["accuracy"] >= target), None)
-    attack_rows = {}
-    for attack, figures in privacy.get("figures", {}).items():
-        attack_rows[attack] = {k: v for k, v in figures.items() if isinstance(v, int | float)}
+    attack_rows = _attack_rows(privacy.get("figures", {}))
+    eve_rows = _attack_rows((eavesdropper or {}).get("figures", {}))
+    eve_summary = None
+    if eavesdropper is not None:
+        slots = eavesdropper.get("slots", 0)
+        eve_summary = {
+            "group_size": eavesdropper.get("group_size"),
+            "snr_db": eavesdropper.get("snr_db"),
+            "slots": slots,
+            "frames_found": eavesdropper.get("frames_found", 0),
+            "frames_found_fraction": eavesdropper.get("frames_found", 0) / slots if slots else None,
+            "n_observations": eavesdropper.get("n_observations", 0),
+            "attacks": eve_rows,
+        }
     return {
         "headline": {
             "final_accuracy": final.get("accuracy"),
@@ -227,15 +263,67 @@ def summarize(
             "label_inference_exact_set_accuracy": attack_rows.get("label_inference", {}).get(
                 "exact_set_accuracy"
             ),
+            "eavesdropper_inversion_task_accuracy": eve_rows.get("model_inversion", {}).get(
+                "task_accuracy"
+            ),
+            "eavesdropper_label_inference_exact_set_accuracy": eve_rows.get(
+                "label_inference", {}
+            ).get("exact_set_accuracy"),
         },
         "rounds": len(metrics),
-        "privacy": {"group_size": privacy.get("group_size"), "attacks": attack_rows},
+        "privacy": {
+            "group_size": privacy.get("group_size"),
+            "attacks": attack_rows,
+            "eavesdropper": eve_summary,
+        },
         "link": {k: v for k, v in counters.items() if not isinstance(v, dict)},
     }
 
 
-def write_plots(run: RunDirectory, metrics: list[dict[str, Any]], privacy: dict) -> None:
-    """Accuracy per round and vs channel uses, channel uses per round, attack success."""
+#: the figures shown per attack in the plot and the final table
+SUCCESS_FIGURES = ("task_accuracy", "per_user_accuracy", "exact_set_accuracy")
+
+
+def attack_table(summary: dict[str, Any]) -> list[str]:
+    """Lines comparing each attack's success on the server's and the eavesdropper's
+    view, each next to its chance level (printed at the end of ``airmix run``)."""
+    server = summary["privacy"]["attacks"]
+    eve = summary["privacy"].get("eavesdropper")
+    eve_attacks = (eve or {}).get("attacks", {})
+    rows = [
+        (attack, metric)
+        for attack, figures in {**server, **eve_attacks}.items()
+        for metric in SUCCESS_FIGURES
+        if metric in figures
+    ]
+
+    def cell(figures: dict[str, float], metric: str) -> str:
+        if metric not in figures:
+            return "-"
+        return f"{figures[metric]:.3f} (chance {figures.get(f'{metric}_chance', math.nan):.3f})"
+
+    lines = [f"{'attack success':38s} {'server':>22s} {'eavesdropper':>22s}"] if rows else []
+    for attack, metric in rows:
+        lines.append(
+            f"{attack + ' ' + metric:38s} {cell(server.get(attack, {}), metric):>22s} "
+            f"{cell(eve_attacks.get(attack, {}), metric) if eve else 'off':>22s}"
+        )
+    if eve:
+        lines.append(
+            f"eavesdropper found the frame in {eve['frames_found']}/{eve['slots']} recorded "
+            f"slots at {eve['snr_db']:g} dB"
+        )
+    return lines
+
+
+def write_plots(
+    run: RunDirectory,
+    metrics: list[dict[str, Any]],
+    privacy: dict,
+    eavesdropper: dict | None = None,
+) -> None:
+    """Accuracy per round and vs channel uses, channel uses per round, attack success on
+    the server's and (if any) the eavesdropper's view with chance levels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -263,22 +351,36 @@ def write_plots(run: RunDirectory, metrics: list[dict[str, Any]], privacy: dict)
     figure.tight_layout()
     figure.savefig(run.plots_dir / "training.png", dpi=100)
     plt.close(figure)
-    rows = [
-        (f"{attack}\n{metric}", value, figures.get(f"{metric}_chance", math.nan))
-        for attack, figures in privacy.get("figures", {}).items()
-        for metric, value in figures.items()
-        if metric in ("task_accuracy", "per_user_accuracy", "exact_set_accuracy")
-    ]
+    views = [("server", privacy.get("figures", {}))]
+    if eavesdropper is not None:
+        views.append(("eavesdropper", eavesdropper.get("figures", {})))
+    rows = sorted(
+        {
+            (attack, metric)
+            for _, figures in views
+            for attack, values in figures.items()
+            for metric in values
+            if metric in SUCCESS_FIGURES
+        }
+    )
     if rows:
-        figure, axis = plt.subplots(figsize=(7, 4))
-        names = [r[0] for r in rows]
-        positions = range(len(rows))
-        axis.bar([p - 0.2 for p in positions], [r[1] for r in rows], 0.4, label="attack")
-        axis.bar([p + 0.2 for p in positions], [r[2] for r in rows], 0.4, label="chance")
+        figure, axis = plt.subplots(figsize=(8, 4))
+        width = 0.8 / len(views)
+        for v, (view, figures) in enumerate(views):
+            positions = [p - 0.4 + width * (v + 0.5) for p in range(len(rows))]
+            values = [figures.get(a, {}).get(m, math.nan) for a, m in rows]
+            chance = [figures.get(a, {}).get(f"{m}_chance", math.nan) for a, m in rows]
+            axis.bar(positions, values, width, label=f"attack on the {view}'s view")
+            axis.scatter(
+                positions, chance, marker="_", s=400, color="k", label="chance" if v == 0 else None
+            )
         axis.axhline(metrics[-1]["accuracy"], color="k", ls="--", label="legitimate accuracy")
-        axis.set_xticks(list(positions), names, fontsize=8)
-        axis.set(ylim=(0, 1.05), ylabel="success", title="attacks on what the server saw")
-        axis.legend()
+        axis.set_xticks(list(range(len(rows))), [f"{a}\n{m}" for a, m in rows], fontsize=8)
+        title = "attacks on what the server" + (
+            " and an eavesdropper saw" if eavesdropper is not None else " saw"
+        )
+        axis.set(ylim=(0, 1.3), ylabel="success", title=title)
+        axis.legend(fontsize=8, ncol=2, loc="upper right")
         figure.tight_layout()
         figure.savefig(run.plots_dir / "privacy.png", dpi=100)
         plt.close(figure)

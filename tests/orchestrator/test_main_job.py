@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import tomli_w
 
@@ -226,6 +227,47 @@ def reference(tmp_path_factory) -> dict:
 # --------------------------------------------------------------------------- tests
 
 
+def check_eavesdropper(run_dir: Path, summary: dict, output: str) -> dict:
+    """The passive eavesdropper (on by default on sim and virtual-pluto) recorded every
+    slot of the last round over the receiver's window: its frame lands where the
+    receiver's did (``target_delay`` = window - frame - n_fft), and its view was scored
+    next to the server's. Returns ``summary["privacy"]["eavesdropper"]``."""
+    from orchestrator import experiment as ex
+    from orchestrator.config import load_experiment
+    from orchestrator.rundir import RunDirectory
+    from phy.eavesdropper import eavesdrop_frame
+    from phy.waveform import frame_length
+
+    eve = summary["privacy"]["eavesdropper"]
+    state = RunDirectory.open_existing(run_dir).load_checkpoint()
+    captures = state["eavesdropped"]
+    assert eve["slots"] == len(captures) == summary_slots(run_dir) > 0
+    assert 0 < eve["frames_found"] <= eve["slots"]
+    assert eve["frames_found_fraction"] == eve["frames_found"] / eve["slots"]
+    config = load_experiment(run_dir / "config.toml")
+    assert eve["snr_db"] == config.attacks.eavesdropper_snr_db == config.channel.snr_db
+    ofdm = ex.ofdm_config(config)
+    data = ex.load_experiment_data(config)
+    batch = min(config.model.batch_size, min(len(u) for u in data.split.users))
+    n_reals = batch * (ex.payload_dim(config, data) + ex.label_dim(data.train.n_classes))
+    starts = []
+    for capture in captures:
+        target = capture.samples.size - frame_length(n_reals, ofdm) - ofdm.n_fft
+        try:
+            starts.append(eavesdrop_frame(capture.samples, n_reals, ofdm).start - target)
+        except ValueError:
+            continue
+    assert len(starts) == eve["frames_found"]
+    assert np.max(np.abs(starts)) < 1.0, starts
+    assert "eavesdropper found the frame in" in output
+    return eve
+
+
+def summary_slots(run_dir: Path) -> int:
+    """Slots of the last (recorded) round."""
+    return read_metrics(run_dir)[-1]["slots"]
+
+
 def test_run_writes_a_complete_run_directory(reference):
     run_dir = reference["run_dir"]
     config = (run_dir / "config.toml").read_text()
@@ -249,6 +291,11 @@ def test_run_writes_a_complete_run_directory(reference):
     assert final > 0.3, f"digits has 10 classes (chance 0.1); got {final}"
     assert summary["rounds"] == 3
     assert "exact_set_accuracy" in summary["privacy"]["attacks"]["label_inference"]
+    eve = check_eavesdropper(run_dir, summary, reference["output"])
+    scored = eve["attacks"]["label_inference"]  # on the eavesdropper's view, with chance
+    assert {"exact_set_accuracy", "exact_set_accuracy_chance"} <= set(scored)
+    headline = summary["headline"]["eavesdropper_label_inference_exact_set_accuracy"]
+    assert headline == scored["exact_set_accuracy"]
     for plot in ("training.png", "privacy.png"):
         data = (run_dir / "plots" / plot).read_bytes()
         assert data.startswith(b"\x89PNG") and len(data) > 1000
@@ -396,6 +443,9 @@ def test_virtual_pluto_back_end_runs_an_experiment(tmp_path, airmix_runs):
     assert all(m["slots"] > 0 and m["alive_users"] == 4 for m in metrics)
     assert metrics[-1]["accuracy"] > 0.3
     assert 'radio = "virtual-pluto"' in (run_dir / "config.toml").read_text()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    eve = check_eavesdropper(run_dir, summary, run.output)  # the lab's medium, in-process
+    assert eve["attacks"] == {}  # this experiment runs no attack
 
 
 def test_lab_inventory_back_end_runs_an_experiment(tmp_path, airmix_runs):
