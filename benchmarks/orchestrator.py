@@ -2,8 +2,7 @@
 
 Everything is real: ``orchestrator.main_job.run_experiment`` with its node processes,
 CurveZMQ, the per-round simulated medium and the receiver's closed loop; only the
-engine is a subclass (:class:`TimedEngine`) that times its link calls, and every node
-writes the time it spent serving each message type (``logs/<node>.timing.json``).
+engine is a subclass (:class:`TimedEngine`) that times acquisitions, slots and grouping.
 
 1. **Scale**: ``--users`` (default 1000) simulated users hosted by ``--nodes`` (default
    4) node processes go through a full label-aware grouping and one complete round
@@ -12,12 +11,12 @@ writes the time it spent serving each message type (``logs/<node>.timing.json``)
    (74 reals) per user per slot: the round is dominated by the per-group work (pilots,
    captures, requests), which is what scaling the user count stresses.
 2. **Messaging overhead** as a fraction of round time, for the default experiment size
-   (8 users, groups of 4, 2 nodes; 3 rounds) and for the large run. The engine's time inside
-   ``link.request`` (encode, send, wait for the reply) minus the nodes' time serving
-   those requests (encoding payloads, building frames, driving the radio) is the time
-   spent on the digital link itself; polling the link for events is added. The upper
-   bound (all time the engine waited on requests, node work included) is printed too.
-   Target: <= 5 % of the round.
+   (8 users, groups of 4, 2 nodes; 10 rounds) and for the large run. It is the run's own
+   per-round ``messaging_seconds`` (see :mod:`orchestrator.engine`): the time the engine
+   was blocked in requests (encoding, sending, waiting, decoding) minus the nodes'
+   serving time that every reply carries (``served_s``: building frames, driving the
+   radio; for requests sent to several nodes at once, the slowest node's), plus the
+   time spent polling the link for events. Target: <= 5 % of the round.
 3. **Grouping time** of ``orchestrator.grouping``'s label-aware policy vs the user count
    (10 / 100 / 1000 users, groups of 4, Dirichlet(0.3) label histograms of 50 labels).
 
@@ -25,14 +24,18 @@ Prints the figures with their ratio to the targets and ends with one JSON line.
 Run: ``.venv/bin/python benchmarks/orchestrator.py`` (about 2-5 minutes on 2 cores);
 ``--users 100`` for a quick look; ``--out DIR`` keeps the run directories.
 
-Figures of 2026-11-22 (2 shared cores, load average ~3 from other jobs): 1000 users on
-4 nodes, one round 67 s (250 groups, 500 slots; acquisition 32 s, slots 33 s), 82 s with
-start-up; messaging 9.4 % of the round (1.3 ms per request: target missed by 1.9x); the
-default size 3-8 % (0.2-1.2 ms per request, varies with the load); label-aware grouping
-of 1000 users 0.64 s. 4 of the 500 one-sample frames were not detected by the receiver
-(counted as ``missed_slots``). Requests that needed a retry are reported separately:
-before the sliding replay window (messages.ReplayGuard), a heartbeat overtaking an
-encoded request got 1-3 requests per 1000-user round dropped (3 x 20 s, node lost).
+Figures of 2026-11-22 (2 shared cores; load average 1-2 before the run):
+
+* 1000 users on 4 nodes: one round 66 s (250 groups, 500 slots, 3694 requests;
+  acquisition ~32 s, slots ~35 s), 77 s with start-up; messaging 4.8 % of the round
+  (0.86 ms per request); label-aware grouping of 1000 users 0.6-0.9 s; 4 of the 500
+  one-sample frames not detected by the receiver (counted as ``missed_slots``).
+* default size: 4.8 % (1.1 ms per request).
+* The figure depends on the machine's load, since every request crosses ~8 thread
+  wake-ups: with other jobs on the 2 cores (load average 3-4) the same runs gave 6-8 %.
+* History: one request thread per node and an I/O thread relaying every frame cost
+  9-20 %; direct sends and ``request_many`` brought it to 4.3-6 %, and callers reading
+  their own replies (no hand-off to the waiting thread) to 4.8 % at 1000 users.
 """
 
 from __future__ import annotations
@@ -204,7 +207,7 @@ def main() -> dict:
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory(prefix="airmix-bench-") as tmp:
         out = args.out or Path(tmp)
-        small = run_timed(8, 2, 4, out, rounds=3, batch_size=32)
+        small = run_timed(8, 2, 4, out, rounds=10, batch_size=32)
         _print_run("default size (groups of 4, 32 samples per slot)", small)
         large = run_timed(args.users, args.nodes, 4, out, batch_size=32)
         _print_run("scale (groups of 4, 1-2 samples per user)", large)

@@ -17,10 +17,14 @@
   directory the link runs in plain text (local tests only).
 
 Threads: the caller's thread puts its own frames on the wire (a lock serialises every
-use of the socket), so a request costs no hand-off before it leaves; one I/O thread per
-endpoint reads the socket, answers replies to the waiting callers and runs the timers
-(retries, heartbeats, liveness). :meth:`request_many` sends requests to several peers at
-once from one thread. The public methods are thread-safe and block only the caller.
+use of the socket), and while it waits in :meth:`request_many` or :meth:`recv` it reads
+the socket itself, so neither a request nor its reply waits for another thread to be
+scheduled (on 2 shared cores each such hand-off cost about as much as the network). One
+I/O thread per endpoint runs the timers (retries, heartbeats, liveness) and, at each
+tick, reads what arrived while no caller was waiting (heartbeats, or messages the
+application takes with its next :meth:`recv`). :meth:`request_many` sends requests to
+several peers at once from one thread. The public methods are thread-safe and block
+only the caller.
 
 Timing: a reply carries ``served_s``, the seconds the peer's application spent between
 taking the request (:meth:`recv`) and answering it (:meth:`reply`); the requester adds
@@ -41,7 +45,7 @@ import socket
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +64,7 @@ ORCHESTRATOR_ID = "orchestrator"
 REPLY_TYPES = frozenset({"ack", "welcome", "error"})
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 READ_BURST = 1000  # frames read in a row before the timers are served
+IO_TICK_S = 0.1  # longest sleep of a thread polling the socket, seconds
 
 
 class LinkError(RuntimeError):
@@ -215,10 +220,36 @@ class _Pending:
         self.done = threading.Event()
         self.reply: m.Message | None = None
         self.error: LinkError | None = None
+        self.waiter: _Waiter | None = None  # the thread waiting for it
 
     def finish(self, reply: m.Message | None = None, error: LinkError | None = None) -> None:
         self.reply, self.error = reply, error
         self.done.set()
+        if self.waiter is not None:
+            self.waiter.notify()
+
+
+class _Waiter:
+    """A thread's doorbell: other threads ring it when what it waits for has happened
+    (its reply arrived, an event was queued) while it sleeps in ``poll``."""
+
+    def __init__(self) -> None:
+        self.bell, self._ringer = socket.socketpair()
+        self.bell.setblocking(False)
+        self._ringer.setblocking(False)
+
+    def notify(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._ringer.send(b"\0")
+
+    def clear(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            while self.bell.recv(4096):
+                pass
+
+    def close(self) -> None:
+        self.bell.close()
+        self._ringer.close()
 
 
 class _Endpoint(ABC):
@@ -235,6 +266,9 @@ class _Endpoint(ABC):
         self._guard = m.ReplayGuard(self.config.replay_window_s)
         self._ctx = zmq.Context()
         self._inbox: queue.Queue[LinkEvent] = queue.Queue()
+        self._local = threading.local()  # per calling thread: its _Waiter
+        self._waiters: list[_Waiter] = []  # every thread's, closed with the link
+        self._inbox_waiters: set[_Waiter] = set()  # threads blocked in recv()
         self._sock_lock = threading.RLock()  # every use of self._sock holds it
         self._taken: dict[tuple[str, int], float] = {}  # request -> when recv() handed it out
         self._pending: dict[int, _Pending] = {}
@@ -252,6 +286,7 @@ class _Endpoint(ABC):
         self._wake_w.setblocking(False)
         self._thread: threading.Thread | None = None
         self._sock: zmq.Socket | None = None
+        self._sock_fd = -1  # the socket's readiness file descriptor (zmq.FD)
         self._monitor: zmq.Socket | None = None
 
     # ------------------------------------------------------------------ public API
@@ -310,11 +345,14 @@ class _Endpoint(ABC):
         ]
         pendings: dict[int, _Pending] = {}
         results: list[m.Message | LinkError | None] = [None] * len(calls)
+        waiter = self._waiter()
+        waiter.clear()
         for i, (peer, msg_type, seq, data) in enumerate(encoded):
             if not self._peer_reachable(peer):
                 results[i] = PeerDead(f"peer {peer!r} is not alive")
                 continue
             pending = _Pending(peer, data, msg_type, timeout_s, retries)
+            pending.waiter = waiter
             with self._pending_lock:  # registered before sending: the reply may be fast
                 self._pending[seq] = pending
             pendings[i] = pending
@@ -324,9 +362,12 @@ class _Endpoint(ABC):
                 pending.finish(error=error)
         served = 0.0
         try:
+            deadline = started + timeout_s * (retries + 1) + 5.0  # the I/O thread times out first
+            self._wait_reading(
+                waiter, lambda: all(p.done.is_set() for p in pendings.values()), deadline
+            )
             for i, pending in pendings.items():
-                left = started + timeout_s * (retries + 1) + 5.0 - time.monotonic()
-                if not pending.done.wait(max(0.0, left)):
+                if not pending.done.is_set():
                     results[i] = LinkTimeout(f"{pending.msg_type} to {pending.peer!r}: no answer")
                 elif pending.error is not None:
                     results[i] = pending.error
@@ -365,9 +406,22 @@ class _Endpoint(ABC):
     def recv(self, timeout_s: float | None = None) -> LinkEvent | None:
         """The next :class:`LinkEvent`, or None after ``timeout_s`` (None: wait forever)."""
         try:
-            event = self._inbox.get(timeout=timeout_s)
+            event = self._inbox.get_nowait()
         except queue.Empty:
-            return None
+            waiter = self._waiter()
+            waiter.clear()
+            with self._state_lock:
+                self._inbox_waiters.add(waiter)
+            try:
+                deadline = None if timeout_s is None else time.monotonic() + timeout_s
+                self._wait_reading(waiter, lambda: not self._inbox.empty(), deadline)
+            finally:
+                with self._state_lock:
+                    self._inbox_waiters.discard(waiter)
+            try:
+                event = self._inbox.get_nowait()
+            except queue.Empty:
+                return None
         if event.kind == "message" and event.message is not None:
             self._taken[(event.peer, event.message.seq)] = time.monotonic()
             while len(self._taken) > 4 * self.config.reply_cache:  # never answered: forget
@@ -385,10 +439,16 @@ class _Endpoint(ABC):
         with self._pending_lock:
             for pending in self._pending.values():
                 pending.finish(error=LinkError("link closed"))
+        with self._state_lock:
+            for waiter in self._inbox_waiters:
+                waiter.notify()
         self._close_sockets()
         self._ctx.term()
         self._wake_r.close()
         self._wake_w.close()
+        with self._state_lock:
+            for waiter in self._waiters:
+                waiter.close()
 
     def __enter__(self) -> _Endpoint:
         return self
@@ -407,6 +467,48 @@ class _Endpoint(ABC):
             raise m.ProtocolError("direction", f"a {self.role} may not send {msg_type!r}")
         msg = m.Message(msg_type, body, seq, self.identity, time.time(), re_seq)
         return seq, m.encode(msg, max_bytes=self.config.max_bytes)
+
+    def _waiter(self) -> _Waiter:
+        """The calling thread's doorbell (created on first use)."""
+        waiter = getattr(self._local, "waiter", None)
+        if waiter is None:
+            waiter = self._local.waiter = _Waiter()
+            with self._state_lock:
+                self._waiters.append(waiter)
+        return waiter
+
+    def _wait_reading(
+        self, waiter: _Waiter, done: Callable[[], bool], deadline: float | None
+    ) -> None:
+        """Block the calling thread until ``done()`` or the monotonic ``deadline`` (None:
+        none), reading and handling the socket's frames itself meanwhile. A frame another
+        thread read rings ``waiter`` if it concerns this one."""
+        poller = zmq.Poller()
+        poller.register(self._sock_fd, zmq.POLLIN)
+        poller.register(waiter.bell, zmq.POLLIN)
+        while not done() and not self._stop.is_set():
+            for frames in self._read_burst():
+                self._on_frames(frames)
+            if done():
+                return
+            left = IO_TICK_S if deadline is None else min(deadline - time.monotonic(), IO_TICK_S)
+            if left <= 0:
+                return
+            try:
+                poller.poll(max(1, int(1000 * left)))
+            except zmq.ZMQError:
+                if self._stop.is_set():
+                    return
+                raise
+            waiter.clear()
+
+    def _post(self, event: LinkEvent) -> None:
+        """Queue an event for :meth:`recv` and ring the threads waiting there."""
+        self._inbox.put(event)
+        with self._state_lock:
+            waiters = list(self._inbox_waiters)
+        for waiter in waiters:
+            waiter.notify()
 
     def _send_now(self, peer: str, data: bytes, msg_type: str) -> None:
         """Put ``data`` on the wire from the calling thread. Any socket operation may
@@ -427,12 +529,14 @@ class _Endpoint(ABC):
             self._wake_w.send(b"\0")
 
     def _start(self) -> None:
+        self._sock_fd = self._sock.getsockopt(zmq.FD)
         self._thread = threading.Thread(target=self._run, name=f"link-{self.identity}", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
+        """The I/O thread: timers, and what arrived while no caller was reading (read at
+        every tick, at least every ``IO_TICK_S``)."""
         poller = zmq.Poller()
-        poller.register(self._sock.getsockopt(zmq.FD), zmq.POLLIN)  # readiness edge only
         poller.register(self._wake_r, zmq.POLLIN)
         if self._monitor is not None:
             poller.register(self._monitor, zmq.POLLIN)
@@ -445,9 +549,9 @@ class _Endpoint(ABC):
             self._service_timers()
             if len(burst) == READ_BURST:  # more may be waiting: serve timers, read on
                 continue
-            timeout_ms = max(1, int(1000 * min(self._next_deadline() - time.monotonic(), 0.25)))
+            left = min(self._next_deadline() - time.monotonic(), IO_TICK_S)
             try:
-                ready = dict(poller.poll(timeout_ms))
+                ready = dict(poller.poll(max(1, int(1000 * left))))
             except zmq.ZMQError:
                 if self._stop.is_set():
                     break
@@ -461,6 +565,8 @@ class _Endpoint(ABC):
         """Every frame waiting on the socket (at most READ_BURST messages)."""
         burst: list[list[zmq.Frame]] = []
         with self._sock_lock:
+            if self._stop.is_set():
+                return burst  # the socket may be closed already
             while len(burst) < READ_BURST and self._sock.getsockopt(zmq.EVENTS) & zmq.POLLIN:
                 burst.append(self._sock.recv_multipart(zmq.NOBLOCK, copy=False))
         return burst
@@ -505,7 +611,7 @@ class _Endpoint(ABC):
         for peer in dead:
             log.info("%s: peer %s declared dead", self.identity, peer)
             self._on_dead(peer)
-            self._inbox.put(LinkEvent("dead", peer))
+            self._post(LinkEvent("dead", peer))
 
     def _accept(self, data: bytes, authenticated: str) -> tuple[m.Message, bytes] | None:
         """Decode, authenticate and replay-check one frame.
@@ -559,7 +665,7 @@ class _Endpoint(ABC):
                 pending.finish(reply=msg)
             return  # late or unsolicited replies are dropped
         self._remember_request(msg, digest)  # in progress until the application replies
-        self._inbox.put(LinkEvent("message", msg.sender, msg))
+        self._post(LinkEvent("message", msg.sender, msg))
 
     # hooks implemented by the two ends (OrchestratorLink, NodeLink)
     @abstractmethod
@@ -777,7 +883,7 @@ class OrchestratorLink(_Endpoint):
                 "liveness_s": self.config.liveness_s,
             },
         )
-        self._inbox.put(LinkEvent("joined", node_id, msg))
+        self._post(LinkEvent("joined", node_id, msg))
 
     def _on_monitor(self) -> None:
         for _ in range(1000):
