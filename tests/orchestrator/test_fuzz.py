@@ -94,8 +94,10 @@ def fuzz_frames(rng: np.random.Generator, n: int, hello_seq: int) -> list[tuple[
             data = _wire(msg_type, body, seq=seq)
         elif kind == 8:
             data = _wire("ack", {"note": "x" * 200}, seq=seq) + rng.bytes(CONFIG.max_bytes)
-        elif kind == 9:  # replayed: a sequence number not above the accepted hello's
-            frames.append(([_wire(seq=hello_seq - int(rng.integers(1, 10**6)))], "replay"))
+        elif kind == 9:  # replayed: a sequence number below the guard's reorder window
+            # (within it, a number never seen is a legitimate late arrival, not a replay)
+            below = hello_seq - m.ReplayGuard().reorder_window
+            frames.append(([_wire(seq=below - int(rng.integers(0, 10**6)))], "replay"))
             continue
         elif kind == 10:  # stale: fresh sequence number, old timestamp
             frames.append(([_wire(seq=seq, ts=time.time() - 1000.0)], "stale"))
