@@ -155,6 +155,15 @@ class LinkCounters:
         self.requests = 0
         self.request_seconds = 0.0
         self.served_seconds = 0.0
+        # requests this end answered, by type: how many, seconds the application took
+        self.answered_by_type: collections.Counter[str] = collections.Counter()
+        self.answer_seconds_by_type: collections.Counter[str] = collections.Counter()
+
+    def on_answered(self, msg_type: str, seconds: float) -> None:
+        """Count a request of ``msg_type`` this end answered after ``seconds``."""
+        with self._lock:
+            self.answered_by_type[msg_type] += 1
+            self.answer_seconds_by_type[msg_type] += seconds
 
     def on_requests(self, n: int, blocked_s: float, served_s: float) -> None:
         """Count a call of ``n`` concurrent requests: the caller was blocked ``blocked_s``
@@ -206,6 +215,8 @@ class LinkCounters:
                 "requests": self.requests,
                 "request_seconds": self.request_seconds,
                 "served_seconds": self.served_seconds,
+                "answered_by_type": dict(self.answered_by_type),
+                "answer_seconds_by_type": dict(self.answer_seconds_by_type),
             }
 
 
@@ -395,6 +406,7 @@ class _Endpoint(ABC):
         body = dict(body or {})
         if taken is not None and msg_type != "welcome":
             body["served_s"] = time.monotonic() - taken
+            self.counters.on_answered(request.type, body["served_s"])
         seq, data = self._encode(msg_type, body, request.seq)
         with self._replies_lock:
             entry = self._replies.get(request.sender, {}).get(request.seq)

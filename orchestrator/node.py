@@ -104,9 +104,7 @@ class Node:
             radio = open_radio(radio_uris[user_id])
             self.users[user_id] = HostedUser(user_id, index, learner, radio)
         #: message type -> seconds spent serving it / requests served (see write_timing)
-        self.handler_seconds: dict[str, float] = {}
-        self.handled: dict[str, int] = {}
-        self.link_rejects: dict[str, int] = {}  # frames the node's link dropped, by reason
+        self.link_counters: dict = {}  # the link's counters when it closed (write_timing)
         self.audit_path = self.run_dir / "audit" / f"{node_id}.jsonl"
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
         if restore_round is not None:
@@ -263,18 +261,14 @@ class Node:
         link.reply(message, "ack")
         return True
 
-    def account(self, msg_type: str, seconds: float) -> None:
-        """Add ``seconds`` of serving one ``msg_type`` request."""
-        self.handler_seconds[msg_type] = self.handler_seconds.get(msg_type, 0.0) + seconds
-        self.handled[msg_type] = self.handled.get(msg_type, 0) + 1
-
     def write_timing(self) -> None:
-        """``logs/<node>.timing.json``: time spent serving each message type, so the
-        orchestrator's request times can be split into node work and messaging."""
+        """``logs/<node>.timing.json``: requests served and seconds spent serving them,
+        per message type, and frames the node's link rejected, by reason."""
+        counters = self.link_counters
         timing = {
-            "handler_seconds": self.handler_seconds,
-            "handled": self.handled,
-            "link_rejects": self.link_rejects,
+            "handler_seconds": counters.get("answer_seconds_by_type", {}),
+            "handled": counters.get("answered_by_type", {}),
+            "link_rejects": counters.get("rejects", {}),
         }
         path = self.run_dir / "logs" / f"{self.node_id}.timing.json"
         atomic_write_bytes(path, json.dumps(timing, sort_keys=True).encode())
@@ -317,10 +311,7 @@ def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
             log.warning("%s: orchestrator is gone, stopping", node.node_id)
             return 1
         if event.kind == "message":
-            started = time.perf_counter()
-            keep_serving = node.handle(event.message, link)
-            node.account(event.message.type, time.perf_counter() - started)
-            if not keep_serving:
+            if not node.handle(event.message, link):
                 return 0
     return 1
 
@@ -359,7 +350,7 @@ def main(args: argparse.Namespace) -> int:
             try:
                 code = serve(node, link)
             finally:
-                node.link_rejects = link.counters.snapshot()["rejects"]
+                node.link_counters = link.counters.snapshot()
             return code
     finally:
         try:

@@ -180,6 +180,9 @@ def test_request_many_waits_for_all_and_counts_link_vs_serving_time(orch, keys_d
         assert counters["requests"] == 3
         assert counters["served_seconds"] == pytest.approx(reply.body["served_s"])
         assert 0 <= counters["request_seconds"] - counters["served_seconds"] < blocked - 0.2
+        answered = node0.counters.snapshot()
+        assert answered["answered_by_type"] == {"stop_transmit": 1}
+        assert answered["answer_seconds_by_type"]["stop_transmit"] == reply.body["served_s"]
 
 
 def test_unknown_key_plaintext_and_spoofed_identity_cannot_join(orch, keys_dir, tmp_path):
