@@ -47,11 +47,6 @@ from radio.ota_session import OtaReceiver, SlotPlan
 log = logging.getLogger(__name__)
 
 
-def _finite(values: list[float]) -> np.ndarray:
-    """``values`` as an array with NaN (no estimate) replaced by 0."""
-    return np.nan_to_num(np.asarray(values, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
-
-
 class NodeLost(RuntimeError):
     """A node died while the engine needed it; its users have been dropped."""
 
@@ -291,16 +286,16 @@ class Engine:
         """Every member of ``group`` plays its pre-compensated frame for ``plan``."""
         requests = []
         for node_id, positions in self._per_node(group).items():
+            orders = [plan.order(p) for p in positions]
             body = {
                 "round_id": round_id,
                 "slot_id": slot_id,
                 "user_ids": [group[p] for p in positions],
-                "tx_scale": np.asarray(plan.tx_scaling)[positions].astype(np.complex128),
+                "tx_scale": np.array([o.tx_scaling for o in orders], dtype=np.complex128),
                 "weights": weights[positions],
-                # an undetected user (deep fade) is silent (b_k = 0): neutral corrections
-                "delay_samples": _finite([plan.corrections[p].delay_samples for p in positions]),
-                "sro": _finite([plan.corrections[p].sro for p in positions]),
-                "cfo_hz": _finite([plan.corrections[p].cfo_hz for p in positions]),
+                "delay_samples": np.array([o.delay_samples for o in orders]),
+                "sro": np.array([o.sro for o in orders]),
+                "cfo_hz": np.array([o.cfo_hz for o in orders]),
                 "target_delay": int(plan.target_delay),
                 "buffer_len": int(plan.buffer_len),
                 "batch_size": self.batch,

@@ -43,20 +43,22 @@ from orchestrator.config import ExperimentConfig, load_experiment
 from orchestrator.link import LinkConfig, NodeLink
 from orchestrator.messages import Message
 from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
-from phy.ota import UserCorrection, pilot_buffer, precompensated_payload
 from radio import Radio, RadioConfig, open_radio
+from radio.ota_transmitter import OtaTransmitter, SlotOrder
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class HostedUser:
-    """One user on this node: index, learner (data + encoder or codec), radio."""
+    """One user on this node: index, learner (data + encoder or codec), radio and the
+    closed loop's user half on it."""
 
     user_id: str
     index: int
     learner: User
     radio: Radio
+    transmitter: OtaTransmitter
     last_batch: np.ndarray | None = None  # dataset indices of the batch on the air
 
 
@@ -102,7 +104,8 @@ class Node:
                     user_data, encoder=encoder, lr=config.model.learning_rate, batch_size=batch_size
                 )
             radio = open_radio(radio_uris[user_id])
-            self.users[user_id] = HostedUser(user_id, index, learner, radio)
+            transmitter = OtaTransmitter(radio, self.ofdm, index)
+            self.users[user_id] = HostedUser(user_id, index, learner, radio, transmitter)
         #: message type -> seconds spent serving it / requests served (see write_timing)
         self.link_counters: dict = {}  # the link's counters when it closed (write_timing)
         self.audit_path = self.run_dir / "audit" / f"{node_id}.jsonl"
@@ -156,9 +159,7 @@ class Node:
     def _send_pilots(self, body: dict) -> None:
         group_size = body.get("group_size", max(body["pilot_ids"]) + 1)
         for user_id, pilot_id in zip(body["user_ids"], body["pilot_ids"], strict=True):
-            self._user(user_id).radio.transmit(
-                pilot_buffer(pilot_id, group_size, self.ofdm), cyclic=True
-            )
+            self._user(user_id).transmitter.play_pilot(pilot_id, group_size)
 
     def _transmit(self, body: dict) -> None:
         for k, user_id in enumerate(body["user_ids"]):
@@ -167,17 +168,15 @@ class Node:
             batch = min(len(y), body.get("batch_size", len(y)))
             x, y, indices = x[:batch], y[:batch], indices[:batch]
             payload = ex.pack_payload(user.learner.user_encode(x), y, self.n_classes)
-            correction = UserCorrection(
-                user=k,
+            order = SlotOrder(
                 delay_samples=float(body["delay_samples"][k]),
                 sro=float(body["sro"][k]),
                 cfo_hz=float(body["cfo_hz"][k]),
                 target_delay=int(body["target_delay"]),
+                tx_scaling=complex(body["tx_scale"][k]),
+                buffer_len=int(body["buffer_len"]),
             )
-            waveform = precompensated_payload(
-                payload, correction, complex(body["tx_scale"][k]), self.ofdm, body["buffer_len"]
-            )
-            user.radio.transmit(waveform, cyclic=True)
+            user.transmitter.play_payload(payload, order)
             user.last_batch = indices
             self._audit(body, user, indices, float(body["weights"][k]))
 
@@ -227,14 +226,14 @@ class Node:
         body = message.body
         try:
             for user_id in body.get("stop_user_ids", ()):  # piggybacked stop of a past slot
-                self._user(user_id).radio.stop_transmit()
+                self._user(user_id).transmitter.stop()
             if message.type == "start_round":
                 self._start_round(body)
             elif message.type == "send_pilots":
                 self._send_pilots(body)
             elif message.type == "stop_transmit":
                 for user_id in body["user_ids"]:
-                    self._user(user_id).radio.stop_transmit()
+                    self._user(user_id).transmitter.stop()
             elif message.type == "transmit":
                 self._transmit(body)
             elif message.type == "gradient":

@@ -2,8 +2,9 @@
 
 The receiver half, :class:`OtaReceiver` (capture, acquisition, planning, mixup
 estimation), only *asks* users to act through callables or messages, so the
-orchestrator drives users in other processes with it; :class:`OtaSession` wires it to
-local user radios. Together they run
+orchestrator drives users in other processes with it; the user half is
+:class:`radio.ota_transmitter.OtaTransmitter`, which plays what a :class:`SlotPlan`
+orders (:meth:`SlotPlan.order`). :class:`OtaSession` wires both to local radios. Together they run
 
 1. **acquire**: user by user, the user plays its cyclic pilot
    (:func:`phy.ota.pilot_buffer`) and the receiver captures it; the receiver estimates
@@ -39,13 +40,12 @@ from phy.ota import (
     corrections_for,
     estimate_links,
     estimate_mixup,
-    pilot_buffer,
-    precompensated_payload,
     predict_gains,
 )
 from phy.power import get_power_policy, mse_of
 from phy.rng import RngLike, make_rng
 from phy.waveform import OfdmConfig, frame_length
+from radio.ota_transmitter import OtaTransmitter, SlotOrder
 
 __all__ = ["MixupResult", "OtaReceiver", "OtaSession", "SlotPlan", "medium_truth"]
 
@@ -98,6 +98,12 @@ class SlotPlan:
     target_delay: int
     buffer_len: int
     clock: int
+
+    def order(self, k: int) -> SlotOrder:
+        """What user ``k`` must do in this slot (for its :class:`OtaTransmitter`)."""
+        return SlotOrder.from_correction(
+            self.corrections[k], complex(self.tx_scaling[k]), self.buffer_len
+        )
 
 
 class OtaReceiver:
@@ -279,6 +285,7 @@ class OtaSession:
         self.receiver = receiver
         self.users = list(users)
         self.config = self.rx.config
+        self.transmitters = [OtaTransmitter(u, self.config, k) for k, u in enumerate(self.users)]
         self.p_max = self.rx.p_max
         self.noise_var = noise_var
         self.truth = truth
@@ -298,11 +305,10 @@ class OtaSession:
     def acquire(self) -> list[LinkEstimate]:
         """Run the pilot round (one capture per user) and store the link estimates."""
         k_users = self.n_users
-
-        def start(k: int) -> None:
-            self.users[k].transmit(pilot_buffer(k, k_users, self.config), cyclic=True)
-
-        self.estimates = self.rx.acquire(k_users, start, lambda k: self.users[k].stop_transmit())
+        tx = self.transmitters
+        self.estimates = self.rx.acquire(
+            k_users, lambda k: tx[k].play_pilot(k, k_users), lambda k: tx[k].stop()
+        )
         self._since_acquire = 0
         return self.estimates
 
@@ -331,16 +337,13 @@ class OtaSession:
         else:
             links = list(self.estimates)
         plan = self.rx.plan(links, w, n_reals)
-        for k, user in enumerate(self.users):
-            buf = precompensated_payload(
-                x[k], plan.corrections[k], plan.tx_scaling[k], self.config, plan.buffer_len
-            )
-            user.transmit(buf, cyclic=True)
+        for k, transmitter in enumerate(self.transmitters):
+            transmitter.play_payload(x[k], plan.order(k))
         try:
             estimate = self.rx.receive(plan, n_reals)
         finally:
-            for user in self.users:
-                user.stop_transmit()
+            for transmitter in self.transmitters:
+                transmitter.stop()
         self._since_acquire += 1
         truth_mse = plan.predicted_mse
         if self.truth is not None:
