@@ -26,6 +26,6 @@ fi
 stamp=.venv/.airmix-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[airmix] installing airmix and its dependencies" >&2
-    .venv/bin/pip install -q -e ".[dev]"
+    .venv/bin/pip install -q -e ".[dev,live]"
     touch "$stamp"
 fi
