@@ -120,7 +120,9 @@ def create_app(run_path: str | Path) -> Starlette:
                     break
                 text = message.get("text")
                 if text is None:
-                    await socket.send_json({"type": "error", "error": "binary messages are refused"})
+                    await socket.send_json(
+                        {"type": "error", "error": "binary messages are refused"}
+                    )
                     continue
                 if len(text.encode()) > MAX_MESSAGE_BYTES:
                     await socket.send_json(

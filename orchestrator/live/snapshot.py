@@ -123,7 +123,13 @@ def _privacy_rows(summary: dict[str, Any] | None) -> list[dict[str, Any]]:
                 if figure.endswith("_chance") or chance is None:
                     continue
                 rows.append(
-                    {"view": view, "attack": attack, "figure": figure, "value": value, "chance": chance}
+                    {
+                        "view": view,
+                        "attack": attack,
+                        "figure": figure,
+                        "value": value,
+                        "chance": chance,
+                    }
                 )
     return rows
 

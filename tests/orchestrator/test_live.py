@@ -103,7 +103,9 @@ def test_recorder_spectrum_constellation_and_link_history(tmp_path):
 
     recorder = LiveRecorder(tmp_path)
     for r in range(3):
-        estimate = LinkEstimate(user=0, delay_samples=1.5, cfo_hz=100.0 + r, sro=0.0, gain=1j, snr_db=20.0)
+        estimate = LinkEstimate(
+            user=0, delay_samples=1.5, cfo_hz=100.0 + r, sro=0.0, gain=1j, snr_db=20.0
+        )
         recorder.record_link_state(r, {"u0": link_state_of(estimate, {"underflows": r})})
     recorder.truncate_after(1)  # a resumed run re-records round 2
     recorder.record_link_state(2, {"u0": link_state_of(estimate, {"underflows": 7})})
@@ -182,7 +184,10 @@ def test_websocket_pushes_updates_and_answers_bad_messages(served_run):
         update = json.loads(ws.recv(timeout=WAIT_S))
         assert [r["round"] for r in update["data"]["rounds"]] == [0, 1, 2]
         ws.send("not json")
-        assert json.loads(ws.recv(timeout=WAIT_S)) == {"type": "error", "error": "message is not JSON"}
+        assert json.loads(ws.recv(timeout=WAIT_S)) == {
+            "type": "error",
+            "error": "message is not JSON",
+        }
         ws.send('{"type": "delete_run"}')
         assert "unknown message type" in json.loads(ws.recv(timeout=WAIT_S))["error"]
         ws.send(b"\x00\x01")
