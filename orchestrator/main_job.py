@@ -51,6 +51,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", type=Path, metavar="RUNDIR", help="continue a killed run")
     parser.add_argument("--out", type=Path, help="parent directory of run directories")
     parser.add_argument("--quiet", action="store_true", help="no per-round progress lines")
+    parser.add_argument(
+        "--live",
+        nargs="?",
+        type=int,
+        const=8765,
+        metavar="PORT",
+        help="serve a live view of the run at http://127.0.0.1:PORT/ (default port 8765)",
+    )
 
 
 def _link_config(config: ExperimentConfig) -> LinkConfig:
@@ -393,7 +401,22 @@ def main(args: argparse.Namespace) -> int:
     except (ConfigError, FileNotFoundError) as error:
         print(f"airmix run: {error}", file=sys.stderr)
         return 2
-    run_experiment(config, run, resuming, progress=not args.quiet)
+    live = None
+    if getattr(args, "live", None) is not None and not 0 < args.live < 65536:
+        print(f"airmix run: --live PORT must be 1-65535, got {args.live}", file=sys.stderr)
+        return 2
+    if getattr(args, "live", None) is not None:
+        from orchestrator.live.server import start_live_process
+
+        live = start_live_process(run.path, args.live)
+        print(f"live view: http://127.0.0.1:{args.live}/ (airmix view {run.path} replays it)")
+        sys.stdout.flush()
+    try:
+        run_experiment(config, run, resuming, progress=not args.quiet)
+    finally:
+        if live is not None:
+            live.terminate()
+            live.wait(timeout=10)
     atomic_write_text(run.path / "DONE", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     print(f"run directory: {run.path}")
     return 0
