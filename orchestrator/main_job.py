@@ -396,15 +396,15 @@ def write_plots(
 
 def main(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.WARNING)
+    if getattr(args, "live", None) is not None and not 0 < args.live < 65536:
+        print(f"airmix run: --live PORT must be 1-65535, got {args.live}", file=sys.stderr)
+        return 2
     try:
         config, run, resuming = _prepare(args)
     except (ConfigError, FileNotFoundError) as error:
         print(f"airmix run: {error}", file=sys.stderr)
         return 2
     live = None
-    if getattr(args, "live", None) is not None and not 0 < args.live < 65536:
-        print(f"airmix run: --live PORT must be 1-65535, got {args.live}", file=sys.stderr)
-        return 2
     if getattr(args, "live", None) is not None:
         from orchestrator.live.server import start_live_process
 
