@@ -16,6 +16,8 @@ from dataclasses import dataclass
 #: The lexer's WORD: optional ``alpha,`` or ``iio:`` prefix, then [-_.alnum]+.
 _WORD = re.compile(r"^(?:[A-Za-z]+,|iio:)?[-_.A-Za-z0-9]+$")
 _NUMBER = re.compile(r"^\s*[+-]?\d+")
+#: C ``long`` on the 64-bit hosts iiod runs on; a number outside it is malformed.
+LONG_MIN, LONG_MAX = -(2**63), 2**63 - 1
 
 _KEYWORDS = {
     "VERSION",
@@ -71,9 +73,21 @@ class Command:
 
 
 def atol(text: str) -> int:
-    """C ``atol``: the leading decimal integer of ``text``, 0 when there is none."""
+    """C ``atol``: the leading decimal integer of ``text``, 0 when there is none.
+
+    Raises :class:`ParseError` for a number outside a C ``long`` (where ``atol`` would
+    silently saturate), checked on the digit count before converting, so a
+    5,000-digit number costs nothing and gets an ``-EINVAL`` reply."""
     match = _NUMBER.match(text)
-    return int(match.group()) if match else 0
+    if not match:
+        return 0
+    digits = match.group().strip().lstrip("+-").lstrip("0")
+    if len(digits) > len(str(LONG_MAX)):
+        raise ParseError(f"number {text[:24]!r}... does not fit in a C long")
+    value = int(match.group())
+    if not LONG_MIN <= value <= LONG_MAX:
+        raise ParseError(f"number {text[:24]!r} does not fit in a C long")
+    return value
 
 
 def _keyword(token: str) -> str | None:

@@ -8,6 +8,27 @@ handler error) ends at most that connection; the listener keeps serving.
 Replies follow ``iiod/ops.c``: decimal status lines (``-errno`` on failure), attribute
 values as ``<len>\\n<value incl. NUL>\\n``, buffer reads as ``<len>\\n`` per chunk with the
 channel mask line after the first length only.
+
+Every number a client sends is validated before anything changes state, and nothing a
+client announces makes the server hold more than the device would:
+
+* a number outside a C ``long`` (e.g. 5,000 digits) and a negative ``WRITE`` length get
+  ``-EINVAL`` and the connection goes on; a request line longer than :data:`MAX_LINE` gets
+  one ``-EINVAL`` and its rest is skipped;
+* a ``WRITE`` longer than :data:`WRITE_MAX` is drained in small pieces (memory stays
+  bounded, the protocol stays in sync) and answered ``-E2BIG``, like the kernel's sysfs
+  refusing a write larger than its buffer;
+* ``OPEN`` checks the sample count as the driver does: 0 -> ``-EINVAL``; more than an
+  ``unsigned int`` (``buffer/length`` is parsed with ``kstrtouint``) -> ``-ERANGE``; kernel
+  buffers x samples x bytes per sample beyond :data:`DMA_POOL_BYTES` (the contiguous memory
+  the DMA buffers are allocated from) -> ``-ENOMEM``. ``SET ... BUFFERS_COUNT`` accepts
+  1..:data:`MAX_KERNEL_BUFFERS`;
+* at most ``max_connections`` (default :data:`MAX_CONNECTIONS`) connections are served at
+  once; a further one is closed at once (logged at warning level, at most once per
+  :data:`REFUSAL_LOG_INTERVAL_S`);
+* a connection that sends nothing (or does not read its replies) for ``idle_timeout_s``
+  (default :data:`IDLE_TIMEOUT_S`, 10 minutes) is closed. A ``READBUF`` waiting for
+  samples is not idle.
 """
 
 from __future__ import annotations
@@ -20,13 +41,36 @@ import threading
 import time
 
 from hardware.iiod.buffers import BufferBackend, BufferSession
-from hardware.iiod.context import Attribute, Context, Device, IIOError, format_mask, parse_mask
+from hardware.iiod.context import (
+    Attribute,
+    Context,
+    Device,
+    IIOError,
+    format_mask,
+    parse_mask,
+    sample_size,
+)
 from hardware.iiod.parser import Command, ParseError, parse_line
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 30431
 MAX_LINE = 16384
+#: Longest attribute ``WRITE`` payload accepted (the daemon's 64 KiB attribute buffer).
+WRITE_MAX = 0x10000
+#: Contiguous memory the kernel's DMA buffers come from (the Pluto's CMA pool, 256 MiB).
+DMA_POOL_BYTES = 256 << 20
+#: ``buffer/length`` is an ``unsigned int``.
+UINT_MAX = 0xFFFFFFFF
+#: libiio's default number of kernel buffers, and the most ``SET BUFFERS_COUNT`` accepts.
+DEFAULT_KERNEL_BUFFERS = 4
+MAX_KERNEL_BUFFERS = 64
+#: Concurrent connections served (a Pluto client uses one per context plus one per buffer).
+MAX_CONNECTIONS = 64
+#: Seconds a connection may stay silent (or leave its replies unread) before it is closed.
+IDLE_TIMEOUT_S = 600.0
+#: At most one warning per this many seconds about refused connections.
+REFUSAL_LOG_INTERVAL_S = 10.0
 #: Reply buffer sizes in iiod/ops.c: device attributes 64 KiB, channel attributes 1 KiB.
 DEVICE_ATTR_MAX = 0x10000 - 1
 CHANNEL_ATTR_MAX = 1024 - 1
@@ -66,6 +110,7 @@ class _Connection:
         self.server = server
         self.sock = sock
         self.buf = bytearray()
+        self.skipping = False  # discarding the rest of an overlong line
         self.timeout_s: float | None = None
         self.sessions: dict[str, BufferSession] = {}
 
@@ -77,15 +122,22 @@ class _Connection:
         self.buf += chunk
 
     def readline(self) -> bytes:
+        """The next request line; an overlong one comes back once as a malformed line
+        and its rest (up to its newline) is discarded."""
         while True:
             pos = self.buf.find(b"\n")
             if pos >= 0:
                 line = bytes(self.buf[: pos + 1])
                 del self.buf[: pos + 1]
+                if self.skipping:
+                    self.skipping = False
+                    continue
                 return line
             if len(self.buf) > MAX_LINE:
                 self.buf.clear()
-                return b"\x00overlong\n"  # answered as a malformed command
+                if not self.skipping:
+                    self.skipping = True
+                    return b"\x00overlong\n"  # answered as a malformed command
             self._fill()
 
     def read_exact(self, n: int) -> bytes:
@@ -94,6 +146,15 @@ class _Connection:
         data = bytes(self.buf[:n])
         del self.buf[:n]
         return data
+
+    def drain(self, n: int) -> None:
+        """Read and drop ``n`` bytes, holding at most one socket read at a time."""
+        while n > 0:
+            if not self.buf:
+                self._fill()
+            taken = min(n, len(self.buf))
+            del self.buf[:taken]
+            n -= taken
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -117,6 +178,8 @@ class _Connection:
                 if cmd.op == "EXIT":
                     break
                 self.dispatch(cmd)
+        except TimeoutError:
+            log.info("closing a connection idle for %g s", self.server.idle_timeout_s)
         except (_Closed, ConnectionError, OSError):
             pass
         except Exception:  # noqa: BLE001 - one bad connection must not stop the server
@@ -185,6 +248,13 @@ class _Connection:
         self.send(b"%d\n" % len(data) + data + b"\n")
 
     def _do_write(self, cmd: Command) -> None:
+        if cmd.number < 0:  # nothing follows: the next bytes are the next command
+            self.status(-errno.EINVAL)
+            return
+        if cmd.number > WRITE_MAX:
+            self.drain(cmd.number)
+            self.status(-errno.E2BIG)
+            return
         payload = self.read_exact(cmd.number)
         found = self._attrs_of(cmd)
         if found is None:
@@ -214,7 +284,7 @@ class _Connection:
         if dev is None:
             self.status(-errno.ENODEV)
             return
-        if cmd.number < 1:
+        if not 1 <= cmd.number <= MAX_KERNEL_BUFFERS:
             self.status(-errno.EINVAL)
             return
         deadline = time.monotonic() + 0.05  # iiod retries EBUSY for 50 ms
@@ -240,6 +310,7 @@ class _Connection:
             return
         try:
             mask = parse_mask(cmd.mask, dev)
+            self.server.check_buffer(dev, cmd.number, mask)
             session = self.server.acquire(dev, cmd.number, mask, cmd.cyclic)
         except IIOError as exc:
             self.status(-exc.errno)
@@ -386,6 +457,8 @@ class IIODServer:
         host: address to bind (tests use 127.0.0.1).
         port: TCP port; 0 picks a free one (see :attr:`port` after :meth:`start`).
         lock: lock held around attribute access (share it with the device model).
+        max_connections: connections served at once; further ones are closed at once.
+        idle_timeout_s: seconds of silence after which a connection is closed.
     """
 
     def __init__(
@@ -395,8 +468,18 @@ class IIODServer:
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         lock: threading.RLock | None = None,
+        *,
+        max_connections: int = MAX_CONNECTIONS,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
     ) -> None:
+        if max_connections < 1 or idle_timeout_s <= 0:
+            raise ValueError("max_connections must be >= 1 and idle_timeout_s > 0")
         self.context = context
+        self.max_connections = max_connections
+        self.idle_timeout_s = idle_timeout_s
+        self.refused = 0  # connections closed because max_connections were being served
+        self._last_refusal_log = -REFUSAL_LOG_INTERVAL_S
+        self._kernel_buffers: dict[str, int] = {}
         self.backend = backend
         self.host = host
         self.requested_port = port
@@ -474,12 +557,31 @@ class IIODServer:
                 conn, _ = self._listener.accept()
             except OSError:
                 break
+            with self._buf_cond:
+                full = len(self._conns) >= self.max_connections
+            if full:
+                self._refuse(conn)
+                continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn.settimeout(self.idle_timeout_s)
             thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
             with self._buf_cond:
                 self._conns.add(conn)
                 self._threads.add(thread)
             thread.start()
+
+    def _refuse(self, conn: socket.socket) -> None:
+        """Close a connection beyond ``max_connections`` (rate-limited warning)."""
+        self.refused += 1
+        conn.close()
+        now = time.monotonic()
+        if now - self._last_refusal_log >= REFUSAL_LOG_INTERVAL_S:
+            self._last_refusal_log = now
+            log.warning(
+                "%d connections open (the limit): refused a new one (%d refused so far)",
+                self.max_connections,
+                self.refused,
+            )
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -494,6 +596,24 @@ class IIODServer:
                 pass
 
     # -- buffer bookkeeping (shared by all connections) ------------------------------
+    def check_buffer(self, dev: Device, samples_count: int, mask: int) -> None:
+        """Refuse, as the driver would, a buffer of ``samples_count`` samples of the
+        channels in ``mask``: EINVAL (no sample or no channel), ERANGE (more than
+        ``buffer/length`` holds), ENOMEM (the kernel buffers exceed the DMA pool)."""
+        size = sample_size(dev, mask)
+        if samples_count < 1 or size == 0:
+            raise IIOError(errno.EINVAL, "a buffer needs at least one sample and channel")
+        if samples_count > UINT_MAX:
+            raise IIOError(errno.ERANGE, f"buffer length {samples_count} exceeds an unsigned int")
+        with self._buf_cond:
+            count = self._kernel_buffers.get(dev.id, DEFAULT_KERNEL_BUFFERS)
+        if count * samples_count * size > DMA_POOL_BYTES:
+            raise IIOError(
+                errno.ENOMEM,
+                f"{count} buffers of {samples_count} x {size} B exceed the "
+                f"{DMA_POOL_BYTES >> 20} MiB DMA pool",
+            )
+
     def acquire(self, dev: Device, samples_count: int, mask: int, cyclic: bool) -> BufferSession:
         """Open a buffer session; an output device or a cyclic buffer is exclusive.
 
@@ -535,6 +655,7 @@ class IIODServer:
             if self.backend is None:
                 raise IIOError(errno.ENODEV, "this context has no buffer backend")
             self.backend.set_kernel_buffers(dev, count)
+            self._kernel_buffers[dev.id] = count
 
     def open_sessions(self, dev: Device) -> int:
         """Number of buffers currently open on ``dev``."""
