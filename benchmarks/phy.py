@@ -1,7 +1,7 @@
 """PHY benchmark: closed-loop OTA mixup of 8 users on the simulated medium (Rayleigh,
 +-25 ppm at 915 MHz, 1 MS/s, random start latency up to 2 ms).
 
-Per SNR (10, 20, 30 dB; defined in :mod:`orchestrator.phy_demo`): measured MSE over the
+Per SNR (10, 20, 30 dB; defined in :mod:`studies.phy_demo`): measured MSE over the
 closed-form optimum for the true channel, over the genie-aided loop's MSE, timing and
 CFO RMS errors of the acquisition and the CFO error over its Cramer-Rao bound; then the
 receive-chain throughput (detection + sync + estimation + demodulation) on a long
@@ -27,7 +27,6 @@ sys.path.insert(0, str(_HERE.parent))
 import numpy as np  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from orchestrator.phy_demo import build_sim_testbed  # noqa: E402
 from phy.estimation import estimate_user_link  # noqa: E402
 from phy.ota import estimate_mixup, pilot_buffer  # noqa: E402
 from phy.rng import make_rng, spawn  # noqa: E402
@@ -40,6 +39,7 @@ from phy.waveform import (  # noqa: E402
     modulate,
     render_blocks,
 )
+from studies.phy_demo import build_sim_testbed  # noqa: E402
 
 SNRS = (10.0, 20.0, 30.0)
 USERS = 8

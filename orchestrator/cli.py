@@ -18,12 +18,13 @@ import sys
 #: sub-command name -> (module path, one-line help)
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("orchestrator.main_job", "run an experiment (default: digits, 8 users, sim channel)"),
-    "phy-demo": ("orchestrator.phy_demo", "closed-loop OTA mixup on the simulated medium"),
+    "phy-demo": ("studies.phy_demo", "closed-loop OTA mixup on the simulated medium"),
     "virtual-pluto": ("hardware.virtual_pluto", "serve N virtual PlutoSDRs on one sim. medium"),
     "node": ("orchestrator.node", "serve as one node of a run (remote nodes)"),
     "keys": ("orchestrator.keys", "create CurveZMQ key pairs for the orchestrator and N nodes"),
-    "sweep": ("orchestrator.sweep", "run a grid of experiments, resumably (progress, index)"),
-    "report": ("orchestrator.report", "Markdown report with plots and claims from run/sweep dirs"),
+    "sweep": ("studies.sweep", "run a grid of experiments, resumably (progress, index)"),
+    "report": ("studies.report", "Markdown report with plots and claims from run/sweep dirs"),
+    "view": ("orchestrator.live.server", "live view of a run directory in the browser"),
 }
 
 

@@ -1,4 +1,4 @@
-"""``airmix run`` / ``airmix phy-demo``: closed-loop OTA mixup of K users on the
+"""``airmix phy-demo``: closed-loop OTA mixup of K users on the
 simulated medium, measured against the genie-aided loop and the closed-form optimum.
 
 SNR definition: per-user receive SNR at full transmit power (``|b|^2 = p_max = 1``,
@@ -59,7 +59,9 @@ def build_sim_testbed(
     config = config or OfdmConfig()
     noise_dbfs = 10 * math.log10(config.amplitude**2) - PATH_LOSS_DB - snr_db
     seed = int(make_rng(rng).integers(2**31))
-    medium = SharedMedium(seed=seed, noise_dbfs=noise_dbfs, default_path_loss_db=PATH_LOSS_DB)
+    medium = SharedMedium(
+        seed=seed, noise_dbfs=noise_dbfs, default_path_loss_db=PATH_LOSS_DB, timing="ideal"
+    )  # the cyclic loop needs constant start latency (phy.medium: ideal reference)
     register_medium(name, medium)
     rcfg = RadioConfig(
         center_hz=915e6,

@@ -74,9 +74,6 @@ SWEEP_KEYS = ("name", "base", "out_dir", "description", "grid")
 _PLACEMENT = (("experiment", "name"), ("experiment", "out_dir"))
 
 
-# --------------------------------------------------------------------------- grouping
-
-
 # --------------------------------------------------------------------------- sweep files
 
 

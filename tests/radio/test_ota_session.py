@@ -6,8 +6,8 @@ import math
 import numpy as np
 import pytest
 
-from orchestrator.phy_demo import build_sim_testbed, run_snr
 from phy.rng import make_rng, spawn
+from studies.phy_demo import build_sim_testbed, run_snr
 
 
 def test_eight_users_20db_within_1db_of_genie():

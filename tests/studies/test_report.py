@@ -1,4 +1,5 @@
-"""``airmix report``: built from real tiny run directories (a two-point sweep)."""
+"""``airmix report``: verdicts on synthetic run directories of known outcome, the
+statistics under them, and the smoke sweep's report from real runs."""
 
 from __future__ import annotations
 
@@ -10,53 +11,231 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import stats
 from scipy.special import exp1
 
 from orchestrator.cli import main as cli_main
-from orchestrator.report import (
-    build_report,
-    closed_form_mse,
-    find_run_dirs,
-    mean_std,
-    measured_mse_db,
-    to_target,
-)
-from orchestrator.sweep import inprocess_runner, load_sweep, parse_sweep, run_sweep
 from phy.power import tx_rx_scaling
+from studies.report import build_report
+from studies.report.claims import (
+    FAILS,
+    HOLDS,
+    INCONCLUSIVE,
+    MISSING,
+    at_least,
+    at_most,
+    claims,
+    for_all,
+    for_some,
+    within,
+)
+from studies.report.loading import find_run_dirs, load_runs
+from studies.report.reference import closed_form_mse, subcarrier_snr_offset_db
+from studies.report.statistics import estimate, group_settings, predicted_mse_db, to_target
+from studies.sweep import load_sweep, run_sweep
+from tests.studies.synthetic import attacks, write_run
 
 REPO = Path(__file__).resolve().parents[2]
-
-BASE = {
-    "experiment": {"rounds": 2, "target_accuracy": 0.5},
-    "users": {"count": 4, "group_size": 2, "node_processes": 1},
-    "channel": {"fading": "awgn", "snr_db": 20.0},
-    "link": {"curve": False},
-}
+SEEDS = (0, 1, 2)
 
 
-@pytest.fixture(scope="module")
-def sweep_dirs(tmp_path_factory) -> list[Path]:
-    """Label-aware OAM with both attacks, and the orthogonal baseline without attacks
-    (two one-point sweeps: attacks cost time and the report must cope with their absence)."""
-    out = tmp_path_factory.mktemp("sweeps")
-    paths = []
-    for name, grouping, attacks in (
-        ("oam", "label_aware", ["model_inversion", "label_inference"]),
-        ("orth", "orthogonal", []),
-    ):
-        raw = {"sweep": {"name": name, "grid": {"users.grouping": [grouping]}}}
-        raw.update(BASE, attacks={"enabled": attacks})
-        sweep = parse_sweep(raw, out_dir=out)
-        result = run_sweep(sweep, inprocess_runner(), progress=None, fail_fast=True)
-        assert result.remaining == 0
-        paths.append(sweep.path)
-    return paths
+def verdicts(root: Path) -> dict[str, str]:
+    settings, _ = group_settings(load_runs([root]))
+    return {c.claim: c.verdict for c in claims(settings)}
 
 
-def test_report_from_real_runs_has_sections_plots_and_claims(sweep_dirs, tmp_path):
-    runs = find_run_dirs(sweep_dirs)
-    assert len(runs) == 2
-    path = build_report(sweep_dirs, tmp_path / "report")
+# --------------------------------------------------------------------------- statistics
+
+
+def test_estimate_is_the_student_t_interval_and_one_seed_has_none():
+    values = [1.0, 2.0, 4.0, None, float("nan")]
+    e = estimate(values)
+    lo, hi = stats.t.interval(0.95, 2, loc=np.mean([1, 2, 4]), scale=stats.sem([1, 2, 4]))
+    assert (e.n, e.mean) == (3, pytest.approx(7 / 3))
+    assert (e.lo, e.hi) == (pytest.approx(lo), pytest.approx(hi))
+    one = estimate([0.5])
+    assert one.n == 1 and one.lo == -math.inf and one.hi == math.inf
+    assert one.format() == "0.500 (n=1)"
+    assert not estimate([]).measured and estimate([]).format() == "n/a"
+
+
+def test_verdict_rules_read_the_interval():
+    tight_high, tight_low, wide = (
+        estimate([0.4, 0.41, 0.42]),
+        estimate([0.0, 0.01, 0.005]),
+        estimate([0.0, 0.5, 1.0]),
+    )
+    assert at_least(tight_high, 0.25) == HOLDS
+    assert at_least(tight_low, 0.25) == FAILS
+    assert at_least(wide, 0.25) == INCONCLUSIVE
+    assert at_least(estimate([0.9]), 0.25) == INCONCLUSIVE  # one seed: no interval
+    assert at_least(estimate([]), 0.25) == MISSING
+    assert at_most(tight_low, 0.05) == HOLDS and at_most(tight_high, 0.05) == FAILS
+    assert at_most(wide, 0.05) == INCONCLUSIVE
+    assert within(tight_low, -0.1, 0.1) == HOLDS and within(tight_high, -0.1, 0.1) == FAILS
+    assert within(wide, -0.1, 0.1) == INCONCLUSIVE
+    assert for_all([HOLDS, HOLDS, MISSING]) == HOLDS
+    assert for_all([HOLDS, INCONCLUSIVE]) == INCONCLUSIVE
+    assert for_all([HOLDS, FAILS, INCONCLUSIVE]) == FAILS
+    assert for_some([FAILS, HOLDS]) == HOLDS and for_some([FAILS, FAILS]) == FAILS
+    assert for_some([FAILS, INCONCLUSIVE]) == INCONCLUSIVE and for_some([MISSING]) == MISSING
+
+
+def test_statistics_helpers():
+    metrics = [{"round": 0, "accuracy": 0.4}, {"round": 1, "accuracy": 0.8}]
+    assert to_target(metrics, 0.7)["round"] == 1 and to_target(metrics, 0.9) is None
+    lines = [{"predicted_mixup_mse_db": -10.0}, {"predicted_mixup_mse_db": -20.0}]
+    assert predicted_mse_db(lines) == pytest.approx(10 * math.log10((0.1 + 0.01) / 2))
+
+
+def test_closed_form_reference_matches_the_analytic_single_user_mmse():
+    # one user, weight 1, Rayleigh: MSE = nv / (|h|^2 + nv), E = nv e^nv E1(nv)
+    for snr_db in (0.0, 10.0, 20.0):
+        nv = 10 ** (-snr_db / 10)
+        analytic = nv * math.exp(nv) * exp1(nv)
+        estimate_ = closed_form_mse("mmse", {1: 1}, snr_db, draws=40000)
+        assert estimate_ == pytest.approx(analytic, rel=0.05)
+    # AWGN (h = 1), K users, equal weights: the expectation is the single closed form
+    k, nv = 4, 0.01
+    expected = float(tx_rx_scaling(np.ones(k), np.full(k, 1 / k), 1.0, nv).mse)
+    assert closed_form_mse("mmse", {k: 1}, 20.0, fading="awgn", draws=10) == pytest.approx(expected)
+    assert closed_form_mse("mmse", {4: 1}, 10.0) < closed_form_mse("mmse", {1: 1}, 10.0)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def _communication(root: Path, savings: list[float], gaps: list[float] | None = None) -> None:
+    """Orthogonal at 100 channel uses per round; label-aware reaching the target after
+    one round of ``100 (1 - saving)`` channel uses; OAM accuracy = baseline + gap."""
+    gaps = gaps or [0.0] * len(savings)
+    for seed, (saving, gap) in enumerate(zip(savings, gaps, strict=True)):
+        write_run(root, seed=seed, grouping="orthogonal", accuracy=[0.95, 0.95])
+        write_run(
+            root,
+            seed=seed,
+            accuracy=[0.95, 0.95 + gap],
+            round_channel_uses=100 * (1 - saving),
+        )
+
+
+@pytest.mark.parametrize(
+    ("savings", "expected"),
+    [
+        ([0.40, 0.42, 0.41], HOLDS),
+        ([0.05, 0.06, 0.04], FAILS),
+        ([0.10, 0.40, 0.25], INCONCLUSIVE),
+        ([0.40], INCONCLUSIVE),  # one seed: no interval
+    ],
+)
+def test_less_communication_verdicts(tmp_path, savings, expected):
+    _communication(tmp_path, savings)
+    assert verdicts(tmp_path)["less communication"] == expected
+
+
+@pytest.mark.parametrize(
+    ("gaps", "expected"),
+    [
+        ([0.0, 0.001, -0.001], HOLDS),
+        ([-0.20, -0.21, -0.19], FAILS),
+        ([0.0, -0.1, 0.05], INCONCLUSIVE),
+    ],
+)
+def test_accurate_models_verdicts(tmp_path, gaps, expected):
+    _communication(tmp_path, [0.3, 0.3, 0.3], gaps)
+    assert verdicts(tmp_path)["accurate models"] == expected
+
+
+@pytest.mark.parametrize(
+    ("inversion", "label_set", "expected_inversion", "expected_label"),
+    [
+        ([0.10, 0.11, 0.12], [0.5, 0.55, 0.6], HOLDS, FAILS),
+        ([0.05, 0.30, 0.12], [0.1, 0.1, 0.11], INCONCLUSIVE, HOLDS),
+    ],
+)
+def test_resistance_verdicts(tmp_path, inversion, label_set, expected_inversion, expected_label):
+    for seed, (inv, lab) in enumerate(zip(inversion, label_set, strict=True)):
+        write_run(tmp_path, seed=seed, attacks=attacks(inv, lab, chance=0.1))
+    result = verdicts(tmp_path)
+    assert result["resists model inversion"] == expected_inversion
+    assert result["resists label inference"] == expected_label
+    assert result["less communication"] == MISSING  # no orthogonal runs
+
+
+@pytest.mark.parametrize(
+    ("random_inversion", "accuracy", "expected"),
+    [
+        ([0.50, 0.52, 0.51], 0.95, HOLDS),  # label-aware clearly lower on both attacks
+        ([0.10, 0.11, 0.12], 0.95, FAILS),  # random clearly lower: label-aware leaks more
+        ([0.20, 0.60, 0.30], 0.95, INCONCLUSIVE),
+        ([0.50, 0.52, 0.51], 0.70, MISSING),  # not at equal accuracy: left out
+    ],
+)
+def test_leak_least_verdicts(tmp_path, random_inversion, accuracy, expected):
+    for seed, inversion in enumerate(random_inversion):
+        write_run(tmp_path, seed=seed, attacks=attacks(0.30 + seed / 100, 0.30 + seed / 100))
+        write_run(
+            tmp_path,
+            seed=seed,
+            grouping="random",
+            accuracy=[accuracy],
+            attacks=attacks(inversion, 0.60 - seed / 100),
+        )
+    assert verdicts(tmp_path)["label-distinct groups leak least"] == expected
+
+
+def _closed_form_db(snr_db: float = 20.0) -> float:
+    value = closed_form_mse("mmse", {2: 2}, snr_db + subcarrier_snr_offset_db(), fading="awgn")
+    return 10 * math.log10(value)
+
+
+@pytest.mark.parametrize(
+    ("gaps", "expected"),
+    [([0.2, -0.1, 0.0], HOLDS), ([8.0, 9.0, 8.5], FAILS), ([0.0, 5.0, 2.5], INCONCLUSIVE)],
+)
+def test_mse_verdicts(tmp_path, gaps, expected):
+    reference = _closed_form_db()
+    for seed, gap in enumerate(gaps):
+        write_run(tmp_path, seed=seed, mse_db=reference + gap)
+    assert verdicts(tmp_path)["closed-form MSE-optimal scaling"] == expected
+
+
+@pytest.mark.parametrize(
+    ("differences", "expected"),
+    [
+        ([0.0, 0.01, -0.01], HOLDS),
+        ([-0.3, -0.31, -0.29], FAILS),
+        ([0.0, -0.08, 0.04], INCONCLUSIVE),
+    ],
+)
+def test_radio_verdicts(tmp_path, differences, expected):
+    for seed, difference in enumerate(differences):
+        write_run(tmp_path, seed=seed, accuracy=[0.9], mse_db=-20.0)
+        write_run(
+            tmp_path,
+            seed=seed,
+            accuracy=[0.9 + difference],
+            mse_db=-20.0,
+            sections={"channel": {"radio": "virtual-pluto"}},
+        )
+    assert verdicts(tmp_path)["hardware path = simulation"] == expected
+
+
+def test_report_renders_every_section_and_the_cli_reports_errors(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    _communication(runs, [0.40, 0.42, 0.41])
+    for seed in SEEDS:
+        write_run(
+            runs,
+            seed=seed,
+            grouping="random",
+            accuracy=[0.95, 0.95],
+            mse_db=-20.0,
+            attacks=attacks(0.5, 0.5),
+        )
+    assert len(find_run_dirs([runs])) == 9
+    assert cli_main(["report", str(runs), "--out", str(tmp_path / "report")]) == 0
+    path = tmp_path / "report" / "report.md"
     text = path.read_text()
     for heading in (
         "## Claims: SIMix vs this testbed",
@@ -66,72 +245,38 @@ def test_report_from_real_runs_has_sections_plots_and_claims(sweep_dirs, tmp_pat
         "## Mixup MSE vs SNR against the closed form",
     ):
         assert heading in text
+    assert "Student-t" in text and "**holds**" in text
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 3
     for image in images:  # relative links to PNG files next to the report
         assert "/" not in image and (path.parent / image).read_bytes()[:4] == b"\x89PNG"
     data = json.loads((path.parent / "report.json").read_text())
-    claims = {c["claim"]: c for c in data["claims"]}
-    for claim in ("less communication", "accurate models", "resists model inversion"):
-        assert claims[claim]["verdict"] in ("holds", "partially holds", "does not hold")
-        assert re.search(r"\d", claims[claim]["measured"])
-    assert claims["label-distinct groups leak least"]["verdict"] == "not measured"
-    comm = data["communication"][0]
-    uses = {s["label"]: s["stats"] for s in data["settings"]}
-    # each run reports per-round payload channel uses; label-aware (2 groups of 2) spends
-    # half the orthogonal baseline's (4 one-user slots) per round
-    assert comm["per_round_ratio"] == pytest.approx(0.5)
-    assert set(uses) == {"grouping=label_aware, group_size=2", "grouping=orthogonal, group_size=1"}
-    assert all(s["mse_db"][0] < 0 for s in uses.values())
-    # the claims table in the Markdown carries the same verdicts
-    assert f"**{claims['less communication']['verdict']}**" in text
-    # self-contained: the directory still renders after a move
+    claim = {c["claim"]: c for c in data["claims"]}["less communication"]
+    assert claim["verdict"] == HOLDS and claim["seeds"] == "3"
+    assert f"**{claim['verdict']}**" in text
     moved = shutil.move(str(path.parent), str(tmp_path / "moved"))
     assert all((Path(moved) / image).exists() for image in images)
-
-
-def test_cli_report_and_error_on_empty_input(sweep_dirs, tmp_path, capsys):
-    assert cli_main(["report", *map(str, sweep_dirs), "--out", str(tmp_path / "r")]) == 0
-    assert (tmp_path / "r" / "report.md").is_file()
     (tmp_path / "empty").mkdir()
     assert cli_main(["report", str(tmp_path / "empty"), "--out", str(tmp_path / "e")]) == 2
     assert "no finished run" in capsys.readouterr().err
 
 
-def test_closed_form_reference_matches_the_analytic_single_user_mmse():
-    # one user, weight 1, Rayleigh: MSE = nv / (|h|^2 + nv), E = nv e^nv E1(nv)
-    for snr_db in (0.0, 10.0, 20.0):
-        nv = 10 ** (-snr_db / 10)
-        analytic = nv * math.exp(nv) * exp1(nv)
-        estimate = closed_form_mse("mmse", {1: 1}, snr_db, draws=40000)
-        assert estimate == pytest.approx(analytic, rel=0.05)
-    # AWGN (h = 1), K users, equal weights: the expectation is the single closed form
-    k, nv = 4, 0.01
-    expected = float(tx_rx_scaling(np.ones(k), np.full(k, 1 / k), 1.0, nv).mse)
-    assert closed_form_mse("mmse", {k: 1}, 20.0, fading="awgn", draws=10) == pytest.approx(expected)
-    # more mixing users at the same SNR: the MMSE estimate of the (weaker) mixture is better
-    assert closed_form_mse("mmse", {4: 1}, 10.0) < closed_form_mse("mmse", {1: 1}, 10.0)
-
-
-def test_statistics_helpers():
-    assert mean_std([1.0, 3.0, None, float("nan")]) == (2.0, pytest.approx(math.sqrt(2)), 2)
-    empty = mean_std([])
-    assert math.isnan(empty[0]) and math.isnan(empty[1]) and empty[2] == 0
-    assert mean_std([0.5]) == (0.5, 0.0, 1)
-    metrics = [{"round": 0, "accuracy": 0.4}, {"round": 1, "accuracy": 0.8}]
-    assert to_target(metrics, 0.7)["round"] == 1 and to_target(metrics, 0.9) is None
-    lines = [{"predicted_mixup_mse_db": -10.0}, {"predicted_mixup_mse_db": -20.0}]
-    assert measured_mse_db(lines) == pytest.approx(10 * math.log10((0.1 + 0.01) / 2))
+# --------------------------------------------------------------------------- real runs
 
 
 def test_smoke_sweep_and_its_report(tmp_path):
-    """The CI smoke sweep as shipped (about a minute, in the default run), then its report."""
+    """The CI smoke sweep as shipped (about a minute, in the default run), then its report:
+    one seed per point, so every measured claim is inconclusive."""
     sweep = load_sweep(REPO / "experiments" / "sweeps" / "smoke.toml", out_dir=tmp_path)
     result = run_sweep(sweep, progress=None)
     assert result.remaining == 0 and not result.failed
     path = build_report([sweep.path], tmp_path / "report")
-    claims = {
-        c["claim"]: c for c in json.loads((path.parent / "report.json").read_text())["claims"]
-    }
-    assert claims["less communication"]["verdict"] != "not measured"
-    assert claims["closed-form MSE-optimal scaling"]["verdict"] != "not measured"
+    data = json.loads((path.parent / "report.json").read_text())
+    claimed = {c["claim"]: c for c in data["claims"]}
+    assert all(c["verdict"] in (INCONCLUSIVE, MISSING) for c in claimed.values())
+    for name in ("less communication", "closed-form MSE-optimal scaling"):
+        assert claimed[name]["verdict"] == INCONCLUSIVE and claimed[name]["seeds"] == "1"
+        assert re.search(r"\d", claimed[name]["measured"])
+    comm = data["communication"][0]
+    assert comm["per_round_ratio"] == pytest.approx(0.5)  # 2 groups of 2 vs 4 slots
+    assert any(s["stats"]["mse_db"]["n"] == 1 for s in data["settings"])

@@ -14,7 +14,7 @@ from orchestrator.cli import main as cli_main
 from orchestrator.config import load_experiment
 from orchestrator.grouping import LabelIdenticalGrouping, get_grouping_policy
 from orchestrator.rundir import SUMMARY_FILE
-from orchestrator.sweep import (
+from studies.sweep import (
     INDEX_FILE,
     SweepError,
     inprocess_runner,

@@ -1,0 +1,416 @@
+"""SIMix's claims against what a set of runs measured, each with a verdict.
+
+A verdict rests on confidence intervals (:mod:`studies.report.statistics`), never on a
+mean alone. For a claim "figure >= threshold": **holds** when the whole interval is at
+or above the threshold, **does not hold** when it is wholly below, **inconclusive** when
+it straddles the threshold (one seed has no interval, so it is always inconclusive).
+"<=" and "within [low, high]" claims read the same way. A claim made over several
+comparisons combines their verdicts: for "in every setting" claims any refutation
+refutes and all must hold; for "up to" claims (SIMix's best case) one holding
+comparison suffices and all must be refuted. **not measured**: the runs lack what the
+claim needs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from studies.report.comparisons import communication_rows, mse_rows, privacy_families, radio_rows
+from studies.report.loading import Run
+from studies.report.statistics import (
+    Estimate,
+    Setting,
+    attack_figure,
+    estimate,
+    matches,
+    paired,
+)
+
+HOLDS, FAILS, INCONCLUSIVE, MISSING = "holds", "does not hold", "inconclusive", "not measured"
+VERDICTS = (HOLDS, FAILS, INCONCLUSIVE, MISSING)
+
+#: SIMix's communication claim: up to this fraction fewer channel uses than orthogonal
+SIMIX_SAVING = 0.25
+#: OAM accuracy may be at most this far below orthogonal training ("comparable")
+ACCURACY_TOLERANCE = 0.02
+#: an attack whose success exceeds its chance level by at most this is "at chance"
+AT_CHANCE = 0.05
+#: settings whose mean final accuracies differ by at most this are "at equal accuracy"
+EQUAL_ACCURACY = 0.05
+#: the mixup MSE must be within this many dB of the closed form
+MSE_TOLERANCE_DB = 3.0
+#: another radio back-end must match the simulated channel within these
+RADIO_ACCURACY_TOLERANCE = 0.05
+RADIO_MSE_TOLERANCE_DB = 1.0
+LABEL_NOTE = (
+    ". The mixed one-hot label travels with the payload (the server trains on the soft label"
+    " sum_k w_k onehot(y_k)), so with known mixing weights the label multiset is readable from"
+    " what the server must see: label privacy against the server needs labels kept off the air"
+    " (e.g. feature mode with a label-free loss) or noisy weights"
+)
+
+
+@dataclass
+class Claim:
+    """One row of the claims table."""
+
+    claim: str
+    simix: str
+    measured: str
+    verdict: str
+    why: str
+    seeds: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- verdicts
+
+
+def at_least(value: Estimate, threshold: float) -> str:
+    """Verdict on "value >= threshold" from its interval."""
+    if not value.measured:
+        return MISSING
+    if value.lo >= threshold:
+        return HOLDS
+    if value.hi < threshold:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def at_most(value: Estimate, threshold: float) -> str:
+    """Verdict on "value <= threshold" from its interval."""
+    if not value.measured:
+        return MISSING
+    if value.hi <= threshold:
+        return HOLDS
+    if value.lo > threshold:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def within(value: Estimate, low: float, high: float) -> str:
+    """Verdict on "low <= value <= high" from its interval."""
+    if not value.measured:
+        return MISSING
+    if low <= value.lo and value.hi <= high:
+        return HOLDS
+    if value.hi < low or value.lo > high:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def for_all(verdicts: Sequence[str]) -> str:
+    """A claim over every comparison: refuted by one, holds when all hold."""
+    measured = [v for v in verdicts if v != MISSING]
+    if not measured:
+        return MISSING
+    if FAILS in measured:
+        return FAILS
+    return HOLDS if all(v == HOLDS for v in measured) else INCONCLUSIVE
+
+
+def for_some(verdicts: Sequence[str]) -> str:
+    """A best-case claim: holds when one comparison holds, refuted when all are."""
+    measured = [v for v in verdicts if v != MISSING]
+    if not measured:
+        return MISSING
+    if HOLDS in measured:
+        return HOLDS
+    return FAILS if all(v == FAILS for v in measured) else INCONCLUSIVE
+
+
+def _interval(value: Estimate, digits: int = 3, scale: float = 1.0) -> str:
+    if not value.measured:
+        return "n/a"
+    if value.n < 2:
+        return f"{value.mean * scale:.{digits}f} (one seed: no interval)"
+    mean, lo, hi = (x * scale for x in (value.mean, value.lo, value.hi))
+    return f"{mean:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+def _pct(value: Estimate) -> str:
+    return _interval(value, 1, 100) + " %" if value.measured else "n/a"
+
+
+def _seeds(values: Sequence[Estimate]) -> str:
+    counts = sorted({v.n for v in values if v.measured})
+    if not counts:
+        return "0"
+    return str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+
+
+def _missing(claim: str, simix: str, what: str) -> Claim:
+    return Claim(claim, simix, f"needs {what}", MISSING, "", "0")
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def communication_claims(settings: Sequence[Setting]) -> list[Claim]:
+    """ "less communication" (up to 25% fewer channel uses, best case) and "accurate
+    models" (within 2 points of orthogonal training, every comparison)."""
+    simix_comm = (
+        "OAM with label-aware grouping needs up to 25% fewer channel uses than "
+        "orthogonal transmission to train an accurate model"
+    )
+    simix_acc = "OAM-trained models reach accuracy comparable to orthogonal training"
+    rows = communication_rows(settings)
+    if not rows:
+        need = "label_aware and orthogonal runs, equal otherwise"
+        return [
+            _missing("less communication", simix_comm, need),
+            _missing("accurate models", simix_acc, need),
+        ]
+    parts, verdicts = [], []
+    for r in rows:
+        verdicts.append(at_least(r["saving"], SIMIX_SAVING))
+        parts.append(
+            f"{r['oam']} vs {r['baseline']}: {r['oam_channel_uses'].format(0)} vs "
+            f"{r['baseline_channel_uses'].format(0)} payload channel uses to accuracy "
+            f"{r['target']:.2f} (seeds reaching it {r['oam_channel_uses'].n}/{r['n_oam']} vs "
+            f"{r['baseline_channel_uses'].n}/{r['n_baseline']}); saving {_pct(r['saving'])}"
+            f" ({_pct(r['saving_with_pilots'])} counting pilots; a round costs "
+            f"{r['per_round_ratio']:.2f}x the baseline's; rounds to target "
+            f"{r['rounds_oam'].format(1)} vs {r['rounds_baseline'].format(1)})"
+        )
+    why = (
+        f"holds when one comparison's saving interval lies at or above {SIMIX_SAVING:.0%}, "
+        "does not hold when every interval lies below it"
+    )
+    if any(r["rounds_baseline"].measured and r["rounds_baseline"].mean == 1 for r in rows):
+        why += (
+            "; the baseline reached the target at its first evaluation, so its channel uses"
+            " are an upper bound and the saving a lower bound"
+        )
+    notes = [r["target_note"] for r in rows if r["target_note"]]
+    out = [
+        Claim(
+            "less communication",
+            simix_comm,
+            "; ".join(parts + notes),
+            for_some(verdicts),
+            why,
+            _seeds([r["saving"] for r in rows]),
+        )
+    ]
+    gaps = [r["accuracy_gap"] for r in rows]
+    out.append(
+        Claim(
+            "accurate models",
+            simix_acc,
+            "; ".join(
+                f"{r['oam']} minus {r['baseline']}: final accuracy "
+                f"{_interval(r['accuracy_gap'])} (same rounds)"
+                for r in rows
+            ),
+            for_all([at_least(g, -ACCURACY_TOLERANCE) for g in gaps]),
+            f"holds when every accuracy-difference interval lies at or above "
+            f"-{ACCURACY_TOLERANCE:g}, does not hold when one lies wholly below",
+            _seeds(gaps),
+        )
+    )
+    return out
+
+
+def resistance_claims(settings: Sequence[Setting]) -> list[Claim]:
+    """ "resists model inversion" / "resists label inference": on every label-aware OAM
+    setting, the attack's success is at most :data:`AT_CHANCE` above its chance level."""
+    oam = [
+        s
+        for s in settings
+        if s.get("users.grouping") == "label_aware" and s.get("users.group_size", 1) > 1
+    ]
+    base = [s for s in settings if s.get("users.grouping") == "orthogonal"]
+    out = []
+    for claim, key, name in (
+        ("model inversion", "model_inversion.task_accuracy", "inversion task accuracy"),
+        ("label inference", "label_inference.exact_set_accuracy", "label-set exact accuracy"),
+    ):
+        simix = f"an attacker's {claim} on OAM observations does not succeed"
+        measured_on = [s for s in oam if s.stats[key].measured]
+        if not measured_on:
+            out.append(_missing(f"resists {claim}", simix, "label_aware runs with attacks"))
+            continue
+        parts, advantages = [], []
+        for s in measured_on:
+            advantage = estimate(_advantage(r, key) for r in s.runs)
+            advantages.append(advantage)
+            text = (
+                f"{s.label}: {name} {s.stats[key].format()} (chance "
+                f"{s.stats[key + '_chance'].mean:.3f}), advantage {_interval(advantage)}"
+            )
+            twin = next(
+                (b for b in base if matches(s, b, {"users.grouping", "users.group_size"})), None
+            )
+            if twin is not None and twin.stats[key].measured:
+                text += f"; unmixed orthogonal {twin.stats[key].format()}"
+            parts.append(text)
+        verdict = for_all([at_most(a, AT_CHANCE) for a in advantages])
+        out.append(
+            Claim(
+                f"resists {claim}",
+                simix,
+                "; ".join(parts),
+                verdict,
+                f"advantage = success minus chance; holds when every interval lies at or "
+                f"below {AT_CHANCE:g}, does not hold when one lies wholly above"
+                + (LABEL_NOTE if claim == "label inference" and verdict == FAILS else ""),
+                _seeds(advantages),
+            )
+        )
+    return out
+
+
+def _advantage(run: Run, key: str) -> float | None:
+    """Attack success minus its chance level (None if either is missing)."""
+    attack, figure = key.split(".")
+    success = attack_figure(run, attack, figure)
+    chance = attack_figure(run, attack, f"{figure}_chance")
+    return None if success is None or chance is None else success - chance
+
+
+def leak_least_claim(settings: Sequence[Setting]) -> Claim:
+    """ "label-distinct groups leak least": at equal accuracy, label-aware grouping's
+    attack success is below that of random and label-identical grouping (paired
+    per-seed differences, both attacks, every alternative)."""
+    simix = (
+        "label-aware grouping (label-distinct groups) leaks less than random or "
+        "label-identical grouping"
+    )
+    parts, verdicts, differences, unequal = [], [], [], 0
+    for family in privacy_families(settings):
+        by = {s.get("users.grouping"): s for s in family}
+        la = by.get("label_aware")
+        others = [by[p] for p in ("random", "label_identical") if p in by]
+        if la is None or not others or not la.stats["model_inversion.task_accuracy"].measured:
+            continue
+        accuracies = [s.stats["final_accuracy"].mean for s in [la, *others]]
+        equal = max(accuracies) - min(accuracies) <= EQUAL_ACCURACY
+        unequal += not equal
+        texts = []
+        for key, name in (
+            ("model_inversion.task_accuracy", "inversion"),
+            ("label_inference.exact_set_accuracy", "label set"),
+        ):
+            for other in others:
+                diff = paired(la, other, lambda a, b, key=key: _difference(a, b, key))
+                if equal:
+                    verdicts.append(at_most(diff, 0.0))
+                    differences.append(diff)
+                texts.append(
+                    f"{name} label_aware minus {other.get('users.grouping')} {_interval(diff)}"
+                )
+        note = "" if equal else "; not at equal accuracy, left out of the verdict"
+        parts.append(
+            f"[{la.label}] "
+            + "; ".join(texts)
+            + " (final accuracies "
+            + ", ".join(
+                f"{s.get('users.grouping')} {s.stats['final_accuracy'].mean:.3f}"
+                for s in [la, *others]
+            )
+            + note
+            + ")"
+        )
+    if not verdicts:
+        claim = _missing(
+            "label-distinct groups leak least",
+            simix,
+            "label_aware plus random and/or label_identical runs with attacks at equal accuracy",
+        )
+        if parts:
+            claim.measured = "; ".join(parts)
+        return claim
+    return Claim(
+        "label-distinct groups leak least",
+        simix,
+        "; ".join(parts),
+        for_all(verdicts),
+        "at equal accuracy (mean final accuracies within "
+        f"{EQUAL_ACCURACY:g}), the per-seed difference label-aware minus alternative must "
+        "lie at or below 0 for both attacks and every alternative; one interval wholly "
+        "above 0 refutes" + (f"; {unequal} family(ies) not at equal accuracy" if unequal else ""),
+        _seeds(differences),
+    )
+
+
+def _difference(a: Run, b: Run, key: str) -> float | None:
+    """Attack success on ``a`` minus on ``b`` (None if either is missing)."""
+    va, vb = attack_figure(a, *key.split(".")), attack_figure(b, *key.split("."))
+    return None if va is None or vb is None else va - vb
+
+
+def mse_claim(settings: Sequence[Setting], figure: str = "mse_db", what: str = "") -> Claim:
+    """ "closed-form MSE-optimal scaling": ``figure`` within :data:`MSE_TOLERANCE_DB` of
+    the closed-form expectation in every MMSE setting."""
+    simix = "closed-form Tx-Rx scaling minimises the mixup MSE under noise"
+    rows = [
+        r
+        for r in mse_rows(settings, figure)
+        if r["power_control"] == "mmse" and math.isfinite(r["closed_form_db"])
+    ]
+    if not rows:
+        need = "runs with power_control = 'mmse'"
+        return _missing("closed-form MSE-optimal scaling", simix, need)
+    parts = [
+        f"{r['setting']}: {r['measured_db'].format(1)} dB vs {r['closed_form_db']:.1f} dB, "
+        f"gap {_interval(r['gap_db'], 1)} dB"
+        for r in sorted(rows, key=lambda r: r["snr_db"])
+    ]
+    return Claim(
+        "closed-form MSE-optimal scaling",
+        simix,
+        (what or "predicted MSE on estimated channels") + " vs E_h[closed form] at the "
+        "per-subcarrier SNR: " + "; ".join(parts),
+        for_all([within(r["gap_db"], -MSE_TOLERANCE_DB, MSE_TOLERANCE_DB) for r in rows]),
+        f"holds when every gap interval lies within ±{MSE_TOLERANCE_DB:g} dB, does not hold "
+        "when one lies wholly outside",
+        _seeds([r["gap_db"] for r in rows]),
+    )
+
+
+def radio_claim(settings: Sequence[Setting]) -> Claim | None:
+    """ "hardware path = simulation": another back-end matches the simulated channel
+    (accuracy and MSE differences within tolerance). None without such pairs."""
+    rows = radio_rows(settings)
+    if not rows:
+        return None
+    parts, verdicts = [], []
+    for r in rows:
+        acc, mse = r["accuracy_difference"], r["mse_difference_db"]
+        verdicts.append(within(acc, -RADIO_ACCURACY_TOLERANCE, RADIO_ACCURACY_TOLERANCE))
+        if mse.measured:
+            verdicts.append(within(mse, -RADIO_MSE_TOLERANCE_DB, RADIO_MSE_TOLERANCE_DB))
+        parts.append(
+            f"{r['other']} minus {r['sim']}: accuracy {_interval(acc)}, MSE {_interval(mse, 1)} dB"
+        )
+    return Claim(
+        "hardware path = simulation",
+        "(issue 6) virtual Plutos give the same curves as the simulated channel",
+        "; ".join(parts),
+        for_all(verdicts),
+        f"holds when the accuracy difference lies within ±{RADIO_ACCURACY_TOLERANCE:g} and "
+        f"the MSE difference within ±{RADIO_MSE_TOLERANCE_DB:g} dB",
+        _seeds([r["accuracy_difference"] for r in rows]),
+    )
+
+
+def claims(settings: Sequence[Setting]) -> list[Claim]:
+    """Every claim, in table order."""
+    out = communication_claims(settings)
+    out += resistance_claims(settings)
+    out.append(leak_least_claim(settings))
+    out.append(mse_claim(settings))
+    radio = radio_claim(settings)
+    if radio is not None:
+        out.append(radio)
+    return out
+
+
+def tally(rows: Sequence[Claim]) -> dict[str, int]:
+    """Number of claims per verdict."""
+    return {v: sum(c.verdict == v for c in rows) for v in VERDICTS}
