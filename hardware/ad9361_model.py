@@ -1,40 +1,77 @@
-"""The AD9361/AD9363 transceiver of an ADALM-PLUTO as IIO devices, written in code.
+"""The ADALM-PLUTO's IIO context, written in code: the devices a stock Pluto publishes.
 
-Builds the three devices ``adi.Pluto`` and the libiio tools use, with the behaviour of
-the Linux ``ad9361`` and ``cf_axi_adc``/``cf_axi_dds`` drivers:
+Builds the context a Pluto Rev.C on stock firmware publishes (compared with a real
+unit's context description): devices ``iio:device0`` ``ad9361-phy``, ``iio:device1``
+``xadc``, ``iio:device2`` ``cf-ad9361-dds-core-lpc`` and ``iio:device3``
+``cf-ad9361-lpc``; every channel attribute with its sysfs ``filename``; device, buffer
+(``data_available``, ``length_align_bytes``, ``watermark``) and debug attributes
+(the driver's debugfs files, the ``adi,*`` device-tree properties and
+``direct_reg_access``); scan elements ``le:S12/16>>0`` (RX) and ``le:S16/16>>0`` (TX).
 
-* ``ad9361-phy``: RX/TX LO (``altvoltage0`` RX_LO, ``altvoltage1`` TX_LO), sample rate,
-  RF bandwidths, RX gain and gain-control mode, TX attenuation (``hardwaregain``
-  -89.75..0 dB, 0.25 dB steps), the FIR filter (``filter_fir_config`` written as text,
-  read back as the driver's one-line summary), ``rx_path_rates``/``tx_path_rates``
-  derived from one consistent clock chain, ENSM, calibration, XO correction, loopback;
-* ``cf-ad9361-lpc``: RX buffer device, scan elements ``voltage0``/``voltage1``
-  (``le:S12/16>>0``) and the FPGA decimate-by-8 rate;
-* ``cf-ad9361-dds-core-lpc``: TX buffer device, scan elements ``voltage0``/``voltage1``
-  (``le:S16/16>>0``) and the four DDS tone channels ``altvoltage0..3``.
+Behaviour follows the Linux ``ad9361``, ``cf_axi_adc``, ``cf_axi_dds`` and ``xadc``
+drivers:
 
-Out-of-range writes raise ``IIOError(EINVAL)`` like the driver. Two LO ranges:
-``variant="ad9363"`` (stock Pluto firmware, 325 MHz-3.8 GHz, 20 MHz bandwidth) and
-``variant="ad9364"`` (the common firmware mod, 70 MHz-6 GHz, 56/40 MHz bandwidth).
-Every successful write calls ``on_change(key)`` so the radio can apply it physically.
+* values are parsed by the kernel's parsers (:mod:`hardware.kparse`): ``info_mask``
+  attributes (``sampling_frequency``, ``hardwaregain``, DDS ``frequency``/``scale``/
+  ``phase``/``raw``, ``calib*``, AUXDAC ``raw``) by ``iio_str_to_fixpoint`` (so
+  ``"600000.0"`` is a valid rate), the LO ``frequency`` and fastlock attributes by
+  ``kstrtoull`` (``"2.4e9"`` is ``EINVAL``), RF bandwidths by ``kstrtoul`` (32-bit:
+  ``ERANGE`` above 2**32-1), switches by ``kstrtobool``, enums by
+  ``sysfs_match_string``, debug files by ``sscanf("%i")``;
+* out-of-range values are refused with the driver's errno (``EINVAL``) and leave the
+  state unchanged; read-only attributes refuse writes (``EACCES``, as a sysfs file
+  without a store method); attributes a Pluto cannot serve fail as on the hardware
+  (``dcxo_tune_*``: ``ENODEV``, no DCXO; ``fastlock_recall`` before a recall:
+  ``EINVAL``; write-only ``multichip_sync``: ``EACCES``);
+* ``loopback`` (debug): 0 off, 1 the AD9361's digital TX->RX loopback, 2 the FPGA's
+  RX->TX loopback (``ad9361_bist_loopback``); the radio renders them
+  (:mod:`hardware.virtual_pluto`);
+* ``direct_reg_access`` (:mod:`hardware.registers`): the AD9361 SPI map on the phy;
+  the FPGA cores' registers at ``0x80000000 | addr`` with the sticky status flags at
+  ``0x80000088`` (ADC bit 2 overflow, DAC bit 0 underflow; write 1 to clear), raised
+  by :meth:`AD9361Model.raise_overflow` / :meth:`AD9361Model.raise_underflow`;
+* the DDS (:mod:`hardware.dds`) with the core's 16-bit phase accumulator.
+
+Two LO ranges: ``variant="ad9363"`` (stock, 325 MHz-3.8 GHz, 20 MHz bandwidth) and
+``variant="ad9364"`` (the common firmware mod, 70 MHz-6 GHz, 56/40 MHz). Every
+successful write that changes the radio calls ``on_change(key)``.
 """
 
 from __future__ import annotations
 
 import errno
-import math
-import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from hardware.dds import DacPath, Dds
 from hardware.iiod.context import Attribute, Channel, Context, Device, IIOError, ScanElement
+from hardware.kparse import (
+    fixpoint,
+    fixpoint_float,
+    kstrtobool,
+    kstrtos,
+    kstrtou,
+    sscanf_ints,
+    sysfs_choice,
+)
+from hardware.pluto_devicetree import DT_PROPERTIES
+from hardware.registers import (
+    ADC_OVERFLOW,
+    ADC_UNDERFLOW,
+    DAC_UNDERFLOW,
+    AxiCoreRegisters,
+    DirectRegAccess,
+    SpiRegisters,
+)
 
 MIN_ADC_CLK = 25_000_000
 MAX_ADC_CLK = 640_000_000
 MAX_BBPLL = 1_430_000_000
 MIN_BBPLL = 715_000_000
 MAX_RATE = 61_440_000
+XO_NOMINAL_HZ = 40_000_000
+XO_TUNE_RANGE_HZ = 8_000
 
 
 @dataclass(frozen=True)
@@ -62,23 +99,24 @@ RX_PORTS = (
 TX_PORTS = ("A", "B")
 ENSM_MODES = ("sleep", "wait", "alert", "fdd", "pinctrl", "pinctrl_fdd_indep")
 CALIB_MODES = ("auto", "manual", "manual_tx_quad", "tx_quad", "rf_dc_offs", "rssi_gain_step")
-
-_INT_RE = re.compile(r"^[+-]?\d+$")
-_FIX_RE = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)$")
-
-
-def _int(value: str) -> int:
-    """Parse an integer the way the kernel's kstrtoll does (decimal only)."""
-    if not _INT_RE.match(value.strip()):
-        raise IIOError(errno.EINVAL, f"not an integer: {value!r}")
-    return int(value)
-
-
-def _fix(value: str) -> float:
-    """Parse a fixed-point decimal (iio_str_to_fixpoint)."""
-    if not _FIX_RE.match(value.strip()):
-        raise IIOError(errno.EINVAL, f"not a number: {value!r}")
-    return float(value)
+LOOPBACK_MODES = (0, 1, 2)  # off, AD9361 digital TX->RX, FPGA RX->TX
+FASTLOCK_PROFILES = 8
+AUXDAC_MAX_MV = 3000
+#: xadc: (channel id, label, nominal volts, scale mV per code)
+XADC_RAILS = (
+    ("voltage0", "vccint", 1.0, 0.732421875),
+    ("voltage1", "vccaux", 1.8, 0.732421875),
+    ("voltage2", "vccbram", 1.0, 0.732421875),
+    ("voltage3", "vccpint", 1.0, 0.732421875),
+    ("voltage4", "vccpaux", 1.8, 0.732421875),
+    ("voltage5", "vccoddr", 1.35, 0.732421875),
+    ("voltage6", "vrefp", 1.25, 0.732421875),
+    ("voltage7", "vrefn", 0.0, 0.732421875),
+    ("voltage8", None, 0.8, 0.244140625),
+)
+XADC_TEMP_SCALE = 123.040771484
+XADC_TEMP_OFFSET = -2219
+XADC_CLOCK_HZ = 50_000_000
 
 
 @dataclass(frozen=True)
@@ -176,16 +214,11 @@ class FirConfig:
         cfg.rx_taps = cfg.tx_taps = len(taps)
         return cfg
 
-
-@dataclass
-class DdsTone:
-    """One DDS tone generator channel."""
-
-    label: str
-    frequency_hz: int = 9_279_985
-    phase_mdeg: int = 90_000
-    scale: float = 0.0
-    enabled: bool = False
+    def summary(self) -> str:
+        """What the driver's ``filter_fir_config`` read prints (0,0 when none loaded)."""
+        rx = f"{self.rx_taps},{self.rx_dec if self.rx_taps else 0}"
+        tx = f"{self.tx_taps},{self.tx_int if self.tx_taps else 0}"
+        return f"FIR Rx: {rx} Tx: {tx}"
 
 
 @dataclass
@@ -196,6 +229,8 @@ class AD9361State:
     tx_lo_hz: int = 2_450_000_000
     rx_lo_powerdown: bool = False
     tx_lo_powerdown: bool = False
+    rx_lo_external: bool = False
+    tx_lo_external: bool = False
     sample_rate_hz: int = 30_720_000
     rx_bw_hz: int = 18_000_000
     tx_bw_hz: int = 18_000_000
@@ -213,21 +248,36 @@ class AD9361State:
     ensm_mode: str = "fdd"
     calib_mode: str = "auto"
     rate_governor: str = "nominal"
-    xo_correction_hz: int = 40_000_000
+    xo_correction_hz: int = XO_NOMINAL_HZ
     loopback: int = 0
     rx_dec8: bool = False
     tx_int8: bool = False
     rssi_db: float = 120.0
     temperature_mdeg: int = 38_000
-    dds: list[DdsTone] = field(
-        default_factory=lambda: [
-            DdsTone(n) for n in ("TX1_I_F1", "TX1_I_F2", "TX1_Q_F1", "TX1_Q_F2")
-        ]
+    auxdac_mv: list[int] = field(default_factory=lambda: [0, 0])
+    fastlock: dict[str, list[list[int] | None]] = field(
+        default_factory=lambda: {
+            "rx": [None] * FASTLOCK_PROFILES,
+            "tx": [None] * FASTLOCK_PROFILES,
+        }
     )
+    fastlock_current: dict[str, int] = field(default_factory=lambda: {"rx": 0, "tx": 0})
+    fastlock_save_profile: dict[str, int] = field(default_factory=lambda: {"rx": 0, "tx": 0})
+
+
+def _ro(text: str) -> Callable[[], str]:
+    return lambda: text
+
+
+def _fails(err: int, why: str) -> Callable[[], str]:
+    def read() -> str:
+        raise IIOError(err, why)
+
+    return read
 
 
 class AD9361Model:
-    """A Pluto's transceiver as an IIO :class:`~hardware.iiod.context.Context`.
+    """A Pluto's IIO context with the drivers' behaviour.
 
     Args:
         variant: "ad9363" (stock) or "ad9364" (70 MHz-6 GHz firmware mod).
@@ -251,8 +301,16 @@ class AD9361Model:
         self.lock = threading.RLock()
         self.state = AD9361State()
         self.chain = clock_chain(self.state.sample_rate_hz, 1, 1)
-        #: Attributes without a physical effect in the model (stored and read back).
+        #: Register-like attributes without a physical effect (stored and read back).
         self.misc: dict[str, str] = {}
+        self.spi = SpiRegisters()
+        self.adc_core = AxiCoreRegisters(0x000A0162, ADC_OVERFLOW | ADC_UNDERFLOW)
+        self.dac_core = AxiCoreRegisters(0x00090162, DAC_UNDERFLOW)
+        self.dds = Dds()
+        self.dac = DacPath(self.dds)
+        self.debug_values: dict[str, int] = {name: value for name, value in DT_PROPERTIES}
+        self.watermark = {"rx": 2048, "tx": 2048}
+        self.xadc_rate_hz = 961_538
         self.context = self._build_context()
 
     # -- derived values --------------------------------------------------------------
@@ -285,9 +343,26 @@ class AD9361Model:
         if self.on_change is not None:
             self.on_change(key)
 
-    # -- setters (validate like the driver, then notify) ---------------------------------
+    # -- status flags (the FPGA cores' sticky bits) ----------------------------------
+    def raise_overflow(self) -> None:
+        """RX overflow: latch bit 2 of the ADC core's status register (0x80000088)."""
+        self.adc_core.set_status(ADC_OVERFLOW)
+
+    def raise_underflow(self) -> None:
+        """TX underflow: latch bit 0 of the DAC core's status register (0x80000088)."""
+        self.dac_core.set_status(DAC_UNDERFLOW)
+
+    @property
+    def overflow(self) -> bool:
+        return self.adc_core.status(ADC_OVERFLOW)
+
+    @property
+    def underflow(self) -> bool:
+        return self.dac_core.status(DAC_UNDERFLOW)
+
+    # -- setters (parse like the kernel, validate like the driver, then notify) ------
     def set_lo(self, which: str, value: str) -> None:
-        hz = _int(value)
+        hz = kstrtou(value)
         if not self.variant.lo_min_hz <= hz <= self.variant.lo_max_hz:
             raise IIOError(errno.EINVAL, f"LO {hz} Hz outside the {self.variant.model} range")
         if which == "rx":
@@ -299,7 +374,7 @@ class AD9361Model:
         self._changed(f"{which}_lo")
 
     def set_sample_rate(self, value: str) -> None:
-        rate = _int(value)
+        rate = fixpoint(value)[0]
         if not 0 < rate <= MAX_RATE:
             raise IIOError(errno.EINVAL, f"sample rate {rate} outside 1..{MAX_RATE}")
         dec, interp = self._fir_factors(self.state.rx_fir_en, self.state.tx_fir_en)
@@ -327,7 +402,7 @@ class AD9361Model:
         self.state.fir, self.chain = cfg, chain
 
     def set_bandwidth(self, which: str, value: str) -> None:
-        hz = _int(value)
+        hz = kstrtou(value, 32)
         high = self.variant.rx_bw_max_hz if which == "rx" else self.variant.tx_bw_max_hz
         if not 200_000 <= hz <= high:
             raise IIOError(errno.EINVAL, f"{which} RF bandwidth {hz} outside 200000..{high}")
@@ -335,7 +410,7 @@ class AD9361Model:
         self._changed(f"{which}_bw")
 
     def set_rx_gain(self, value: str) -> None:
-        gain = math.trunc(_fix(value))
+        gain = fixpoint(value, db=True)[0]
         if self.state.gain_mode != "manual":
             raise IIOError(errno.EINVAL, "RX gain can only be set in manual gain mode")
         low, high = self.rx_gain_range()
@@ -351,44 +426,42 @@ class AD9361Model:
         self._changed("rx_gain")
 
     def set_tx_atten(self, value: str) -> None:
-        gain = _fix(value)
-        mdb = round(-gain * 1000)
-        if gain > 0 or mdb > 89_750:
-            raise IIOError(errno.EINVAL, f"TX hardwaregain {gain} dB outside [-89.75, 0]")
+        val, val2 = fixpoint(value, db=True)
+        if val > 0 or (val == 0 and val2 > 0):
+            raise IIOError(errno.EINVAL, f"TX hardwaregain {value} dB above 0")
+        mdb = abs(val) * 1000 + abs(val2) // 1000
+        if mdb > 89_750:
+            raise IIOError(errno.EINVAL, f"TX hardwaregain {value} below -89.75 dB")
         self.state.tx_atten_mdb = mdb // 250 * 250
         self._changed("tx_atten")
 
     def set_choice(self, name: str, choices: tuple[str, ...], value: str, key: str = "") -> None:
-        if value not in choices:
-            raise IIOError(errno.EINVAL, f"{value!r} is not one of {' '.join(choices)}")
-        setattr(self.state, name, value)
+        setattr(self.state, name, choices[sysfs_choice(value, choices)])
         if key:
             self._changed(key)
 
     def set_flag(self, name: str, value: str, key: str = "") -> None:
-        flag = _int(value)
-        if flag not in (0, 1):
-            raise IIOError(errno.EINVAL, f"{name} must be 0 or 1")
-        setattr(self.state, name, bool(flag))
+        setattr(self.state, name, kstrtobool(value))
         if key:
             self._changed(key)
 
     def set_xo_correction(self, value: str) -> None:
-        hz = _int(value)
-        if not 39_992_000 <= hz <= 40_008_000:
-            raise IIOError(errno.EINVAL, "xo_correction outside [39992000, 40008000]")
+        hz = kstrtou(value, 32)
+        if abs(hz - XO_NOMINAL_HZ) > XO_TUNE_RANGE_HZ:
+            low, high = XO_NOMINAL_HZ - XO_TUNE_RANGE_HZ, XO_NOMINAL_HZ + XO_TUNE_RANGE_HZ
+            raise IIOError(errno.EINVAL, f"xo_correction outside [{low}, {high}]")
         self.state.xo_correction_hz = hz
         self._changed("xo_correction")
 
     def set_loopback(self, value: str) -> None:
-        mode = _int(value)
-        if mode not in (0, 1, 2):
+        values = sscanf_ints(value, 4)
+        if len(values) != 1 or values[0] not in LOOPBACK_MODES:
             raise IIOError(errno.EINVAL, "loopback must be 0, 1 or 2")
-        self.state.loopback = mode
+        self.state.loopback = values[0]
         self._changed("loopback")
 
     def set_fpga_rate(self, direction: str, value: str) -> None:
-        rate = _int(value)
+        rate = fixpoint(value)[0]
         base = self.state.sample_rate_hz
         if rate not in (base, base // 8):
             raise IIOError(errno.EINVAL, f"rate must be {base} or {base // 8}")
@@ -409,125 +482,200 @@ class AD9361Model:
         return f"{'-' if mdb else ''}{mdb // 1000}.{mdb % 1000:03d}000 dB"
 
     # -- context -----------------------------------------------------------------------
-    def _build_context(self) -> Context:
+    def _stored(self, key: str, initial: str, parse: Callable[[str], object]) -> list:
+        """A register-like attribute: validated with ``parse``, stored, read back."""
+        self.misc.setdefault(key, initial)
+
+        def write(val: str) -> None:
+            parse(val)
+            self.misc[key] = val
+
+        return [lambda: self.misc[key], write]
+
+    def _flag(self, name: str, key: str = "") -> tuple[Callable[[], str], Callable[[str], None]]:
+        s = self.state
+        return (lambda: str(int(getattr(s, name))), lambda val: self.set_flag(name, val, key))
+
+    def _lo_channel(self, index: int, label: str, which: str) -> Channel:
         s = self.state
         v = self.variant
 
-        def const(text: str) -> Callable[[], str]:
-            return lambda: text
+        def store(val: str) -> None:
+            profile = kstrtou(val)
+            if profile >= FASTLOCK_PROFILES:
+                raise IIOError(errno.EINVAL, f"fastlock profile {profile} outside 0..7")
+            lo = getattr(s, f"{which}_lo_hz")
+            s.fastlock[which][profile] = [lo]
 
-        def stored(key: str, initial: str, parse: Callable[[str], object] = _int) -> list:
-            """A register-like attribute: validated with ``parse``, stored, read back."""
-            self.misc.setdefault(key, initial)
+        def recall(val: str) -> None:
+            profile = kstrtou(val)
+            if profile >= FASTLOCK_PROFILES or s.fastlock[which][profile] is None:
+                raise IIOError(errno.EINVAL, f"fastlock profile {profile} not stored")
+            s.fastlock_current[which] = profile + 1
+            self.set_lo(which, str(s.fastlock[which][profile][0]))  # type: ignore[index]
 
-            def write(val: str) -> None:
-                parse(val)
-                self.misc[key] = val
+        def recall_read() -> str:
+            current = s.fastlock_current[which]
+            if current == 0:
+                raise IIOError(errno.EINVAL, "no fastlock profile recalled")
+            return str(current - 1)
 
-            return [lambda: self.misc[key], write]
+        def save_read() -> str:
+            profile = s.fastlock_save_profile[which]
+            word = (getattr(s, f"{which}_lo_hz") // 10_000_000) % 256
+            return f"{profile} " + ",".join([str(word)] * 16)
 
-        def flag(name: str, key: str = "") -> tuple[Callable[[], str], Callable[[str], None]]:
-            return (
-                lambda: str(int(getattr(s, name))),
-                lambda val: self.set_flag(name, val, key),
-            )
+        def save_write(val: str) -> None:
+            profile = kstrtou(val)
+            if profile >= FASTLOCK_PROFILES:
+                raise IIOError(errno.EINVAL, f"fastlock profile {profile} outside 0..7")
+            s.fastlock_save_profile[which] = profile
 
-        lo_available = f"[{v.lo_min_hz} 1 {v.lo_max_hz}]"
+        def load(val: str) -> None:
+            fields = [f for f in val.split(",") if f.strip()]
+            if len(fields) != 16:
+                raise IIOError(errno.EINVAL, "fastlock_load needs 16 comma-separated values")
+            head = sscanf_ints(fields[0], 2)
+            if not head or any(len(sscanf_ints(f, 1)) != 1 for f in fields[1:]):
+                raise IIOError(errno.EINVAL, f"bad fastlock_load value {val!r}")
+            profile = head[0] if len(head) == 2 else 0
+            if profile >= FASTLOCK_PROFILES:
+                raise IIOError(errno.EINVAL, f"fastlock profile {profile} outside 0..7")
+            s.fastlock[which][profile] = [getattr(s, f"{which}_lo_hz")]
 
-        def lo_channel(index: int, label: str, which: str) -> Channel:
-            return Channel(
-                f"altvoltage{index}",
-                True,
-                name=label,
-                attrs=[
-                    Attribute("external", *flag(f"{which}_lo_powerdown")),
-                    Attribute("fastlock_load", *stored(f"{which}_fl_load", "0")),
-                    Attribute("fastlock_recall", *stored(f"{which}_fl_recall", "0")),
-                    Attribute("fastlock_save", const("0 " + ",".join(["0"] * 16))),
-                    Attribute("fastlock_store", *stored(f"{which}_fl_store", "0")),
-                    Attribute(
-                        "frequency",
-                        lambda: str(getattr(s, f"{which}_lo_hz")),
-                        lambda val: self.set_lo(which, val),
-                    ),
-                    Attribute("frequency_available", const(lo_available)),
-                    Attribute("powerdown", *flag(f"{which}_lo_powerdown", f"{which}_lo")),
-                ],
-            )
-
-        rate_avail = lambda: (  # noqa: E731
-            f"[{MIN_ADC_CLK // (12 * (s.fir.rx_dec if s.rx_fir_en else 1))} 1 {MAX_RATE}]"
+        return Channel(
+            f"altvoltage{index}",
+            True,
+            name=label,
+            attrs=[
+                Attribute("external", *self._flag(f"{which}_lo_external")),
+                Attribute("fastlock_load", _ro("0"), load),
+                Attribute("fastlock_recall", recall_read, recall),
+                Attribute("fastlock_save", save_read, save_write),
+                Attribute("fastlock_store", _ro("0"), store),
+                Attribute(
+                    "frequency",
+                    lambda: str(getattr(s, f"{which}_lo_hz")),
+                    lambda val: self.set_lo(which, val),
+                ),
+                Attribute("frequency_available", _ro(f"[{v.lo_min_hz} 1 {v.lo_max_hz}]")),
+                Attribute("powerdown", *self._flag(f"{which}_lo_powerdown", f"{which}_lo")),
+            ],
         )
+
+    def _phy_shared(self, output: bool) -> list[Attribute]:
+        """Attributes shared by every phy voltage channel of one direction."""
+        s = self.state
+        v = self.variant
+        which = "tx" if output else "rx"
+
+        def rate_avail() -> str:
+            dec = s.fir.rx_dec if s.rx_fir_en else 1
+            return f"[{MIN_ADC_CLK // (12 * dec)} 1 {MAX_RATE}]"
+
+        fir_en = "tx_fir_en" if output else "rx_fir_en"
+        attrs = [
+            Attribute(
+                "filter_fir_en",
+                lambda: str(int(getattr(s, fir_en))),
+                lambda val: self.set_fir_enable(
+                    None if output else kstrtobool(val), kstrtobool(val) if output else None
+                ),
+                shared=True,
+            ),
+            Attribute(
+                "rf_bandwidth",
+                lambda: str(getattr(s, f"{which}_bw_hz")),
+                lambda val: self.set_bandwidth(which, val),
+                shared=True,
+            ),
+            Attribute(
+                "rf_bandwidth_available",
+                _ro(f"[200000 1 {v.tx_bw_max_hz if output else v.rx_bw_max_hz}]"),
+                shared=True,
+            ),
+            Attribute(
+                "rf_port_select_available",
+                _ro(" ".join(TX_PORTS if output else RX_PORTS)),
+                shared=True,
+            ),
+            Attribute(
+                "sampling_frequency",
+                lambda: str(s.sample_rate_hz),
+                self.set_sample_rate,
+                shared=True,
+            ),
+            Attribute("sampling_frequency_available", rate_avail, shared=True),
+        ]
+        if not output:
+            attrs += [
+                Attribute("bb_dc_offset_tracking_en", *self._flag("bb_dc_tracking"), shared=True),
+                Attribute("gain_control_mode_available", _ro(" ".join(GAIN_MODES)), shared=True),
+                Attribute("quadrature_tracking_en", *self._flag("quad_tracking"), shared=True),
+                Attribute("rf_dc_offset_tracking_en", *self._flag("rf_dc_tracking"), shared=True),
+            ]
+        return sorted(attrs, key=lambda a: a.name)
+
+    def _auxdac(self, index: int) -> Channel:
+        s = self.state
+
+        def write(val: str) -> None:
+            mv = fixpoint(val)[0]
+            if not 0 <= mv <= AUXDAC_MAX_MV:
+                raise IIOError(errno.EINVAL, f"AUXDAC {mv} mV outside 0..{AUXDAC_MAX_MV}")
+            s.auxdac_mv[index - 2] = mv
+
+        own = [
+            Attribute("raw", lambda: str(s.auxdac_mv[index - 2]), write),
+            Attribute("scale", _ro("1.000000")),
+        ]
+        attrs = self._phy_shared(True) + own
+        return Channel(f"voltage{index}", True, attrs=sorted(attrs, key=lambda a: a.name))
+
+    def _build_phy(self) -> Device:
+        s = self.state
+        rx_own = [
+            Attribute(
+                "gain_control_mode",
+                lambda: s.gain_mode,
+                lambda val: self.set_choice("gain_mode", GAIN_MODES, val, "gain_mode"),
+            ),
+            Attribute("hardwaregain", lambda: f"{s.rx_gain_db}.000000 dB", self.set_rx_gain),
+            Attribute("hardwaregain_available", lambda: "[{} 1 {}]".format(*self.rx_gain_range())),
+            Attribute(
+                "rf_port_select",
+                lambda: s.rx_port,
+                lambda val: self.set_choice("rx_port", tuple(RX_PORTS), val),
+            ),
+            Attribute("rssi", lambda: f"{s.rssi_db:.2f} dB"),
+        ]
         phy_rx = Channel(
             "voltage0",
             False,
-            attrs=[
-                Attribute("bb_dc_offset_tracking_en", *flag("bb_dc_tracking")),
-                Attribute(
-                    "filter_fir_en",
-                    lambda: str(int(s.rx_fir_en)),
-                    lambda val: self.set_fir_enable(bool(_int(val)), None),
-                ),
-                Attribute(
-                    "gain_control_mode",
-                    lambda: s.gain_mode,
-                    lambda val: self.set_choice("gain_mode", GAIN_MODES, val, "gain_mode"),
-                ),
-                Attribute("gain_control_mode_available", const(" ".join(GAIN_MODES))),
-                Attribute("hardwaregain", lambda: f"{s.rx_gain_db}.000000 dB", self.set_rx_gain),
-                Attribute(
-                    "hardwaregain_available", lambda: "[{} 1 {}]".format(*self.rx_gain_range())
-                ),
-                Attribute("quadrature_tracking_en", *flag("quad_tracking")),
-                Attribute(
-                    "rf_bandwidth",
-                    lambda: str(s.rx_bw_hz),
-                    lambda val: self.set_bandwidth("rx", val),
-                ),
-                Attribute("rf_bandwidth_available", const(f"[200000 1 {v.rx_bw_max_hz}]")),
-                Attribute("rf_dc_offset_tracking_en", *flag("rf_dc_tracking")),
-                Attribute(
-                    "rf_port_select",
-                    lambda: s.rx_port,
-                    lambda val: self.set_choice("rx_port", tuple(RX_PORTS), val),
-                ),
-                Attribute("rf_port_select_available", const(" ".join(RX_PORTS))),
-                Attribute("rssi", lambda: f"{s.rssi_db:.2f} dB"),
-                Attribute(
-                    "sampling_frequency", lambda: str(s.sample_rate_hz), self.set_sample_rate
-                ),
-                Attribute("sampling_frequency_available", rate_avail),
-            ],
+            attrs=sorted(self._phy_shared(False) + rx_own, key=lambda a: a.name),
         )
+        tx_own = [
+            Attribute("hardwaregain", self._tx_gain, self.set_tx_atten),
+            Attribute("hardwaregain_available", _ro("[-89.750000 0.250000 0.000000]")),
+            Attribute(
+                "rf_port_select",
+                lambda: s.tx_port,
+                lambda val: self.set_choice("tx_port", TX_PORTS, val),
+            ),
+            Attribute("rssi", lambda: f"{s.tx_atten_mdb // 1000}.00 dB"),
+        ]
         phy_tx = Channel(
-            "voltage0",
-            True,
-            attrs=[
-                Attribute(
-                    "filter_fir_en",
-                    lambda: str(int(s.tx_fir_en)),
-                    lambda val: self.set_fir_enable(None, bool(_int(val))),
-                ),
-                Attribute("hardwaregain", self._tx_gain, self.set_tx_atten),
-                Attribute("hardwaregain_available", const("[-89.750000 0.250000 0.000000]")),
-                Attribute(
-                    "rf_bandwidth",
-                    lambda: str(s.tx_bw_hz),
-                    lambda val: self.set_bandwidth("tx", val),
-                ),
-                Attribute("rf_bandwidth_available", const(f"[200000 1 {v.tx_bw_max_hz}]")),
-                Attribute(
-                    "rf_port_select",
-                    lambda: s.tx_port,
-                    lambda val: self.set_choice("tx_port", TX_PORTS, val),
-                ),
-                Attribute("rf_port_select_available", const(" ".join(TX_PORTS))),
-                Attribute("rssi", lambda: f"{s.tx_atten_mdb // 1000}.00 dB"),
-                Attribute(
-                    "sampling_frequency", lambda: str(s.sample_rate_hz), self.set_sample_rate
-                ),
-                Attribute("sampling_frequency_available", rate_avail),
-            ],
+            "voltage0", True, attrs=sorted(self._phy_shared(True) + tx_own, key=lambda a: a.name)
+        )
+        auxadc_own = [
+            Attribute("offset", _ro("57")),
+            Attribute("raw", lambda: str(975 + (s.temperature_mdeg - 38_000) // 1000)),
+            Attribute("scale", _ro("0.305250")),
+        ]
+        auxadc = Channel(
+            "voltage2",
+            False,
+            attrs=sorted([a for a in self._phy_shared(False)] + auxadc_own, key=lambda a: a.name),
         )
         fir_both = Channel(
             "out",
@@ -536,21 +684,36 @@ class AD9361Model:
                 Attribute(
                     "voltage_filter_fir_en",
                     lambda: str(int(s.rx_fir_en and s.tx_fir_en)),
-                    lambda val: self.set_fir_enable(bool(_int(val)), bool(_int(val))),
+                    lambda val: self.set_fir_enable(kstrtobool(val), kstrtobool(val)),
                 )
             ],
         )
         temp = Channel("temp0", False, attrs=[Attribute("input", lambda: str(s.temperature_mdeg))])
-        phy = Device(
+        xo_low, xo_high = XO_NOMINAL_HZ - XO_TUNE_RANGE_HZ, XO_NOMINAL_HZ + XO_TUNE_RANGE_HZ
+        no_dcxo = _fails(errno.ENODEV, "the Pluto's AD9363 runs from an XO, not the DCXO")
+
+        def dcxo_write(val: str) -> None:
+            kstrtos(val, 32)
+            raise IIOError(errno.ENODEV, "the Pluto's AD9363 runs from an XO, not the DCXO")
+
+        def mcs_write(val: str) -> None:
+            step = kstrtos(val, 32)
+            if not 0 <= step <= 5:
+                raise IIOError(errno.EINVAL, f"multichip_sync step {step} outside 0..5")
+
+        return Device(
             "iio:device0",
             "ad9361-phy",
             channels=[
-                lo_channel(1, "TX_LO", "tx"),
+                self._lo_channel(1, "TX_LO", "tx"),
                 phy_rx,
-                phy_tx,
-                fir_both,
+                self._auxdac(3),
+                self._lo_channel(0, "RX_LO", "rx"),
+                self._auxdac(2),
                 temp,
-                lo_channel(0, "RX_LO", "rx"),
+                phy_tx,
+                auxadc,
+                fir_both,
             ],
             attrs=[
                 Attribute(
@@ -558,160 +721,313 @@ class AD9361Model:
                     lambda: s.calib_mode,
                     lambda val: self.set_choice("calib_mode", CALIB_MODES, val),
                 ),
-                Attribute("calib_mode_available", const(" ".join(CALIB_MODES))),
+                Attribute("calib_mode_available", _ro(" ".join(CALIB_MODES))),
+                Attribute("dcxo_tune_coarse", no_dcxo, dcxo_write),
+                Attribute("dcxo_tune_coarse_available", _ro("[0 0 0]")),
+                Attribute("dcxo_tune_fine", no_dcxo, dcxo_write),
+                Attribute("dcxo_tune_fine_available", _ro("[0 0 0]")),
                 Attribute(
                     "ensm_mode",
                     lambda: s.ensm_mode,
                     lambda val: self.set_choice("ensm_mode", ENSM_MODES, val, "ensm"),
                 ),
-                Attribute("ensm_mode_available", const(" ".join(ENSM_MODES))),
-                Attribute("filter_fir_config", self._fir_summary, self.set_fir_config),
+                Attribute("ensm_mode_available", _ro(" ".join(ENSM_MODES))),
+                Attribute("filter_fir_config", lambda: s.fir.summary(), self.set_fir_config),
+                Attribute(
+                    "gain_table_config",
+                    _fails(errno.EIO, "the gain table is a binary attribute"),
+                    *self._stored("gain_table_config", "", str)[1:],
+                ),
+                Attribute(
+                    "multichip_sync", _fails(errno.EACCES, "write-only attribute"), mcs_write
+                ),
+                Attribute(
+                    "rssi_gain_step_error",
+                    _ro(
+                        "lna_error: 0 0 0 0\nmixer_error: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+                        "gain_step_calib_reg_val: 0 0 0 0 0"
+                    ),
+                ),
                 Attribute("rx_path_rates", self._rx_path_rates),
                 Attribute(
                     "trx_rate_governor",
                     lambda: s.rate_governor,
                     lambda val: self.set_choice("rate_governor", ("nominal", "highest_osr"), val),
                 ),
-                Attribute("trx_rate_governor_available", const("nominal highest_osr")),
+                Attribute("trx_rate_governor_available", _ro("nominal highest_osr")),
                 Attribute("tx_path_rates", self._tx_path_rates),
                 Attribute("xo_correction", lambda: str(s.xo_correction_hz), self.set_xo_correction),
-                Attribute("xo_correction_available", const("[39992000 1 40008000]")),
+                Attribute("xo_correction_available", _ro(f"[{xo_low} 1 {xo_high}]")),
             ],
-            debug_attrs=[
-                Attribute("loopback", lambda: str(s.loopback), self.set_loopback),
-                Attribute("initialize", *stored("initialize", "0")),
-                Attribute("bist_prbs", *stored("bist_prbs", "0")),
-                Attribute("bist_tone", *stored("bist_tone", "0 0 0 0", str)),
-            ],
+            debug_attrs=self._phy_debug(),
         )
 
-        def fpga_rate(direction: str) -> list[Attribute]:
-            def avail() -> str:
-                return f"{s.sample_rate_hz} {s.sample_rate_hz // 8} "
+    def _phy_debug(self) -> list[Attribute]:
+        """The driver's debugfs files: commands, then one per device-tree property."""
+        s = self.state
 
-            def current() -> str:
-                rate = self.rx_rate_hz if direction == "rx" else self.tx_rate_hz
-                return str(int(rate))
+        def command(name: str, nargs: int, allowed: Callable[[list[int]], bool]) -> Attribute:
+            key = f"dbg_{name}"
+            self.misc.setdefault(key, "0")
 
-            return [
-                Attribute(
-                    "sampling_frequency", current, lambda val: self.set_fpga_rate(direction, val)
-                ),
-                Attribute("sampling_frequency_available", avail),
-            ]
+            def write(val: str) -> None:
+                values = sscanf_ints(val, 4)
+                if len(values) != nargs or not allowed(values):
+                    raise IIOError(errno.EINVAL, f"bad {name} value {val!r}")
+                self.misc[key] = str(values[0])
 
+            return Attribute(name, lambda: self.misc[key], write)
+
+        def gaininfo() -> str:
+            return f"{s.rx_gain_db} 76 0 0 0 0 0 0"
+
+        def no_cal_switch(val: str) -> None:
+            raise IIOError(errno.ENODEV, "the Pluto has no calibration switch GPIOs")
+
+        def initialize(val: str) -> None:
+            if sscanf_ints(val, 4) != [1]:
+                raise IIOError(errno.EINVAL, "initialize takes 1")
+
+        def timing() -> str:
+            rows = [f"{r:x}:" + "o " * 16 for r in range(16)]
+            head = "DC" + "".join(f"{c:x}:" for c in range(16))
+            return f"CLK: {self.chain.rx_samp} Hz 'o' = PASS\n{head}\n" + "\n".join(rows)
+
+        def dt_attr(name: str) -> Attribute:
+            def write(val: str) -> None:
+                values = sscanf_ints(val, 4)
+                if not values:
+                    raise IIOError(errno.EINVAL, f"bad value {val!r}")
+                self.debug_values[name] = values[0]
+
+            return Attribute(name, lambda: str(self.debug_values[name]), write)
+
+        attrs = [
+            command("digital_tune", 1, lambda v: True),
+            Attribute("calibration_switch_control", _ro("0"), no_cal_switch),
+            command("multichip_sync", 1, lambda v: v[0] <= 5),
+            Attribute("gaininfo_rx2", _fails(errno.EINVAL, "RX2 is not enabled (1R1T)")),
+            Attribute("gaininfo_rx1", gaininfo),
+            Attribute("bist_timing_analysis", timing),
+            command("gpo_set", 2, lambda v: v[0] <= 0xF),
+            command("bist_tone", 4, lambda v: v[0] <= 2),
+            command("bist_prbs", 1, lambda v: v[0] <= 2),
+            Attribute("loopback", lambda: str(s.loopback), self.set_loopback),
+            Attribute("initialize", _ro("0"), initialize),
+        ]
+        attrs += [dt_attr(name) for name, _ in DT_PROPERTIES]
+        attrs.append(DirectRegAccess(None, self.spi).attribute())
+        return attrs
+
+    def _build_xadc(self) -> Device:
+        s = self.state
+        channels = []
+        for chan_id, label, volts, scale in XADC_RAILS:
+            raw = str(int(round(volts * 1000 / scale)))
+            channels.append(
+                Channel(
+                    chan_id,
+                    False,
+                    name=label,
+                    attrs=[Attribute("raw", _ro(raw)), Attribute("scale", _ro(f"{scale:.9f}"))],
+                )
+            )
+
+        def temp_raw() -> str:
+            return str(int(round(s.temperature_mdeg / XADC_TEMP_SCALE - XADC_TEMP_OFFSET)))
+
+        channels.append(
+            Channel(
+                "temp0",
+                False,
+                attrs=[
+                    Attribute("offset", _ro(str(XADC_TEMP_OFFSET))),
+                    Attribute("raw", temp_raw),
+                    Attribute("scale", _ro(f"{XADC_TEMP_SCALE:.9f}")),
+                ],
+            )
+        )
+
+        def set_rate(val: str) -> None:
+            rate = fixpoint(val)[0]
+            if rate <= 0:
+                raise IIOError(errno.EINVAL, f"xadc sampling_frequency {rate} must be positive")
+            # the conversion clock divides a 50 MHz clock by 2..255; 26 clocks a sample
+            div = min(255, max(2, round(XADC_CLOCK_HZ / 26 / rate)))
+            self.xadc_rate_hz = XADC_CLOCK_HZ // div // 26
+
+        return Device(
+            "iio:device1",
+            "xadc",
+            channels=channels,
+            attrs=[Attribute("sampling_frequency", lambda: str(self.xadc_rate_hz), set_rate)],
+        )
+
+    def _buffer_attrs(self, direction: str) -> list[Attribute]:
+        def set_watermark(val: str) -> None:
+            mark = kstrtou(val, 32)
+            if mark == 0:
+                raise IIOError(errno.EINVAL, "watermark must be at least 1")
+            self.watermark[direction] = mark
+
+        return [
+            Attribute("data_available", _ro("0")),
+            Attribute("length_align_bytes", _ro("8")),
+            Attribute("watermark", lambda: str(self.watermark[direction]), set_watermark),
+        ]
+
+    def _fpga_rate(self, direction: str) -> list[Attribute]:
+        s = self.state
+
+        def avail() -> str:
+            return f"{s.sample_rate_hz} {s.sample_rate_hz // 8} "
+
+        def current() -> str:
+            rate = self.rx_rate_hz if direction == "rx" else self.tx_rate_hz
+            return str(int(rate))
+
+        return [
+            Attribute(
+                "sampling_frequency",
+                current,
+                lambda val: self.set_fpga_rate(direction, val),
+                shared=True,
+            ),
+            Attribute("sampling_frequency_available", avail, shared=True),
+        ]
+
+    def _calib(self, prefix: str, index: int, bias: bool) -> list[Attribute]:
+        def phase_ok(val: str) -> None:
+            if abs(fixpoint_float(val)) > 1.0:
+                raise IIOError(errno.EINVAL, "calibphase outside [-1, 1]")
+
+        def scale_ok(val: str) -> None:
+            if abs(fixpoint_float(val)) >= 2.0:
+                raise IIOError(errno.EINVAL, "calibscale outside (-2, 2)")
+
+        attrs = [
+            Attribute("calibphase", *self._stored(f"{prefix}{index}_phase", "0.000000", phase_ok)),
+            Attribute("calibscale", *self._stored(f"{prefix}{index}_scale", "1.000000", scale_ok)),
+        ]
+        if bias:
+
+            def bias_ok(val: str) -> None:
+                value = fixpoint(val)[0]
+                if not -(2**15) <= value < 2**15:
+                    raise IIOError(errno.EINVAL, "calibbias outside the 16-bit range")
+
+            attrs.insert(
+                0, Attribute("calibbias", *self._stored(f"{prefix}{index}_bias", "0", bias_ok))
+            )
+        return attrs
+
+    def _build_adc(self) -> Device:
         def adc_channel(index: int) -> Channel:
             return Channel(
                 f"voltage{index}",
                 False,
                 scan=ScanElement(index, "le:S12/16>>0"),
                 attrs=[
-                    Attribute("calibbias", *stored(f"adc{index}_calibbias", "0")),
-                    Attribute("calibphase", *stored(f"adc{index}_calibphase", "0.000000", _fix)),
-                    Attribute("calibscale", *stored(f"adc{index}_calibscale", "1.000000", _fix)),
-                    Attribute("samples_pps", const("0")),
-                    *fpga_rate("rx"),
+                    *self._calib("adc", index, bias=True),
+                    Attribute(
+                        "samples_pps",
+                        _fails(errno.ENODEV, "no PPS receiver in the core"),
+                        shared=True,
+                    ),
+                    *self._fpga_rate("rx"),
                 ],
             )
 
-        buffer_attrs = [
-            Attribute("data_available", const("0")),
-            Attribute("length_align_bytes", const("8")),
-        ]
-        adc = Device(
-            "iio:device2",
+        return Device(
+            "iio:device3",
             "cf-ad9361-lpc",
             channels=[adc_channel(0), adc_channel(1)],
             attrs=[
-                Attribute("sync_start_enable", *stored("adc_sync", "disarm", str)),
-                Attribute("sync_start_enable_available", const("arm")),
+                Attribute("sync_start_enable", *self._stored("adc_sync", "disarm", str)),
+                Attribute("sync_start_enable_available", _ro("arm")),
             ],
-            buffer_attrs=list(buffer_attrs),
-            debug_attrs=[Attribute("pseudorandom_err_check", const("CH0 : PN9 : Out of Sync"))],
+            buffer_attrs=self._buffer_attrs("rx"),
+            debug_attrs=[
+                Attribute("pseudorandom_err_check", _ro("CH0 : PN9 : Out of Sync : PN Error")),
+                DirectRegAccess(self.adc_core, self.spi).attribute(),
+            ],
         )
 
+    def _dds_channel(self, index: int) -> Channel:
+        tone = self.dds.tones[index]
+
+        def fs() -> float:
+            return self.state.sample_rate_hz
+
+        def set_freq(val: str) -> None:
+            tone.set_frequency(fixpoint(val)[0], fs())
+            self._changed("dds")
+
+        def set_phase(val: str) -> None:
+            tone.set_phase(fixpoint(val)[0])
+            self._changed("dds")
+
+        def set_scale(val: str) -> None:
+            tone.set_scale(fixpoint_float(val))
+            self._changed("dds")
+
+        def set_raw(val: str) -> None:
+            on = fixpoint(val)[0]
+            if on not in (0, 1):
+                raise IIOError(errno.EINVAL, "raw must be 0 or 1")
+            self.dds.enabled = bool(on)  # one enable for every tone of the core
+            self._changed("dds")
+
+        return Channel(
+            f"altvoltage{index}",
+            True,
+            name=tone.label,
+            attrs=[
+                Attribute("frequency", lambda: str(tone.frequency_hz(fs())), set_freq),
+                Attribute("phase", lambda: str(tone.phase_mdeg), set_phase),
+                Attribute("raw", lambda: str(int(self.dds.enabled)), set_raw),
+                Attribute("sampling_frequency", lambda: str(int(fs())), shared=True),
+                Attribute("scale", lambda: f"{tone.scale:f}", set_scale),
+            ],
+        )
+
+    def _build_dac(self) -> Device:
         def dac_channel(index: int) -> Channel:
             return Channel(
                 f"voltage{index}",
                 True,
                 scan=ScanElement(index, "le:S16/16>>0"),
-                attrs=[
-                    Attribute("calibphase", *stored(f"dac{index}_calibphase", "0.000000", _fix)),
-                    Attribute("calibscale", *stored(f"dac{index}_calibscale", "1.000000", _fix)),
-                    *fpga_rate("tx"),
-                ],
+                attrs=[*self._calib("dac", index, bias=False), *self._fpga_rate("tx")],
             )
 
-        def dds_channel(index: int) -> Channel:
-            tone = s.dds[index]
-
-            def set_freq(val: str) -> None:
-                hz = _int(val)
-                if not 0 <= hz <= s.sample_rate_hz // 2:
-                    raise IIOError(errno.EINVAL, "DDS frequency outside [0, fs/2]")
-                tone.frequency_hz = hz
-                self._changed("dds")
-
-            def set_phase(val: str) -> None:
-                mdeg = _int(val)
-                if not 0 <= mdeg < 360_000:
-                    raise IIOError(errno.EINVAL, "DDS phase outside [0, 360000)")
-                tone.phase_mdeg = mdeg
-                self._changed("dds")
-
-            def set_scale(val: str) -> None:
-                scale = _fix(val)
-                if not 0.0 <= scale <= 1.0:
-                    raise IIOError(errno.EINVAL, "DDS scale outside [0, 1]")
-                tone.scale = scale
-                self._changed("dds")
-
-            def set_raw(val: str) -> None:
-                on = _int(val)
-                if on not in (0, 1):
-                    raise IIOError(errno.EINVAL, "raw must be 0 or 1")
-                # one enable bit for all tones of the core, as in cf_axi_dds
-                for other in s.dds:
-                    other.enabled = bool(on)
-                self._changed("dds")
-
-            return Channel(
-                f"altvoltage{index}",
-                True,
-                name=tone.label,
-                attrs=[
-                    Attribute("frequency", lambda: str(tone.frequency_hz), set_freq),
-                    Attribute("phase", lambda: str(tone.phase_mdeg), set_phase),
-                    Attribute("raw", lambda: str(int(tone.enabled)), set_raw),
-                    Attribute("sampling_frequency", lambda: str(int(self.tx_rate_hz))),
-                    Attribute("scale", lambda: f"{tone.scale:f}", set_scale),
-                ],
-            )
-
-        dac = Device(
-            "iio:device1",
+        # the core's reset values (register 0 of the tone generators): 9279985 Hz-ish
+        for tone, phase in zip(self.dds.tones, (90_000, 90_000, 0, 0), strict=True):
+            tone.set_frequency(9_279_985, self.state.sample_rate_hz)
+            tone.set_phase(phase)
+        return Device(
+            "iio:device2",
             "cf-ad9361-dds-core-lpc",
-            channels=[dac_channel(0), dac_channel(1)] + [dds_channel(i) for i in range(4)],
+            channels=[dac_channel(0), dac_channel(1)] + [self._dds_channel(i) for i in range(4)],
             attrs=[
-                Attribute("sync_start_enable", *stored("dac_sync", "disarm", str)),
-                Attribute("sync_start_enable_available", const("arm")),
+                Attribute("sync_start_enable", *self._stored("dac_sync", "disarm", str)),
+                Attribute("sync_start_enable_available", _ro("arm")),
             ],
-            buffer_attrs=list(buffer_attrs),
+            buffer_attrs=self._buffer_attrs("tx"),
+            debug_attrs=[DirectRegAccess(self.dac_core).attribute()],
         )
+
+    def _build_context(self) -> Context:
+        v = self.variant
         return Context(
-            devices=[phy, dac, adc],
+            devices=[self._build_phy(), self._build_xadc(), self._build_dac(), self._build_adc()],
             attrs={
                 "hw_model": f"Analog Devices PlutoSDR Rev.C (Z7010-{v.model.upper()})",
                 "hw_model_variant": "1",
                 "hw_serial": self.serial,
                 "fw_version": "v0.38",
-                "ad9361-phy,xo_correction": "40000000",
+                "ad9361-phy,xo_correction": str(XO_NOMINAL_HZ),
                 "ad9361-phy,model": v.model,
                 "local,kernel": "5.15.0-airmix-virtual",
             },
             description="airmix virtual PlutoSDR (AD9361 model on the simulated medium)",
         )
-
-    def _fir_summary(self) -> str:
-        fir = self.state.fir
-        return f"FIR Rx: {fir.rx_taps},{fir.rx_dec} Tx: {fir.tx_taps},{fir.tx_int}"

@@ -15,8 +15,8 @@ side on a :class:`phy.medium.SharedMedium`.
 
 Known simplifications (the medium has one LO, one sample clock and one bandwidth per
 radio): the port follows the LO written last (RX_LO or TX_LO), the RX RF bandwidth,
-and one FPGA /8 rate for both directions; DDS tones and the chip loopback modes are
-kept as attributes but not rendered on the air; one-shot TX buffers start when pushed
+and one FPGA /8 rate for both directions; the DDS (hardware.dds) renders at the port's
+rate; one-shot TX buffers start when pushed
 (a new push replaces one still playing).
 """
 
@@ -92,9 +92,7 @@ class _Session(BufferSession):
         if self.device.is_output:
             raise IIOError(errno.EPERM, "cannot read from a TX buffer")
         n = nbytes // self.sample_size
-        x = self.radio.port.receive(n)
-        self.radio.after_receive(x)
-        codes = samples_to_codes(x)
+        codes = self.radio.receive_codes(n)
         if self.lanes == [0, 1]:  # both channels enabled (the usual case): already interleaved
             return codes.tobytes()
         return interleave([codes[:, lane] for lane in self.lanes])
@@ -108,6 +106,7 @@ class _Session(BufferSession):
         zeros = np.zeros(words.shape[0], np.int16)
         i = next((words[:, k] for k, lane in enumerate(self.lanes) if lane == 0), zeros)
         q = next((words[:, k] for k, lane in enumerate(self.lanes) if lane == 1), zeros)
+        self.radio.model.dac.push(i, q, self.cyclic)
         self.radio.port.transmit(words_to_samples(i, q), cyclic=self.cyclic)
         self.pushed = True
 
@@ -117,6 +116,9 @@ class _Session(BufferSession):
         self.closed = True
         if self.device.is_output and self.cyclic and self.pushed:
             self.radio.port.stop_transmit()
+        if self.device.is_output:
+            self.radio.model.dac.close_dma()
+            self.radio.play_dds()
 
 
 class VirtualPluto(BufferBackend):
@@ -204,6 +206,31 @@ class VirtualPluto(BufferBackend):
             # 40 MHz (1 + ppm): the effective error is actual / assumed - 1
             actual = 40e6 * (1.0 + self.oscillator_ppm * 1e-6)
             port.ppm = (actual / s.xo_correction_hz - 1.0) * 1e6
+        elif key in ("dds", "loopback"):
+            self.play_dds()
+
+    # -- DAC path: DDS tones on the air, chip loopbacks (hardware.dds) ------------
+    def play_dds(self) -> None:
+        """With no TX buffer open, put the DDS output on the air (one exact 2**16-sample
+        period, cyclic) or silence when the DDS is off."""
+        if self.model.dac.dma_open:
+            return
+        if self.model.dds.active and self.model.state.loopback != 2:
+            self.port.transmit(words_to_samples(*self.model.dds.period_words()), cyclic=True)
+        else:
+            self.port.stop_transmit()
+
+    def receive_codes(self, n: int) -> np.ndarray:
+        """``n`` RX samples as 12-bit codes ``(n, 2)``. Loopback 1 (AD9361 digital
+        TX->RX): what the DAC sends, ``word >> 4``, no RF; loopback 2 (FPGA RX->TX): the
+        received samples are also sent out by the DAC."""
+        if self.model.state.loopback == 1:
+            return self.model.dac.loopback_codes(n)
+        x = self.port.receive(n)
+        self.after_receive(x)
+        if self.model.state.loopback == 2 and x.size:
+            self.port.transmit(x, cyclic=False)
+        return samples_to_codes(x)
 
     def after_receive(self, x: np.ndarray) -> None:
         """Update RSSI and, in an AGC mode, the RX gain from a received buffer."""
@@ -235,6 +262,8 @@ class VirtualPluto(BufferBackend):
         session = _Session(self, device, samples_count, mask, cyclic)
         if not session.lanes:
             raise IIOError(errno.EINVAL, "no scan channel enabled in the mask")
+        if device.is_output:
+            self.model.dac.open_dma()
         if not device.is_output:
             if cyclic:
                 raise IIOError(errno.EINVAL, "RX buffers cannot be cyclic")

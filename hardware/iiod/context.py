@@ -43,6 +43,7 @@ XML_HEADER = (
 )
 
 _FORMAT_RE = re.compile(r"^([lb])e:([sSuU])(\d+)/(\d+)(?:X(\d+))?>>(\d+)$")
+_INDEX_RE = re.compile(r"\d+$")
 
 
 class IIOError(Exception):
@@ -64,12 +65,19 @@ class Attribute:
     ``write`` receives the value with the trailing NUL and whitespace stripped and
     raises :class:`IIOError` (e.g. ``EINVAL``) to reject it; ``None`` means read-only
     (writes fail with ``EACCES`` as on a read-only sysfs file).
+
+    ``filename`` is the sysfs file name of a channel attribute (what libiio's
+    ``iio_device_identify_filename`` and gr-iio look attributes up by); a
+    :class:`Channel` fills it in from its id, label and ``shared`` when not given:
+    ``shared`` marks an attribute shared by all channels of one type and direction
+    (``info_mask_shared_by_type``, e.g. ``in_voltage_sampling_frequency``).
     """
 
     name: str
     read: Reader
     write: Writer | None = None
     filename: str | None = None
+    shared: bool = False
 
     def get(self) -> str:
         return self.read()
@@ -137,6 +145,16 @@ class Channel:
     attrs: list[Attribute] = field(default_factory=list)
     name: str | None = None
     scan: ScanElement | None = None
+
+    def __post_init__(self) -> None:
+        for attribute in self.attrs:
+            if attribute.filename is None:
+                attribute.filename = sysfs_filename(self, attribute)
+
+    @property
+    def type(self) -> str:
+        """The IIO channel type: the id without its index (``voltage0`` -> ``voltage``)."""
+        return _INDEX_RE.sub("", self.id)
 
     def attr(self, name: str) -> Attribute:
         for attribute in self.attrs:
@@ -217,6 +235,17 @@ class Device:
             parts.append(f"<debug-attribute name={quoteattr(attribute.name)} />")
         parts.append("</device>")
         return "".join(parts)
+
+
+def sysfs_filename(chan: Channel, attribute: Attribute) -> str:
+    """The kernel's sysfs name of a channel attribute (``iio_device_add_channel_sysfs``):
+    ``{in|out}_{type}{index}[_{extend_name}]_{attr}``, or ``{in|out}_{type}_{attr}``
+    for an attribute shared by type."""
+    prefix = "out" if chan.output else "in"
+    if attribute.shared:
+        return f"{prefix}_{chan.type}_{attribute.name}"
+    label = f"_{chan.name}" if chan.name else ""
+    return f"{prefix}_{chan.id}{label}_{attribute.name}"
 
 
 def ordered_channels(channels: Iterable[Channel]) -> list[Channel]:

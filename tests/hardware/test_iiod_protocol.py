@@ -55,6 +55,7 @@ def test_context_xml_has_the_daemon_doctype_and_parses_in_libiio(model_server):
     net = iio.Context(server.uri)  # libiio validates the XML against its DTD
     assert {d.name for d in net.devices} == {
         "ad9361-phy",
+        "xadc",
         "cf-ad9361-lpc",
         "cf-ad9361-dds-core-lpc",
     }
