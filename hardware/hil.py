@@ -33,6 +33,7 @@ OTA_MEDIUM: dict[str, Any] = {
     "channel_model": "awgn",
     "ppm_range": 25.0,
     "latency_range_s": (0.0, 2e-3),
+    "timing": "ideal",  # the cyclic loop needs constant start latency (phy.medium)
 }
 
 

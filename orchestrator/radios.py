@@ -65,6 +65,7 @@ def medium_kwargs(config: ExperimentConfig, ofdm: OfdmConfig) -> dict:
         "default_path_loss_db": PATH_LOSS_DB,
         "channel_model": config.channel.fading,
         "ppm_range": config.channel.max_ppm,
+        "timing": "ideal",  # the cyclic slot loop needs constant start latency (phy.medium)
     }
 
 

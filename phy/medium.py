@@ -42,15 +42,44 @@ default) advances it only when a port receives (to the time the last buffer it r
 complete) or by :meth:`SharedMedium.advance`; every random draw comes from the medium's
 seeded generator (:mod:`phy.rng`), so a seed reproduces everything, including noise.
 Real-time mode (``realtime=True``) uses wall time, and a read blocks until its samples
-exist. A transmission starts at (clock at the transmit call) + the radio's start
-latency: a per-radio constant drawn at :meth:`SharedMedium.add_radio` (default
-U(0, 2 ms)) plus a per-transmission jitter U(0, ``start_jitter_s``) (default 0). Stock
-Plutos start buffers with USB/driver jitter; if that jitter exceeds a fraction of a
-sample, a transmitter cannot pre-compensate its timing (the next buffer lands somewhere
-else), so over-the-air sums cannot be aligned on stock firmware. The closed loop of this
-stack measures and removes the *constant* part, which is why the default jitter is 0;
-raise it to study the failure.
+exist.
 
+Buffer start timing (``timing``), from ADI's libiio/HDL behaviour: a pushed buffer (cyclic
+or one-shot, :meth:`MediumPort.transmit`) starts at (clock at the push) + the radio's start
+latency: a per-radio constant drawn at :meth:`SharedMedium.add_radio` (U(0.5, 2) ms) plus a
+per-push jitter U(0, ``start_jitter_s``). ``timing="realistic"`` (the default) sets
+``start_jitter_s`` to :data:`REALISTIC_START_JITTER_S` (1 ms) unless given. Calibration
+(documented estimate, not a lab measurement): a push crosses USB 2.0 high speed (125 us
+micro-frames, about 30-40 MB/s of bulk payload, so a 16384-sample buffer of 64 KiB needs
+about 2 ms) and two schedulers (host, Pluto's ARM); libiio has no start time or
+timestamp. ``timing="ideal"`` keeps only the constant part (jitter 0, the old behaviour),
+as an explicit reference: a loop that measures a user's offset on one push and transmits
+on the next is then exactly aligned, which no stock Pluto gives.
+
+Continuous TX streams (the ``stream`` time base): :meth:`MediumPort.start_stream` starts
+a non-cyclic stream that plays back to back, sample-contiguous: a host feeder keeps
+``stream_buffers`` buffers of ``stream_block`` samples queued (zeros unless content was
+placed), so content can be placed (:meth:`MediumPort.place`) at any stream index at or
+after :meth:`MediumPort.earliest_index` (the end of the queue). Stream index ``n`` leaves
+the antenna at ``t0 + n / fs_tx`` (``t0`` = stream start, after one jittered start
+latency). A stalled feeder (:meth:`MediumPort.stall_feeder`, e.g. a host hiccup) lets the
+queue run dry: the DAC sends zeros until the feeder resumes (plus one push jitter), so
+every later index is shifted by an unknown gap, and the sticky underflow flag
+(:attr:`MediumPort.tx_underflow`, like bit 0 of the DAC core's status register 0x80000088)
+is set when the queue runs dry. RX overflow (a reader more than ``kernel_buffers``
+behind) drops samples and sets :attr:`MediumPort.rx_overflow` (bit 2 of the ADC core's
+register). Sample-clock drift: each radio's ppm error makes its stream index slip
+against every other radio's (25 ppm = one sample per 40 ms at 1 MS/s).
+
+TDD engine (the ``tdd`` time base, firmware v0.39+ ``axi_tdd``): an external sync line
+shared by all radios of the medium pulses periodically (``sync_period_s``, like a 1 PPS or
+a function generator) and on demand (:meth:`SharedMedium.pulse`). A radio with the engine
+arms a one-shot TX buffer (:meth:`MediumPort.arm_transmit`, transmit gated to that one
+buffer) or an RX capture (:meth:`MediumPort.arm_receive`); both start at the first pulse
+after arming, delayed by the radio's fixed engine delay (``tdd_delay_s``) and aligned to
+the radio's own free-running sample clock (its next sample edge: sub-sample timing that
+follows the clock drift, not push jitter). A radio without the engine
+(``tdd_engine=False``, firmware before v0.39) refuses to arm.
 Receive streaming behaves like the Pluto's kernel buffers: the RX stream (started at a
 port's first :meth:`MediumPort.receive`) is cut into buffers of ``rx_buffer_size``
 samples; at most ``kernel_buffers`` filled buffers are held; a late reader first gets the
@@ -79,7 +108,11 @@ from phy.impairments import FarrowInterpolator, adc_quantize, dac_quantize
 from phy.rng import RngLike, derive_seed, make_rng, spawn
 
 __all__ = [
+    "REALISTIC_START_JITTER_S",
+    "TIMINGS",
     "LinkTruth",
+    "NoTddEngineError",
+    "StreamTooLateError",
     "MediumPort",
     "SharedMedium",
     "Transmission",
@@ -87,6 +120,11 @@ __all__ = [
     "register_medium",
     "unregister_medium",
 ]
+
+#: per-push start jitter of the realistic timing, seconds (see the module docstring)
+REALISTIC_START_JITTER_S = 1e-3
+#: buffer start timing models: per-push jitter (realistic) or constant latency (ideal)
+TIMINGS = ("realistic", "ideal")
 
 _NOISE_BLOCK = 1 << 16  # samples per counter-based noise block
 _ROT_BLOCK = 256  # rotation computed as outer product of blocks of this length
@@ -138,6 +176,7 @@ class Transmission:
     sample_rate_hz: float
     latency_s: float
     end_s: float = math.inf
+    armed_at_s: float = math.nan  # TDD: when the armed buffer reached the DMA
     _interp: FarrowInterpolator | None = field(default=None, repr=False)
 
     @property
@@ -146,6 +185,66 @@ class Transmission:
         if self._interp is None:
             self._interp = FarrowInterpolator(self.samples, cyclic=self.cyclic)
         return self._interp
+
+
+class StreamTooLateError(ValueError):
+    """Content placed on a TX stream before :meth:`MediumPort.earliest_index` (that part
+    of the stream is already queued or on the air)."""
+
+
+class NoTddEngineError(RuntimeError):
+    """The radio has no TDD engine (``axi_tdd`` needs Pluto firmware v0.39 or later)."""
+
+
+@dataclass
+class _Epoch:
+    """A contiguous stretch of a TX stream: stream index ``index`` leaves at ``time_s``."""
+
+    time_s: float
+    index: int
+
+
+@dataclass
+class _TxStream:
+    """State of a continuous (non-cyclic, back-to-back) TX stream of one port.
+
+    ``epochs``: index -> time anchors (a new one after each underflow); ``segments``:
+    placed content as (first index, its Transmission); ``stall_until_s``: the feeder
+    pushes nothing before this time; ``dry_at_s``: times at which the queue ran dry
+    (the sticky underflow flag rises then)."""
+
+    fs: float
+    block: int
+    buffers: int
+    epochs: list[_Epoch]
+    segments: list[tuple[int, Transmission]] = field(default_factory=list)
+    stall_until_s: float = -math.inf
+    dry_at_s: list[float] = field(default_factory=list)
+
+    @property
+    def lead(self) -> int:
+        """Samples the feeder keeps queued ahead of the DAC."""
+        return self.block * self.buffers
+
+    def epoch_at_time(self, t: float) -> _Epoch:
+        last = self.epochs[0]
+        for e in self.epochs:
+            if e.time_s <= t:
+                last = e
+        return last
+
+    def index_at(self, t: float) -> float:
+        """Stream index playing at medium time ``t`` (fractional)."""
+        e = self.epoch_at_time(t)
+        return e.index + (t - e.time_s) * self.fs
+
+    def time_of(self, index: int) -> float:
+        """Medium time stream sample ``index`` leaves the antenna."""
+        last = self.epochs[0]
+        for e in self.epochs:
+            if e.index <= index:
+                last = e
+        return last.time_s + (index - last.index) / self.fs
 
 
 @dataclass(frozen=True)
@@ -205,6 +304,8 @@ class MediumPort:
         rx_buffer_size: int,
         kernel_buffers: int,
         passive: bool = False,
+        tdd_engine: bool = True,
+        tdd_delay_s: float = 0.0,
     ) -> None:
         self.medium = medium
         self.name = name
@@ -231,6 +332,14 @@ class MediumPort:
         self._stream_t0: float | None = None
         self._rx_pos = 0
         self._overflows = 0
+        self._rx_overflow_flag = False
+        self._tx_stream: _TxStream | None = None
+        self._underflow_cleared_s = -math.inf
+        self._tdd_engine = bool(tdd_engine)
+        self._tdd_delay_s = self._check_latency(tdd_delay_s)
+        # origin of this radio's free-running sample clock (TDD starts on its edges)
+        self._clock_origin_s = float(rng.uniform(0.0, 1.0))
+        self._armed: list[Transmission] = []  # armed TDD buffers waiting for a pulse
 
     # ----------------------------------------------------------------- validation
     @staticmethod
@@ -411,31 +520,250 @@ class MediumPort:
         radio's start latency; replaces any transmission still playing at that time."""
         if self._passive:
             raise RuntimeError(f"radio {self.name!r} is passive (receive-only)")
+        x = self._dac(samples)
+        with self.medium.lock:
+            now = self.medium.now_s
+            latency = self._push_latency()
+            fs = self.actual_sample_rate_hz
+            tr = Transmission(x, bool(cyclic), now + latency, fs, latency)
+            if not cyclic:
+                tr.end_s = tr.start_s + x.size / fs
+            self._tx_stream = None
+            self._armed = []
+            self._replace_from(tr, now)
+            return tr
+
+    def _push_latency(self) -> float:
+        """Start latency of one push: the constant part plus U(0, start_jitter_s)."""
+        jitter = self.medium.start_jitter_s
+        return self._latency_s + (float(self._rng.uniform(0.0, jitter)) if jitter else 0.0)
+
+    def _replace_from(self, tr: Transmission, now: float) -> None:
+        """Put ``tr`` on the air, cutting every older transmission at its start."""
+        for old in self._history:
+            old.end_s = min(old.end_s, max(tr.start_s, old.start_s))
+        self._keep(tr, now)
+
+    def _keep(self, tr: Transmission, now: float) -> None:
+        horizon = now - self.medium.history_s
+        self._history = [t for t in self._history if t.end_s > horizon] + [tr]
+
+    @staticmethod
+    def _dac(samples: np.ndarray) -> np.ndarray:
         x = np.asarray(samples)
         if x.ndim != 1 or x.size == 0:
             raise ValueError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError("samples contain NaN or inf")
-        x = dac_quantize(x.astype(np.complex64))
+        return dac_quantize(x.astype(np.complex64))
+
+    # ----------------------------------------------------------------- TX streams
+    def start_stream(self, block: int = 4096, buffers: int = 4) -> None:
+        """Start a continuous TX stream (see the module docstring): a host feeder keeps
+        ``buffers`` buffers of ``block`` samples queued, zeros unless content is placed.
+        The stream starts after one (jittered) start latency; stream index 0 plays then.
+        Raises RuntimeError if the stream cannot be fed (sample rate above
+        :attr:`SharedMedium.max_stream_rate_hz`, the host link's sustained rate)."""
+        if self._passive:
+            raise RuntimeError(f"radio {self.name!r} is passive (receive-only)")
+        block, buffers = count("block", block, 1), count("buffers", buffers, 1)
         with self.medium.lock:
+            limit = self.medium.max_stream_rate_hz
+            if self._sample_rate_hz > limit:
+                raise RuntimeError(
+                    f"radio {self.name!r}: a continuous stream at {self._sample_rate_hz:g} S/s "
+                    f"cannot be fed (the host link sustains about {limit:g} S/s); lower "
+                    "sample_rate_hz or use the tdd time base"
+                )
             now = self.medium.now_s
-            jitter = self.medium.start_jitter_s
-            latency = self._latency_s + (float(self._rng.uniform(0.0, jitter)) if jitter else 0.0)
-            fs = self.actual_sample_rate_hz
-            tr = Transmission(x, bool(cyclic), now + latency, fs, latency)
-            if not cyclic:
-                tr.end_s = tr.start_s + x.size / fs
-            for old in self._history:
-                old.end_s = min(old.end_s, max(tr.start_s, old.start_s))
-            self._history = [t for t in self._history if t.end_s > now - self.medium.history_s] + [
-                tr
-            ]
+            self.stop_transmit()
+            self._armed = []
+            start = now + self._push_latency()
+            self._tx_stream = _TxStream(
+                self.actual_sample_rate_hz, block, buffers, [_Epoch(start, 0)]
+            )
+
+    def _require_stream(self) -> _TxStream:
+        if self._tx_stream is None:
+            raise RuntimeError(f"radio {self.name!r} has no TX stream (call start_stream)")
+        return self._tx_stream
+
+    @property
+    def streaming(self) -> bool:
+        """Whether a continuous TX stream is running."""
+        return self._tx_stream is not None
+
+    def earliest_index(self) -> int:
+        """First stream index content can still be placed at: the end of the feeder's
+        queue now (or when a stalled feeder resumes)."""
+        with self.medium.lock:
+            st = self._require_stream()
+            now = max(self.medium.now_s, st.stall_until_s)
+            return max(0, int(math.ceil(st.index_at(now) - 1e-9))) + st.lead
+
+    def stream_index_time_s(self, index: int) -> float:
+        """Genie: medium time at which TX stream sample ``index`` leaves the antenna."""
+        with self.medium.lock:
+            return self._require_stream().time_of(int(index))
+
+    def place(self, samples: np.ndarray, index: int) -> Transmission:
+        """Place ``samples`` (complex ``(n,)``, full scale 1.0) at TX stream ``index``
+        (>= :meth:`earliest_index`, else :class:`StreamTooLateError`); they play once,
+        contiguous with the stream."""
+        x = self._dac(samples)
+        with self.medium.lock:
+            st = self._require_stream()
+            earliest = self.earliest_index()
+            if int(index) < earliest:
+                raise StreamTooLateError(
+                    f"radio {self.name!r}: stream index {int(index)} is already queued or on "
+                    f"the air (earliest placeable index {earliest}, the feeder queues "
+                    f"{st.lead} samples ahead)"
+                )
+            now = self.medium.now_s
+            start = st.time_of(int(index))
+            tr = Transmission(x, False, start, st.fs, start - now, start + x.size / st.fs)
+            self._keep(tr, now)
+            st.segments = [(i, t) for i, t in st.segments if t.end_s > now] + [(int(index), tr)]
             return tr
 
-    def stop_transmit(self) -> None:
-        """Stop transmitting now (a no-op when idle)."""
+    def stall_feeder(self, seconds: float) -> float:
+        """Stall the host feeder for ``seconds`` from now (a host hiccup). If the queue
+        runs dry, the DAC sends zeros until the feeder resumes (plus one push jitter):
+        every later stream index is shifted by that gap, and the sticky underflow flag
+        rises when the queue runs dry. Returns the gap in seconds (0: no underflow)."""
+        seconds = finite_scalar("seconds", seconds)
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        with self.medium.lock:
+            st = self._require_stream()
+            stop = max(self.medium.now_s, st.stall_until_s)
+            end_index = max(0, int(math.ceil(st.index_at(stop) - 1e-9))) + st.lead
+            dry_s = st.time_of(end_index)
+            st.stall_until_s = stop + seconds
+            # the feeder's pushes were in flight before the stall: only the first push
+            # after it adds its jitter
+            jitter = self.medium.start_jitter_s
+            resume_s = st.stall_until_s + (float(self._rng.uniform(0.0, jitter)) if jitter else 0)
+            if resume_s <= dry_s:
+                return 0.0
+            gap = resume_s - dry_s
+            st.epochs.append(_Epoch(resume_s, end_index))
+            st.dry_at_s.append(dry_s)
+            for index, tr in st.segments:
+                if index >= end_index:
+                    tr.start_s += gap
+                    tr.end_s += gap
+            return gap
+
+    @property
+    def tx_underflow(self) -> bool:
+        """Sticky TX underflow flag: the stream's queue ran dry since the last clear."""
+        with self.medium.lock:
+            st = self._tx_stream
+            now = self.medium.now_s
+            return st is not None and any(self._underflow_cleared_s < t <= now for t in st.dry_at_s)
+
+    def clear_tx_underflow(self) -> None:
+        """Clear the sticky underflow flag (write 1 to bit 0 on the hardware)."""
+        with self.medium.lock:
+            self._underflow_cleared_s = self.medium.now_s
+
+    @property
+    def rx_overflow(self) -> bool:
+        """Sticky RX overflow flag: samples were dropped since the last clear."""
+        with self.medium.lock:
+            if self._stream_t0 is not None:
+                self._drop_overflowed()
+            return self._rx_overflow_flag
+
+    def clear_rx_overflow(self) -> None:
+        """Clear the sticky overflow flag (write 1 to bit 2 on the hardware)."""
+        with self.medium.lock:
+            self._rx_overflow_flag = False
+
+    # ----------------------------------------------------------------- TDD engine
+    @property
+    def tdd_engine(self) -> bool:
+        """Whether this radio has the TDD engine (firmware v0.39+)."""
+        return self._tdd_engine
+
+    def _require_tdd(self) -> None:
+        if not self._tdd_engine:
+            raise NoTddEngineError(
+                f"radio {self.name!r} has no TDD engine: the tdd time base needs the axi_tdd "
+                "core of Pluto firmware v0.39 or later (use the stream time base)"
+            )
+
+    def _on_clock_edge(self, t: float) -> float:
+        """The first edge of this radio's sample clock at or after medium time ``t``."""
+        fs = self.actual_sample_rate_hz
+        k = math.ceil((t - self._clock_origin_s) * fs - 1e-9)
+        return self._clock_origin_s + k / fs
+
+    def _tdd_start(self, pulse_s: float) -> float:
+        return self._on_clock_edge(pulse_s + self._tdd_delay_s)
+
+    def arm_transmit(self, samples: np.ndarray) -> Transmission:
+        """Arm a one-shot TX buffer on the TDD engine: it plays once, starting at the
+        first sync pulse after it reached the DMA (one push latency from now); transmit
+        is gated to that buffer. Raises :class:`NoTddEngineError` without the engine."""
+        self._require_tdd()
+        x = self._dac(samples)
         with self.medium.lock:
             now = self.medium.now_s
+            ready = now + self._push_latency()
+            fs = self.actual_sample_rate_hz
+            tr = Transmission(x, False, math.inf, fs, math.nan, math.inf, ready)
+            self.stop_transmit()
+            self._tx_stream = None
+            self._keep(tr, now)
+            self._armed.append(tr)
+            pulse = self.medium._next_pulse(ready)
+            if pulse is not None:
+                self._fire(tr, pulse)
+            return tr
+
+    def _fire(self, tr: Transmission, pulse_s: float) -> None:
+        start = self._tdd_start(pulse_s)
+        tr.start_s = start
+        tr.latency_s = start - tr.armed_at_s
+        tr.end_s = start + tr.samples.size / tr.sample_rate_hz
+        self._armed = [t for t in self._armed if t is not tr]
+
+    def arm_receive(self, n: int) -> np.ndarray:
+        """Arm an RX capture of ``n`` samples on the TDD engine and return it: it starts
+        at the first sync pulse after arming (complex64 ``(n,)``). Deterministic mode
+        advances the clock to its end; real-time mode sleeps until then. RuntimeError if
+        no pulse is scheduled (no periodic sync and no :meth:`SharedMedium.pulse`)."""
+        self._require_tdd()
+        n = count("n", n, 1)
+        medium = self.medium
+        with medium.lock:
+            pulse = medium._next_pulse(medium.now_s)
+            if pulse is None:
+                raise RuntimeError(
+                    "no sync pulse is coming: set sync_period_s or call SharedMedium.pulse()"
+                )
+            start = self._tdd_start(pulse)
+            end = start + n / self.actual_sample_rate_hz
+            if not medium.realtime:
+                medium._clock = max(medium._clock, end)
+        if medium.realtime:
+            delay = end - medium.now_s
+            if delay > 0:
+                time.sleep(delay)
+        return self.capture(start, n)
+
+    def stop_transmit(self) -> None:
+        """Stop transmitting now (a no-op when idle); disarms armed TDD buffers and ends
+        a TX stream."""
+        with self.medium.lock:
+            now = self.medium.now_s
+            for tr in self._armed:
+                tr.start_s = tr.end_s = now
+            self._armed = []
+            self._tx_stream = None
             for tr in self._history:
                 tr.end_s = min(tr.end_s, max(now, tr.start_s))
 
@@ -477,12 +805,24 @@ class MediumPort:
             first_buffer = (self._rx_pos // b) * b
             self._overflows += (oldest_held - first_buffer) // b
             self._rx_pos = oldest_held
+            self._rx_overflow_flag = True
 
     def receive(self, n: int) -> np.ndarray:
         """Next ``n`` samples of the RX stream (complex64, full scale 1.0), with kernel
         buffer semantics: stale buffers first, dropped buffers counted in
-        :attr:`overflows`. Deterministic mode advances the clock to the time the last
-        needed buffer is complete; real-time mode sleeps until then."""
+        :attr:`overflows` (and the sticky :attr:`rx_overflow` flag). Deterministic mode
+        advances the clock to the time the last needed buffer is complete; real-time
+        mode sleeps until then."""
+        return self.capture(self._consume(n), n)
+
+    def discard(self, n: int) -> None:
+        """Read and drop the next ``n`` RX stream samples (as :meth:`receive`, same
+        timing and overflow semantics, without computing them)."""
+        self._consume(n)
+
+    def _consume(self, n: int) -> float:
+        """Move the RX stream position by ``n``; returns the medium time of its first
+        sample after waiting (real time) or advancing the clock (deterministic)."""
         n = count("n", n, 0)
         medium = self.medium
         with medium.lock:
@@ -504,7 +844,7 @@ class MediumPort:
             delay = ready_s - medium.now_s
             if delay > 0:
                 time.sleep(delay)
-        return self.capture(start_s, n)
+        return start_s
 
     def capture(self, start_s: float, n: int) -> np.ndarray:
         """What this receiver's ADC produces for ``n`` of its samples starting at medium
@@ -545,7 +885,14 @@ class SharedMedium:
         path_loss_exponent: log-distance exponent for links between positioned radios.
         ppm_range: default oscillator errors are drawn U(-ppm_range, ppm_range).
         latency_range_s: default constant start latencies are drawn U(lo, hi), seconds.
-        start_jitter_s: per-transmission extra latency U(0, start_jitter_s), seconds.
+        timing: "realistic" (default: per-push jitter, see the module docstring) or
+            "ideal" (constant start latency: the old reference behaviour).
+        start_jitter_s: per-push extra latency U(0, start_jitter_s), seconds; None takes
+            the timing's value (REALISTIC_START_JITTER_S or 0).
+        max_stream_rate_hz: highest sample rate a continuous TX stream can be fed at
+            (the host link's sustained rate; USB 2.0 gives about 4-7 MS/s).
+        sync_period_s: period of the shared TDD sync line (None: pulses only on demand
+            with :meth:`pulse`); sync_phase_s: time of its first periodic pulse.
         shared_reference: all radios share one oscillator (one ppm draw for all: no
             CFO or sample-rate offset, LO phases still random).
         realtime: clock = wall time (blocking reads) instead of the deterministic clock.
@@ -563,7 +910,11 @@ class SharedMedium:
         path_loss_exponent: float = 2.0,
         ppm_range: float = 25.0,
         latency_range_s: tuple[float, float] = (0.0, 2e-3),
-        start_jitter_s: float = 0.0,
+        timing: str = "realistic",
+        start_jitter_s: float | None = None,
+        max_stream_rate_hz: float = 4e6,
+        sync_period_s: float | None = None,
+        sync_phase_s: float = 0.0,
         shared_reference: bool = False,
         realtime: bool = False,
         history_s: float = 10.0,
@@ -587,9 +938,20 @@ class SharedMedium:
         if not 0 <= lo <= hi:
             raise ValueError(f"latency_range_s must satisfy 0 <= lo <= hi, got {latency_range_s}")
         self.latency_range_s = (lo, hi)
+        if timing not in TIMINGS:
+            raise ValueError(f"timing must be one of {TIMINGS}, got {timing!r}")
+        self.timing = timing
+        if start_jitter_s is None:
+            start_jitter_s = REALISTIC_START_JITTER_S if timing == "realistic" else 0.0
         self.start_jitter_s = finite_scalar("start_jitter_s", start_jitter_s)
         if self.start_jitter_s < 0:
             raise ValueError(f"start_jitter_s must be >= 0, got {start_jitter_s}")
+        self.max_stream_rate_hz = positive_scalar("max_stream_rate_hz", max_stream_rate_hz)
+        self.sync_period_s = (
+            None if sync_period_s is None else positive_scalar("sync_period_s", sync_period_s)
+        )
+        self.sync_phase_s = finite_scalar("sync_phase_s", sync_phase_s)
+        self._pulses: list[float] = []  # on-demand sync pulses
         self.shared_reference = bool(shared_reference)
         self._reference_ppm = float(ref_rng.uniform(-self.ppm_range, self.ppm_range))
         self.realtime = bool(realtime)
@@ -618,6 +980,30 @@ class SharedMedium:
         with self.lock:
             self._clock += seconds
 
+    # ----------------------------------------------------------------- TDD sync line
+    def pulse(self, delay_s: float = 0.0) -> float:
+        """Pulse the shared sync line on demand, ``delay_s`` (>= 0) from now; armed TDD
+        buffers that reached their DMA by then start on it. Returns the pulse time."""
+        delay_s = finite_scalar("delay_s", delay_s)
+        if delay_s < 0:
+            raise ValueError(f"delay_s must be >= 0, got {delay_s}")
+        with self.lock:
+            t = self.now_s + delay_s
+            self._pulses.append(t)
+            for port in self._ports.values():
+                for tr in list(port._armed):
+                    if tr.armed_at_s <= t:
+                        port._fire(tr, t)
+            return t
+
+    def _next_pulse(self, t: float) -> float | None:
+        """First sync pulse at or after medium time ``t`` (periodic or on demand)."""
+        candidates = [p for p in self._pulses if p >= t]
+        if self.sync_period_s is not None:
+            k = max(0, math.ceil((t - self.sync_phase_s) / self.sync_period_s - 1e-12))
+            candidates.append(self.sync_phase_s + k * self.sync_period_s)
+        return min(candidates, default=None)
+
     # ----------------------------------------------------------------- radios
     def add_radio(
         self,
@@ -634,10 +1020,14 @@ class SharedMedium:
         rx_buffer_size: int = 16384,
         kernel_buffers: int = 4,
         passive: bool = False,
+        tdd_engine: bool = True,
+        tdd_delay_s: float = 0.0,
     ) -> MediumPort:
         """Add radio ``name`` and return its port. ``ppm`` (default drawn U(+-ppm_range),
         or the shared reference) and ``latency_s`` (default drawn from latency_range_s)
         come from the medium's seeded generator; other arguments are initial settings.
+        ``tdd_engine``: the radio has the TDD engine (firmware v0.39+); ``tdd_delay_s``:
+        its fixed delay from a sync pulse to the first sample.
 
         ``passive=True`` adds a receive-only radio (an eavesdropper): it cannot
         transmit, and the fading of links to it comes from its own generator, so it
@@ -668,6 +1058,8 @@ class SharedMedium:
                 rx_buffer_size=rx_buffer_size,
                 kernel_buffers=kernel_buffers,
                 passive=passive,
+                tdd_engine=tdd_engine,
+                tdd_delay_s=tdd_delay_s,
             )
             self._ports[name] = port
             return port

@@ -42,6 +42,7 @@ def ota_slot(seed: int, k_users: int, snr_db: float = 25.0, fading: str = "rayle
         noise_dbfs=10 * math.log10(OFDM.amplitude**2) - 10.0 - snr_db,
         default_path_loss_db=10.0,
         channel_model=fading,
+        timing="ideal",  # the cyclic OtaSession needs constant start latency
     )
     register_medium(name, medium)
     try:

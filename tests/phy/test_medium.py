@@ -2,6 +2,7 @@
 signals against the genie truth, transmit modes, kernel-buffer streaming, gains and
 noise, coupling, registry and input validation."""
 
+import math
 import threading
 
 import numpy as np
@@ -9,7 +10,14 @@ import pytest
 from scipy.signal import correlate
 
 from phy.impairments import FarrowInterpolator
-from phy.medium import SharedMedium, get_medium, register_medium, unregister_medium
+from phy.medium import (
+    NoTddEngineError,
+    SharedMedium,
+    StreamTooLateError,
+    get_medium,
+    register_medium,
+    unregister_medium,
+)
 
 FS = 1e6
 
@@ -43,7 +51,7 @@ def _derotate(y, start_s, fs_rx, truth):
 
 
 def _pair(seed=0, **medium_kw):
-    kw = {"channel_model": "awgn", "noise_dbfs": -200.0} | medium_kw
+    kw = {"channel_model": "awgn", "noise_dbfs": -200.0, "timing": "ideal"} | medium_kw
     m = SharedMedium(rng=seed, **kw)
     tx, rx = m.add_radio("tx"), m.add_radio("rx")
     m.set_link("tx", "rx", path_loss_db=20.0)
@@ -414,3 +422,96 @@ def test_stream_time_places_the_last_read_for_another_capture():
     np.testing.assert_allclose(ratio[strong], expected, atol=1e-2)  # 12-bit ADCs
     shifted = eve.capture(rx.stream_time_s(end - 2501), 2500)  # one sample off: no match
     assert np.max(np.abs(shifted / y - expected)[strong]) > 0.1
+
+
+# ------------------------------------------------------------- realistic buffer timing
+def test_realistic_timing_jitters_every_push_and_ideal_does_not():
+    starts = {}
+    for timing in ("realistic", "ideal"):
+        m, tx, _ = _pair(timing=timing)
+        lat = []
+        for _ in range(20):
+            lat.append(tx.transmit(_zc(), cyclic=True).latency_s)
+        starts[timing] = np.ptp(lat)
+    assert starts["ideal"] == 0.0
+    assert 0.3e-3 < starts["realistic"] <= 1e-3  # U(0, 1 ms) per push
+
+
+def test_stream_plays_back_to_back_at_placed_indices():
+    m, tx, rx = _pair(timing="realistic")
+    tx.start_stream(block=1024, buffers=2)
+    rx.receive(10)
+    first = tx.earliest_index()
+    assert first >= 2048
+    burst = _pilot(128, seed=1)
+    tx.place(burst, first + 5000)
+    tx.place(burst, first + 9000)
+    with pytest.raises(StreamTooLateError, match="earliest placeable"):
+        tx.place(burst, 0)
+    y = rx.receive(40000)  # RX stream samples 10 .. 40009
+    fs_rx = rx.actual_sample_rate_hz
+    y = _derotate(y, rx.stream_time_s(10), fs_rx, m.link_truth("tx", "rx"))
+    for index in (first + 5000, first + 9000):
+        expected = (tx.stream_index_time_s(index) - rx.stream_time_s(10)) * fs_rx
+        lo = int(expected) - 200
+        assert lo + _peak(y[lo : lo + 600], burst) == pytest.approx(expected, abs=0.05)
+    assert not tx.tx_underflow
+
+
+def test_feeder_stall_underflows_shifts_and_sets_the_sticky_flag():
+    m, tx, rx = _pair(timing="realistic")
+    tx.start_stream(block=1024, buffers=2)
+    rx.receive(10)
+    idx = tx.earliest_index() + 100
+    before = tx.stream_index_time_s(idx + 3000)
+    assert tx.stall_feeder(0.0) == 0.0  # a zero stall: the queue never runs dry
+    gap = tx.stall_feeder(0.01)
+    assert gap > 0.01 - 2048 / FS
+    assert tx.stream_index_time_s(idx + 3000) == pytest.approx(before + gap)
+    assert not tx.tx_underflow  # rises only once the queue has run dry
+    rx.discard(40000)
+    assert tx.tx_underflow
+    tx.clear_tx_underflow()
+    assert not tx.tx_underflow
+
+
+def test_stream_that_cannot_be_fed_is_refused():
+    m, tx, _ = _pair(max_stream_rate_hz=4e6)
+    tx.sample_rate_hz = 10e6
+    with pytest.raises(RuntimeError, match="cannot be fed"):
+        tx.start_stream()
+
+
+def test_rx_overflow_drops_samples_and_sets_the_flag():
+    m, _, rx = _pair()
+    rx.receive(100)
+    assert not rx.rx_overflow
+    m.advance(10 * rx.rx_buffer_size / FS)
+    assert rx.rx_overflow and rx.overflows > 0
+    rx.clear_rx_overflow()
+    assert not rx.rx_overflow
+
+
+def test_tdd_buffers_start_on_the_shared_pulse_on_each_radio_clock():
+    m, tx, rx = _pair(timing="realistic", sync_period_s=0.01)
+    burst = _pilot(256, seed=2)
+    tr = tx.arm_transmit(burst)
+    y = rx.arm_receive(2000)
+    truth = m.link_truth("tx", "rx")
+    y = _derotate(y, 0.01, rx.actual_sample_rate_hz, truth)
+    assert tr.start_s == pytest.approx(0.01, abs=1.5 / FS)  # first pulse after arming
+    lag = _peak(y, burst)
+    # both start on the same pulse: the lag is below one sample (clock-edge alignment)
+    assert abs(lag) < 1.0 + 1e-3
+    assert truth.start_s == tr.start_s
+    # on-demand pulses, and a radio without the engine refuses
+    m2, tx2, rx2 = _pair(timing="realistic")
+    tr2 = tx2.arm_transmit(burst)
+    assert math.isinf(tr2.start_s)
+    with pytest.raises(RuntimeError, match="no sync pulse"):
+        rx2.arm_receive(100)
+    t = m2.pulse(5e-3)  # after the armed buffer reached the DMA (push latency <= 3 ms)
+    assert tr2.start_s == pytest.approx(t, abs=1.0 / FS)
+    old = m2.add_radio("old", tdd_engine=False)
+    with pytest.raises(NoTddEngineError, match="v0.39"):
+        old.arm_transmit(burst)
