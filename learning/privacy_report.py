@@ -19,7 +19,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ import torch
 
 from learning.attacks import GroupTruth, Observation, get_attack
 from learning.data import Dataset
+from learning.framing import label_tail, read_label
 from phy.channel import make_channel_model
 from phy.eavesdropper import (
     eavesdropper_gains,
@@ -155,7 +155,10 @@ def observe_groups(
             demodulates, see :func:`observe_eavesdropper`).
         weights: ``"equal"`` (1/K) or ``"dirichlet"`` (Dirichlet(``dirichlet_alpha``) per
             group, AirMixML-style).
-        send_label: one-hot labels travel with the payload and are mixed by the air.
+        send_label: labels travel with the payload as the label tail of
+            :mod:`learning.framing` (amplitude ``sqrt(C_pad/2)``), are mixed by the air,
+            and are read back as the server reads them (rescaled, clipped at 0,
+            normalised: :func:`learning.framing.read_label`).
         weights_known: record the mixing weights in the observation.
         eavesdropper_snr_db: the eavesdropper's SNR (``channel="eavesdropper"``;
             default ``snr_db``).
@@ -186,9 +189,8 @@ def observe_groups(
     else:
         w = g_w.dirichlet(np.full(k, dirichlet_alpha), size=b).T
     sent = x[idx]  # (K, B, D)
-    if send_label:
-        onehot = np.eye(n_classes, dtype=np.float32)[y[idx]]
-        sent = np.concatenate([sent, onehot], axis=2)
+    if send_label:  # framed as a user frames it: tail at label_tail_amplitude
+        sent = np.concatenate([sent, label_tail(y[idx], n_classes)], axis=2)
     if sent.shape[2] % 2:
         sent = np.concatenate([sent, np.zeros((k, b, 1), np.float32)], axis=2)
     if channel == "eavesdropper":
@@ -222,16 +224,9 @@ def observe_groups(
     return Observation(
         payload=est[:, :d],
         group_size=k,
-        mixed_label=est[:, d : d + n_classes] if send_label else None,
+        mixed_label=read_label(est[:, d:], n_classes).numpy() if send_label else None,
         weights=w if weights_known else None,
     )
-
-
-def label_tail_amplitude(n_classes: int) -> float:
-    """Amplitude of the one-hot label tail in a slot's payload: ``sqrt(C_pad / 2)`` with
-    ``C_pad`` the class count rounded up to even (unit power per complex symbol; as
-    :func:`orchestrator.experiment.pack_payload` sends it)."""
-    return math.sqrt((n_classes + n_classes % 2) / 2.0)
 
 
 def observe_eavesdropper(
@@ -254,7 +249,7 @@ def observe_eavesdropper(
     power control ``policy`` for the legitimate receiver at ``snr_db``, the users'
     effective gains at the eavesdropper, composite-gain equalisation at
     ``eavesdropper_snr_db``. Each sample's reals are laid out as in a real slot
-    (payload, then the label tail at :func:`label_tail_amplitude`, padded to even) and
+    (payload, then the label tail of :mod:`learning.framing`, padded to even) and
     packed into symbols as the waveform packs them. A group whose preamble the
     eavesdropper would not detect gets new channel draws (up to :data:`MAX_REDRAWS`):
     the attacker is scored on detected frames only, so it trains on that conditional
@@ -266,10 +261,8 @@ def observe_eavesdropper(
     if w.shape != (k, b):
         raise ValueError(f"weights must have shape ({k}, {b}), got {w.shape}")
     parts = [x]
-    amplitude = label_tail_amplitude(n_classes)
     if labels is not None:
-        c_pad = n_classes + n_classes % 2
-        parts.append(amplitude * np.eye(c_pad)[np.asarray(labels)])
+        parts.append(label_tail(labels, n_classes))
     if sum(p.shape[2] for p in parts) % 2:
         parts.append(np.zeros((k, b, 1)))
     sent = np.concatenate(parts, axis=2)
@@ -290,7 +283,9 @@ def observe_eavesdropper(
     return Observation(
         payload=est[:, :d],
         group_size=k,
-        mixed_label=None if labels is None else est[:, d : d + n_classes] / amplitude,
+        mixed_label=None
+        if labels is None
+        else read_label(est[:, d:], n_classes, soft=False).numpy(),
         weights=w if weights_known else None,
     )
 
