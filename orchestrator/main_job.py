@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from orchestrator import experiment as ex
+from orchestrator import provenance
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
@@ -170,6 +171,11 @@ def run_experiment(
     engine = None
     try:
         uris = {u: radios.user_uri(u) for u in ex.user_ids(config)}
+        provenance.write(
+            run.path,
+            experiment_file=run.config_path,
+            radios=provenance.run_radios(radios, ex.user_ids(config)),
+        )
         remote = list(config.users.remote_nodes)
         nodes.start(run, node_users, link.address, keys_dir, uris, restore_round, remote)
         engine = engine_class(config, run, link, radios, node_users, progress=say)

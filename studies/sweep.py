@@ -28,6 +28,8 @@ Points that normalise to the same experiment are run once (the index lists the a
 Layout of the sweep directory ``<out_dir>/<name>/``::
 
     sweep.toml     the sweep as resolved (base inlined): rerun with ``airmix sweep DIR``
+    provenance.json  code, packages, machine, command of each invocation
+                   (:mod:`orchestrator.provenance`)
     index.json     every point: name, overrides, status, seconds, headline figures
     <point>/       one run directory per point (see :mod:`orchestrator.rundir`)
 
@@ -63,6 +65,7 @@ from typing import Any
 import numpy as np
 import tomli_w
 
+from orchestrator import provenance
 from orchestrator.config import SCHEMA, ConfigError, ExperimentConfig, resolve_experiment
 from orchestrator.rundir import CONFIG_FILE, SUMMARY_FILE, RunDirectory, atomic_write_text
 
@@ -500,6 +503,7 @@ def run_sweep(
     runner = runner or default_runner()
     sweep.path.mkdir(parents=True, exist_ok=True)
     atomic_write_text(sweep.path / SWEEP_FILE, sweep.to_toml())
+    provenance.write(sweep.path, experiment_file=sweep.path / SWEEP_FILE)
     old = {e.get("name"): e for e in _read_json(sweep.path / INDEX_FILE).get("points", [])}
     entries = [_index_entry(sweep, p, old.get(p.name, {})) for p in sweep.points]
     write_index(sweep, entries)

@@ -9,11 +9,12 @@ objects with the resolved config, per-round metrics and the summary.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from orchestrator import provenance as prov
 from orchestrator.config import ExperimentConfig, load_experiment
 from orchestrator.rundir import CONFIG_FILE, METRICS_FILE, SUMMARY_FILE
 
@@ -102,10 +103,6 @@ def degraded(run: Run) -> str | None:
     return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
 def load_run(path: str | Path) -> Run:
     """Read one finished run directory."""
     path = Path(path)
@@ -115,10 +112,45 @@ def load_run(path: str | Path) -> Run:
         config=load_experiment(path / CONFIG_FILE),
         metrics=[json.loads(line) for line in lines if line.strip()],
         summary=json.loads((path / SUMMARY_FILE).read_text()),
-        provenance=_read_json(path / "provenance.json"),
+        provenance=prov.read(path),
     )
 
 
 def load_runs(paths: Iterable[str | Path]) -> list[Run]:
     """Every finished run named by ``paths`` (see :func:`find_run_dirs`)."""
     return [load_run(path) for path in find_run_dirs(paths)]
+
+
+def provenance_groups(runs: Sequence[Run]) -> list[dict[str, Any]]:
+    """Runs grouped by the code that produced them (:func:`orchestrator.provenance.
+    version_key`): per group a one-line description, the run count, the run names and
+    the machines. Runs without provenance form their own group."""
+    groups: dict[tuple, dict[str, Any]] = {}
+    for run in runs:
+        key = prov.version_key(run.provenance) if run.provenance else ("none",)
+        group = groups.setdefault(
+            key,
+            {"description": prov.describe(run.provenance), "runs": [], "machines": set()},
+        )
+        group["runs"].append(run.path.name)
+        machine = (run.provenance.get("machine") or {}).get("cpu")
+        if machine:
+            group["machines"].add(machine)
+    return [
+        {**g, "count": len(g["runs"]), "machines": sorted(g["machines"])} for g in groups.values()
+    ]
+
+
+def provenance_warnings(groups: Sequence[dict[str, Any]]) -> list[str]:
+    """Warnings when the runs compared come from different code or package versions, or
+    some have no provenance."""
+    warnings = []
+    if len(groups) > 1:
+        warnings.append(
+            f"the runs compared come from {len(groups)} different code or package versions "
+            "(see Provenance): differences between them may come from the code, not the "
+            "setting"
+        )
+    if any(g["description"] == prov.describe({}) for g in groups):
+        warnings.append("some runs have no provenance.json (written by older code)")
+    return warnings

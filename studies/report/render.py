@@ -20,7 +20,13 @@ import numpy as np
 from orchestrator.rundir import atomic_write_text
 from studies.report.claims import claims, tally
 from studies.report.comparisons import communication_rows, mse_rows, privacy_families, radio_rows
-from studies.report.loading import degraded, load_runs, sweep_problems
+from studies.report.loading import (
+    degraded,
+    load_runs,
+    provenance_groups,
+    provenance_warnings,
+    sweep_problems,
+)
 from studies.report.plots import plot_accuracy, plot_frontier, plot_mse
 from studies.report.reference import REFERENCE_DRAWS, subcarrier_snr_offset_db
 from studies.report.statistics import INTERVAL_METHOD, Estimate, group_settings
@@ -106,6 +112,8 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
     plot_names = {k: v.name if v is not None else None for k, v in plots.items()}
     warnings = [f"`{r.path.name}`: {why}" for r in runs if (why := degraded(r))]
     warnings += [f"did not finish: {p}" for p in sweep_problems(paths)]
+    provenance = provenance_groups(runs)
+    warnings += provenance_warnings(provenance)
     context = {
         "generated": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "interval_method": INTERVAL_METHOD,
@@ -122,7 +130,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
         "reference_draws": REFERENCE_DRAWS,
         "subcarrier_offset_db": subcarrier_snr_offset_db(),
         "radios": radios,
-        "provenance": [],
+        "provenance": provenance,
         "plots": plot_names,
         "warnings": warnings,
     }
@@ -138,6 +146,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
         "communication": comm,
         "mse": mse,
         "radios": radios,
+        "provenance": provenance,
         "plots": {k: v for k, v in plot_names.items() if v is not None},
         "warnings": warnings,
     }

@@ -30,6 +30,7 @@ def write_run(
     attacks: dict[str, dict[str, float]] | None = None,
     measured: dict[str, Any] | None = None,
     sections: dict[str, dict[str, Any]] | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """One finished run under ``root``; returns its directory.
 
@@ -40,6 +41,7 @@ def write_run(
         attacks: ``summary.privacy.attacks`` (attack -> figure -> value).
         measured: extra keys for every metrics line (e.g. measured MSE).
         sections: experiment fields beyond grouping, group size and seed.
+        provenance: written as ``provenance.json`` when given.
     """
     size = 1 if grouping == "orthogonal" else group_size
     raw: dict[str, dict[str, Any]] = {
@@ -77,6 +79,8 @@ def write_run(
     (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     summary = {"rounds": len(accuracy), "privacy": {"attacks": attacks or {}}}
     (path / "summary.json").write_text(json.dumps(summary))
+    if provenance is not None:
+        (path / "provenance.json").write_text(json.dumps(provenance))
     return path
 
 

@@ -261,6 +261,32 @@ def test_report_renders_every_section_and_the_cli_reports_errors(tmp_path, capsy
     assert "no finished run" in capsys.readouterr().err
 
 
+def _provenance(torch_version: str) -> dict:
+    return {
+        "code": {"commit": "a" * 40, "dirty": False},
+        "python": "3.11.2",
+        "packages": {"torch": torch_version, "numpy": "2.0.0"},
+        "libiio": "0.24 (v0.24)",
+        "machine": {"cpu": "test CPU"},
+    }
+
+
+def test_report_lists_provenance_per_group_and_warns_on_different_versions(tmp_path):
+    same, mixed = tmp_path / "same", tmp_path / "mixed"
+    for seed in SEEDS:
+        write_run(same, seed=seed, provenance=_provenance("2.13.0+cpu"))
+        write_run(mixed, seed=seed, provenance=_provenance("2.13.0+cpu" if seed else "2.12.0"))
+    data = json.loads((build_report([same], tmp_path / "r1").parent / "report.json").read_text())
+    assert len(data["provenance"]) == 1 and data["provenance"][0]["count"] == 3
+    assert "torch 2.13.0+cpu" in data["provenance"][0]["description"]
+    assert not any("different code" in w for w in data["warnings"])
+    path = build_report([mixed], tmp_path / "r2")
+    data = json.loads((path.parent / "report.json").read_text())
+    assert sorted(g["count"] for g in data["provenance"]) == [1, 2]
+    assert any("2 different code or package versions" in w for w in data["warnings"])
+    assert "## Provenance" in path.read_text() and "torch 2.12.0" in path.read_text()
+
+
 # --------------------------------------------------------------------------- real runs
 
 
@@ -280,3 +306,8 @@ def test_smoke_sweep_and_its_report(tmp_path):
     comm = data["communication"][0]
     assert comm["per_round_ratio"] == pytest.approx(0.5)  # 2 groups of 2 vs 4 slots
     assert any(s["stats"]["mse_db"]["n"] == 1 for s in data["settings"])
+    # every run directory and the sweep directory record their provenance
+    assert data["provenance"][0]["count"] == 4 and not data["provenance"][0][
+        "description"
+    ].startswith("no")
+    assert json.loads((sweep.path / "provenance.json").read_text())["packages"]["torch"]
