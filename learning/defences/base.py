@@ -36,6 +36,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng, spawn, torch_generator
 
 __all__ = [
@@ -241,24 +242,18 @@ class Defence(ABC):
         return self.train_stack(factory, x, y, members, n_classes, settings, rng).module(0)
 
 
-#: defence name -> class (constructed with keyword arguments by :func:`get_defence`)
-DEFENCES: dict[str, type[Defence]] = {}
+#: defence name -> class (filled by the defence modules on import)
+DEFENCES: Registry[type[Defence]] = Registry("defence")
 
 
 def register_defence(cls: type[Defence]) -> type[Defence]:
     """Class decorator adding ``cls`` to :data:`DEFENCES` under ``cls.name``."""
-    if cls.name in DEFENCES:
-        raise ValueError(f"defence {cls.name!r} registered twice")
-    DEFENCES[cls.name] = cls
-    return cls
+    return DEFENCES.add(cls.name, cls)
 
 
 def get_defence(name: str, **kwargs: Any) -> Defence:
-    """Instantiate the defence registered as ``name`` with keyword arguments ``kwargs``."""
+    """Instantiate the defence registered as ``name`` with keyword arguments ``kwargs``
+    (:class:`phy.registry.UnknownChoice` for an unknown name)."""
     import learning.defences  # noqa: F401  (registers the built-in defences)
 
-    try:
-        cls = DEFENCES[name]
-    except KeyError:
-        raise KeyError(f"unknown defence {name!r}; known: {sorted(DEFENCES)}") from None
-    return cls(**kwargs)
+    return DEFENCES.create(name, **kwargs)

@@ -17,6 +17,7 @@ noise, with the privacy spent reported as ``(epsilon, delta)``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -176,7 +177,7 @@ class DpSgd(Defence):
         members = np.asarray(members, dtype=np.int64).reshape(-1)
         init_rng, loop_rng, noise_rng = spawn(make_rng(rng), 3)
         sigma = self.sigma(len(members), settings)
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
             torch.manual_seed(derive_seed(init_rng) % 2**62)
             net = factory()
             torch.manual_seed(derive_seed(loop_rng) % 2**62)
@@ -190,6 +191,8 @@ class DpSgd(Defence):
                 net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
             )
             engine = PrivacyEngine(accountant="rdp")
+            warnings.filterwarnings("ignore", "Secure RNG turned off", UserWarning)
+            warnings.filterwarnings("ignore", "Full backward hook is firing", UserWarning)
             model, optimizer, loader = engine.make_private(
                 module=net,
                 optimizer=optimizer,

@@ -1,12 +1,14 @@
 """Over-the-air mixup (OAM) as a defence against membership inference.
 
-The target is trained exactly as :func:`learning.training.train_oam` trains the server's
-model in raw mode (the in-process loop of the method ``airmix run`` runs): the members
-are spread over ``users`` users (seeded IID split), each round groups them at random
-into groups of ``group_size`` that transmit in one slot through the ``channel`` at
-``snr_db`` with target weights from ``policy``; the server trains on the received
-mixture and the mixed label. The model attacked is the server's classifier (images ->
-logits), i.e. what the server ends with.
+The target is trained by the method ``airmix run`` runs - :class:`learning.methods.oam.
+OverTheAirMixup` in raw mode - through the in-process runtime
+(:func:`learning.methods.loop.run_method`, the radios replaced by the ``channel`` model
+at ``snr_db``): the members are spread over ``users`` users (seeded IID split), each
+round groups them at random into groups of ``group_size`` that transmit in one slot with
+target weights from ``policy``; the server trains on the received mixture and the mixed
+label. One round per epoch. The raw codec (a per-pixel mean and one scale) is fitted, as
+in the run, on public data: here every sample of ``x`` that is not a member. The model
+attacked is the server's classifier (images -> logits): what the server ends with.
 
 The attacker's shadow models imitate this with ``group_size``-sample static mixup at
 equal weights (:class:`learning.defences.mixup.StaticMixup` with ``alpha = None``):
@@ -22,10 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from learning.data import Dataset
+from learning.channels import make_channel
+from learning.data import Dataset, UserSplit
 from learning.defences.base import ModelFactory, TrainSettings, register_defence
 from learning.defences.mixup import StaticMixup
-from learning.training import train_oam
+from learning.methods import METHODS
+from learning.methods.base import MethodContext
+from learning.methods.loop import run_method
+from learning.mixup import make_policy
 from phy.rng import RngLike, make_rng, spawn
 
 
@@ -36,7 +42,8 @@ class OverTheAirMixup(StaticMixup):
     Args:
         users: users the members are spread over (>= group_size).
         group_size: users per slot (>= 2).
-        channel, snr_db, policy: as in :func:`learning.training.train_oam`.
+        channel, snr_db: the channel model (:data:`learning.channels.OTA_CHANNELS`);
+            policy: the mixing policy (:data:`learning.mixup.MIXING_POLICIES`).
         arch, feature_dim: the server classifier's architecture (must be what the
             attacker's model factory builds: :func:`learning.models.build_classifier`).
     """
@@ -84,22 +91,27 @@ class OverTheAirMixup(StaticMixup):
     ) -> nn.Module:
         """Train the server's model over the air on ``members`` spread over the users
         (``factory`` is unused: the method builds its own classifier from ``arch``)."""
-        split_rng, train_rng = spawn(make_rng(rng), 2)
+        split_rng, channel_rng, seed_rng = spawn(make_rng(rng), 3)
         members = np.asarray(members, dtype=np.int64).reshape(-1)
         users = np.array_split(split_rng.permutation(members), self.users)
-        result = train_oam(
-            Dataset(x, y, n_classes, "membership"),
-            [np.sort(u) for u in users],
-            mode="raw",
-            group_size=self.group_size,
-            policy=self.policy,
-            channel=self.channel,
-            epochs=settings.epochs,
-            batch_size=settings.batch_size,
-            lr=settings.lr,
-            arch=self.arch,
-            feature_dim=self.feature_dim,
-            snr_db=self.snr_db,
-            rng=train_rng,
+        data = Dataset(x, y, n_classes, "membership")
+        public = np.setdiff1d(np.arange(len(y)), members)
+        context = MethodContext(
+            train=data,
+            test=data.subset(public),
+            split=UserSplit([np.sort(u) for u in users], public),
+            model={
+                "mode": "raw",
+                "arch": self.arch,
+                "feature_dim": self.feature_dim,
+                "learning_rate": settings.lr,
+                "batch_size": settings.batch_size,
+            },
+            mixing=make_policy(self.policy),
+            seed=int(seed_rng.integers(2**31)),
         )
-        return result.classifiers[0].eval()
+        method = METHODS["oam"](context)
+        kwargs = {} if self.channel == "ideal" else {"snr_db": self.snr_db}
+        channel = make_channel(self.channel, rng=channel_rng, **kwargs)
+        run_method(method, channel, settings.epochs, group_size=self.group_size)
+        return method.model.classifier.eval()

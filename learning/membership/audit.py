@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from learning.data import Dataset
-from learning.membership.base import MembershipContext, get_membership_attack
+from learning.membership.base import MembershipContext, ShadowFamily, get_membership_attack
 from learning.membership.scoring import plot_roc, roc, roc_figures
 from learning.membership.shadows import FAMILIES, ShadowRecipe, train_family
 from phy.rng import RngLike, make_rng, spawn
@@ -104,6 +104,7 @@ class MembershipAudit:
         n_members, n_non_members, n_shadows: sizes.
         shadow_seconds: training time per shadow family.
         plots: files written.
+        shadows: the shadow families used, by kind (for re-scoring with fewer models).
     """
 
     figures: dict[str, dict[str, float]]
@@ -113,6 +114,7 @@ class MembershipAudit:
     n_shadows: int
     shadow_seconds: dict[str, float] = field(default_factory=dict)
     plots: list[Path] = field(default_factory=list)
+    shadows: dict[str, ShadowFamily] = field(default_factory=dict)
 
     @property
     def best_attack(self) -> str:
@@ -156,6 +158,7 @@ def audit_membership(
     rng: RngLike = None,
     plot_path: str | Path | None = None,
     progress: Callable[[str], Any] | None = None,
+    shadows: dict[str, ShadowFamily] | None = None,
 ) -> MembershipAudit:
     """Attack ``model`` for the membership of ``members`` against ``non_members``.
 
@@ -168,6 +171,9 @@ def audit_membership(
         rng: seeds shadow training and the attacks (same seed, same figures).
         plot_path: where to write the log-log ROC plot (None: no plot).
         progress: called with a line of text before each long step.
+        shadows: shadow families already trained on this challenge set and population
+            (by kind), used instead of training new ones (e.g. subsets of a larger
+            family, :meth:`ShadowFamily.first`).
     """
     say = progress or (lambda _: None)
     if len(members) != len(non_members) or len(members) == 0:
@@ -182,10 +188,14 @@ def audit_membership(
     query = model_query(model)
     shadow_rng, attack_rng = spawn(make_rng(rng), 2)
     family_rngs = dict(zip(FAMILIES, spawn(shadow_rng, len(FAMILIES)), strict=True))
+    given = dict(shadows or {})
     shadows, shadow_seconds = {}, {}
     needed = {kind for attack in attacks.values() for kind in attack.shadow_families}
     for kind in FAMILIES:
         if kind not in needed:
+            continue
+        if kind in given:
+            shadows[kind] = given[kind]
             continue
         if recipe is None:
             raise ValueError(f"the selected attacks need {kind} shadow models: give a recipe")
@@ -221,8 +231,9 @@ def audit_membership(
         scores = attack.score(context)
         figures[name] = {**roc_figures(scores, is_member), "seconds": time.perf_counter() - start}
         curves[name] = roc(scores, is_member)
+    n_shadows = max((f.n_models for f in shadows.values()), default=0)
     result = MembershipAudit(
-        figures, curves, len(members), len(non_members), settings.n_shadows, shadow_seconds
+        figures, curves, len(members), len(non_members), n_shadows, shadow_seconds, [], shadows
     )
     if plot_path is not None:
         aucs = {a: f["auc"] for a, f in figures.items()}

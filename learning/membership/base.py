@@ -32,6 +32,7 @@ import numpy as np
 import torch
 
 from learning.membership.scoring import roc_figures
+from phy.registry import Registry
 
 
 def true_class_logit(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -80,6 +81,21 @@ class ShadowFamily:
     def n_models(self) -> int:
         return int(self.challenge_logits.shape[0])
 
+    def first(self, n_models: int) -> ShadowFamily:
+        """The family of the first ``n_models`` shadows (shadows are independent draws,
+        so any subset is a family of that size)."""
+        if not 1 <= n_models <= self.n_models:
+            raise ValueError(f"n_models must be in [1, {self.n_models}], got {n_models}")
+        k = slice(0, n_models)
+        return ShadowFamily(
+            self.kind,
+            self.challenge_logits[k],
+            self.challenge_in[k],
+            self.own_logits[k],
+            self.own_labels,
+            self.own_in[k],
+        )
+
 
 @dataclass
 class MembershipContext:
@@ -127,25 +143,17 @@ class MembershipAttack(ABC):
 
 
 #: attack name -> class (filled by the attack modules on import)
-MEMBERSHIP_ATTACKS: dict[str, type[MembershipAttack]] = {}
+MEMBERSHIP_ATTACKS: Registry[type[MembershipAttack]] = Registry("membership attack")
 
 
 def register_membership_attack(cls: type[MembershipAttack]) -> type[MembershipAttack]:
     """Class decorator adding ``cls`` to :data:`MEMBERSHIP_ATTACKS` under ``cls.name``."""
-    if cls.name in MEMBERSHIP_ATTACKS:
-        raise ValueError(f"membership attack {cls.name!r} registered twice")
-    MEMBERSHIP_ATTACKS[cls.name] = cls
-    return cls
+    return MEMBERSHIP_ATTACKS.add(cls.name, cls)
 
 
 def get_membership_attack(name: str, **kwargs: Any) -> MembershipAttack:
-    """Instantiate the membership attack registered as ``name``."""
+    """Instantiate the membership attack registered as ``name``
+    (:class:`phy.registry.UnknownChoice` for an unknown name)."""
     import learning.membership  # noqa: F401  (registers the built-in attacks)
 
-    try:
-        cls = MEMBERSHIP_ATTACKS[name]
-    except KeyError:
-        raise KeyError(
-            f"unknown membership attack {name!r}; known: {sorted(MEMBERSHIP_ATTACKS)}"
-        ) from None
-    return cls(**kwargs)
+    return MEMBERSHIP_ATTACKS.create(name, **kwargs)
