@@ -733,14 +733,16 @@ class MediumPort:
 
     def arm_receive(self, n: int) -> np.ndarray:
         """Arm an RX capture of ``n`` samples on the TDD engine and return it: it starts
-        at the first sync pulse after arming (complex64 ``(n,)``). Deterministic mode
+        at the first sync pulse after the arming reached the radio (one push latency
+        from now) (complex64 ``(n,)``). Deterministic mode
         advances the clock to its end; real-time mode sleeps until then. RuntimeError if
         no pulse is scheduled (no periodic sync and no :meth:`SharedMedium.pulse`)."""
         self._require_tdd()
         n = count("n", n, 1)
         medium = self.medium
         with medium.lock:
-            pulse = medium._next_pulse(medium.now_s)
+            # the arming request reaches the radio one push latency later
+            pulse = medium._next_pulse(medium.now_s + self._push_latency())
             if pulse is None:
                 raise RuntimeError(
                     "no sync pulse is coming: set sync_period_s or call SharedMedium.pulse()"

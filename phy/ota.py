@@ -29,9 +29,11 @@ from phy.estimation import (
     NoPilotError,
     estimate_user_link,
     pilot_blocks,
+    user_root,
 )
 from phy.sync import detect_frames
 from phy.waveform import (
+    Block,
     OfdmConfig,
     data_subcarriers,
     frame_blocks,
@@ -41,7 +43,13 @@ from phy.waveform import (
 )
 
 __all__ = [
+    "ACQ_REPS",
     "UserCorrection",
+    "acquisition_burst",
+    "estimate_burst",
+    "estimate_probe",
+    "precompensated_blocks",
+    "probe_blocks",
     "undetected",
     "corrections_for",
     "estimate_links",
@@ -78,6 +86,109 @@ def pilot_buffer(user_index: int, n_users: int, config: OfdmConfig) -> np.ndarra
     if not 0 <= user_index < n_users:
         raise ValueError(f"user_index must be in [0, {n_users}), got {user_index}")
     return render_blocks(pilot_blocks(user_index, config), config).astype(np.complex64)
+
+
+#: long blocks in a one-shot acquisition burst (stream and tdd time bases)
+ACQ_REPS = 8
+
+
+def acquisition_burst(user_index: int, config: OfdmConfig, reps: int = ACQ_REPS) -> np.ndarray:
+    """User ``user_index``'s one-shot acquisition burst, complex64 ``(n,)``: short
+    preamble and ``reps`` long ZC blocks with the user's root (one period of the cyclic
+    pilot, :func:`pilot_buffer`, with fewer blocks): ``n = 288 + 64 (reps - 2)`` samples
+    with the default configuration."""
+    if user_index < 0:
+        raise ValueError(f"user_index must be >= 0, got {user_index}")
+    return render_blocks(pilot_blocks(user_index, config, reps), config).astype(np.complex64)
+
+
+def estimate_burst(
+    capture: np.ndarray,
+    user_index: int,
+    config: OfdmConfig,
+    *,
+    reps: int = ACQ_REPS,
+    capture_clock: int = 0,
+    carrier_hz: float | None = None,
+) -> LinkEstimate:
+    """Link estimate of user ``user_index`` from a capture (complex ``(n,)``) holding its
+    one-shot :func:`acquisition_burst`: ``delay_samples`` is the capture index where
+    the burst's first sample arrives; CFO, sample-rate offset (tied to the CFO with
+    ``carrier_hz``), gain at capture index 0 and SNR as
+    :func:`phy.estimation.estimate_user_link`. Raises :class:`NoPilotError` if absent."""
+    x = np.asarray(capture)
+    root = user_root(user_index, config)
+    dets = detect_frames(x, config, root=root, n_long=reps, threshold=0.1)
+    period = config.preamble_len - config.n_long * config.n_fft + reps * config.n_fft
+    dets = [d for d in dets if d.start + period <= x.size]
+    if not dets:
+        raise NoPilotError(f"no acquisition burst of user {user_index} in the capture")
+    est = None
+    for det in dets:  # the short preamble is common: another user's burst may come first
+        lo = max(0, int(math.floor(det.start)) - 8)
+        part = x[lo : lo + period + 8]
+        try:
+            est = estimate_user_link(
+                part, user_index, config, reps=reps, capture_clock=capture_clock,
+                carrier_hz=carrier_hz,
+            )  # fmt: skip
+            break
+        except ValueError:
+            continue
+    if est is None:
+        raise NoPilotError(f"no acquisition burst of user {user_index} in the capture")
+    gain = est.gain * np.exp(-2j * np.pi * est.cfo_hz / config.sample_rate_hz * lo)
+    return LinkEstimate(
+        est.user,
+        est.delay_samples + lo,
+        est.cfo_hz,
+        est.sro,
+        complex(gain),
+        est.snr_db,
+        capture_clock,
+    )
+
+
+def probe_blocks(position: int, group_size: int, config: OfdmConfig) -> list[Block]:
+    """The probe symbol of the user at ``position`` in a group of ``group_size``: one
+    OFDM symbol (cyclic prefix ``cp_len``) on every ``group_size``-th used subcarrier
+    from ``position`` (a comb: the group probes at once without interference), carrying
+    the frame's long ZC values there."""
+    if not 0 <= position < group_size:
+        raise ValueError(f"position must be in [0, {group_size}), got {position}")
+    if group_size > config.used_bins.size // 2:
+        raise ValueError(f"group_size {group_size} leaves fewer than 2 probe bins per user")
+    sl = slice(position, None, group_size)
+    return [Block(config.used_bins[sl], config.long_sequence()[sl], config.cp_len)]
+
+
+def estimate_probe(
+    capture: np.ndarray, start: int, group_size: int, config: OfdmConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-user (gain, residual delay, noise variance) from the group's superposed probe
+    symbols (:func:`probe_blocks`) starting at capture index ``start``.
+
+    Returns complex gains ``(K,)`` on unit-power symbols, delays ``(K,)`` in samples
+    (positive = late, unambiguous within ``+-n_fft / (2 K)``) and the noise variance per
+    subcarrier ``(K,)`` from each comb's scatter around its delay fit."""
+    x = np.asarray(capture)
+    n = config.n_fft
+    body = x[start + config.cp_len : start + config.cp_len + n]
+    if body.size != n:
+        raise ValueError("the probe does not fit in the capture")
+    spectrum = np.fft.fft(body, norm="ortho") / config.scale
+    gains, delays, noise = [], [], []
+    for j in range(group_size):
+        (block,) = probe_blocks(j, group_size, config)
+        r = spectrum[block.bins % n] / block.values
+        step = np.angle(np.sum(r[1:] * np.conj(r[:-1])))
+        tau = -step * n / (2 * np.pi * group_size)
+        aligned = r * np.exp(2j * np.pi * block.bins * tau / n)
+        g = aligned.mean()
+        gains.append(g)
+        delays.append(tau)
+        noise.append(float(np.mean(np.abs(aligned - g) ** 2)) if r.size > 2 else math.nan)
+    return np.array(gains), np.array(delays), np.array(noise)
 
 
 def estimate_links(
@@ -160,10 +271,24 @@ def precompensated_payload(
     whole buffer derotated by the CFO it will see and multiplied by ``tx_scaling``
     (``b_k``, which also inverts the channel phase). Raises ValueError if it would clip.
     """
+    return precompensated_blocks(
+        frame_blocks(payload, config), correction, tx_scaling, config, buffer_len
+    )
+
+
+def precompensated_blocks(
+    blocks: list[Block],
+    correction: UserCorrection,
+    tx_scaling: complex,
+    config: OfdmConfig,
+    buffer_len: int | None = None,
+) -> np.ndarray:
+    """:func:`precompensated_payload` for any blocks (a frame, a probe symbol):
+    complex64 ``(buffer_len,)``, the first block landing at ``target_delay``;
+    ``buffer_len`` None or 0: just long enough for the blocks."""
     b = complex(tx_scaling)
     if not (math.isfinite(b.real) and math.isfinite(b.imag)):
         raise ValueError(f"tx_scaling must be finite, got {tx_scaling!r}")
-    blocks = frame_blocks(payload, config)
     c = correction
     if b == 0 or not (math.isfinite(c.delay_samples) and math.isfinite(c.cfo_hz)):
         if b != 0:
@@ -176,7 +301,7 @@ def precompensated_payload(
     position = (c.target_delay + starts - c.delay_samples) / ratio
     m0 = int(math.floor(position[0]))
     delays = position - m0 - starts
-    if buffer_len is None:
+    if not buffer_len:  # None or 0: just long enough
         buffer_len = m0 + total
     if m0 < 0 or m0 + total > buffer_len:
         raise ValueError(f"frame [{m0}, {m0 + total}) does not fit a {buffer_len}-sample buffer")

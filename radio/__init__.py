@@ -6,12 +6,14 @@
 """
 
 from radio.base import (
+    TIME_BASES,
     Radio,
     RadioConfig,
     RadioConfigError,
     RadioDisconnected,
     RadioError,
     RadioTimeout,
+    TimeBaseUnsupported,
     TransmitClippingError,
     open_radio,
     register_backend,
@@ -24,6 +26,8 @@ __all__ = [
     "RadioDisconnected",
     "RadioError",
     "RadioTimeout",
+    "TIME_BASES",
+    "TimeBaseUnsupported",
     "TransmitClippingError",
     "open_radio",
     "register_backend",

@@ -40,6 +40,17 @@ class TransmitClippingError(RadioError, ValueError):
     """Transmit samples exceed the DAC full scale (|I| or |Q| > 1)."""
 
 
+class TimeBaseUnsupported(RadioConfigError):
+    """The radio cannot run the requested time base (no TDD engine, a stream it cannot
+    feed, a back-end without streaming); the message names the cause."""
+
+
+#: the closed loop's time bases (see radio.time_base): continuous sample-indexed
+#: streaming, TDD-triggered buffers on a shared sync pulse, or the cyclic loop on an
+#: ideal (constant-latency) medium as a reference
+TIME_BASES = ("stream", "tdd", "ideal")
+
+
 @dataclass(frozen=True)
 class RadioConfig:
     """RF and buffer settings shared by all back-ends (units in the names).
@@ -139,6 +150,56 @@ class Radio(ABC):
     def reconnect(self) -> None:
         """Re-open the device after :class:`RadioDisconnected` and re-apply the config."""
         raise RadioDisconnected(f"{type(self).__name__} cannot reconnect")
+
+    # ------------------------------------------------------------ time bases
+    # Optional capabilities of the ``stream`` and ``tdd`` time bases; a back-end without
+    # one raises TimeBaseUnsupported naming the cause.
+    def _unsupported(self, what: str) -> TimeBaseUnsupported:
+        return TimeBaseUnsupported(f"{type(self).__name__} ({self.uri}) does not support {what}")
+
+    def start_stream(self) -> None:
+        """Start a continuous, back-to-back TX stream (zeros until content is placed)."""
+        raise self._unsupported("continuous TX streams (stream time base)")
+
+    def earliest_index(self) -> int:
+        """First TX stream index content can still be placed at (end of the queue)."""
+        raise self._unsupported("continuous TX streams (stream time base)")
+
+    def place(self, samples: np.ndarray, index: int) -> None:
+        """Place ``samples`` (complex ``(n,)``, full scale 1.0) at TX stream ``index``."""
+        raise self._unsupported("continuous TX streams (stream time base)")
+
+    def read_stream(self, n_samples: int) -> np.ndarray:
+        """The next ``n_samples`` of the RX stream, contiguous with the previous read
+        (no flush), complex64 ``(n_samples,)``."""
+        raise self._unsupported("contiguous RX streaming")
+
+    def discard_stream(self, n_samples: int) -> None:
+        """Read and drop the next ``n_samples`` of the RX stream."""
+        self.read_stream(n_samples)
+
+    def status(self) -> dict[str, bool]:
+        """Sticky status flags ``{"tx_underflow": ..., "rx_overflow": ...}`` (the DAC and
+        ADC cores' status registers); reading does not clear them."""
+        raise self._unsupported("status flags")
+
+    def clear_status(self) -> None:
+        """Clear the sticky status flags."""
+        raise self._unsupported("status flags")
+
+    def arm_transmit(self, samples: np.ndarray) -> None:
+        """Arm a one-shot TX buffer started by the next TDD sync pulse (tdd time base)."""
+        raise self._unsupported("the TDD engine (tdd time base)")
+
+    def arm_receive(self, n_samples: int) -> np.ndarray:
+        """Arm an RX capture started by the next TDD sync pulse and return it."""
+        raise self._unsupported("the TDD engine (tdd time base)")
+
+    def check_time_base(self, time_base: str) -> None:
+        """Raise :class:`TimeBaseUnsupported` (naming the cause) if this radio cannot run
+        ``time_base`` (one of :data:`TIME_BASES`)."""
+        if time_base not in TIME_BASES:
+            raise RadioConfigError(f"time_base must be one of {TIME_BASES}, got {time_base!r}")
 
     def __enter__(self) -> Radio:
         return self

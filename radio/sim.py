@@ -14,8 +14,12 @@ from typing import Any
 
 import numpy as np
 
-from phy.medium import MediumPort, SharedMedium, get_medium
-from radio.base import Radio, RadioConfig, RadioConfigError, RadioDisconnected
+from phy.medium import MediumPort, NoTddEngineError, SharedMedium, get_medium
+from radio.base import Radio, RadioConfig, RadioConfigError, RadioDisconnected, TimeBaseUnsupported
+
+#: TX stream feeder of a SimRadio: buffers of this many samples, this many queued
+STREAM_BLOCK = 1024
+STREAM_BUFFERS = 4
 
 #: Pluto ranges (inclusive), units in the names
 LO_RANGE_HZ = (70e6, 6e9)
@@ -148,6 +152,70 @@ class SimRadio(Radio):
         port = self.port
         port.flush()  # drop stale kernel buffers, like reading and discarding them on a Pluto
         return port.receive(int(n_samples))
+
+    # ------------------------------------------------------------ time bases
+    def check_time_base(self, time_base: str) -> None:
+        """See :meth:`Radio.check_time_base`: ``tdd`` needs the port's TDD engine,
+        ``stream`` a sample rate the host link can feed."""
+        super().check_time_base(time_base)
+        port = self.port
+        if time_base == "tdd" and not port.tdd_engine:
+            raise TimeBaseUnsupported(
+                f"{self.uri}: the tdd time base needs the TDD engine (axi_tdd, Pluto firmware "
+                "v0.39 or later); this radio has none"
+            )
+        if time_base == "stream" and port.sample_rate_hz > self.medium.max_stream_rate_hz:
+            raise TimeBaseUnsupported(
+                f"{self.uri}: a continuous stream at {port.sample_rate_hz:g} S/s cannot be fed "
+                f"(the host link sustains about {self.medium.max_stream_rate_hz:g} S/s)"
+            )
+
+    def start_stream(self) -> None:
+        """Start the continuous TX stream (feeder: STREAM_BUFFERS x STREAM_BLOCK)."""
+        try:
+            self.port.start_stream(STREAM_BLOCK, STREAM_BUFFERS)
+        except RuntimeError as error:
+            raise TimeBaseUnsupported(f"{self.uri}: {error}") from None
+
+    def earliest_index(self) -> int:
+        """First TX stream index content can still be placed at."""
+        return self.port.earliest_index()
+
+    def place(self, samples: np.ndarray, index: int) -> None:
+        """Place ``samples`` at TX stream ``index`` (TransmitClippingError if > full scale)."""
+        self.port.place(self.check_transmit_samples(samples), int(index))
+
+    def read_stream(self, n_samples: int) -> np.ndarray:
+        """The next ``n_samples`` of the RX stream, contiguous (no flush)."""
+        return self.port.receive(int(n_samples))
+
+    def discard_stream(self, n_samples: int) -> None:
+        """Read and drop the next ``n_samples`` of the RX stream (not rendered)."""
+        self.port.discard(int(n_samples))
+
+    def status(self) -> dict[str, bool]:
+        """Sticky flags of the port: TX underflow and RX overflow."""
+        port = self.port
+        return {"tx_underflow": port.tx_underflow, "rx_overflow": port.rx_overflow}
+
+    def clear_status(self) -> None:
+        """Clear both sticky flags."""
+        self.port.clear_tx_underflow()
+        self.port.clear_rx_overflow()
+
+    def arm_transmit(self, samples: np.ndarray) -> None:
+        """Arm a one-shot TX buffer on the TDD engine (next sync pulse)."""
+        try:
+            self.port.arm_transmit(self.check_transmit_samples(samples))
+        except NoTddEngineError as error:
+            raise TimeBaseUnsupported(str(error)) from None
+
+    def arm_receive(self, n_samples: int) -> np.ndarray:
+        """Arm an RX capture on the TDD engine and return it (next sync pulse)."""
+        try:
+            return self.port.arm_receive(int(n_samples))
+        except NoTddEngineError as error:
+            raise TimeBaseUnsupported(str(error)) from None
 
     def close(self) -> None:
         """Stop transmitting and detach from the port (safe to call twice)."""
