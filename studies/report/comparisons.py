@@ -100,13 +100,16 @@ def privacy_families(settings: Sequence[Setting]) -> list[list[Setting]]:
     ]
 
 
-def mse_rows(settings: Sequence[Setting], figure: str = "mse_db") -> list[dict[str, Any]]:
-    """``figure`` (a per-run MSE in dB) against the closed form, for every setting that
-    recorded it; ``gap`` is the per-seed difference to the closed form at the
-    per-subcarrier SNR (the closed form is exact up to ``REFERENCE_DRAWS`` sampling)."""
+def mse_rows(settings: Sequence[Setting]) -> list[dict[str, Any]]:
+    """Mixup MSE against the closed form for every setting that recorded one: the
+    measured payload and label-tail MSE and the predicted MSE (Estimates, dB), the
+    closed form at ``snr_db`` and at the per-subcarrier SNR, and ``gap_db``, the per-seed
+    measured payload MSE minus the per-subcarrier closed form (exact up to
+    ``REFERENCE_DRAWS`` sampling)."""
     rows = []
     for s in settings:
-        if not s.stats[figure].measured or not s.stats["group_sizes"]:
+        measured, predicted = s.stats["measured_mse_db"], s.stats["predicted_mse_db"]
+        if not (measured.measured or predicted.measured) or not s.stats["group_sizes"]:
             continue
         offset = subcarrier_snr_offset_db(s.get("channel.sample_rate_hz"))
         args = (s.get("channel.power_control"), s.stats["group_sizes"])
@@ -119,10 +122,13 @@ def mse_rows(settings: Sequence[Setting], figure: str = "mse_db") -> list[dict[s
                 "setting": s.label,
                 "snr_db": s.get("channel.snr_db"),
                 "subcarrier_offset_db": offset,
-                "measured_db": s.stats[figure],
+                "measured_db": measured,
+                "label_db": s.stats["measured_label_mse_db"],
+                "predicted_db": predicted,
                 "closed_form_db": reference_db,
                 "closed_form_nominal_db": 10 * math.log10(nominal) if nominal > 0 else math.nan,
-                "gap_db": estimate(v - reference_db for v in s.frame[figure]),
+                "gap_db": estimate(v - reference_db for v in s.frame["measured_mse_db"]),
+                "predicted_gap_db": estimate(v - reference_db for v in s.frame["predicted_mse_db"]),
                 "power_control": s.get("channel.power_control"),
                 "series": tuple(
                     (n, v)
@@ -131,7 +137,7 @@ def mse_rows(settings: Sequence[Setting], figure: str = "mse_db") -> list[dict[s
                     or n in ("users.group_size", "users.grouping", "channel.radio")
                 ),
                 "group_sizes": s.stats["group_sizes"],
-                "figures": {"measured_db": figure},
+                "figures": {"measured_db": "measured", "predicted_db": "predicted"},
             }
         )
     return rows
@@ -139,7 +145,8 @@ def mse_rows(settings: Sequence[Setting], figure: str = "mse_db") -> list[dict[s
 
 def radio_rows(settings: Sequence[Setting]) -> list[dict[str, Any]]:
     """Pairs of settings that differ only in ``channel.radio`` (sim vs another back-end):
-    per-seed differences (other - sim) of the final accuracy and the MSE."""
+    per-seed differences (other - sim) of the final accuracy and the MSE (measured when
+    both recorded it, else predicted)."""
     rows = []
     for a in settings:
         for b in settings:
@@ -147,15 +154,18 @@ def radio_rows(settings: Sequence[Setting]) -> list[dict[str, Any]]:
                 continue
             if not matches(a, b, {"channel.radio"}):
                 continue
+            both = a.stats["measured_mse_db"].measured and b.stats["measured_mse_db"].measured
+            mse = "measured_mse_db" if both else "predicted_mse_db"
             rows.append(
                 {
                     "sim": a.label,
                     "other": b.label,
                     "radio": b.get("channel.radio"),
                     "accuracy": (a.stats["final_accuracy"], b.stats["final_accuracy"]),
-                    "mse_db": (a.stats["mse_db"], b.stats["mse_db"]),
+                    "mse_db": (a.stats[mse], b.stats[mse]),
+                    "mse_kind": mse.split("_")[0],
                     "accuracy_difference": _paired_column(b, a, "final_accuracy"),
-                    "mse_difference_db": _paired_column(b, a, "mse_db"),
+                    "mse_difference_db": _paired_column(b, a, mse),
                 }
             )
     return rows

@@ -155,7 +155,12 @@ def attack_figure(run: Run, attack: str, figure: str) -> float | None:
 
 
 def run_figures(run: Run) -> dict[str, Any]:
-    """The scalar figures of one run (None where it did not measure them)."""
+    """The scalar figures of one run (None or nan where it did not measure them).
+
+    MSE figures (dB, linear mean over rounds): ``predicted_mse_db`` (the power policy's
+    prediction on the estimated channels), ``measured_mse_db`` and
+    ``measured_label_mse_db`` (the receiver's estimate against the true weighted sum,
+    payload and label tail, :mod:`orchestrator.mixup_error`)."""
     metrics = run.metrics
     target = run.config.experiment.target_accuracy
     reached = to_target(metrics, target)
@@ -171,7 +176,9 @@ def run_figures(run: Run) -> dict[str, Any]:
         "round_channel_uses": (
             float(np.mean([m["round_channel_uses"] for m in metrics])) if metrics else None
         ),
-        "mse_db": predicted_mse_db(metrics),
+        "predicted_mse_db": predicted_mse_db(metrics),
+        "measured_mse_db": mean_db(m.get("measured_mixup_mse_db") for m in metrics),
+        "measured_label_mse_db": mean_db(m.get("measured_label_mse_db") for m in metrics),
     }
     for attack, figure in ATTACK_FIGURES:
         figures[f"{attack}.{figure}"] = attack_figure(run, attack, figure)

@@ -27,6 +27,7 @@ def write_run(
     accuracy: Sequence[float] = (0.95,),
     round_channel_uses: float = 100.0,
     mse_db: Sequence[float | None] | float | None = None,
+    measured_mse_db: float | None = None,
     attacks: dict[str, dict[str, float]] | None = None,
     measured: dict[str, Any] | None = None,
     sections: dict[str, dict[str, Any]] | None = None,
@@ -38,6 +39,8 @@ def write_run(
         accuracy: test accuracy after each round (its length is the number of rounds).
         round_channel_uses: payload channel uses per round.
         mse_db: predicted mixup MSE (dB) per round, or one value for every round.
+        measured_mse_db: measured payload MSE (dB) of every round (label tail 3 dB
+            below), as :func:`orchestrator.mixup_error.score_run` writes it.
         attacks: ``summary.privacy.attacks`` (attack -> figure -> value).
         measured: extra keys for every metrics line (e.g. measured MSE).
         sections: experiment fields beyond grouping, group size and seed.
@@ -70,6 +73,8 @@ def write_run(
             "pilot_channel_uses": 10 * (i + 1),
             "round_channel_uses": round_channel_uses,
             "predicted_mixup_mse_db": per_round[i],
+            "measured_mixup_mse_db": measured_mse_db,
+            "measured_label_mse_db": None if measured_mse_db is None else measured_mse_db - 3,
             "groups": groups,
             "alive_users": USERS,
             "digital_bytes": 1000 * (i + 1),

@@ -191,12 +191,22 @@ def _closed_form_db(snr_db: float = 20.0) -> float:
 
 @pytest.mark.parametrize(
     ("gaps", "expected"),
-    [([0.2, -0.1, 0.0], HOLDS), ([8.0, 9.0, 8.5], FAILS), ([0.0, 5.0, 2.5], INCONCLUSIVE)],
+    [
+        ([0.2, -0.1, 0.0], HOLDS),
+        ([8.0, 9.0, 8.5], FAILS),
+        ([0.0, 5.0, 2.5], INCONCLUSIVE),
+        (None, MISSING),  # only the predicted MSE recorded: no verdict on a prediction
+    ],
 )
-def test_mse_verdicts(tmp_path, gaps, expected):
+def test_mse_verdicts_rest_on_the_measured_error(tmp_path, gaps, expected):
     reference = _closed_form_db()
-    for seed, gap in enumerate(gaps):
-        write_run(tmp_path, seed=seed, mse_db=reference + gap)
+    for seed, gap in enumerate(gaps or [0.0, 0.0, 0.0]):
+        write_run(
+            tmp_path,
+            seed=seed,
+            mse_db=reference + 20 - gap,  # a prediction far off, never judged
+            measured_mse_db=None if gaps is None else reference + gap,
+        )
     assert verdicts(tmp_path)["closed-form MSE-optimal scaling"] == expected
 
 
@@ -231,6 +241,7 @@ def test_report_renders_every_section_and_the_cli_reports_errors(tmp_path, capsy
             grouping="random",
             accuracy=[0.95, 0.95],
             mse_db=-20.0,
+            measured_mse_db=-19.0,
             attacks=attacks(0.5, 0.5),
         )
     assert len(find_run_dirs([runs])) == 9
@@ -246,6 +257,7 @@ def test_report_renders_every_section_and_the_cli_reports_errors(tmp_path, capsy
     ):
         assert heading in text
     assert "Student-t" in text and "**holds**" in text
+    assert "| -19.0 ± 0.0 | -22.0 ± 0.0 | -20.0 ± 0.0 |" in text  # measured, label, predicted
     images = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(images) == 3
     for image in images:  # relative links to PNG files next to the report
@@ -305,7 +317,7 @@ def test_smoke_sweep_and_its_report(tmp_path):
         assert re.search(r"\d", claimed[name]["measured"])
     comm = data["communication"][0]
     assert comm["per_round_ratio"] == pytest.approx(0.5)  # 2 groups of 2 vs 4 slots
-    assert any(s["stats"]["mse_db"]["n"] == 1 for s in data["settings"])
+    assert any(s["stats"]["predicted_mse_db"]["n"] == 1 for s in data["settings"])
     # every run directory and the sweep directory record their provenance
     assert data["provenance"][0]["count"] == 4 and not data["provenance"][0][
         "description"
