@@ -130,6 +130,8 @@ class DacPath:
         self._queue: deque[tuple[np.ndarray, np.ndarray]] = deque()
         self._dma_open = False
         self._position = 0  # samples sent since power-on
+        #: TX buffers pushed since power-on (cyclic and one-shot)
+        self.pushes = 0
 
     # -- DMA ------------------------------------------------------------------------
     def open_dma(self) -> None:
@@ -143,6 +145,7 @@ class DacPath:
         """A pushed TX buffer (int16 words)."""
         with self._lock:
             self._dma_open = True
+            self.pushes += 1
             if cyclic:
                 self._cyclic = (i.astype(np.int16), q.astype(np.int16))
                 self._position = 0  # a cyclic buffer starts at its first sample

@@ -77,10 +77,21 @@ def _even(value: int) -> str | None:
     return None if value % 2 == 0 else "must be even (pairs of reals form complex symbols)"
 
 
+def _plain_name(value: str) -> str | None:
+    """A run name is one path component, so the run directory stays inside the output
+    folder."""
+    if value in ("", ".", "..") or "/" in value or "\\" in value or len(value) > 200:
+        allowed = "1-200 characters, no '/', '\\', '.' or '..'"
+        return f"must be a plain name ({allowed}), got {value!r}"
+    return None
+
+
 #: section -> field name -> Field. The single source of truth for experiment files.
 SCHEMA: dict[str, dict[str, Field]] = {
     "experiment": {
-        "name": Field(str, "default", "run name, used in the run directory name"),
+        "name": Field(
+            str, "default", "run name, used in the run directory name", check=_plain_name
+        ),
         "seed": Field(int, 0, "root seed of every random draw", minimum=0),
         "rounds": Field(int, 60, "training rounds (one pass over every user's data)", minimum=1),
         "eval_every": Field(int, 1, "evaluate the model every N rounds", minimum=1),
@@ -222,6 +233,11 @@ def _check_value(path: str, spec: Field, value: Any) -> Any:
         raise ConfigError(
             path, f"expected {spec.kind.__name__}, got {type(value).__name__} {value!r}{allowed}"
         )
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, str) and any(ord(c) < 32 or ord(c) == 127 for c in item):
+            raise ConfigError(
+                path, f"must not contain control characters (NUL, newline, ...), got {item!r}"
+            )
     if spec.kind is float and value != value:  # NaN
         raise ConfigError(path, "must be a number, got NaN")
     if spec.minimum is not None and value < spec.minimum:
@@ -306,9 +322,11 @@ def load_experiment(path: str | Path | None = None) -> ExperimentConfig:
         return resolve_experiment({})
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except OSError as error:
         raise ConfigError("<file>", f"cannot read experiment file {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError("<file>", f"{path} is not UTF-8 text: {error}") from error
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:

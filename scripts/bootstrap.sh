@@ -29,3 +29,6 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     .venv/bin/pip install -q -e ".[dev,live]"
     touch "$stamp"
 fi
+
+# optional system tools (GNU Radio for the gr-iio tests)
+bash scripts/install_optional.sh
