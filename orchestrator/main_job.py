@@ -32,6 +32,7 @@ from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
 from orchestrator.link import LinkConfig, OrchestratorLink
+from orchestrator.preflight import check_experiment
 from orchestrator.privacy_audit import eavesdropper_view_figures, server_view_figures
 from orchestrator.radios import RUN_RADIOS
 from orchestrator.rundir import RunDirectory, atomic_write_text
@@ -131,13 +132,21 @@ class NodeProcesses:
 
 
 def _prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, RunDirectory, bool]:
-    """Resolve the experiment and open or create its run directory."""
+    """Resolve the experiment and open or create its run directory; a new run is
+    checked against the data and the machine first (:mod:`orchestrator.preflight`), so
+    an experiment they refute writes nothing."""
     if args.resume is not None:
         run = RunDirectory.open_existing(args.resume)
         return load_experiment(run.config_path), run, True
     config = load_experiment(args.experiment or DEFAULT_EXPERIMENT)
     out_dir = args.out or Path(config.experiment.out_dir)
-    return config, RunDirectory.create(out_dir, config.experiment.name, config.to_toml()), False
+    out_field = "--out" if args.out else "experiment.out_dir"
+    check_experiment(config, out_dir, out_field)
+    try:
+        run = RunDirectory.create(out_dir, config.experiment.name, config.to_toml())
+    except (OSError, ValueError) as error:
+        raise ConfigError(out_field, f"cannot create the run directory: {error}") from error
+    return config, run, False
 
 
 def run_experiment(

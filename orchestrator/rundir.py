@@ -58,9 +58,15 @@ class RunDirectory:
 
     @classmethod
     def create(cls, out_dir: str | Path, name: str, config_toml: str) -> RunDirectory:
-        """Make ``out_dir/<name>-<UTC time>`` and write the resolved config into it."""
+        """Make ``out_dir/<name>-<UTC time>`` and write the resolved config into it.
+
+        Raises:
+            ValueError: ``name`` would place the directory outside ``out_dir``.
+        """
         stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
         base = Path(out_dir) / f"{name}-{stamp}"
+        if base.resolve().parent != Path(out_dir).resolve():
+            raise ValueError(f"run name {name!r} places the run outside {out_dir}")
         path, suffix = base, 1
         while path.exists():
             suffix += 1

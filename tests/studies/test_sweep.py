@@ -95,7 +95,7 @@ def test_base_file_is_merged_and_the_written_sweep_reloads_identically(tmp_path)
     assert [p.name for p in copy.points] == [p.name for p in sweep.points]
 
 
-@pytest.mark.parametrize("name", ["smoke", "medium", "full", "virtual_pluto", "snr"])
+@pytest.mark.parametrize("name", ["smoke", "medium", "full", "virtual_pluto", "snr", "paper"])
 def test_shipped_sweeps_validate(name, tmp_path):
     sweep = load_sweep(REPO / "experiments" / "sweeps" / f"{name}.toml", out_dir=tmp_path)
     assert sweep.points and all(
