@@ -120,13 +120,14 @@ def estimate_burst(
     root = user_root(user_index, config)
     dets = detect_frames(x, config, root=root, n_long=reps, threshold=0.1)
     period = config.preamble_len - config.n_long * config.n_fft + reps * config.n_fft
-    dets = [d for d in dets if d.start + period <= x.size]
+    tail = config.long_start  # the detector needs some samples after the burst
+    dets = [d for d in dets if d.start + period + tail <= x.size]
     if not dets:
         raise NoPilotError(f"no acquisition burst of user {user_index} in the capture")
     est = None
     for det in dets:  # the short preamble is common: another user's burst may come first
         lo = max(0, int(math.floor(det.start)) - 8)
-        part = x[lo : lo + period + 8]
+        part = x[lo : lo + period + 8 + tail]
         try:
             est = estimate_user_link(
                 part, user_index, config, reps=reps, capture_clock=capture_clock,

@@ -189,6 +189,10 @@ class TimeBaseSession:
             self._buf_start = start
         return self._buf[start - self._buf_start : stop - self._buf_start]
 
+    def skip(self, n: int) -> None:
+        """The receiver reads on ``n`` stream samples it does not need (stream base)."""
+        self._window(self.rx_end + int(n), self.rx_end + int(n))
+
     def start(self) -> None:
         """Start every user's TX stream and the receiver's RX stream (stream base)."""
         if self.time_base == "stream":

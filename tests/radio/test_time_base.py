@@ -1,5 +1,6 @@
 """radio.time_base on the simulated medium with realistic (jittered) buffer timing:
-both time bases end to end and bad combinations refused with a clear cause."""
+both time bases end to end, underflow and overflow injected and recovered, one copy of
+each payload on the air per slot, and bad combinations refused with a clear cause."""
 
 import math
 
@@ -7,6 +8,7 @@ import numpy as np
 import pytest
 
 from phy.medium import SharedMedium
+from phy.sync import detect_frames
 from phy.waveform import OfdmConfig
 from radio.base import RadioConfig, TimeBaseUnsupported
 from radio.sim import SimRadio
@@ -69,6 +71,53 @@ def test_tdd_time_base_end_to_end():
     assert np.all(np.isfinite(out.estimate))
     assert np.mean((out.estimate - out.target) ** 2) < np.mean(out.target**2)  # found
     assert session.air.probe > 0
+
+
+def test_underflow_injected_is_detected_and_only_that_user_reacquired():
+    medium, session = _bed()
+    _slot(session)
+    acquired = session.air.acquisition
+    assert medium.port("u1").stall_feeder(0.03) > 0
+    session.skip(60000)  # the receiver reads on; u1's queue runs dry
+    out = _slot(session, 1)
+    assert session.air.underflows == 1 and session.air.reacquisitions == 1
+    assert session.air.acquisition == acquired + 2 * session._burst_len  # u1 only
+    genie = _slot(session, 1, genie=True)
+    assert out.mse_vs_target < 2.0 * genie.mse_vs_target
+
+
+def test_lost_tracking_found_by_the_probe_reacquires_that_user():
+    medium, session = _bed()
+    _slot(session)
+    medium.port("u2").stall_feeder(0.03)  # the next probe lands ms late, flag not yet up
+    out = _slot(session, 1)
+    assert session.air.lost_tracking == 1 and session.air.reacquisitions == 1
+    assert np.mean((out.estimate - out.target) ** 2) < 0.1 * np.mean(out.target**2)
+
+
+def test_overflow_injected_reacquires_everyone():
+    medium, session = _bed()
+    _slot(session)
+    acquired = session.air.acquisition
+    medium.advance(0.2)  # the receiver falls behind its kernel buffers
+    out = _slot(session, 1)
+    assert session.air.overflows == 1
+    assert session.air.acquisition == acquired + 2 * K * session._burst_len
+    assert np.mean((out.estimate - out.target) ** 2) < 0.1 * np.mean(out.target**2)
+
+
+@pytest.mark.parametrize("time_base", ["stream", "tdd"])
+def test_each_payload_is_on_the_air_once_per_slot(time_base):
+    medium, session = _bed(time_base)
+    _slot(session)
+    _slot(session, 1)
+    rx = medium.port("rx")
+    first = min(tr.start_s for k in range(K) for tr in medium.port(f"u{k}")._history)
+    n = int((medium.now_s - first + 0.01) * 1e6)
+    air = rx.capture(first - 0.01, n)  # all the air of the session, as the receiver hears it
+    # acquisition bursts carry the users' roots and probes no preamble: every payload
+    # preamble detected is a frame on the air; two slots, two frames (nothing repeats)
+    assert len(detect_frames(air, OFDM)) == 2
 
 
 def test_bad_combinations_fail_naming_the_cause():
