@@ -17,6 +17,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import shlex
 import subprocess
 import sys
@@ -31,7 +32,9 @@ from orchestrator import provenance
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
+from orchestrator.lifeline import die_with_parent
 from orchestrator.link import LinkConfig, OrchestratorLink
+from orchestrator.node import radios_file
 from orchestrator.preflight import check_experiment
 from orchestrator.privacy_audit import eavesdropper_view_figures, server_view_figures
 from orchestrator.radios import RUN_RADIOS
@@ -72,6 +75,30 @@ def _link_config(config: ExperimentConfig) -> LinkConfig:
     )
 
 
+def node_arguments(
+    run_path: Path,
+    node_id: str,
+    address: str,
+    keys_dir: Path | None,
+    users: list[str],
+    uris: dict[str, str],
+    restore_round: int | None,
+) -> list[str]:
+    """The command-line arguments of node ``node_id`` (``python -m orchestrator.node`` or
+    ``airmix node``). Its users and their radio URIs go to a file in the run directory
+    (:func:`orchestrator.node.radios_file`): the command line stays short for any number
+    of users."""
+    relative = radios_file(node_id)
+    atomic_write_text(run_path / relative, json.dumps({u: uris[u] for u in users}))
+    arguments = ["--run-dir", str(run_path), "--node-id", node_id, "--address", address]
+    arguments += ["--radios-file", relative]
+    if keys_dir is not None:
+        arguments += ["--keys-dir", str(keys_dir)]
+    if restore_round is not None:
+        arguments += ["--restore-round", str(restore_round)]
+    return arguments
+
+
 class NodeProcesses:
     """The local node processes of a run (spawned with ``python -m orchestrator.node``)."""
 
@@ -93,29 +120,20 @@ class NodeProcesses:
         logs = run.path / "logs"
         logs.mkdir(exist_ok=True)
         for node_id, users in node_users.items():
-            arguments = [
-                "--run-dir",
-                str(run.path),
-                "--node-id",
-                node_id,
-                "--address",
-                address,
-                "--radios",
-                json.dumps({u: uris[u] for u in users}),
-            ]
-            if keys_dir is not None:
-                arguments += ["--keys-dir", str(keys_dir)]
-            if restore_round is not None:
-                arguments += ["--restore-round", str(restore_round)]
+            arguments = node_arguments(
+                run.path, node_id, address, keys_dir, users, uris, restore_round
+            )
             if node_id in (remote or ()):
                 print(f"start remote node {node_id}: airmix node {shlex.join(arguments)}")
                 continue
+            lifeline = ["--parent-pid", str(os.getpid())]  # the node dies with this process
             with (logs / f"{node_id}.log").open("a") as log_file:
                 self.processes[node_id] = subprocess.Popen(
-                    [sys.executable, "-m", "orchestrator.node", *arguments],
+                    [sys.executable, "-m", "orchestrator.node", *arguments, *lifeline],
                     stdout=log_file,
                     stderr=subprocess.STDOUT,
                     stdin=subprocess.DEVNULL,
+                    preexec_fn=die_with_parent,
                 )
 
     def all_running(self) -> bool:

@@ -40,7 +40,8 @@ from learning.mixup import soft_cross_entropy
 from learning.training import User
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig, load_experiment
-from orchestrator.link import LinkConfig, NodeLink
+from orchestrator.lifeline import watch_parent
+from orchestrator.link import LinkConfig, LinkError, NodeLink
 from orchestrator.messages import Message
 from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
 from radio import Radio, RadioConfig, open_radio
@@ -291,9 +292,27 @@ class Node:
             closer.join(max(0.0, deadline - time.monotonic()))
 
 
+#: a node gives up joining after this long (hello resent every JOIN_HELLO_S)
+JOIN_WINDOW_S = 30.0
+JOIN_HELLO_S = 5.0
+
+
+def radios_file(node_id: str) -> str:
+    """Where, relative to the run directory, node ``node_id`` finds its users and their
+    radio URIs (user lists never travel on a command line)."""
+    return f"nodes/{node_id}.radios.json"
+
+
+def read_radios(run_dir: str | Path, relative: str) -> dict[str, str]:
+    """The JSON map user id -> radio URI at ``run_dir / relative``."""
+    return json.loads((Path(run_dir) / relative).read_text())
+
+
 def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
-    """Join, report label counts, then serve until shutdown or the orchestrator dies."""
-    link.join(list(node.users))
+    """Join (giving up after :data:`JOIN_WINDOW_S`), report label counts, then serve
+    until shutdown or the orchestrator dies."""
+    tries = int(JOIN_WINDOW_S // JOIN_HELLO_S)
+    link.join(list(node.users), timeout_s=JOIN_HELLO_S, retries=tries - 1)
     counts = {
         user_id: np.bincount(user.learner.data.y.numpy(), minlength=node.n_classes).tolist()
         for user_id, user in node.users.items()
@@ -322,16 +341,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--node-id", required=True)
     parser.add_argument("--address", required=True, help="the orchestrator's tcp:// address")
     parser.add_argument("--keys-dir", default=None, help="CurveZMQ keys (server + this node)")
-    parser.add_argument("--radios", required=True, help="JSON map user id -> radio URI")
+    parser.add_argument(
+        "--radios-file",
+        required=True,
+        help="JSON map user id -> radio URI, relative to --run-dir (see radios_file)",
+    )
+    parser.add_argument(
+        "--parent-pid", type=int, default=None, help="exit when this process (the spawner) dies"
+    )
     parser.add_argument("--restore-round", type=int, default=None)
 
 
 def main(args: argparse.Namespace) -> int:
     """Serve as node ``args.node_id`` until shutdown (0) or the orchestrator is gone (1)."""
     logging.basicConfig(level=logging.WARNING, format=f"[{args.node_id}] %(message)s")
+    if args.parent_pid is not None:
+        watch_parent(args.parent_pid, args.node_id)
     torch.set_num_threads(1)
     config = load_experiment(args.run_dir / CONFIG_FILE)
-    radio_uris = json.loads(args.radios)
+    radio_uris = read_radios(args.run_dir, args.radios_file)
     node = Node(
         config, args.node_id, list(radio_uris), radio_uris, args.run_dir, args.restore_round
     )
@@ -348,6 +376,9 @@ def main(args: argparse.Namespace) -> int:
         ) as link:
             try:
                 code = serve(node, link)
+            except LinkError as error:  # one line, not a traceback: the orchestrator is gone
+                log.warning("%s: %s; exiting", args.node_id, error)
+                code = 1
             finally:
                 node.link_counters = link.counters.snapshot()
             return code
