@@ -62,7 +62,8 @@ def code_version() -> dict[str, Any]:
     """``{"commit", "dirty", "changed"}`` of the checkout, or ``{"error": why}``."""
     try:
         commit = _git("rev-parse", "HEAD")
-        changed = [line[3:] for line in _git("status", "--porcelain", "-uno").splitlines()]
+        status = _git("status", "--porcelain", "-uno").splitlines()
+        changed = [line.split(maxsplit=1)[1] for line in status if line.strip()]
     except (OSError, subprocess.SubprocessError) as error:
         return {"commit": None, "dirty": None, "error": f"{type(error).__name__}: {error}"}
     return {"commit": commit, "dirty": bool(changed), "changed": changed[:50]}

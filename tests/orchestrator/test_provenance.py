@@ -35,6 +35,11 @@ def test_provenance_names_the_installed_versions_and_the_code(tmp_path):
         ["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True
     ).stdout.strip()
     assert record["code"]["commit"] == head and isinstance(record["code"]["dirty"], bool)
+    status = subprocess.run(
+        ["git", "status", "--porcelain", "-z", "-uno"], cwd=REPO, capture_output=True, text=True
+    ).stdout
+    listed = {entry[3:] for entry in status.split("\0") if len(entry) > 3}
+    assert set(record["code"]["changed"]) <= listed  # paths whole, not cut
     assert record["experiment"]["sha256"] == hashlib.sha256(experiment.read_bytes()).hexdigest()
     assert record["command"]["argv"] == ["airmix", "run"]
     assert record["machine"]["cpu_count"] >= 1 and record["machine"]["os"]
