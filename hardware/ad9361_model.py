@@ -99,6 +99,7 @@ RX_PORTS = (
 TX_PORTS = ("A", "B")
 ENSM_MODES = ("sleep", "wait", "alert", "fdd", "pinctrl", "pinctrl_fdd_indep")
 CALIB_MODES = ("auto", "manual", "manual_tx_quad", "tx_quad", "rf_dc_offs", "rssi_gain_step")
+SYNC_START_MODES = ("arm", "disarm")
 LOOPBACK_MODES = (0, 1, 2)  # off, AD9361 digital TX->RX, FPGA RX->TX
 FASTLOCK_PROFILES = 8
 AUXDAC_MAX_MV = 3000
@@ -468,6 +469,14 @@ class AD9361Model:
         setattr(self.state, "rx_dec8" if direction == "rx" else "tx_int8", rate != base)
         self._changed("sample_rate")
 
+    def _set_gain_table(self, value: str) -> None:
+        """A gain table in the driver's text format, ``<gaintable ...>`` .. ``</gaintable>``
+        around ``index, ...`` rows (stored, not applied)."""
+        text = value.strip()
+        if not (text.startswith("<gaintable") and text.endswith("</gaintable>")):
+            raise IIOError(errno.EINVAL, "gain_table_config needs <gaintable ...> ... </gaintable>")
+        self.misc["gain_table_config"] = text
+
     # -- readers -----------------------------------------------------------------------
     def _rx_path_rates(self) -> str:
         c = self.chain
@@ -736,7 +745,7 @@ class AD9361Model:
                 Attribute(
                     "gain_table_config",
                     _fails(errno.EIO, "the gain table is a binary attribute"),
-                    *self._stored("gain_table_config", "", str)[1:],
+                    self._set_gain_table,
                 ),
                 Attribute(
                     "multichip_sync", _fails(errno.EACCES, "write-only attribute"), mcs_write
@@ -921,6 +930,18 @@ class AD9361Model:
             )
         return attrs
 
+    def _sync_start(self, core: str) -> list[Attribute]:
+        key = f"{core}_sync"
+        self.misc.setdefault(key, "disarm")
+
+        def write(val: str) -> None:
+            self.misc[key] = SYNC_START_MODES[sysfs_choice(val, SYNC_START_MODES)]
+
+        return [
+            Attribute("sync_start_enable", lambda: self.misc[key], write),
+            Attribute("sync_start_enable_available", _ro(" ".join(SYNC_START_MODES))),
+        ]
+
     def _build_adc(self) -> Device:
         def adc_channel(index: int) -> Channel:
             return Channel(
@@ -943,8 +964,7 @@ class AD9361Model:
             "cf-ad9361-lpc",
             channels=[adc_channel(0), adc_channel(1)],
             attrs=[
-                Attribute("sync_start_enable", *self._stored("adc_sync", "disarm", str)),
-                Attribute("sync_start_enable_available", _ro("arm")),
+                *self._sync_start("adc"),
             ],
             buffer_attrs=self._buffer_attrs("rx"),
             debug_attrs=[
@@ -1009,8 +1029,7 @@ class AD9361Model:
             "cf-ad9361-dds-core-lpc",
             channels=[dac_channel(0), dac_channel(1)] + [self._dds_channel(i) for i in range(4)],
             attrs=[
-                Attribute("sync_start_enable", *self._stored("dac_sync", "disarm", str)),
-                Attribute("sync_start_enable_available", _ro("arm")),
+                *self._sync_start("dac"),
             ],
             buffer_attrs=self._buffer_attrs("tx"),
             debug_attrs=[DirectRegAccess(self.dac_core).attribute()],

@@ -3,7 +3,8 @@
 * :class:`DdsTone` / :class:`Dds` - the four tone generators of
   ``cf-ad9361-dds-core-lpc`` (``TX1_I_F1``, ``TX1_I_F2``, ``TX1_Q_F1``,
   ``TX1_Q_F2``). Like the HDL, each has a 16-bit phase accumulator: the frequency
-  register is ``f * 0xFFFF // fs`` (read back as ``reg * fs // 0xFFFF``), the phase
+  register is ``f * 0xFFFF / fs`` rounded (read back as ``reg * fs // 0xFFFF``, so a
+value read back writes back unchanged), the phase
   register ``phase_mdeg * 0x10000 // 360000``, and each tone is
   ``scale * sin(2 pi k inc / 2**16 + phase)``; I is the sum of the two I tones, Q of the
   two Q tones. So the DDS output repeats exactly every 2**16 samples and one period
@@ -51,7 +52,7 @@ class DdsTone:
     def set_frequency(self, hz: int, fs: float) -> None:
         if not 0 <= hz <= fs / 2:
             raise IIOError(errno.EINVAL, f"DDS frequency {hz} outside [0, {int(fs) // 2}]")
-        self.increment = int(hz * 0xFFFF // int(fs))
+        self.increment = (hz * 0xFFFF + int(fs) // 2) // int(fs)
 
     @property
     def phase_mdeg(self) -> int:
