@@ -281,3 +281,20 @@ def test_gnuradio_source_reports_and_clears_overflow(lab, tmp_path):
             proc.wait()
     assert proc.returncode == 0, stderr.decode()
     assert b"O" in stdout
+
+
+def test_example_flowgraph_receives_a_users_frame(capsys):
+    """hardware/examples/gr_receive_frame.py end to end on its own two virtual Plutos."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "hardware" / "examples" / "gr_receive_frame.py"
+    spec = importlib.util.spec_from_file_location("gr_receive_frame", path)
+    assert spec is not None and spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    assert example.main(["--seed", "3"]) == 0
+    out = capsys.readouterr().out
+    nmse_db = float(out.split("payload NMSE ")[1].split(" dB")[0])
+    cfo_hz = float(out.split("CFO ")[1].split(" Hz")[0])
+    assert nmse_db < -10.0
+    assert abs(cfo_hz) <= 2 * OSC_TOLERANCE_PPM * 1e-6 * LO
