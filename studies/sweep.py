@@ -299,10 +299,7 @@ def parse_sweep(
     base: dict[str, dict[str, Any]] = {}
     if "base" in table:
         base_path = Path(base_dir) / str(table["base"])
-        try:
-            base = tomllib.loads(base_path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as error:
-            raise SweepError("sweep.base", f"cannot read {base_path}: {error}") from error
+        base = _read_toml(base_path, "sweep.base")
     sections = {k: v for k, v in raw.items() if k != "sweep"}
     for section in list(base) + list(sections):
         if section not in SCHEMA:
@@ -329,21 +326,54 @@ def parse_sweep(
     )
 
 
+def _read_toml(path: Path, field: str) -> dict[str, Any]:
+    """Parse the TOML file ``path``; a :class:`SweepError` naming ``field`` when it cannot
+    be read, is not UTF-8 text or is not TOML."""
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except OSError as error:
+        raise SweepError(field, f"cannot read {path}: {error}") from error
+    except UnicodeDecodeError as error:
+        raise SweepError(field, f"{path} is not UTF-8 text: {error}") from error
+    except tomllib.TOMLDecodeError as error:
+        raise SweepError(field, f"{path} is not valid TOML: {error}") from error
+
+
+def check_points_against_data(sweep: Sweep) -> None:
+    """Every point passes the checks only the data can refute
+    (:func:`orchestrator.preflight.check_data`; each distinct data setting once).
+
+    Raises:
+        SweepError: naming the field and the point.
+    """
+    from orchestrator.preflight import check_data
+
+    checked: set[str] = set()
+    for point in sweep.points:
+        config = point.config
+        key = repr((vars(config.data), config.users.count, config.experiment.seed))
+        if key in checked:
+            continue
+        try:
+            check_data(config)
+        except ConfigError as error:
+            label = ", ".join(f"{k}={v!r}" for k, v in point.overrides.items())
+            problem = str(error).removeprefix(f"{error.field}: ")
+            message = f"{problem} (sweep point {point.index}: {label})"
+            raise SweepError(error.field, message) from error
+        checked.add(key)
+
+
 def load_sweep(path: str | Path, out_dir: Path | None = None) -> Sweep:
     """Read a sweep file, or the ``sweep.toml`` of an existing sweep directory."""
     path = Path(path)
     if path.is_dir():
         if not (path / SWEEP_FILE).is_file():
             raise SweepError("<file>", f"{path} is not a sweep directory (no {SWEEP_FILE})")
-        raw = tomllib.loads((path / SWEEP_FILE).read_text())
+        raw = _read_toml(path / SWEEP_FILE, "<file>")
         sweep = parse_sweep(raw, path, out_dir if out_dir is not None else path.parent, path.name)
     else:
-        try:
-            raw = tomllib.loads(path.read_text())
-        except OSError as error:
-            raise SweepError("<file>", f"cannot read sweep file {path}: {error}") from error
-        except tomllib.TOMLDecodeError as error:
-            raise SweepError("<file>", f"{path} is not valid TOML: {error}") from error
+        raw = _read_toml(path, "<file>")
         sweep = parse_sweep(raw, path.parent, out_dir, path.stem)
     sweep.source = str(path)
     return sweep
@@ -598,6 +628,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         sweep = load_sweep(args.sweep, args.out)
+        check_points_against_data(sweep)
     except SweepError as error:
         print(f"airmix sweep: {error}", file=sys.stderr)
         return 2
