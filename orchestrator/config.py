@@ -98,6 +98,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "target_accuracy": Field(
             float, 0.9, "accuracy at which channel uses are counted", minimum=0, maximum=1
         ),
+        "eval_channel_uses": Field(
+            int,
+            0,
+            "also evaluate every N payload channel uses within rounds (0: at round ends "
+            "only); resolves the channel uses to reach target_accuracy finer than a round",
+            minimum=0,
+        ),
         "out_dir": Field(str, "runs", "parent directory of run directories"),
     },
     "data": {
@@ -133,6 +140,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
             [],
             "ids of nodes started elsewhere (airmix node ...); none are spawned locally",
             check=_node_ids,
+        ),
+    },
+    "method": {
+        "name": Field(
+            str,
+            "oam",
+            "privacy method (learning.methods); its own fields follow in this section",
+            choices=_registry_keys("learning.methods", "METHODS"),
         ),
     },
     "model": {
@@ -215,6 +230,22 @@ DERIVED_DEFAULTS: dict[tuple[str, str], Callable[[dict[str, SimpleNamespace]], A
 }
 
 
+def _method_schema(body: Any) -> dict[str, Field]:
+    """The ``[method]`` fields: ``name`` plus the chosen method's own options
+    (:attr:`learning.methods.base.Method.options`)."""
+    name_field = SCHEMA["method"]["name"]
+    name = body.get("name", name_field.default) if isinstance(body, dict) else name_field.default
+    fields = {"name": name_field}
+    if name not in (name_field.allowed() or []):
+        return fields  # the name check reports it
+    methods = importlib.import_module("learning.methods").METHODS
+    for option, spec in methods[name].options.items():
+        fields[option] = Field(
+            spec.kind, spec.default, spec.doc, spec.choices, spec.minimum, spec.maximum
+        )
+    return fields
+
+
 class ExperimentConfig(SimpleNamespace):
     """A validated experiment: one attribute per section, each a namespace of fields."""
 
@@ -263,18 +294,19 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
     """
     if not isinstance(raw, dict):
         raise ConfigError("<file>", "an experiment file must be a TOML table")
+    schema = {**SCHEMA, "method": _method_schema(raw.get("method"))}
     for section, body in raw.items():
-        if section not in SCHEMA:
-            raise ConfigError(section, f"unknown section; allowed sections: {sorted(SCHEMA)}")
+        if section not in schema:
+            raise ConfigError(section, f"unknown section; allowed sections: {sorted(schema)}")
         if not isinstance(body, dict):
             raise ConfigError(section, "must be a table ([section])")
         for name in body:
-            if name not in SCHEMA[section]:
+            if name not in schema[section]:
                 raise ConfigError(
-                    f"{section}.{name}", f"unknown field; allowed: {sorted(SCHEMA[section])}"
+                    f"{section}.{name}", f"unknown field; allowed: {sorted(schema[section])}"
                 )
     sections = {}
-    for section, fields in SCHEMA.items():
+    for section, fields in schema.items():
         body = raw.get(section, {})
         values = {}
         for name, spec in fields.items():

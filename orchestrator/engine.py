@@ -1,23 +1,35 @@
-"""The orchestrator's round engine: grouping, closed-loop OTA slots, training, evaluation.
+"""The orchestrator's round loop: a :class:`learning.methods.base.Method` over radios.
 
-One round (see the design guide's data flow):
+The engine runs the round of :mod:`learning.methods.base` with the server half of the
+experiment's method here, its user halves in the node processes, and the air made of
+the run's radios (:class:`radio.ota_session.OtaReceiver` here,
+:class:`radio.ota_transmitter.OtaTransmitter` at the nodes). One round:
 
-1. the air is prepared (:meth:`RunRadios.start_round`) and every node re-seeds its batch
-   order and configures its radios (``start_round``);
+1. the air is prepared (:meth:`RunRadios.start_round`) and every node starts the round
+   for its users and configures their radios (``start_round``);
 2. the alive users are grouped by the configured policy (label-aware max-clique,
-   random or orthogonal) from the label counts the nodes reported when they joined;
-3. per group, channel acquisition: each member plays its cyclic pilot in turn while the
-   receiver captures (:class:`radio.ota_session.OtaReceiver`);
-4. ``steps`` slots per group: mixing weights from the mixing policy, closed-form power
-   control and corrections (:meth:`OtaReceiver.plan`), every member encodes its next batch
-   and plays its pre-compensated frame (``transmit``), the receiver captures and estimates
-   the mixup, the server trains on (mixed payload, mixed label); in feature mode the
-   gradient goes back to the group once (``gradient``);
-5. evaluation, metrics line, node and orchestrator checkpoints.
+   random, ...) from the label counts the nodes reported when they joined;
+3. ``steps`` times, per group, for each slot the method asks for
+   (:meth:`Method.slots`): channel acquisition for the slot's users the first time in
+   the round (each plays its cyclic pilot in turn while the receiver captures); mixing
+   weights from the method; closed-form power control and corrections
+   (:meth:`OtaReceiver.plan`); every user puts its payload on the air as its
+   :class:`~radio.ota_transmitter.SlotOrder` says (``transmit``); the receiver captures
+   and estimates the mixture. Then the method's server step on what was received, and
+   its feedback to the users (``feedback``);
+4. evaluation (also on the channel-use grid ``experiment.eval_channel_uses``), metrics
+   line (:mod:`orchestrator.metrics`), node and orchestrator checkpoints
+   (:mod:`orchestrator.checkpoints`).
 
-A node that dies (heartbeat silence or a failed request) is dropped; the slot in flight
-is abandoned and the remaining users are regrouped; the run goes on. A slot whose frame
-the receiver does not find is counted (``missed_slots``) and not trained on.
+Node management (membership, requests, lost nodes, deferred stops) is
+:class:`orchestrator.nodes.Nodes`. A node that dies is dropped; the slot in flight is
+abandoned and the remaining users are regrouped; the run goes on. A slot whose frame
+the receiver does not find is counted (``missed_slots``) and reaches the method as a
+reception without an estimate.
+
+Named seeds (shared with the in-process loop :func:`learning.methods.loop.run_method`):
+``("grouping", round)``, ``("mixing", round, slot)``, ``("power", round, slot)``,
+``("method", round, slot)``; the nodes draw ``("batches", round, user)``.
 """
 
 from __future__ import annotations
@@ -27,65 +39,27 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import torch
 
-from learning.mixup import make_policy
-from learning.training import Server, evaluate
+from learning.methods.base import EvalCounts, Feedback, Reception
+from learning.methods.loop import pooled_accuracy
 from orchestrator import experiment as ex
+from orchestrator.checkpoints import EavesdropperCapture, Observation, from_state, to_state
 from orchestrator.config import ExperimentConfig
 from orchestrator.grouping import get_grouping_policy
-from orchestrator.link import LinkError, OrchestratorLink, RemoteError
+from orchestrator.link import OrchestratorLink
+from orchestrator.metrics import LinkWindow, RoundStats, Totals, round_record
+from orchestrator.nodes import NodeLost, Nodes
 from orchestrator.radios import RunRadios, radio_config
 from orchestrator.rundir import RunDirectory
 from phy.waveform import frame_length
 from radio.ota_session import OtaReceiver, SlotPlan
 
+__all__ = ["Engine", "NodeLost"]
+
 log = logging.getLogger(__name__)
-
-
-class NodeLost(RuntimeError):
-    """A node died while the engine needed it; its users have been dropped."""
-
-
-@dataclass
-class Observation:
-    """What the server saw in one slot (kept for the attacks)."""
-
-    round_id: int
-    slot_id: int
-    user_ids: list[str]
-    weights: np.ndarray
-    payload: np.ndarray  # (B, D) estimated mixed payload
-    label: np.ndarray  # (B, C) estimated mixed soft label
-
-
-@dataclass
-class EavesdropperCapture:
-    """What the eavesdropper's radio recorded during one slot (for the attacks): the
-    samples over the receiver's capture window of the slot, complex64 ``(n,)``."""
-
-    round_id: int
-    slot_id: int
-    user_ids: list[str]
-    weights: np.ndarray
-    samples: np.ndarray
-
-
-@dataclass
-class RoundStats:
-    """Counters of one round."""
-
-    slots: int = 0
-    payload_channel_uses: int = 0
-    pilot_channel_uses: int = 0
-    losses: list[float] = field(default_factory=list)
-    predicted_mse: list[float] = field(default_factory=list)
-    regroupings: int = 0
-    missed_slots: int = 0
 
 
 class Engine:
@@ -113,195 +87,69 @@ class Engine:
         self.run = run
         self.link = link
         self.radios = radios
-        self.node_of = {u: n for n, users in node_users.items() for u in users}
-        self.label_counts: dict[str, list[int]] = {}  # from the nodes' label reports
         self.progress = progress or (lambda _line: None)
+        self.nodes = Nodes(link, node_users, radios.silence, self.progress)
         self.data = ex.load_experiment_data(config)
+        self.method = ex.build_method(config, self.data)
         self.ofdm = ex.ofdm_config(config)
-        self.n_classes = self.data.train.n_classes
-        self.dim = ex.payload_dim(config, self.data)
-        self.model = ex.build_server_model(config, self.data)
-        self.server = Server(self.model, lr=config.model.learning_rate)
+        self.ids = ex.user_ids(config)
+        self.index_of = {u: i for i, u in enumerate(self.ids)}
         self.grouping = get_grouping_policy(
             config.users.grouping, group_size=config.users.group_size
         )
-        self.mixing = make_policy(config.channel.mixing)
-        sizes = [len(u) for u in self.data.split.users]
-        self.batch = min(config.model.batch_size, min(sizes))
-        self.steps = max(1, math.ceil(float(np.mean(sizes)) / self.batch))
-        self.n_reals = self.batch * (self.dim + ex.label_dim(self.n_classes))
-        self.frame_len = frame_length(self.n_reals, self.ofdm)
-        self.alive = set(self.node_of)
-        self.totals = {"channel_uses": 0, "pilot_channel_uses": 0, "slots": 0}
+        self.batch = self.method.context.slot_batch
+        self.steps = self.method.context.steps_per_round
+        self.n_reals = self.method.payload_reals
+        self.frame_len = frame_length(self.n_reals, self.ofdm) if self.n_reals else 0
+        self.totals = Totals()
         self.observations: list[Observation] = []
         self.eavesdropped: list[EavesdropperCapture] = []  # empty without an eavesdropper
-        self.eval_reports: dict[str, dict] = {}
-        self.joined: set[str] = set()
-        self._pending_stop: list[str] = []  # users whose frame plays until the next command
-        self.pump_seconds = 0.0  # spent polling the link without waiting (see pump)
-
-    # ------------------------------------------------------------- link helpers
-    def pump(self, timeout_s: float = 0.0) -> None:
-        """Handle pending link events: deaths, label and eval reports (acked). The time
-        spent in non-blocking pumps counts as messaging (``pump_seconds``)."""
-        started = time.perf_counter()
-        blocking = timeout_s > 0
-        self._pump(timeout_s)
-        if not blocking:
-            self.pump_seconds += time.perf_counter() - started
-
-    def _pump(self, timeout_s: float) -> None:
-        while (event := self.link.recv(timeout_s=timeout_s)) is not None:
-            timeout_s = 0.0
-            if event.kind == "dead":
-                self._drop_node(event.peer)
-            elif event.kind == "joined":
-                self.joined.add(event.peer)
-            elif event.kind == "message":
-                message = event.message
-                if message.type == "eval_report":
-                    self.eval_reports[message.sender] = message.body
-                elif message.type == "label_report":
-                    self.label_counts.update(message.body["counts"])
-                self.link.reply(message, "ack")
 
     def wait_for_nodes(self, timeout_s: float, is_running: Callable[[], bool]) -> None:
-        """Block until every node joined and reported its users' label counts.
-
-        Raises:
-            TimeoutError: not all nodes arrived within ``timeout_s`` (names the missing).
-            RuntimeError: ``is_running()`` turned False (a node process exited).
-        """
-        deadline = time.monotonic() + timeout_s
-        while not set(self.node_of) <= set(self.label_counts):
-            if time.monotonic() > deadline:
-                missing = sorted(set(self.node_of) - set(self.label_counts))
-                raise TimeoutError(f"users never reported (nodes not joined?): {missing}")
-            if not is_running():
-                raise RuntimeError("a node process exited before joining (see its log)")
-            self.pump(timeout_s=0.2)
-
-    def _drop_node(self, node_id: str) -> None:
-        lost = [u for u, n in self.node_of.items() if n == node_id and u in self.alive]
-        if lost:
-            log.warning("node %s is dead: dropping users %s", node_id, lost)
-            self.progress(f"node {node_id} lost: users {', '.join(lost)} dropped")
-            self.alive -= set(lost)
-            self.radios.silence(lost)  # its cyclic frame must not play into later slots
-
-    def _request(self, node_id: str, msg_type: str, body: dict[str, Any]) -> None:
-        self._request_many([(node_id, msg_type, body)])
-
-    def _request_many(self, requests: list[tuple[str, str, dict[str, Any]]]) -> None:
-        """Send requests to *different* nodes at once and wait for every reply (one round
-        trip instead of one per node). A lost node (PeerDead, LinkTimeout) is dropped and
-        NodeLost raised after all requests finished, so the others are never left half
-        done; an ``error`` reply (the node is alive but refused: a bug or bad input)
-        raises RemoteError."""
-        results = self.link.request_many(requests)
-        refused: RemoteError | None = None
-        lost: NodeLost | None = None
-        for (node_id, _, _), result in zip(requests, results, strict=True):
-            if isinstance(result, RemoteError):
-                refused = refused or result
-            elif isinstance(result, LinkError):
-                self._drop_node(node_id)
-                lost = lost or NodeLost(f"{node_id}: {result}")
-        if refused is not None:
-            raise refused
-        if lost is not None:
-            raise lost
-
-    def _per_node(self, user_ids: list[str]) -> dict[str, list[int]]:
-        """node id -> positions in ``user_ids`` of the users it hosts."""
-        out: dict[str, list[int]] = {}
-        for position, user_id in enumerate(user_ids):
-            out.setdefault(self.node_of[user_id], []).append(position)
-        return out
-
-    def _stop(self, user_ids: list[str]) -> None:
-        """Stop the listed users of every alive node (all of them even if one node is
-        lost on the way; then NodeLost is raised at the end)."""
-        alive_nodes = {self.node_of[u] for u in self.alive}
-        self._request_many(
-            [
-                (node_id, "stop_transmit", {"user_ids": [user_ids[p] for p in positions]})
-                for node_id, positions in self._per_node(user_ids).items()
-                if node_id in alive_nodes
-            ]
-        )
-
-    def _with_stops(self, requests: list[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
-        """Piggyback the pending stops on ``requests`` (one per node); nodes with pending
-        stops but no request get a ``stop_transmit`` of their own. Stopping there instead
-        of right after the capture is equivalent: the receiver reads nothing in between."""
-        pending = [u for u in self._pending_stop if u in self.alive]
-        self._pending_stop = []
-        by_node = {node_id: i for i, (node_id, _, _) in enumerate(requests)}
-        out = list(requests)
-        for node_id, positions in self._per_node(pending).items():
-            users = [pending[p] for p in positions]
-            if node_id in by_node:
-                i = by_node[node_id]
-                out[i] = (node_id, out[i][1], {**out[i][2], "stop_user_ids": users})
-            else:
-                out.append((node_id, "stop_transmit", {"user_ids": users}))
-        return out
-
-    def flush_stops(self) -> None:
-        """Stop every user still playing (end of a round, or after a failure)."""
-        pending = [u for u in self._pending_stop if u in self.alive]
-        self._pending_stop = []
-        if pending:
-            self._stop(pending)
+        """Block until every node joined and reported (see :meth:`Nodes.wait_for_nodes`)."""
+        self.nodes.wait_for_nodes(timeout_s, is_running)
 
     # ------------------------------------------------------------------ rounds
     def _groups(self, round_id: int) -> list[list[str]]:
         return self.grouping.group(
-            sorted(self.alive),
-            label_histograms=self.label_counts,
+            sorted(self.nodes.alive),
+            label_histograms=self.nodes.label_counts,
             rng=ex.rng_for(self.config, "grouping", round_id),
         )
 
-    def _acquire(self, receiver: OtaReceiver, round_id: int, slot_id: int, group: list[str]):
+    def _acquire(self, receiver: OtaReceiver, round_id: int, slot_id: int, users: list[str]):
+        """Channel acquisition of ``users`` (pilot k for the k-th), one capture each."""
+        nodes = self.nodes
+
         def start(k: int) -> None:
             body = {
                 "round_id": round_id,
                 "slot_id": slot_id,
-                "user_ids": [group[k]],
+                "user_ids": [users[k]],
                 "pilot_ids": [k],
-                "group_size": len(group),
+                "group_size": len(users),
             }
-            self._request_many(self._with_stops([(self.node_of[group[k]], "send_pilots", body)]))
+            nodes.request_many(nodes.with_stops([(nodes.node_of[users[k]], "send_pilots", body)]))
 
-        def stop(k: int) -> None:
-            self._pending_stop.append(group[k])
-
-        estimates = receiver.acquire(len(group), start, stop)
-        return estimates
+        return receiver.acquire(len(users), start, lambda k: nodes.stop_later([users[k]]))
 
     def _transmit(
-        self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, group: list[str]
+        self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, users: list[str]
     ) -> None:
-        """Every member of ``group`` plays its pre-compensated frame for ``plan``."""
-        requests = []
-        for node_id, positions in self._per_node(group).items():
-            orders = [plan.order(p) for p in positions]
-            body = {
+        """Every user of the slot plays its payload as ``plan`` orders."""
+        requests = self.nodes.to_users(
+            "transmit",
+            users,
+            lambda positions: {
                 "round_id": round_id,
                 "slot_id": slot_id,
-                "user_ids": [group[p] for p in positions],
-                "tx_scale": np.array([o.tx_scaling for o in orders], dtype=np.complex128),
+                "user_ids": [users[p] for p in positions],
                 "weights": weights[positions],
-                "delay_samples": np.array([o.delay_samples for o in orders]),
-                "sro": np.array([o.sro for o in orders]),
-                "cfo_hz": np.array([o.cfo_hz for o in orders]),
-                "target_delay": int(plan.target_delay),
-                "buffer_len": int(plan.buffer_len),
+                "orders": [plan.order(p) for p in positions],
                 "batch_size": self.batch,
-            }
-            requests.append((node_id, "transmit", body))
-        self._request_many(self._with_stops(requests))
+            },
+        )
+        self.nodes.request_many(self.nodes.with_stops(requests))
 
     def _slot(
         self,
@@ -309,72 +157,137 @@ class Engine:
         estimates: list,
         round_id: int,
         slot_id: int,
-        group: list[str],
+        users: list[str],
         stats: RoundStats,
         record: bool,
-    ) -> None:
+    ) -> Reception:
+        """One slot on the air; returns what the receiver got."""
         rng = ex.rng_for(self.config, "mixing", round_id, slot_id)
-        weights = np.asarray(self.mixing.draw(len(group), rng), dtype=float)
+        weights = self.method.mixing_weights(len(users), rng)
         power_rng = ex.rng_for(self.config, "power", round_id, slot_id)
         plan = receiver.plan(estimates, weights, self.n_reals, rng=power_rng)
         try:
-            self._transmit(plan, weights, round_id, slot_id, group)
+            self._transmit(plan, weights, round_id, slot_id, users)
             try:
                 estimate = receiver.receive(plan, self.n_reals)
             except ValueError as error:  # the frame was on the air but not found
                 estimate = None
                 log.warning("slot %d of round %d missed: %s", slot_id, round_id, error)
             if record:  # the same window of air, as the eavesdropper heard it
-                self._eavesdrop(plan, weights, round_id, slot_id, group)
+                self._eavesdrop(plan, weights, round_id, slot_id, users)
         finally:  # stopped with the next command (or flush_stops): no frame keeps playing
-            self._pending_stop.extend(group)
+            self.nodes.stop_later(users)
         stats.slots += 1
         stats.payload_channel_uses += self.frame_len
-        if estimate is None:  # nothing to train on; the run goes on
+        if estimate is None:
             stats.missed_slots += 1
-            return
-        payload, label = ex.split_payload(estimate, self.batch, self.dim, self.n_classes)
-        loss, grad = self.server.server_step(payload, label)
-        if self.config.model.mode == "features":
-            effective = np.asarray(plan.effective_weights, dtype=float)
-            grad32 = grad.numpy().astype(np.float32)
-            requests = [
-                (
-                    node_id,
-                    "gradient",
-                    {
-                        "round_id": round_id,
-                        "slot_id": slot_id,
-                        "user_ids": [group[p] for p in positions],
-                        "weights": effective[positions],
-                        "grad": grad32,
-                    },
+        else:
+            stats.predicted_mse.append(float(plan.predicted_mse))
+        indices = tuple(self.index_of[u] for u in users)
+        return Reception(indices, estimate, weights, np.asarray(plan.effective_weights, float))
+
+    def _step(
+        self,
+        receiver: OtaReceiver,
+        estimates: dict[tuple[str, ...], list],
+        round_id: int,
+        slot_id: int,
+        group: list[str],
+        stats: RoundStats,
+        record: bool,
+    ) -> int:
+        """One step of ``group``: its slots, the method's server step and feedback.
+        Returns the next slot id."""
+        receptions, slot_of = [], {}
+        slots = self.method.slots([self.index_of[u] for u in group]) if self.n_reals else []
+        for slot in slots:
+            users = [self.ids[i] for i in slot]
+            if tuple(users) not in estimates:
+                clock = receiver.clock
+                estimates[tuple(users)] = self._acquire(receiver, round_id, slot_id, users)
+                stats.pilot_channel_uses += receiver.clock - clock
+            receptions.append(
+                self._slot(
+                    receiver, estimates[tuple(users)], round_id, slot_id, users, stats, record
                 )
-                for node_id, positions in self._per_node(group).items()
-            ]
-            self._request_many(requests)
-        stats.losses.append(loss)
-        stats.predicted_mse.append(float(plan.predicted_mse))
-        if record:
-            self.observations.append(
-                Observation(round_id, slot_id, list(group), weights, payload.numpy(), label.numpy())
             )
+            slot_of.update({i: slot_id for i in slot})
+            slot_id += 1
+        outcome = self.method.server_step(
+            receptions, ex.rng_for(self.config, "method", round_id, slot_id)
+        )
+        stats.losses += outcome.losses
+        for feedback in outcome.feedback:
+            self._feedback(feedback, round_id, slot_id - 1)
+        if record:
+            for view in outcome.views:
+                self.observations.append(
+                    Observation(
+                        round_id,
+                        [slot_of[i] for i in view.users],
+                        [self.ids[i] for i in view.users],
+                        np.asarray(view.weights, float),
+                        view.payload,
+                        view.label,
+                    )
+                )
+        return slot_id
+
+    def _feedback(self, feedback: Feedback, round_id: int, slot_id: int) -> None:
+        """Send one :class:`Feedback` to its users' nodes."""
+        users = [self.ids[i] for i in feedback.users]
+        weights = np.asarray(feedback.weights, dtype=float)
+        arrays = dict(feedback.arrays)
+        self.nodes.request_many(
+            self.nodes.to_users(
+                "feedback",
+                users,
+                lambda positions: {
+                    "round_id": round_id,
+                    "slot_id": slot_id,
+                    "user_ids": [users[p] for p in positions],
+                    "weights": weights[positions],
+                    "arrays": arrays,
+                },
+            )
+        )
 
     def _eavesdrop(
-        self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, group: list[str]
+        self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, users: list[str]
     ) -> None:
         """Keep what the eavesdropper (if the radios have one) heard during the slot."""
         samples = self.radios.eavesdrop(plan.buffer_len)
         if samples is not None:
             self.eavesdropped.append(
-                EavesdropperCapture(round_id, slot_id, list(group), weights, samples)
+                EavesdropperCapture(round_id, slot_id, list(users), weights, samples)
             )
+
+    def _evaluate_into(self, round_id: int, stats: RoundStats) -> float:
+        """Evaluate now and record the point (channel uses so far) in ``stats``."""
+        channel_uses = self.totals.channel_uses + stats.payload_channel_uses
+        if stats.evaluations and stats.evaluations[-1]["channel_uses"] == channel_uses:
+            return stats.evaluations[-1]["accuracy"]  # nothing happened since
+        accuracy = self.evaluate(round_id)
+        stats.evaluations.append(
+            {
+                "channel_uses": channel_uses,
+                "pilot_channel_uses": self.totals.pilot_channel_uses + stats.pilot_channel_uses,
+                "slots": self.totals.slots + stats.slots,
+                "accuracy": accuracy,
+            }
+        )
+        return accuracy
+
+    def _on_grid(self, before: int, stats: RoundStats) -> bool:
+        """Whether the payload channel uses crossed a point of the evaluation grid since
+        ``before`` (a running total)."""
+        grid = self.config.experiment.eval_channel_uses
+        now = self.totals.channel_uses + stats.payload_channel_uses
+        return bool(grid) and now // grid > before // grid
 
     def run_round(self, round_id: int) -> dict[str, Any]:
         """Run one round; returns its metrics record."""
-        started = time.perf_counter()
-        before = self.link.counters.snapshot()
-        pumped = self.pump_seconds
+        window = LinkWindow(self.link.counters.snapshot, lambda: self.nodes.pump_seconds)
         self.radios.start_round(round_id)
         rf = radio_config(self.config)
         body = {
@@ -384,9 +297,8 @@ class Engine:
             "tx_attenuation_db": rf.tx_attenuation_db,
             "rx_gain_db": rf.rx_gain_db,
         }
-        alive_nodes = sorted({self.node_of[u] for u in self.alive})
         with contextlib.suppress(NodeLost):
-            self._request_many([(node_id, "start_round", body) for node_id in alive_nodes])
+            self.nodes.request_many([(n, "start_round", body) for n in self.nodes.alive_nodes])
         receiver = OtaReceiver(
             self.radios.receiver,
             self.ofdm,
@@ -397,109 +309,89 @@ class Engine:
         record = round_id == self.config.experiment.rounds - 1
         groups = self._groups(round_id)
         slot_id = 0
-        estimates: dict[int, list] = {}
+        estimates: dict[tuple[str, ...], list] = {}
         step = 0
-        while step < self.steps and self.alive:
+        while step < self.steps and self.nodes.alive:
             try:
-                for index, group in enumerate(groups):
-                    if index not in estimates:
-                        clock = receiver.clock
-                        estimates[index] = self._acquire(receiver, round_id, slot_id, group)
-                        stats.pilot_channel_uses += receiver.clock - clock
-                    self._slot(receiver, estimates[index], round_id, slot_id, group, stats, record)
-                    slot_id += 1
-                self.pump()
+                for group in groups:
+                    before = self.totals.channel_uses + stats.payload_channel_uses
+                    slot_id = self._step(
+                        receiver, estimates, round_id, slot_id, group, stats, record
+                    )
+                    if self._on_grid(before, stats):
+                        self._evaluate_into(round_id, stats)
+                self.nodes.pump()
                 step += 1
             except NodeLost:
-                self.pump()
+                self.nodes.pump()
                 with contextlib.suppress(NodeLost):
-                    self.flush_stops()
+                    self.nodes.flush_stops()
                 stats.regroupings += 1
                 groups = self._groups(round_id)  # the remaining users, regrouped
                 estimates.clear()
         with contextlib.suppress(NodeLost):
-            self.flush_stops()
-        accuracy = self.evaluate(round_id)
-        after = self.link.counters.snapshot()
-        self.totals["channel_uses"] += stats.payload_channel_uses
-        self.totals["pilot_channel_uses"] += stats.pilot_channel_uses
-        self.totals["slots"] += stats.slots
-        mse = float(np.mean(stats.predicted_mse)) if stats.predicted_mse else float("nan")
-        return {
-            "round": round_id,
-            "accuracy": accuracy,
-            "loss": float(np.mean(stats.losses)) if stats.losses else float("nan"),
-            "slots": stats.slots,
-            "channel_uses": self.totals["channel_uses"],
-            "pilot_channel_uses": self.totals["pilot_channel_uses"],
-            "round_channel_uses": stats.payload_channel_uses,
-            "predicted_mixup_mse_db": 10 * math.log10(mse) if mse > 0 else None,
-            "groups": groups,
-            "alive_users": len(self.alive),
-            "regroupings": stats.regroupings,
-            "missed_slots": stats.missed_slots,
-            "round_pilot_channel_uses": stats.pilot_channel_uses,
-            "digital_bytes": after["sent_bytes"] + after["received_bytes"],
-            "round_digital_bytes": (after["sent_bytes"] - before["sent_bytes"])
-            + (after["received_bytes"] - before["received_bytes"]),
-            "digital_messages": after["sent_messages"] + after["received_messages"],
-            "link_requests": after["requests"] - before["requests"],
-            # time the engine waited on the digital link itself: blocked in requests minus
-            # the nodes' handling of them, plus polling for events
-            "messaging_seconds": (after["request_seconds"] - before["request_seconds"])
-            - (after["served_seconds"] - before["served_seconds"])
-            + (self.pump_seconds - pumped),
-            "seconds": time.perf_counter() - started,
-        }
+            self.nodes.flush_stops()
+        accuracy = self._evaluate_into(round_id, stats)
+        self.totals.channel_uses += stats.payload_channel_uses
+        self.totals.pilot_channel_uses += stats.pilot_channel_uses
+        self.totals.slots += stats.slots
+        return round_record(
+            round_id, accuracy, stats, self.totals, groups, len(self.nodes.alive), window
+        )
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self, round_id: int) -> float:
-        """Test accuracy: the server's classifier (raw), or the mean over users of
-        head(encoder_k) evaluated at the nodes (feature mode)."""
-        if self.config.model.mode == "raw":
-            return float(evaluate(self.model.classifier, self.data.test))
-        head = torch.nn.utils.parameters_to_vector(self.model.parameters()).detach()
-        self.eval_reports.clear()
-        nodes = sorted({self.node_of[u] for u in self.alive})
-        for node_id in nodes:
-            users = sorted(u for u in self.alive if self.node_of[u] == node_id)
-            body = {"round_id": round_id, "user_ids": users, "head": head.numpy()}
+        """Test accuracy: the method's server-side figure, else pooled over the alive
+        users' evaluations at their nodes (:meth:`MethodUser.evaluate`)."""
+        accuracy = self.method.evaluate()
+        if accuracy is not None:
+            return float(accuracy)
+        arrays = self.method.evaluation_request()
+        nodes = self.nodes
+        nodes.eval_reports.clear()
+        for node_id in nodes.alive_nodes:
+            users = sorted(u for u in nodes.alive if nodes.node_of[u] == node_id)
+            body = {"round_id": round_id, "user_ids": users, "arrays": arrays}
             with contextlib.suppress(NodeLost):
-                self._request(node_id, "eval_request", body)
+                nodes.request_many([(node_id, "eval_request", body)])
         deadline = time.monotonic() + self.config.link.request_timeout_s
-        alive_nodes = {self.node_of[u] for u in self.alive}
-        while not alive_nodes <= set(self.eval_reports) and time.monotonic() < deadline:
-            self.pump(timeout_s=0.1)
-            alive_nodes = {self.node_of[u] for u in self.alive}
-        correct = sum(sum(r["correct"].values()) for r in self.eval_reports.values())
-        count = sum(sum(r["count"].values()) for r in self.eval_reports.values())
-        return correct / count if count else float("nan")
+        while not set(nodes.alive_nodes) <= set(nodes.eval_reports):
+            if time.monotonic() >= deadline:
+                break
+            nodes.pump(timeout_s=0.1)
+        return pooled_accuracy(
+            [
+                EvalCounts(math.nan, sum(r["correct"].values()), sum(r["count"].values()))
+                for r in nodes.eval_reports.values()
+            ]
+        )
 
     # ------------------------------------------------------------- checkpoint
     def checkpoint(self, round_id: int) -> None:
         """Nodes save first (per round), then the orchestrator: a checkpoint names a
         round every party has saved."""
-        nodes = sorted({self.node_of[u] for u in self.alive})
         with contextlib.suppress(NodeLost):
-            self._request_many([(n, "checkpoint", {"round_id": round_id}) for n in nodes])
+            self.nodes.request_many(
+                [(n, "checkpoint", {"round_id": round_id}) for n in self.nodes.alive_nodes]
+            )
         self.run.save_checkpoint(
-            {
-                "round": round_id,
-                "model": self.model.state_dict(),
-                "optimizer": self.server.optimizer.state_dict(),
-                "totals": dict(self.totals),
-                "alive": sorted(self.alive),
-                "observations": self.observations,
-                "eavesdropped": self.eavesdropped,
-            }
+            to_state(
+                round_id,
+                self.method.state_dict(),
+                self.totals,
+                self.nodes.alive,
+                self.observations,
+                self.eavesdropped,
+            )
         )
 
     def restore(self, state: dict[str, Any]) -> int:
-        """Load a checkpoint; returns the next round to run."""
-        self.model.load_state_dict(state["model"])
-        self.server.optimizer.load_state_dict(state["optimizer"])
-        self.totals = dict(state["totals"])
-        self.alive = set(state["alive"]) & set(self.node_of)
-        self.observations = list(state["observations"])
-        self.eavesdropped = list(state.get("eavesdropped", []))
-        return int(state["round"]) + 1
+        """Load a checkpoint (:func:`orchestrator.checkpoints.to_state`); returns the next
+        round to run."""
+        restored = from_state(state)
+        self.method.load_state_dict(restored.method_state)
+        self.totals = restored.totals
+        self.nodes.alive = restored.alive & set(self.nodes.node_of)
+        self.observations = restored.observations
+        self.eavesdropped = restored.eavesdropped
+        return restored.round_id + 1

@@ -135,15 +135,41 @@ class LinkEvent:
     message: m.Message | None = None
 
 
+#: snapshot fields that depend on timing, not on what the run did: heartbeats go out on a
+#: timer, the seconds are wall time. Everything else a run of the same experiment (or a
+#: resumed one, see :meth:`LinkCounters.restore`) counts identically.
+TIMING_DEPENDENT = (
+    "heartbeat_messages",
+    "heartbeat_bytes",
+    "request_seconds",
+    "served_seconds",
+    "answer_seconds_by_type",
+)
+#: at most one warning per rejection cause per this many seconds
+REJECT_LOG_INTERVAL_S = 10.0
+
+
 class LinkCounters:
     """Thread-safe message and byte counters of one endpoint.
 
     Use :meth:`snapshot` before and after a round and subtract to get the round's
-    digital-link traffic (messages, bytes each way, per message type).
+    digital-link traffic (messages, bytes each way, per message type). Heartbeats are
+    counted apart (``heartbeat_messages``/``heartbeat_bytes``, both directions; the
+    per-type counts include them), so the message and byte totals do not depend on
+    timing (:data:`TIMING_DEPENDENT`). Each
+    rejected frame is counted by cause and logged at warning level, at most once per
+    cause per :data:`REJECT_LOG_INTERVAL_S`.
+
+    Args:
+        owner: the endpoint's identity, named in the warnings.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, owner: str = "link") -> None:
+        self.owner = owner
         self._lock = threading.Lock()
+        self._reject_logged: dict[str, float] = {}
+        self.heartbeat_messages = 0
+        self.heartbeat_bytes = 0
         self.sent_messages = 0
         self.sent_bytes = 0
         self.received_messages = 0
@@ -175,6 +201,11 @@ class LinkCounters:
 
     def on_sent(self, msg_type: str, n_bytes: int) -> None:
         with self._lock:
+            if msg_type == "heartbeat":
+                self.heartbeat_messages += 1
+                self.heartbeat_bytes += n_bytes
+                self.sent_by_type[msg_type] += 1
+                return
             self.sent_messages += 1
             self.sent_bytes += n_bytes
             self.sent_by_type[msg_type] += 1
@@ -182,14 +213,32 @@ class LinkCounters:
     def on_received(self, n_bytes: int, msg_type: str | None) -> None:
         """Count a received frame (``msg_type`` None: not (yet) valid)."""
         with self._lock:
+            if msg_type == "heartbeat":
+                self.heartbeat_messages += 1
+                self.heartbeat_bytes += n_bytes
+                self.received_by_type[msg_type] += 1
+                return
             self.received_messages += 1
             self.received_bytes += n_bytes
             if msg_type is not None:
                 self.received_by_type[msg_type] += 1
 
     def on_reject(self, reason: str) -> None:
+        """Count a frame rejected for ``reason``; warn (rate-limited per reason)."""
+        now = time.monotonic()
         with self._lock:
             self.rejects[reason] += 1
+            count = self.rejects[reason]
+            last = self._reject_logged.get(reason)
+            if last is not None and now - last < REJECT_LOG_INTERVAL_S:
+                return
+            self._reject_logged[reason] = now
+        log.warning(
+            "%s: rejected a frame (%s); %d rejected for this cause so far",
+            self.owner,
+            reason,
+            count,
+        )
 
     def on_duplicate(self) -> None:
         with self._lock:
@@ -204,6 +253,8 @@ class LinkCounters:
         """All counters as plain data (JSON-serialisable)."""
         with self._lock:
             return {
+                "heartbeat_messages": self.heartbeat_messages,
+                "heartbeat_bytes": self.heartbeat_bytes,
                 "sent_messages": self.sent_messages,
                 "sent_bytes": self.sent_bytes,
                 "received_messages": self.received_messages,
@@ -218,6 +269,18 @@ class LinkCounters:
                 "answered_by_type": dict(self.answered_by_type),
                 "answer_seconds_by_type": dict(self.answer_seconds_by_type),
             }
+
+    def restore(self, snapshot: dict[str, Any]) -> None:
+        """Continue from ``snapshot`` (a :meth:`snapshot` saved with a checkpoint): every
+        counter takes its saved value, replacing what this endpoint counted so far (a
+        resumed orchestrator's own start-up traffic repeats what the snapshot holds)."""
+        with self._lock:
+            for name, value in snapshot.items():
+                current = getattr(self, name, None)
+                if isinstance(current, collections.Counter):
+                    setattr(self, name, collections.Counter(value))
+                elif isinstance(current, int | float):
+                    setattr(self, name, type(current)(value))
 
 
 class _Pending:
@@ -272,7 +335,7 @@ class _Endpoint(ABC):
     def __init__(self, identity: str, config: LinkConfig | None) -> None:
         self.identity = identity
         self.config = config or LinkConfig()
-        self.counters = LinkCounters()
+        self.counters = LinkCounters(identity)
         self._seq = m.SequenceCounter()
         self._guard = m.ReplayGuard(self.config.replay_window_s)
         self._ctx = zmq.Context()

@@ -34,6 +34,7 @@ from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
 from orchestrator.lifeline import die_with_parent
 from orchestrator.link import LinkConfig, OrchestratorLink
+from orchestrator.metrics import channel_uses_to_target
 from orchestrator.node import radios_file
 from orchestrator.preflight import check_experiment
 from orchestrator.privacy_audit import eavesdropper_view_figures, server_view_figures
@@ -231,12 +232,14 @@ def run_experiment(
                 f"({record['seconds']:.1f} s)"
             )
         say("running privacy attacks on what the server saw ...")
-        privacy = server_view_figures(config, engine.data, engine.observations, run.path)
+        privacy = server_view_figures(
+            config, engine.method, engine.data, engine.observations, run.path
+        )
         eavesdropper = None
         if config.attacks.eavesdropper:
             say("running privacy attacks on what the eavesdropper heard ...")
             eavesdropper = eavesdropper_view_figures(
-                config, engine.data, engine.eavesdropped, run.path, engine.batch
+                config, engine.method, engine.data, engine.eavesdropped, run.path
             )
         summary = summarize(
             config, run.read_metrics(), privacy, link.counters.snapshot(), eavesdropper
@@ -278,7 +281,7 @@ def summarize(
     slots it captured and the frames it found."""
     final = metrics[-1] if metrics else {}
     target = config.experiment.target_accuracy
-    reached = next((m for m in metrics if m["accuracy"] >= target), None)
+    reached = channel_uses_to_target(metrics, target)
     attack_rows = _attack_rows(privacy.get("figures", {}))
     eve_rows = _attack_rows((eavesdropper or {}).get("figures", {}))
     eve_summary = None
@@ -297,7 +300,8 @@ def summarize(
         "headline": {
             "final_accuracy": final.get("accuracy"),
             "channel_uses": final.get("channel_uses"),
-            "channel_uses_to_target": reached["channel_uses"] if reached else None,
+            "channel_uses_to_target": reached["channel_uses"],
+            "pilot_channel_uses_to_target": reached["pilot_channel_uses"],
             "target_accuracy": target,
             "digital_bytes": final.get("digital_bytes"),
             "inversion_task_accuracy": attack_rows.get("model_inversion", {}).get("task_accuracy"),

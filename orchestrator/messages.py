@@ -36,11 +36,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import msgpack
 import numpy as np
+
+from radio.ota_transmitter import SlotOrder
 
 PROTOCOL_VERSION = 1
 
@@ -98,10 +100,67 @@ class ProtocolError(ValueError):
 STR, INT, FLOAT, BOOL = "str", "int", "float", "bool"
 STR_LIST, INT_LIST = "str_list", "int_list"
 ARRAY = "array"  # orchestrator -> node only
+ARRAYS = "arrays"  # {name: array}, orchestrator -> node only (method feedback, eval requests)
 USER_FLOATS, USER_INTS = "user_floats", "user_ints"  # {user_id: scalar}
 USER_COUNTS = "user_counts"  # {user_id: [count per class]}
 
 _INT64 = 2**63
+#: limit of named arrays in one ARRAYS field
+MAX_NAMED_ARRAYS = 16
+
+#: scalar annotation of a declared record's field -> its wire dtype
+_RECORD_DTYPES = {"float": "float64", "int": "int64", "complex": "complex128"}
+
+
+@dataclass(frozen=True)
+class Records:
+    """Field kind: a list of ``record`` instances (a dataclass whose fields are all
+    ``float``, ``int`` or ``complex``), one per listed user, sent as one array per field
+    and decoded back into instances. Declaring the dataclass is the whole schema: a new
+    field of the record travels without touching the message code. Orchestrator -> node
+    only (arrays)."""
+
+    record: type
+
+    def columns(self) -> dict[str, str]:
+        """Field name -> wire dtype."""
+        out = {}
+        for f in fields(self.record):
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            if kind not in _RECORD_DTYPES:
+                raise ValueError(f"{self.record.__name__}.{f.name}: {kind} is not a scalar kind")
+            out[f.name] = _RECORD_DTYPES[kind]
+        return out
+
+    def encode(self, name: str, value: Any) -> dict[str, np.ndarray]:
+        """Instances -> name -> column array (validated)."""
+        items = _check_list(name, value)
+        if not all(isinstance(v, self.record) for v in items):
+            raise _fail(f"a list of {self.record.__name__}", name, value)
+        return {
+            col: np.array([getattr(v, col) for v in items], dtype=dtype)
+            for col, dtype in self.columns().items()
+        }
+
+    def decode(self, name: str, wire: Any) -> list[Any]:
+        """Wire columns -> instances; ProtocolError if malformed."""
+        columns = self.columns()
+        if not isinstance(wire, dict) or set(wire) != set(columns):
+            raise ProtocolError("bad_value", f"{name} must hold the columns {sorted(columns)}")
+        arrays = {}
+        for col, dtype in columns.items():
+            array = decode_array(wire[col])
+            if array.ndim != 1 or array.dtype != np.dtype(dtype):
+                raise ProtocolError("bad_array", f"{name}.{col} must be 1-D {dtype}")
+            arrays[col] = array
+        lengths = {a.shape[0] for a in arrays.values()}
+        if len(lengths) > 1:
+            raise ProtocolError("bad_value", f"{name} columns differ in length")
+        n = lengths.pop() if lengths else 0
+        cast = {"float64": float, "int64": int, "complex128": complex}
+        return [
+            self.record(**{c: cast[columns[c]](arrays[c][i]) for c in columns}) for i in range(n)
+        ]
 
 
 @dataclass(frozen=True)
@@ -221,39 +280,36 @@ SCHEMAS: dict[str, MessageSpec] = {
             "round_id": INT,
             "slot_id": INT,
             "user_ids": STR_LIST,
-            "tx_scale": ARRAY,
             "weights": ARRAY,
-        },
-        {
-            "delay_samples": ARRAY,
-            "sro": ARRAY,
-            "cfo_hz": ARRAY,
-            "target_delay": INT,
-            "buffer_len": INT,
-            "batch_seed": INT,
+            "orders": Records(SlotOrder),
             "batch_size": INT,
-            "stop_user_ids": STR_LIST,
         },
-        _both(
-            _ids_match(),
-            _same_length("tx_scale", "weights", "delay_samples", "sro", "cfo_hz"),
-        ),
-        "send the next batch as a cyclic OTA frame: tx scaling b_k, mixing weight lambda_k, "
-        "and the closed-loop corrections (arrival delay and sample-rate offset in receiver "
-        "samples, CFO in Hz, target frame start, buffer length); stop_user_ids stop first",
+        {"stop_user_ids": STR_LIST},
+        _both(_ids_match("orders"), _same_length("weights")),
+        "each listed user puts its next payload on the air as a cyclic frame, as its "
+        "SlotOrder says (radio.ota_transmitter: closed-loop corrections, tx scaling b_k, "
+        "buffer length); weights: the mixing weights lambda_k (audit); stop_user_ids stop "
+        "first",
     ),
-    "gradient": MessageSpec(
+    "feedback": MessageSpec(
         "orchestrator",
-        {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "weights": ARRAY, "grad": ARRAY},
+        {
+            "round_id": INT,
+            "slot_id": INT,
+            "user_ids": STR_LIST,
+            "weights": ARRAY,
+            "arrays": ARRAYS,
+        },
         check=_both(_ids_match(), _same_length("weights")),
-        doc="feature mode: dL/dy once per group; user k back-propagates weights[k] * grad",
+        doc="a method's feedback after a server step (e.g. dL/dy): user k applies the arrays "
+        "scaled by weights[k] (learning.methods.base.Feedback)",
     ),
     "eval_request": MessageSpec(
         "orchestrator",
         {"round_id": INT, "user_ids": STR_LIST},
-        {"n_samples": INT, "head": ARRAY},
+        {"arrays": ARRAYS},
         _ids_match(),
-        "evaluate the listed users' local model parts / data",
+        "evaluate the listed users' parts of the model with the server's arrays (e.g. its head)",
     ),
     "eval_report": MessageSpec(
         "node",
@@ -269,7 +325,7 @@ SCHEMAS: dict[str, MessageSpec] = {
     "checkpoint": MessageSpec(
         "orchestrator",
         {"round_id": INT},
-        doc="save the node's state (encoders, optimisers) as of the end of round_id",
+        doc="save the node's state (its method users' state) as of the end of round_id",
     ),
     "shutdown": MessageSpec("orchestrator", {}, {"reason": STR}, doc="stop the node"),
 }
@@ -282,9 +338,13 @@ def node_sendable_types() -> tuple[str, ...]:
     return tuple(t for t, s in SCHEMAS.items() if s.sender in ("node", "any"))
 
 
+#: the field kinds a node-sendable message may use (no arrays of any sort)
+_SCALAR_KINDS = frozenset({STR, INT, FLOAT, BOOL, STR_LIST, USER_FLOATS, USER_INTS, USER_COUNTS})
+
+
 def check_privacy_invariant(schemas: Mapping[str, MessageSpec] = SCHEMAS) -> None:
     """Raise ProtocolError("privacy") if a node-sendable type declares an array field."""
-    allowed = {STR, INT, FLOAT, BOOL, STR_LIST, USER_FLOATS, USER_INTS, USER_COUNTS}
+    allowed = _SCALAR_KINDS
     for name, spec in schemas.items():
         if spec.sender not in ("orchestrator", "node", "any"):
             raise ValueError(f"{name}: bad sender {spec.sender!r}")
@@ -431,6 +491,19 @@ def _check_field(name: str, kind: str, value: Any, *, decoding: bool) -> Any:
         if not isinstance(value, np.ndarray):
             raise _fail("a numpy array", name, value)
         return decode_array(encode_array(value))  # same checks as the receiver
+    if kind == ARRAYS:
+        if not isinstance(value, dict) or len(value) > MAX_NAMED_ARRAYS:
+            raise _fail(f"a map of at most {MAX_NAMED_ARRAYS} name -> array", name, value)
+        return {
+            _check_str(f"{name} key", k): _check_field(f"{name}[{k}]", ARRAY, v, decoding=decoding)
+            for k, v in value.items()
+        }
+    if isinstance(kind, Records):
+        if decoding:
+            return kind.decode(name, value)
+        records = list(value) if isinstance(value, list | tuple) else value
+        kind.decode(name, {c: encode_array(a) for c, a in kind.encode(name, records).items()})
+        return records
     raise ValueError(f"unknown field kind {kind!r}")  # pragma: no cover - schema bug
 
 
@@ -464,7 +537,7 @@ def validate_body(
     out = {}
     for fname, value in body.items():
         kind = spec.required.get(fname) or spec.optional[fname]
-        if kind == ARRAY and spec.sender != "orchestrator":  # pragma: no cover - import check
+        if kind not in _SCALAR_KINDS and spec.sender != "orchestrator":  # pragma: no cover
             raise ProtocolError("privacy", f"{msg_type}.{fname} would carry array data")
         out[fname] = _check_field(f"{msg_type}.{fname}", kind, value, decoding=decoding)
     if spec.check is not None:
@@ -498,6 +571,17 @@ class Message:
 _ENVELOPE_KEYS = {"v", "type", "seq", "sender", "ts", "re", "body"}
 
 
+def _to_wire(name: str, kind: Any, value: Any) -> Any:
+    """A validated field value as msgpack-ready data."""
+    if kind == ARRAY:
+        return encode_array(value)
+    if kind == ARRAYS:
+        return {k: encode_array(v) for k, v in value.items()}
+    if isinstance(kind, Records):
+        return {c: encode_array(a) for c, a in kind.encode(name, value).items()}
+    return value
+
+
 def encode(message: Message, *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
     """Validate ``message`` and serialise it; ProtocolError if invalid or too large."""
     body = validate_body(message.type, message.body, decoding=False)
@@ -506,7 +590,10 @@ def encode(message: Message, *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
     _check_float("ts", message.ts)
     if message.re is not None:
         _check_int("re", message.re)
-    wire_body = {k: encode_array(v) if isinstance(v, np.ndarray) else v for k, v in body.items()}
+    spec = SCHEMAS[message.type]
+    wire_body = {
+        k: _to_wire(k, spec.required.get(k) or spec.optional[k], v) for k, v in body.items()
+    }
     data = msgpack.packb(
         {
             "v": message.version,

@@ -4,14 +4,18 @@ The node derives its users' data from the experiment config (see
 :mod:`orchestrator.experiment`), joins the orchestrator over the ZeroMQ link and serves
 its requests:
 
-* ``start_round``: re-seed every user's batch order for the round, (re)configure radios;
+* ``start_round``: start every user's round (its method user re-seeds its batch
+  order), (re)configure radios;
 * ``send_pilots`` / ``stop_transmit``: play or stop a user's cyclic acquisition pilot;
-* ``transmit``: encode the user's next batch, append the label tail, build the
-  pre-compensated OFDM frame (:func:`phy.ota.precompensated_payload`) and play it on
-  the radio. Payloads leave the node *only* as analog waveforms;
-* ``gradient`` (feature mode): back-propagate ``weight_k * dL/dy`` through the encoder;
-* ``eval_request`` (feature mode): evaluate ``head(encoder_k(test))`` locally and report
-  scalars; ``checkpoint``: save encoders/optimisers; ``shutdown``: exit.
+* ``transmit``: the user's method user makes its next payload
+  (:meth:`learning.methods.base.MethodUser.payload`) and its
+  :class:`radio.ota_transmitter.OtaTransmitter` plays it as the slot's
+  :class:`~radio.ota_transmitter.SlotOrder` says. Payloads leave the node *only* as
+  analog waveforms;
+* ``feedback``: the method users apply the server's feedback (e.g. back-propagate
+  ``weight_k * dL/dy`` through the encoder);
+* ``eval_request``: the method users evaluate locally and the node reports scalars;
+  ``checkpoint``: save the method users' plain state; ``shutdown``: exit.
 
 Every reply is an ``ack`` or an ``error`` with a reason; nothing a node sends carries
 an array (the schema in :mod:`orchestrator.messages` enforces it). For attack scoring
@@ -36,8 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from learning.mixup import soft_cross_entropy
-from learning.training import User
+from learning.methods.base import Feedback, MethodUser
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig, load_experiment
 from orchestrator.lifeline import watch_parent
@@ -45,19 +48,19 @@ from orchestrator.link import LinkConfig, LinkError, NodeLink
 from orchestrator.messages import Message
 from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
 from radio import Radio, RadioConfig, open_radio
-from radio.ota_transmitter import OtaTransmitter, SlotOrder
+from radio.ota_transmitter import OtaTransmitter
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class HostedUser:
-    """One user on this node: index, learner (data + encoder or codec), radio and the
-    closed loop's user half on it."""
+    """One user on this node: index, the method's user half (data, local model), radio
+    and the closed loop's user half on it."""
 
     user_id: str
     index: int
-    learner: User
+    learner: MethodUser
     radio: Radio
     transmitter: OtaTransmitter
     last_batch: np.ndarray | None = None  # dataset indices of the batch on the air
@@ -88,22 +91,13 @@ class Node:
         self.node_id = node_id
         self.run_dir = Path(run_dir)
         self.data = ex.load_experiment_data(config)
+        self.method = ex.build_method(config, self.data)
         self.ofdm = ex.ofdm_config(config)
-        self.n_classes = self.data.train.n_classes
-        self.dim = ex.payload_dim(config, self.data)
         all_ids = ex.user_ids(config)
         self.users: dict[str, HostedUser] = {}
         for user_id in user_ids:
             index = all_ids.index(user_id)
-            user_data = self.data.user_data(index)
-            batch_size = config.model.batch_size
-            if config.model.mode == "raw":
-                learner = User(user_data, codec=self.data.codec, batch_size=batch_size)
-            else:
-                encoder = ex.build_user_encoder(config, self.data)
-                learner = User(
-                    user_data, encoder=encoder, lr=config.model.learning_rate, batch_size=batch_size
-                )
+            learner = self.method.make_user(index)
             radio = open_radio(radio_uris[user_id])
             transmitter = OtaTransmitter(radio, self.ofdm, index)
             self.users[user_id] = HostedUser(user_id, index, learner, radio, transmitter)
@@ -121,25 +115,19 @@ class Node:
         return self.run_dir / "nodes" / f"{self.node_id}-r{round_id}.pt"
 
     def _restore(self, round_id: int) -> None:
-        """Load encoders/optimisers saved at the end of ``round_id``."""
+        """Load the method users' state saved at the end of ``round_id``."""
         path = self.checkpoint_path(round_id)
         if not path.exists():
             raise FileNotFoundError(f"{self.node_id}: no checkpoint for round {round_id} ({path})")
-        state = torch.load(path, weights_only=False)
-        if self.config.model.mode == "raw":
-            return
+        state = torch.load(path, weights_only=True)
         for user_id, user in self.users.items():
-            user.learner.encoder.load_state_dict(state[user_id]["encoder"])
-            user.learner.optimizer.load_state_dict(state[user_id]["optimizer"])
+            user.learner.load_state_dict(state["users"][user_id])
 
     def _checkpoint(self, round_id: int) -> None:
-        state: dict = {"round": round_id}
-        if self.config.model.mode == "features":
-            for user_id, user in self.users.items():
-                state[user_id] = {
-                    "encoder": user.learner.encoder.state_dict(),
-                    "optimizer": user.learner.optimizer.state_dict(),
-                }
+        state = {
+            "round": round_id,
+            "users": {u: user.learner.state_dict() for u, user in self.users.items()},
+        }
         buffer = io.BytesIO()
         torch.save(state, buffer)
         atomic_write_bytes(self.checkpoint_path(round_id), buffer.getvalue())
@@ -154,7 +142,9 @@ class Node:
             rx_gain_db=body.get("rx_gain_db", RadioConfig.rx_gain_db),
         )
         for user in self.users.values():
-            user.learner.reseed(ex.rng_for(self.config, "batches", body["round_id"], user.index))
+            user.learner.start_round(
+                ex.named_seed(self.config, "batches", body["round_id"], user.index)
+            )
             user.radio.configure(radio_config)
 
     def _send_pilots(self, body: dict) -> None:
@@ -163,23 +153,13 @@ class Node:
             self._user(user_id).transmitter.play_pilot(pilot_id, group_size)
 
     def _transmit(self, body: dict) -> None:
+        """Each listed user puts its method's next payload on the air as ordered."""
         for k, user_id in enumerate(body["user_ids"]):
             user = self._user(user_id)
-            x, y, indices = user.learner.sample_batch_with_indices()
-            batch = min(len(y), body.get("batch_size", len(y)))
-            x, y, indices = x[:batch], y[:batch], indices[:batch]
-            payload = ex.pack_payload(user.learner.user_encode(x), y, self.n_classes)
-            order = SlotOrder(
-                delay_samples=float(body["delay_samples"][k]),
-                sro=float(body["sro"][k]),
-                cfo_hz=float(body["cfo_hz"][k]),
-                target_delay=int(body["target_delay"]),
-                tx_scaling=complex(body["tx_scale"][k]),
-                buffer_len=int(body["buffer_len"]),
-            )
-            user.transmitter.play_payload(payload, order)
-            user.last_batch = indices
-            self._audit(body, user, indices, float(body["weights"][k]))
+            payload = user.learner.payload(body["batch_size"])
+            user.transmitter.play_payload(payload.vector, body["orders"][k])
+            user.last_batch = payload.indices
+            self._audit(body, user, payload.indices, float(body["weights"][k]))
 
     def _audit(self, body: dict, user: HostedUser, indices: np.ndarray, weight: float) -> None:
         record = {
@@ -192,29 +172,23 @@ class Node:
         with self.audit_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def _gradient(self, body: dict) -> None:
-        grad = torch.as_tensor(np.array(body["grad"], dtype=np.float32))
+    def _feedback(self, body: dict) -> None:
+        feedback = Feedback(
+            tuple(self._user(u).index for u in body["user_ids"]), body["weights"], body["arrays"]
+        )
         for user_id, weight in zip(body["user_ids"], body["weights"], strict=True):
-            user = self._user(user_id)
-            user.learner.user_backward(grad[:, : self.dim], float(weight))
+            self._user(user_id).learner.apply(feedback, float(weight))
 
     def _evaluate(self, body: dict) -> dict:
-        """Feature mode: accuracy of head(encoder_k(test)) per user (scalars only)."""
-        head = ex.build_server_model(self.config, self.data)
-        torch.nn.utils.vector_to_parameters(
-            torch.as_tensor(np.array(body["head"], dtype=np.float32)), head.parameters()
-        )
-        test = self.data.test
+        """Each listed user's evaluation by its method (scalars only)."""
         loss, correct, count = {}, {}, {}
-        with torch.no_grad():
-            for user_id in body["user_ids"]:
-                encoder = self._user(user_id).learner.encoder
-                encoder.eval()
-                logits = head(encoder(test.x))
-                onehot = torch.nn.functional.one_hot(test.y, self.n_classes).float()
-                loss[user_id] = float(soft_cross_entropy(logits, onehot))
-                correct[user_id] = int((logits.argmax(1) == test.y).sum())
-                count[user_id] = len(test)
+        for user_id in body["user_ids"]:
+            counts = self._user(user_id).learner.evaluate(body.get("arrays", {}))
+            loss[user_id], correct[user_id], count[user_id] = (
+                counts.loss,
+                counts.correct,
+                counts.count,
+            )
         return {"round_id": body["round_id"], "loss": loss, "correct": correct, "count": count}
 
     def _user(self, user_id: str) -> HostedUser:
@@ -237,8 +211,8 @@ class Node:
                     self._user(user_id).transmitter.stop()
             elif message.type == "transmit":
                 self._transmit(body)
-            elif message.type == "gradient":
-                self._gradient(body)
+            elif message.type == "feedback":
+                self._feedback(body)
             elif message.type == "eval_request":
                 link.reply(message, "ack")
                 link.request("orchestrator", "eval_report", self._evaluate(body))
@@ -314,7 +288,9 @@ def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
     tries = int(JOIN_WINDOW_S // JOIN_HELLO_S)
     link.join(list(node.users), timeout_s=JOIN_HELLO_S, retries=tries - 1)
     counts = {
-        user_id: np.bincount(user.learner.data.y.numpy(), minlength=node.n_classes).tolist()
+        user_id: np.bincount(
+            user.learner.data.y.numpy(), minlength=node.method.context.n_classes
+        ).tolist()
         for user_id, user in node.users.items()
     }
     link.request("orchestrator", "label_report", {"round_id": 0, "counts": counts})

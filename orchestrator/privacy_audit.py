@@ -4,10 +4,10 @@ Two views of the recorded slots (the last round), scored by the same code
 (:func:`view_figures`):
 
 * **server**: the mixed payloads and mixed labels the orchestrator's receiver estimated
-  (:class:`orchestrator.engine.Observation`); the curious server also knows the mixing
+  (:class:`orchestrator.checkpoints.Observation`); the curious server also knows the mixing
   weights it chose.
 * **eavesdropper**: what the run's passive eavesdropper radio heard over the same window
-  of air (:class:`orchestrator.engine.EavesdropperCapture`, see
+  of air (:class:`orchestrator.checkpoints.EavesdropperCapture`, see
   :mod:`orchestrator.radios`), demodulated by the best passive receiver we give it
   (:func:`phy.eavesdropper.eavesdrop_frame`: frame detection, CFO, composite-gain
   equalisation; the users pre-compensated for the legitimate receiver, not for it). It
@@ -23,9 +23,10 @@ Each attacker trains on the auxiliary split passed through the observation proce
 knows (:func:`learning.privacy_report.observe_groups`): groups of the run's size at the
 run's fading, power control and mixing, through ``channel="ota"`` at ``channel.snr_db``
 (server) or ``channel="eavesdropper"`` at ``attacks.eavesdropper_snr_db``
-(eavesdropper). It encodes auxiliary images with the raw-mode codec (public) or, in
-feature mode, with the users' *initial* encoder (the only encoder it ever had). Every
-success figure comes with its chance level.
+(eavesdropper). It encodes auxiliary images as the method lets an outsider
+(:meth:`learning.methods.oam.OverTheAirMixup.public_payloads`: the raw-mode codec, or the
+users' *initial* encoder in feature mode). Every success figure comes with its chance
+level.
 """
 
 from __future__ import annotations
@@ -37,10 +38,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from learning.attacks.base import GroupTruth
 from learning.attacks.base import Observation as AttackObservation
+from learning.methods.oam import OverTheAirMixup
 from learning.privacy_report import compose_groups, group_truth, observe_groups, privacy_figures
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
@@ -54,13 +55,14 @@ class SlotView:
     """What one attacker observed in one recorded slot.
 
     Attributes:
-        round_id, slot_id, user_ids: the slot and its group (K users).
+        round_id, user_ids: the round and the users mixed (K).
+        slot_ids: the slot each user transmitted in (K).
         weights: mixing weights ``(K,)`` if this attacker knows them, else None.
         payload: mixed x-payloads ``(B, D)``; label: mixed label ``(B, C)``.
     """
 
     round_id: int
-    slot_id: int
+    slot_ids: list[int]
     user_ids: list[str]
     weights: np.ndarray | None
     payload: np.ndarray
@@ -92,7 +94,7 @@ def _victims(
     for view in views:
         if len(view.user_ids) != group_size:
             continue
-        keys = [(view.round_id, view.slot_id, u) for u in view.user_ids]
+        keys = [(view.round_id, s, u) for s, u in zip(view.slot_ids, view.user_ids, strict=True)]
         if not all(k in audit for k in keys):
             continue  # a node died before writing its audit line
         rows = [
@@ -123,6 +125,7 @@ def _victims(
 
 def view_figures(
     config: ExperimentConfig,
+    method: OverTheAirMixup,
     data: ex.ExperimentData,
     views: list[SlotView],
     run_dir: Path,
@@ -143,15 +146,11 @@ def view_figures(
     victim, victim_truth = victims
     n_classes = data.train.n_classes
     aux = data.auxiliary
-    if config.model.mode == "raw":
-        aux_payloads = data.codec.encode(aux.x)
-    else:
-        with torch.no_grad():
-            aux_payloads = ex.build_user_encoder(config, data).eval()(aux.x)
+    aux_payloads = method.public_payloads(aux.x)
     rng = ex.rng_for(config, *rng_name)
     idx = compose_groups(aux.y.numpy(), group_size, AUX_GROUPS, "random", n_classes, rng=rng)
     aux_obs = observe_groups(
-        aux_payloads.numpy(),
+        aux_payloads,
         aux.y.numpy(),
         idx,
         n_classes,
@@ -171,40 +170,38 @@ def view_figures(
 
 def server_view_figures(
     config: ExperimentConfig,
+    method: OverTheAirMixup,
     data: ex.ExperimentData,
     observations: list,
     run_dir: Path,
 ) -> dict[str, Any]:
-    """Attacks on what the server saw (:class:`orchestrator.engine.Observation` s of the
+    """Attacks on what the server saw (:class:`orchestrator.checkpoints.Observation` s of the
     recorded slots). Returns ``{"group_size", "n_observations", "figures"}``."""
     views = [
-        SlotView(o.round_id, o.slot_id, list(o.user_ids), o.weights, o.payload, o.label)
+        SlotView(o.round_id, list(o.slot_ids), list(o.user_ids), o.weights, o.payload, o.label)
         for o in observations
     ]
-    return view_figures(config, data, views, run_dir, ("attacks",), channel="ota")
+    return view_figures(config, method, data, views, run_dir, ("attacks",), channel="ota")
 
 
 def demodulate_captures(
-    config: ExperimentConfig, data: ex.ExperimentData, captures: list, batch: int
+    config: ExperimentConfig, method: OverTheAirMixup, captures: list
 ) -> list[SlotView]:
     """The eavesdropper's demodulation of its captures
-    (:class:`orchestrator.engine.EavesdropperCapture`, ``batch`` samples per user per
-    slot): one view per slot whose frame it found, labels as the raw received tail."""
+    (:class:`orchestrator.checkpoints.EavesdropperCapture`): one view per slot whose frame
+    it found, labels as the raw received tail."""
     ofdm = ex.ofdm_config(config)
-    dim = ex.payload_dim(config, data)
-    n_classes = data.train.n_classes
-    n_reals = batch * (dim + ex.label_dim(n_classes))
     views = []
     for capture in captures:
         try:
-            frame = eavesdrop_frame(capture.samples, n_reals, ofdm)
+            frame = eavesdrop_frame(capture.samples, method.payload_reals, ofdm)
         except ValueError:
             continue  # missed: the eavesdropper found no frame in this slot
-        payload, label = ex.split_payload(frame.payload, batch, dim, n_classes, soft_label=False)
+        payload, label = method.read(frame.payload, soft=False)
         views.append(
             SlotView(
                 capture.round_id,
-                capture.slot_id,
+                [capture.slot_id] * len(capture.user_ids),
                 list(capture.user_ids),
                 None,  # the weights travel encrypted over the digital link
                 payload.numpy(),
@@ -216,18 +213,18 @@ def demodulate_captures(
 
 def eavesdropper_view_figures(
     config: ExperimentConfig,
+    method: OverTheAirMixup,
     data: ex.ExperimentData,
     captures: list,
     run_dir: Path,
-    batch: int,
 ) -> dict[str, Any]:
-    """Attacks on what the eavesdropper heard (its captures of the recorded slots,
-    ``batch`` samples per user per slot). Returns ``{"group_size", "n_observations",
-    "figures", "slots", "frames_found", "snr_db"}``: ``slots`` captured, ``frames_found``
-    among them."""
-    views = demodulate_captures(config, data, captures, batch)
+    """Attacks on what the eavesdropper heard (its captures of the recorded slots).
+    Returns ``{"group_size", "n_observations", "figures", "slots", "frames_found",
+    "snr_db"}``: ``slots`` captured, ``frames_found`` among them."""
+    views = demodulate_captures(config, method, captures)
     out = view_figures(
         config,
+        method,
         data,
         views,
         run_dir,

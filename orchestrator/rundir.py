@@ -119,7 +119,8 @@ class RunDirectory:
         )
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
-        """Save a checkpoint (torch-serialisable ``state``) atomically."""
+        """Save a checkpoint (plain ``state``: tensors, numbers, strings, lists and dicts
+        of them, see :mod:`orchestrator.checkpoints`) atomically."""
         import torch
 
         buffer = io.BytesIO()
@@ -132,7 +133,7 @@ class RunDirectory:
 
         if not self.checkpoint_path.exists():
             return None
-        return torch.load(self.checkpoint_path, weights_only=False)
+        return torch.load(self.checkpoint_path, weights_only=True)
 
     def write_summary(self, summary: dict[str, Any]) -> None:
         atomic_write_text(self.path / SUMMARY_FILE, json.dumps(summary, indent=2, sort_keys=True))

@@ -92,9 +92,21 @@ class OverTheAirMixup(Method):
     def payload_reals(self) -> int:
         return frame_reals(self.batch, self.dim, self.context.n_classes)
 
-    def read(self, estimate: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """A received slot -> (mixed payload ``(B, D)``, mixed soft label ``(B, C)``)."""
-        return split_payload(estimate, self.batch, self.dim, self.context.n_classes)
+    def read(self, estimate: np.ndarray, soft: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+        """A received slot -> (mixed payload ``(B, D)``, mixed label ``(B, C)``): the
+        server's soft label, or (``soft=False``) the rescaled tail as received."""
+        return split_payload(
+            estimate, self.batch, self.dim, self.context.n_classes, soft_label=soft
+        )
+
+    @torch.no_grad()
+    def public_payloads(self, x: torch.Tensor) -> np.ndarray:
+        """The payloads ``(N, D)`` an outsider can compute for public images ``x``: the
+        codec's (raw; it is fitted on public data) or the users' *initial* encoder's
+        (features; the only encoder an attacker ever had)."""
+        if self.mode == "raw":
+            return self.codec.encode(x).numpy()
+        return self.build_user_encoder().eval()(x).numpy()
 
     # ------------------------------------------------------------------ server
     def train_on(

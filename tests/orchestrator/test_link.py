@@ -84,24 +84,25 @@ def test_join_requests_both_ways_and_counters(orch, keys_dir):
         assert joined.peer == "node0" and joined.message.body["user_ids"] == ["u0", "u1"]
         assert orch.nodes()["node0"].user_ids == ("u0", "u1") and orch.alive_nodes() == ["node0"]
         with Responder(node) as responder:
+            grad = np.array([0.5 + 0.5j, 1.0], dtype=np.complex64)
             body = {
                 "round_id": 1,
                 "slot_id": 0,
                 "user_ids": ["u0", "u1"],
-                "tx_scale": np.array([0.5 + 0.5j, 1.0], dtype=np.complex64),
                 "weights": np.array([0.5, 0.5]),
+                "arrays": {"grad": grad},
             }
-            reply = orch.request("node0", "transmit", body)
+            reply = orch.request("node0", "feedback", body)
             assert reply.type == "ack" and reply.sender == "node0"
             got = responder.messages[0]
-            np.testing.assert_array_equal(got.body["tx_scale"], body["tx_scale"])
+            np.testing.assert_array_equal(got.body["arrays"]["grad"], grad)
         with Responder(orch) as responder:
             report = {"round_id": 1, "loss": {"u0": 0.3}, "correct": {"u0": 9}, "count": {"u0": 10}}
             assert node.request("orchestrator", "eval_report", report).type == "ack"
             assert responder.messages[0].body["count"] == {"u0": 10}
         time.sleep(0.3)  # a few heartbeats
         o, n = orch.counters.snapshot(), node.counters.snapshot()
-        assert o["sent_by_type"]["transmit"] == 1 == n["received_by_type"]["transmit"]
+        assert o["sent_by_type"]["feedback"] == 1 == n["received_by_type"]["feedback"]
         assert n["sent_by_type"]["eval_report"] == 1 == o["received_by_type"]["eval_report"]
         assert o["sent_by_type"]["heartbeat"] >= 1 and n["sent_by_type"]["heartbeat"] >= 1
         assert o["rejects"] == {} and n["rejects"] == {}

@@ -233,14 +233,15 @@ def check_eavesdropper(run_dir: Path, summary: dict, output: str) -> dict:
     receiver's did (``target_delay`` = window - frame - n_fft), and its view was scored
     next to the server's. Returns ``summary["privacy"]["eavesdropper"]``."""
     from orchestrator import experiment as ex
+    from orchestrator.checkpoints import from_state
     from orchestrator.config import load_experiment
     from orchestrator.rundir import RunDirectory
     from phy.eavesdropper import eavesdrop_frame
     from phy.waveform import frame_length
 
     eve = summary["privacy"]["eavesdropper"]
-    state = RunDirectory.open_existing(run_dir).load_checkpoint()
-    captures = state["eavesdropped"]
+    state = RunDirectory.open_existing(run_dir).load_checkpoint()  # weights_only=True
+    captures = from_state(state).eavesdropped
     assert eve["slots"] == len(captures) == summary_slots(run_dir) > 0
     assert 0 < eve["frames_found"] <= eve["slots"]
     assert eve["frames_found_fraction"] == eve["frames_found"] / eve["slots"]
@@ -248,8 +249,7 @@ def check_eavesdropper(run_dir: Path, summary: dict, output: str) -> dict:
     assert eve["snr_db"] == config.attacks.eavesdropper_snr_db == config.channel.snr_db
     ofdm = ex.ofdm_config(config)
     data = ex.load_experiment_data(config)
-    batch = min(config.model.batch_size, min(len(u) for u in data.split.users))
-    n_reals = batch * (ex.payload_dim(config, data) + ex.label_dim(data.train.n_classes))
+    n_reals = ex.build_method(config, data).payload_reals
     starts = []
     for capture in captures:
         target = capture.samples.size - frame_length(n_reals, ofdm) - ofdm.n_fft

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from orchestrator import messages as m
+from radio.ota_transmitter import SlotOrder
 
 
 def example_bodies() -> dict[str, dict]:
@@ -33,23 +34,25 @@ def example_bodies() -> dict[str, dict]:
             "round_id": 3,
             "slot_id": 1,
             "user_ids": users,
-            "tx_scale": np.array([0.7 + 0.1j, 0.3j]),
             "weights": np.array([0.6, 0.4]),
-            "delay_samples": np.array([101.5, 98.25]),
-            "sro": np.array([1e-5, -2e-5]),
-            "cfo_hz": np.array([120.0, -80.0], dtype=np.float32),
-            "target_delay": 130,
-            "buffer_len": 4096,
-            "batch_seed": 17,
+            "orders": [
+                SlotOrder(101.5, 1e-5, 120.0, 130, 0.7 + 0.1j, 4096),
+                SlotOrder(98.25, -2e-5, -80.0, 130, 0.3j, 4096),
+            ],
+            "batch_size": 32,
         },
-        "gradient": {
+        "feedback": {
             "round_id": 3,
             "slot_id": 1,
             "user_ids": users,
             "weights": np.array([0.6, 0.4], dtype=np.float32),
-            "grad": np.arange(24, dtype=np.float32).reshape(2, 3, 4),
+            "arrays": {"grad": np.arange(24, dtype=np.float32).reshape(2, 3, 4)},
         },
-        "eval_request": {"round_id": 3, "user_ids": users, "n_samples": 100},
+        "eval_request": {
+            "round_id": 3,
+            "user_ids": users,
+            "arrays": {"head": np.ones(5, np.float32)},
+        },
         "eval_report": {
             "round_id": 3,
             "loss": {"u0": 0.5, "u1": 0.25},
@@ -100,8 +103,36 @@ def test_every_type_has_an_example_and_round_trips():
             if isinstance(value, np.ndarray):
                 assert out.body[key].dtype == value.dtype
                 np.testing.assert_array_equal(out.body[key], value)
+            elif key == "arrays":
+                assert set(out.body[key]) == set(value)
+                for name, array in value.items():
+                    assert out.body[key][name].dtype == array.dtype
+                    np.testing.assert_array_equal(out.body[key][name], array)
             else:
                 assert out.body[key] == value
+
+
+def test_declared_records_travel_as_columns_and_are_checked():
+    """A slot's orders are SlotOrder instances on both ends (declared once, no field
+    copied by hand); malformed columns are refused."""
+    body = example_bodies()["transmit"]
+    data = m.encode(make("transmit", body, sender="orchestrator"))
+    wire = msgpack.unpackb(data)["body"]["orders"]
+    assert set(wire) == {f for f in SlotOrder.__dataclass_fields__}
+    assert wire["tx_scaling"]["dtype"] == "complex128" and wire["buffer_len"]["dtype"] == "int64"
+    orders = m.decode(data).body["orders"]
+    assert orders == body["orders"] and all(isinstance(o, SlotOrder) for o in orders)
+    short = {**body, "orders": body["orders"][:1]}
+    with pytest.raises(m.ProtocolError, match="orders must have 2 entries"):
+        m.encode(make("transmit", short, sender="orchestrator"))
+    obj = msgpack.unpackb(data)
+    del obj["body"]["orders"]["cfo_hz"]
+    assert reason_of(msgpack.packb(obj, use_bin_type=True)) == "bad_value"
+    obj = msgpack.unpackb(data)
+    obj["body"]["orders"]["target_delay"] = m.encode_array(np.array([1.5, 2.0]))
+    assert reason_of(msgpack.packb(obj, use_bin_type=True)) == "bad_array"
+    with pytest.raises(m.ProtocolError):
+        m.encode(make("transmit", {**body, "orders": [{"cfo_hz": 1.0}] * 2}))
 
 
 def test_decoded_arrays_are_read_only():
@@ -227,10 +258,10 @@ def test_array_validation_failures(array, reason):
         "round_id": 1,
         "slot_id": 0,
         "user_ids": ["a", "b"],
-        "tx_scale": _array(dtype="complex128", data=np.zeros(2, complex).tobytes()),
+        "arrays": {"grad": _array(dtype="complex128", data=np.zeros(2, complex).tobytes())},
         "weights": array,
     }
-    assert reason_of(raw(type="transmit", body=body, sender="orchestrator")) == reason
+    assert reason_of(raw(type="feedback", body=body, sender="orchestrator")) == reason
 
 
 def test_encode_validates_like_decode():
@@ -238,7 +269,11 @@ def test_encode_validates_like_decode():
         m.encode(make("transmit", {**example_bodies()["transmit"], "weights": [0.5, 0.5]}))
     assert info.value.reason == "bad_type"
     with pytest.raises(m.ProtocolError) as info:
-        m.encode(make("gradient", {**example_bodies()["gradient"], "grad": np.zeros(3, np.int8)}))
+        m.encode(
+            make(
+                "feedback", {**example_bodies()["feedback"], "arrays": {"g": np.zeros(3, np.int8)}}
+            )
+        )
     assert info.value.reason == "bad_array"
     with pytest.raises(m.ProtocolError) as info:
         m.encode(make("heartbeat", {}, seq=1.5))
@@ -246,15 +281,15 @@ def test_encode_validates_like_decode():
 
 
 def test_size_limit_on_encode_and_decode():
-    body = {**example_bodies()["gradient"], "grad": np.zeros(1000, np.float64)}
-    msg = make("gradient", body, sender="orchestrator")
+    body = {**example_bodies()["feedback"], "arrays": {"grad": np.zeros(1000, np.float64)}}
+    msg = make("feedback", body, sender="orchestrator")
     data = m.encode(msg)
     assert len(data) > 8000
     with pytest.raises(m.ProtocolError) as info:
         m.encode(msg, max_bytes=8000)
     assert info.value.reason == "oversize"
     assert reason_of(data, max_bytes=8000) == "oversize"
-    assert m.decode(data, max_bytes=len(data)).type == "gradient"
+    assert m.decode(data, max_bytes=len(data)).type == "feedback"
 
 
 def test_replay_guard_sequence_and_window():

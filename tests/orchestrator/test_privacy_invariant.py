@@ -29,6 +29,7 @@ import numpy as np
 import pytest
 import torch
 
+from learning.framing import frame_reals
 from orchestrator import experiment as ex
 from orchestrator import messages as m
 from orchestrator.config import resolve_experiment
@@ -125,7 +126,7 @@ def test_every_node_frame_is_a_node_message_without_payload(recorded_run):
     data = ex.load_experiment_data(config)
     n_classes = data.train.n_classes
     sendable = set(m.node_sendable_types())
-    n_reals = 32 * (config.model.feature_dim + ex.label_dim(n_classes))
+    n_reals = frame_reals(32, config.model.feature_dim, n_classes)
     payload_bytes = 4 * n_reals  # one user's slot payload as float32
     seen: dict[str, int] = {}
     assert link.frames, "nothing recorded"
@@ -152,7 +153,8 @@ def test_every_node_frame_is_a_node_message_without_payload(recorded_run):
 def test_no_private_sample_value_leaves_a_node(recorded_run):
     config, link = recorded_run["config"], recorded_run["link"]
     data = ex.load_experiment_data(config)
-    encoder = ex.build_user_encoder(config, data).eval()  # the users' initial encoder
+    method = ex.build_method(config, data)
+    encoder = method.build_user_encoder().eval()  # the users' initial encoder
     hosted = ex.node_users(config)
     index = {u: i for i, u in enumerate(ex.user_ids(config))}
     by_node = {}
@@ -165,7 +167,7 @@ def test_no_private_sample_value_leaves_a_node(recorded_run):
         with torch.no_grad():
             features = encoder(x)
         rows = [r.numpy().ravel() for r in x] + [r.numpy() for r in features]
-        rows += [r.numpy() for r in data.codec.encode(x)]  # raw-mode payloads
+        rows += [r.numpy() for r in method.codec.encode(x)]  # raw-mode payloads
         windows, pairs = _windows(rows), _pairs(rows)
         frames = by_node[node_id]
         for frame in frames:
