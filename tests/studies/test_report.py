@@ -312,9 +312,9 @@ def test_smoke_sweep_and_its_report(tmp_path):
     data = json.loads((path.parent / "report.json").read_text())
     claimed = {c["claim"]: c for c in data["claims"]}
     assert all(c["verdict"] in (INCONCLUSIVE, MISSING) for c in claimed.values())
-    for name in ("less communication", "closed-form MSE-optimal scaling"):
-        assert claimed[name]["verdict"] == INCONCLUSIVE and claimed[name]["seeds"] == "1"
-        assert re.search(r"\d", claimed[name]["measured"])
+    claim = claimed["less communication"]
+    assert claim["verdict"] == INCONCLUSIVE and claim["seeds"] == "1"
+    assert re.search(r"\d", claim["measured"])
     comm = data["communication"][0]
     assert comm["per_round_ratio"] == pytest.approx(0.5)  # 2 groups of 2 vs 4 slots
     assert any(s["stats"]["predicted_mse_db"]["n"] == 1 for s in data["settings"])
