@@ -9,6 +9,7 @@ installs gnuradio when the suite runs as root; elsewhere these tests skip.
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import textwrap
 import time
@@ -137,6 +138,20 @@ def _write_script(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _flowgraph(args: list[str], **popen: object) -> Iterator[subprocess.Popen]:
+    """A flowgraph script on the system python; killed if the test leaves it running."""
+    proc = subprocess.Popen(
+        [SYSTEM_PYTHON, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 def _start_tone(uri: str, tone_hz: float) -> adi.Pluto:
     tx = adi.Pluto(uri)
     tx.sample_rate = FS
@@ -221,13 +236,8 @@ def test_gnuradio_sink_transmits_a_tone_heard_by_pyadi(request, tmp_path, cyclic
     lab = request.getfixturevalue("lab" if mode == "deterministic" else "rt_lab")
     tone = 1_000_000 * 2048 / 32768  # whole periods in one 32768-sample buffer
     script = _write_script(tmp_path, "tx.py", _TX_SCRIPT)
-    proc = subprocess.Popen(
-        [SYSTEM_PYTHON, str(script), lab.uris[0], "1" if cyclic else "0", str(tone)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    args = [str(script), lab.uris[0], "1" if cyclic else "0", str(tone)]
+    with _flowgraph(args, stdin=subprocess.PIPE) as proc:
         assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
         dac = lab.radios[0].model.dac
         assert _wait_until(lambda: dac.pushes >= (1 if cyclic else 2)), "nothing pushed"
@@ -238,10 +248,6 @@ def test_gnuradio_sink_transmits_a_tone_heard_by_pyadi(request, tmp_path, cyclic
         assert _iio_attr(uri, "-o", "voltage0", "rf_bandwidth") == "1000000"
         assert _iio_attr(uri, "-o", "voltage0", "hardwaregain") == "-10.000000 dB"
         stdout, stderr = proc.communicate(b"stop\n", timeout=FLOWGRAPH_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr.decode()
     assert b"stopped" in stdout
     assert b"not recognized" not in stderr, stderr.decode()
@@ -265,20 +271,12 @@ def test_gnuradio_source_reports_and_clears_overflow(lab, tmp_path):
     model = lab.radios[1].model
     model.raise_overflow()
     script = _write_script(tmp_path, "rx.py", _RX_SCRIPT)
-    proc = subprocess.Popen(
-        [SYSTEM_PYTHON, str(script), lab.uris[1], str(tmp_path / "rx.npy"), str(6 * FS)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    try:
+    args = [str(script), lab.uris[1], str(tmp_path / "rx.npy"), str(6 * FS)]
+    with _flowgraph(args) as proc:
         assert _wait_until(lambda: not model.overflow), "gr-iio never cleared the status"
         model.raise_overflow()
         assert _wait_until(lambda: not model.overflow), "gr-iio never saw the overflow"
         stdout, stderr = proc.communicate(timeout=FLOWGRAPH_TIMEOUT_S)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, stderr.decode()
     assert b"O" in stdout
 
