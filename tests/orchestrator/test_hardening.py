@@ -138,3 +138,57 @@ def test_node_command_line_carries_no_user_list(tmp_path):
 
     relative = arguments[arguments.index("--radios-file") + 1]
     assert read_radios(tmp_path, relative) == uris
+
+
+# ------------------------------------------------------------------ link counters
+
+
+def test_heartbeats_are_counted_apart_from_the_traffic_they_would_make_timing_dependent():
+    from orchestrator.link import TIMING_DEPENDENT, LinkCounters
+
+    counters = LinkCounters("orchestrator")
+    counters.on_sent("transmit", 100)
+    counters.on_received(40, "ack")
+    counters.on_sent("heartbeat", 30)
+    counters.on_received(30, "heartbeat")
+    snap = counters.snapshot()
+    assert (snap["sent_bytes"], snap["received_bytes"]) == (100, 40)
+    assert (snap["sent_messages"], snap["received_messages"]) == (1, 1)
+    assert (snap["heartbeat_messages"], snap["heartbeat_bytes"]) == (2, 60)
+    assert snap["sent_by_type"] == {"transmit": 1, "heartbeat": 1}
+    assert {"heartbeat_messages", "heartbeat_bytes", "request_seconds"} <= set(TIMING_DEPENDENT)
+
+
+def test_counters_restore_a_snapshot_exactly_and_keep_counting():
+    from orchestrator.link import LinkCounters
+
+    first = LinkCounters("orchestrator")
+    first.on_sent("transmit", 100)
+    first.on_reject("decode")
+    first.on_requests(2, 0.5, 0.25)
+    first.on_answered("eval_report", 0.1)
+    saved = first.snapshot()
+    second = LinkCounters("orchestrator")
+    second.on_sent("hello", 7)  # a resumed process's own start-up traffic is replaced
+    second.restore(saved)
+    assert second.snapshot() == saved
+    second.on_sent("transmit", 1)
+    assert second.snapshot()["sent_bytes"] == 101
+    assert second.snapshot()["rejects"] == {"decode": 1}
+
+
+def test_rejections_are_logged_at_warning_level_rate_limited(caplog):
+    import logging
+
+    from orchestrator.link import LinkCounters
+
+    counters = LinkCounters("orchestrator")
+    with caplog.at_level(logging.WARNING, logger="orchestrator.link"):
+        for _ in range(500):
+            counters.on_reject("unauthenticated")
+        counters.on_reject("oversize")
+    lines = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(lines) == 2  # one per cause within the interval, not 501
+    assert "orchestrator" in lines[0] and "unauthenticated" in lines[0]
+    assert "oversize" in lines[1]
+    assert counters.snapshot()["rejects"] == {"unauthenticated": 500, "oversize": 1}
