@@ -190,9 +190,9 @@ class DpSgd(Defence):
             optimizer = torch.optim.Adam(
                 net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
             )
-            engine = PrivacyEngine(accountant="rdp")
             warnings.filterwarnings("ignore", "Secure RNG turned off", UserWarning)
             warnings.filterwarnings("ignore", "Full backward hook is firing", UserWarning)
+            engine = PrivacyEngine(accountant="rdp")
             model, optimizer, loader = engine.make_private(
                 module=net,
                 optimizer=optimizer,
