@@ -10,7 +10,10 @@ import torch
 
 from learning.channels import IdealChannel, make_channel
 from learning.data import Dataset, load_dataset, split_users
-from learning.mixup import mix_labels, soft_cross_entropy
+from learning.methods import make_method
+from learning.methods.base import MethodContext
+from learning.methods.loop import run_method
+from learning.mixup import make_policy, mix_labels, soft_cross_entropy
 from learning.models import RawCodec, build_classifier, build_encoder, build_head
 from learning.training import (
     RawModel,
@@ -18,10 +21,8 @@ from learning.training import (
     User,
     evaluate,
     train_centralized,
-    train_oam,
-    train_orthogonal,
-    train_server_mixup,
 )
+from orchestrator.grouping import get_grouping_policy
 from phy.ota_model import ota_mixture
 
 
@@ -149,31 +150,42 @@ def test_user_batches_cycle_through_data_deterministically(digits):
     assert all(len(y) == 4 for y in ya)  # short tail batches are skipped
 
 
+def _method(name, train, test, split, mode="features", seed=1, mixing="equal", arch="mlp"):
+    model = {"mode": mode, "arch": arch, "feature_dim": 32, "learning_rate": 1e-3}
+    context = MethodContext(
+        train, test, split, {**model, "batch_size": 32}, make_policy(mixing), seed=seed
+    )
+    return make_method(name, context)
+
+
 def test_oam_smoke_beats_chance_and_is_seeded(digits):
     train, test = digits
-    split = split_users(train, 8, "iid", rng=0)
-    kwargs = dict(
-        mode="feature", group_size=4, channel="fading", snr_db=20.0, epochs=4, arch="mlp", rng=1
-    )
-    result = train_oam(train, split, **kwargs)
-    acc = result.accuracy(test)
-    assert acc > 0.5  # chance is 0.1
-    assert result.server_steps == 4 * 5 * 2 and result.slots == result.server_steps
-    again = train_oam(train, split, **kwargs)
-    assert again.losses == result.losses
+    split = split_users(train, 8, "iid", auxiliary_fraction=0.2, rng=0)
+    grouping = get_grouping_policy("label_aware", group_size=4)
+
+    def run():
+        method = _method("oam", train, test, split)
+        return run_method(method, make_channel("fading", snr_db=20.0, rng=1), 4, grouping=grouping)
+
+    result = run()
+    assert result.accuracy > 0.5  # chance is 0.1
+    steps = _method("oam", train, test, split).context.steps_per_round
+    assert result.slots == len(result.losses) == 4 * steps * 2  # 2 groups, one slot each
+    assert run().losses == result.losses
 
 
 def test_baselines_smoke(digits):
     train, test = digits
-    split = split_users(train, 4, "iid", rng=0)
-    ortho = train_orthogonal(train, split, mode="raw", channel="awgn", epochs=2, arch="mlp", rng=0)
-    mixup = train_server_mixup(
-        train, split, mode="feature", channel="ideal", epochs=2, arch="mlp", rng=0
-    )
-    assert ortho.accuracy(test) > 0.5 and mixup.accuracy(test) > 0.3
-    # orthogonal: one slot per user; server mixup: one slot per user, one step per pair
-    assert ortho.slots == ortho.server_steps == 2 * 4 * 9
-    assert mixup.slots == 2 * mixup.server_steps
+    split = split_users(train, 4, "iid", auxiliary_fraction=0.2, rng=0)
+    ortho = _method("orthogonal", train, test, split, mode="raw")
+    mixup = _method("server_mixup", train, test, split, mixing="dirichlet")
+    o = run_method(ortho, make_channel("awgn", snr_db=20.0, rng=0), 2, group_size=2)
+    x = run_method(mixup, IdealChannel(), 2, group_size=2)
+    assert o.accuracy > 0.5 and x.accuracy > 0.3
+    # orthogonal: one slot and one update per user; server mixup: one update per pair
+    steps = ortho.context.steps_per_round
+    assert o.slots == len(o.losses) == 2 * steps * 4
+    assert x.slots == 2 * len(x.losses)
 
 
 def test_centralized_smoke(digits):
@@ -195,8 +207,9 @@ def test_accuracy_targets(digits):
     model = build_classifier(train.input_shape, 10)
     train_centralized(model, union, epochs=30, rng=0)
     central = evaluate(model, test)
-    oam = train_oam(
-        train, split, mode="raw", group_size=4, channel="fading", snr_db=20.0, epochs=100, rng=0
-    ).accuracy(test)
+    method = _method("oam", train, test, split, mode="raw", seed=0, arch="cnn")
+    grouping = get_grouping_policy("label_aware", group_size=4)
+    channel = make_channel("fading", snr_db=20.0, rng=0)
+    oam = run_method(method, channel, 100, grouping=grouping).accuracy
     assert central >= 0.97
     assert oam >= central - 0.03
