@@ -209,6 +209,18 @@ SCHEMA: dict[str, dict[str, Field]] = {
             minimum=-20,
             maximum=60,
         ),
+        "membership": Field(
+            bool,
+            False,
+            "membership inference on the final server model (raw mode; "
+            "orchestrator.membership_audit)",
+        ),
+        "membership_shadows": Field(
+            int, 16, "shadow models per family of the membership audit", minimum=2
+        ),
+        "membership_samples": Field(
+            int, 500, "members (and as many non-members) the membership audit tests", minimum=10
+        ),
     },
     "link": {
         "curve": Field(bool, True, "CurveZMQ encryption and authentication"),
@@ -328,6 +340,12 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
     if config.channel.radio == "inventory" and not config.channel.inventory:
         raise ConfigError(
             "channel.inventory", "channel.radio = 'inventory' needs the inventory file's path"
+        )
+    if config.attacks.membership and config.model.mode != "raw":
+        raise ConfigError(
+            "attacks.membership",
+            "needs model.mode = 'raw' (in feature mode the server holds only the head; the "
+            "full models stay with the users); allowed here: false",
         )
     if config.attacks.eavesdropper and config.channel.radio == "inventory":
         raise ConfigError(

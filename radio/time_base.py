@@ -44,6 +44,7 @@ import numpy as np
 
 from phy.estimation import LinkEstimate, NoPilotError
 from phy.ota import (
+    ACQ_REPS,
     UserCorrection,
     acquisition_burst,
     estimate_burst,
@@ -67,6 +68,8 @@ ACQ_SPACING = 8000
 LOST_DELAY = 2.0
 #: samples of margin around every placement and capture
 MARGIN = 64
+#: observations (acquisition, probes) the gain tracker fits
+GAIN_POINTS = 8
 
 
 @dataclass
@@ -86,6 +89,45 @@ class LinkTrack:
 
     def tx_index(self, i: float) -> float:
         return (i - self.offset) / (1.0 + self.sro)
+
+
+class GainTrack:
+    """Tracked raw complex gain of one user, ``raw(G) = |g| exp(j (phase + 2 pi nu
+    (G - ref)))`` at global receiver index ``G`` (stream index; tdd: capture index plus
+    one sync period per pulse): a weighted least-squares line through the unwrapped
+    phases of the last ``GAIN_POINTS`` observations (acquisition, probes), each weighted
+    by its subcarrier observations; magnitude their weighted mean."""
+
+    def __init__(self, raw: complex, at: float, nu: float, weight: float) -> None:
+        self.points: list[tuple[float, complex, float]] = [(at, complex(raw), weight)]
+        self.nu = nu
+        self._fit()
+
+    def predict(self, at: float) -> complex:
+        """Raw gain at global index ``at``."""
+        return self.magnitude * np.exp(1j * (self.phase + 2 * np.pi * self.nu * (at - self.ref)))
+
+    def add(self, raw: complex, at: float, weight: float) -> None:
+        """Fold in an observation; a jump (fading redrawn) restarts the track."""
+        pred = self.predict(at)
+        if abs(abs(raw) - abs(pred)) > 0.5 * abs(pred):  # (phase: CFO error, fitted)
+            self.points = []
+        self.points = [*self.points, (at, complex(raw), weight)][-GAIN_POINTS:]
+        self._fit()
+
+    def _fit(self) -> None:
+        g = np.array([p[0] for p in self.points])
+        z = np.array([p[1] for p in self.points])
+        w = np.array([p[2] for p in self.points])
+        self.ref = float(g[-1])
+        phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
+        self.magnitude = float(np.sum(w * np.abs(z)) / np.sum(w))
+        if len(g) >= 2 and np.ptp(g) > 0:
+            slope, intercept = np.polyfit(g - self.ref, phases, 1, w=np.sqrt(w))
+            self.nu += slope / (2 * np.pi)
+            self.phase = float(intercept)
+        else:
+            self.phase = float(phases[-1])
 
 
 @dataclass
@@ -166,6 +208,8 @@ class TimeBaseSession:
         self._buf_start = 0  # receiver stream index of _buf[0]
         self._started = False
         self.noise_var: float | None = None  # per subcarrier, measured on silence
+        self.gain_tracks: list[GainTrack | None] = [None] * len(self.users)
+        self._pulses = 0  # tdd: sync pulses used so far
         self._burst_len = acquisition_burst(0, self.config).size
         self._probe_len = self.config.cp_len + self.config.n_fft
 
@@ -229,7 +273,10 @@ class TimeBaseSession:
         nu += wrap / (2 * np.pi * span)
         sro = -nu * fs / self.carrier_hz if self.carrier_hz else e1.sro
         snr = 10 ** ((e1.snr_db + e2.snr_db) / 20)
-        est = LinkEstimate(k, d1 + first, nu * fs, sro, e1.gain, 10 * math.log10(snr))
+        # gain at the first burst under the refined CFO, from both bursts (referenced
+        # there, not at the window start: a CFO error would turn a far reference)
+        gain = (p1 + p2 * np.exp(-2j * np.pi * nu * span)) / 2
+        est = LinkEstimate(k, d1 + first, nu * fs, sro, complex(gain), 10 * math.log10(snr))
         return est, d1 + first
 
     def acquire(self, which: Sequence[int] | None = None, max_search: int = 200_000) -> None:
@@ -245,7 +292,7 @@ class TimeBaseSession:
                 self.users[k].arm_transmit(np.concatenate([pad, self._bursts(k)]))
                 capture = self._arm_receive(BURST_GAP + self._burst_len + 4 * MARGIN)
                 est, d1 = self._estimate(k, capture, 0)
-                self._set_track(k, est, d1 - MARGIN, 0)
+                self._set_track(k, est, d1 - MARGIN, 0, 0)
                 self.air.acquisition += 2 * self._burst_len
             return
         base = self.rx_end
@@ -263,7 +310,7 @@ class TimeBaseSession:
                     est, d1 = self._estimate(k, window, base)
                 except NoPilotError:
                     continue
-                self._set_track(k, est, d1, placed[k])
+                self._set_track(k, est, d1, placed[k], base)
                 self.air.acquisition += 2 * self._burst_len
                 pending.remove(k)
             if pending and span >= max_search:
@@ -272,8 +319,9 @@ class TimeBaseSession:
         for k in which:
             self.users[k].clear_status()
 
-    def _set_track(self, k: int, est: LinkEstimate, d1: float, n: int) -> None:
+    def _set_track(self, k: int, est: LinkEstimate, d1: float, n: int, first: int) -> None:
         offset = d1 - n * (1.0 + est.sro)
+        self._seed_gain(k, est, first)
         self.tracks[k] = LinkTrack(offset, est.sro, est.cfo_hz, est.noise_var, est.gain)
         if self.truth is not None:
             true = self.truth(k)
@@ -282,9 +330,63 @@ class TimeBaseSession:
                 self.air.timing_errors.append(abs(offset - true.offset))
 
     def _arm_receive(self, n: int) -> np.ndarray:
+        """tdd capture on the next pulse (pulsed on demand if a pulse callable was
+        given); every capture is assumed to take the pulse after the previous one."""
         if self.pulse is not None:
             self.pulse()
+        self._pulses += 1
         return np.asarray(self.receiver.arm_receive(n))
+
+    def _global(self, index: float, pulse: int | None = None) -> float:
+        """Global receiver index of capture ``index`` (stream: the same; tdd: plus one
+        sync period of samples per pulse, ``pulse`` defaulting to the latest)."""
+        if self.time_base != "tdd":
+            return float(index)
+        pulse = self._pulses if pulse is None else pulse
+        return index + pulse * self.sync_period_s * self.config.sample_rate_hz
+
+    def reset_gains(self) -> None:
+        """Forget the tracked gains (the fading changed, e.g. a new round's draw)."""
+        self.gain_tracks = [None] * len(self.users)
+
+    def _seed_gain(self, k: int, est: LinkEstimate, first: int) -> None:
+        """The acquisition's gain (``est.gain`` at its first burst, capture index
+        ``est.delay_samples``; the capture started at receiver index ``first``) seeds
+        user ``k``'s tracker."""
+        nu = est.cfo_hz / self.config.sample_rate_hz
+        g0 = self._global(est.delay_samples)
+        weight = 2 * ACQ_REPS * len(self.config.used_bins)
+        self.gain_tracks[k] = GainTrack(est.gain, g0, nu, weight)
+
+    def _update_gains(self, effective: np.ndarray, at: int, tracks: list[LinkTrack]) -> None:
+        """Fold the probe's effective gains (at capture index ``at``, pre-rotated by each
+        track's CFO) into the trackers; refine each track's CFO (and tied SRO)."""
+        fs = self.config.sample_rate_hz
+        n_bins = len(self.config.used_bins) / len(tracks)
+        g_at = self._global(at)
+        for k, t in enumerate(tracks):
+            raw = effective[k] * np.exp(2j * np.pi * t.cfo_hz / fs * at)
+            tr = self.gain_tracks[k]
+            if tr is None:
+                self.gain_tracks[k] = GainTrack(raw, g_at, t.cfo_hz / fs, n_bins)
+                continue
+            tr.add(raw, g_at, n_bins)
+            t.cfo_hz = tr.nu * fs
+            if self.carrier_hz:
+                t.sro = -t.cfo_hz / self.carrier_hz
+
+    def _predicted_gains(self, target: int, tracks: list[LinkTrack]) -> np.ndarray:
+        """Effective gains of the payload landing at capture index ``target`` (tdd: on
+        the next pulse), pre-rotated by each track's CFO."""
+        fs = self.config.sample_rate_hz
+        pulse = self._pulses + 1 if self.time_base == "tdd" else None
+        g = self._global(target, pulse)
+        return np.array(
+            [
+                tr.predict(g) * np.exp(-2j * np.pi * t.cfo_hz / fs * target)
+                for tr, t in zip(self.gain_tracks, tracks, strict=True)
+            ]
+        )
 
     # ------------------------------------------------------------ slots
     def _check_flags(self) -> None:
@@ -351,14 +453,6 @@ class TimeBaseSession:
         self.air.probe += self._probe_len
         return gains, delays, target
 
-    def _advance(self, gains: np.ndarray, tracks: Sequence[LinkTrack]) -> np.ndarray:
-        """tdd: probe gains carried to the payload's pulse, one sync period later (each
-        capture restarts at the pulse, so the full CFO turns the phase in between)."""
-        if self.time_base != "tdd":
-            return gains
-        cfo = np.array([t.cfo_hz for t in tracks])
-        return gains * np.exp(2j * np.pi * cfo * self.sync_period_s)
-
     def mixup(self, payloads: np.ndarray, weights: np.ndarray, genie: bool = False) -> MixupResult:
         """One OTA mixup of ``payloads`` (real ``(K, n_reals)``) with ``weights``
         (``(K,)``): flags checked (re-acquiring whom they name), probe, power control,
@@ -381,8 +475,7 @@ class TimeBaseSession:
             gains = np.array([self.true_gain(k, target) for k in range(kk)])
         else:
             tracks = list(self.tracks)
-            gains, delays, _ = self.probe(tracks)
-            gains = self._advance(gains, tracks)
+            gains, delays, at = self.probe(tracks)
             lost = [
                 k
                 for k in range(kk)
@@ -393,9 +486,10 @@ class TimeBaseSession:
                 self.air.lost_tracking += len(lost)
                 self.acquire(lost)
                 tracks = list(self.tracks)
-                gains, delays, _ = self.probe(tracks)
-                gains = self._advance(gains, tracks)
+                gains, delays, at = self.probe(tracks)
+            self._update_gains(gains, at, tracks)
             target = self._target(tracks)
+            gains = self._predicted_gains(target, tracks)
         noise = (
             self.noise_var
             if self.noise_var is not None
