@@ -375,6 +375,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--channel", default="rayleigh", help="medium channel model")
     parser.add_argument(
+        "--cable-loopback-db",
+        type=float,
+        default=None,
+        help="cable each radio's TX port to its own RX port with this loss, dB (the set-up "
+        "pyadi-iio's loopback tests assume); default: no cable",
+    )
+    parser.add_argument(
         "--duration",
         type=float,
         default=0.0,
@@ -401,6 +408,9 @@ def main(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"cannot listen: {exc}")
         return 1
+    if args.cable_loopback_db is not None:
+        for radio in lab.radios:  # a self-link: the radio hears its own TX
+            lab.medium.set_link(radio.name, radio.name, path_loss_db=args.cable_loopback_db)
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
