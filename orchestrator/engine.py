@@ -374,21 +374,23 @@ class Engine:
             self.nodes.request_many(
                 [(n, "checkpoint", {"round_id": round_id}) for n in self.nodes.alive_nodes]
             )
-        self.run.save_checkpoint(
-            to_state(
-                round_id,
-                self.method.state_dict(),
-                self.totals,
-                self.nodes.alive,
-                self.observations,
-                self.eavesdropped,
-            )
+        state = to_state(
+            round_id,
+            self.method.state_dict(),
+            self.totals,
+            self.nodes.alive,
+            self.observations,
+            self.eavesdropped,
         )
+        state["link"] = self.link.counters.snapshot()  # cumulative counters continue on resume
+        self.run.save_checkpoint(state)
 
     def restore(self, state: dict[str, Any]) -> int:
         """Load a checkpoint (:func:`orchestrator.checkpoints.to_state`); returns the next
         round to run."""
         restored = from_state(state)
+        if "link" in state:
+            self.link.counters.restore(state["link"])
         self.method.load_state_dict(restored.method_state)
         self.totals = restored.totals
         self.nodes.alive = restored.alive & set(self.nodes.node_of)

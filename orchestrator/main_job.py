@@ -33,7 +33,7 @@ from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
 from orchestrator.lifeline import die_with_parent
-from orchestrator.link import LinkConfig, OrchestratorLink
+from orchestrator.link import TIMING_DEPENDENT, LinkConfig, OrchestratorLink
 from orchestrator.metrics import channel_uses_to_target
 from orchestrator.node import radios_file
 from orchestrator.preflight import check_experiment
@@ -231,6 +231,9 @@ def run_experiment(
                 f"slots {record['slots']}  channel uses {record['channel_uses']}  "
                 f"({record['seconds']:.1f} s)"
             )
+        for node_id in link.alive_nodes():  # also nodes dropped after a request timeout
+            link.send(node_id, "shutdown", {"reason": "run finished"})
+        nodes.stop()  # local nodes write their link counters (logs/<node>.timing.json)
         say("running privacy attacks on what the server saw ...")
         privacy = server_view_figures(
             config, engine.method, engine.data, engine.observations, run.path
@@ -242,12 +245,10 @@ def run_experiment(
                 config, engine.method, engine.data, engine.eavesdropped, run.path
             )
         summary = summarize(
-            config, run.read_metrics(), privacy, link.counters.snapshot(), eavesdropper
+            config, run.read_metrics(), privacy, link_counters(link, run), eavesdropper
         )
         run.write_summary(summary)
         write_plots(run, run.read_metrics(), privacy, eavesdropper)
-        for node_id in link.alive_nodes():  # also nodes dropped after a request timeout
-            link.send(node_id, "shutdown", {"reason": "run finished"})
         for line in attack_table(summary):
             say(line)
         say(json.dumps(summary["headline"]))
@@ -256,6 +257,21 @@ def run_experiment(
         nodes.stop()
         link.close()
         radios.close()
+
+
+def link_counters(link: OrchestratorLink, run: RunDirectory) -> dict[str, Any]:
+    """The orchestrator's link counters, with ``nodes``: node id -> the frames its link
+    rejected by cause, from the ``logs/<node>.timing.json`` each local node writes as it
+    exits (remote nodes keep theirs on their own machine)."""
+    counters = link.counters.snapshot()
+    counters["nodes"] = {}
+    for path in sorted((run.path / "logs").glob("*.timing.json")):
+        node_id = path.name.removesuffix(".timing.json")
+        try:
+            counters["nodes"][node_id] = json.loads(path.read_text()).get("link_rejects", {})
+        except (OSError, ValueError):
+            log.warning("cannot read %s: node %s's rejections are not reported", path, node_id)
+    return counters
 
 
 def _attack_rows(figures: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -321,7 +337,12 @@ def summarize(
             "attacks": attack_rows,
             "eavesdropper": eve_summary,
         },
-        "link": {k: v for k, v in counters.items() if not isinstance(v, dict)},
+        "link": {
+            **{k: v for k, v in counters.items() if not isinstance(v, dict)},
+            # frames each end refused, by cause: {"orchestrator": {...}, "node0": {...}}
+            "rejects": {"orchestrator": counters.get("rejects", {}), **counters.get("nodes", {})},
+            "timing_dependent": [k for k in TIMING_DEPENDENT if k in counters],
+        },
     }
 
 

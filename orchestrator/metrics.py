@@ -73,6 +73,8 @@ class LinkWindow:
             + (after["received_bytes"] - before["received_bytes"]),
             "digital_messages": after["sent_messages"] + after["received_messages"],
             "link_requests": after["requests"] - before["requests"],
+            # frames the orchestrator's link refused so far, by cause (someone knocking)
+            "link_rejects": dict(after["rejects"]),
             # time the engine waited on the digital link itself: blocked in requests minus
             # the nodes' handling of them, plus polling for events
             "messaging_seconds": (after["request_seconds"] - before["request_seconds"])

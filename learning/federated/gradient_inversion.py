@@ -20,12 +20,21 @@ given: iDLG (Zhao et al. 2020) for one image (:func:`idlg_label`), and its exten
 batch or a sum, the label counts read off the last layer's bias gradient
 (:func:`infer_labels`).
 
+Attribution. The attack on a sum returns ``K * B`` images with no owner: the secure sum
+(with equal FedAvg weights) is the same whichever user held which image, so no
+assignment of reconstructions to users beats a random one (:func:`attribute_at_random`);
+a user's privacy is scored on the ``B`` reconstructions attributed to it, exactly as for
+its own update's ``B`` reconstructions. The pooled figure (all ``K * B`` reconstructions
+against all ``K * B`` images) measures what the sum reveals about the pool as a whole.
+
 Scoring (:func:`score_reconstructions`, the way :mod:`learning.attacks.inversion` scores
 model inversion): reconstructions are matched to the victims' images by the assignment of
 minimum pixel MSE (Hungarian), then PSNR, SSIM and *task accuracy* - an independent
 evaluation classifier trained on the attacker's auxiliary split labels each
 reconstruction and is scored against the victim's true label. Chance: the same pipeline
-fed with random auxiliary images instead of reconstructions.
+fed with random auxiliary images instead of reconstructions; and a label-aware chance
+(random auxiliary images of the labels the attacker inferred), which separates what the
+images reveal from what the labels alone give away.
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from phy.rng import RngLike, make_rng, torch_generator
 
 __all__ = [
     "InversionConfig",
+    "attribute_at_random",
     "idlg_label",
     "infer_labels",
     "invert_update",
@@ -192,6 +202,15 @@ def invert_update(
     return best.numpy().astype(np.float32)
 
 
+def attribute_at_random(n_items: int, n_users: int, rng: RngLike = None) -> np.ndarray:
+    """Split ``n_items = K * B`` unattributed reconstructions among ``n_users = K`` users at
+    random: returns int ``(K, B)``, row ``k`` indexing the reconstructions given to user
+    ``k`` (index the reconstructions and their inferred labels with it alike)."""
+    if n_users < 1 or n_items % n_users:
+        raise ValueError(f"{n_items} reconstructions cannot be split among {n_users} users")
+    return make_rng(rng).permutation(n_items).reshape(n_users, n_items // n_users)
+
+
 def score_reconstructions(
     evaluator: nn.Module,
     reconstructions: np.ndarray,
@@ -199,6 +218,9 @@ def score_reconstructions(
     labels: np.ndarray,
     aux_images: np.ndarray,
     rng: RngLike = None,
+    aux_labels: np.ndarray | None = None,
+    guess_labels: np.ndarray | None = None,
+    draws: int = 10,
 ) -> dict[str, float]:
     """Score reconstructions of ``n`` victim images (see the module docstring).
 
@@ -207,16 +229,26 @@ def score_reconstructions(
         reconstructions, truth: ``(n, C, H, W)`` in [0, 1] (any order of reconstructions).
         labels: ``(n,)`` the victims' true labels.
         aux_images: ``(M, C, H, W)`` the attacker's auxiliary images (chance baseline).
-        rng: draws the chance baseline's images.
+        rng: draws the chance baselines' images.
+        aux_labels, guess_labels: optional ``(M,)`` labels of ``aux_images`` and ``(n,)``
+            labels the attacker believes the victims hold (e.g. :func:`infer_labels`);
+            with both, a second, label-aware chance level is computed from random
+            auxiliary images *of those labels*: what a blind guess that knows only the
+            labels achieves.
+        draws: random draws averaged for each chance level.
 
     Returns:
-        ``task_accuracy``, ``psnr_db``, ``ssim`` and each ``<name>_chance``.
+        ``task_accuracy``, ``psnr_db``, ``ssim``, each ``<name>_chance`` and, when
+        labels are given for it, ``<name>_label_chance``.
     """
     rec = np.asarray(reconstructions, dtype=np.float32)
     ref = np.asarray(truth, dtype=np.float32)
     y = np.asarray(labels, dtype=np.int64)
+    aux = np.asarray(aux_images, dtype=np.float32)
     if rec.shape != ref.shape or rec.ndim != 4 or y.shape != (rec.shape[0],):
         raise ValueError(f"shapes {rec.shape}, {ref.shape}, {y.shape} do not match")
+    if draws < 1:
+        raise ValueError(f"draws must be >= 1, got {draws}")
 
     def figures(candidates: np.ndarray) -> dict[str, float]:
         matched = match_to_participants(candidates[:, None], ref[:, None])[:, 0]
@@ -226,8 +258,18 @@ def score_reconstructions(
             "ssim": float(np.mean(ssim(matched, ref))),
         }
 
+    def averaged(pick) -> dict[str, float]:
+        runs = [figures(aux[pick()]) for _ in range(draws)]
+        return {k: float(np.mean([r[k] for r in runs])) for k in runs[0]}
+
+    gen = make_rng(rng)
     scores = figures(rec)
-    pick = make_rng(rng).integers(0, len(aux_images), size=len(rec))
-    for key, value in figures(np.asarray(aux_images, dtype=np.float32)[pick]).items():
-        scores[f"{key}_chance"] = value
+    blind = averaged(lambda: gen.integers(0, len(aux), size=len(rec)))
+    scores.update({f"{k}_chance": v for k, v in blind.items()})
+    if aux_labels is not None and guess_labels is not None:
+        by_label = {c: np.flatnonzero(np.asarray(aux_labels) == c) for c in set(guess_labels)}
+        if any(len(v) == 0 for v in by_label.values()):
+            raise ValueError("no auxiliary image for one of the guessed labels")
+        aware = averaged(lambda: np.array([gen.choice(by_label[c]) for c in guess_labels]))
+        scores.update({f"{k}_label_chance": v for k, v in aware.items()})
     return scores

@@ -24,3 +24,7 @@ METHODS: Registry[type[Method]] = Registry(
 def make_method(name: str, context: MethodContext) -> Method:
     """Build the method registered as ``name`` over ``context``."""
     return METHODS[name](context)
+
+
+# methods defined elsewhere register themselves on import
+import learning.federated.method  # noqa: E402,F401  ("fedavg")

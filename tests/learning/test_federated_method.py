@@ -1,0 +1,95 @@
+"""FedAvg as a registered Method on the shared runtime (learning.methods)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from learning.channels import make_channel
+from learning.data import load_dataset, split_users
+from learning.federated.method import FederatedAveraging
+from learning.federated.updates import get_flat
+from learning.methods import METHODS, make_method
+from learning.methods.base import MethodContext, Reception
+from learning.methods.loop import run_method
+from learning.mixup import make_policy
+
+MODEL = {"mode": "raw", "arch": "mlp", "feature_dim": 32, "learning_rate": 1e-3, "batch_size": 16}
+
+
+@pytest.fixture(scope="module")
+def data():
+    train, test = load_dataset("digits", rng=0)
+    return train, test, split_users(train, 4, auxiliary_fraction=0.2, rng=1)
+
+
+def context(data, **options) -> MethodContext:
+    train, test, split = data
+    return MethodContext(train, test, split, MODEL, make_policy("equal"), seed=3, options=options)
+
+
+def test_fedavg_is_registered_with_its_options():
+    assert METHODS["fedavg"] is FederatedAveraging
+    assert set(FederatedAveraging.options) == {"aggregation", "local_steps", "local_lr"}
+    assert FederatedAveraging.options["aggregation"].choices == ("ota", "orthogonal")
+
+
+def test_payload_is_the_scaled_update_with_bounded_power(data):
+    method = make_method("fedavg", context(data))
+    user = method.make_user(0)
+    payload = user.payload(16).vector
+    assert payload.shape == (method.payload_reals,) and method.payload_reals % 2 == 0
+    assert 2 * np.mean(payload**2) <= 1.0 + 1e-9  # at most unit power per complex symbol
+    assert np.any(payload != 0)
+
+
+def test_ideal_air_applies_the_mean_update_and_broadcasts_the_model(data):
+    method = make_method("fedavg", context(data))
+    users = [method.make_user(i) for i in range(2)]
+    vectors = [u.payload(16).vector for u in users]
+    theta0, scale = get_flat(method.model).double(), method.scale
+    estimate = 0.5 * (vectors[0] + vectors[1])
+    outcome = method.server_step(
+        [Reception((0, 1), estimate, np.full(2, 0.5), np.full(2, 0.5))], rng=0
+    )
+    p = method.n_parameters
+    expected = theta0 + scale * torch.as_tensor(estimate[:p])
+    assert torch.allclose(get_flat(method.model).double(), expected, atol=1e-6)
+    (feedback,) = outcome.feedback
+    assert feedback.users == tuple(range(4))
+    users[1].apply(feedback, 1.0)
+    assert torch.equal(get_flat(users[1].model), get_flat(method.model))
+    assert users[1].scale == method.scale
+
+
+def test_missed_slot_changes_nothing(data):
+    method = make_method("fedavg", context(data))
+    before = get_flat(method.model)
+    outcome = method.server_step([Reception((0,), None, np.ones(1), np.zeros(1))], rng=0)
+    assert torch.equal(get_flat(method.model), before) and not outcome.feedback
+
+
+@pytest.mark.parametrize("aggregation", ["ota", "orthogonal"])
+def test_fedavg_learns_over_the_faded_air(data, aggregation):
+    method = make_method(
+        "fedavg", context(data, batch_size=64, aggregation=aggregation, local_steps=2)
+    )
+    result = run_method(method, make_channel("fading", snr_db=20, rng=0), rounds=1, group_size=4)
+    assert result.accuracy > 0.8  # chance 0.1
+    per_group = 1 if aggregation == "ota" else 4
+    assert result.slots == method.context.steps_per_round * per_group
+
+
+def test_state_round_trip(data):
+    method = make_method("fedavg", context(data))
+    state = method.state_dict()
+    other = make_method("fedavg", context(data))
+    torch.nn.utils.vector_to_parameters(torch.zeros(other.n_parameters), other.model.parameters())
+    other.load_state_dict(state)
+    assert torch.equal(get_flat(other.model), get_flat(method.model))
+
+
+def test_bad_aggregation_refused(data):
+    with pytest.raises(ValueError, match="aggregation"):
+        make_method("fedavg", context(data, aggregation="digital"))
