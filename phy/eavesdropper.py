@@ -51,14 +51,13 @@ subcarrier symbol then sees the noise :func:`subcarrier_noise_var`.
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from phy.power import get_power_policy
-from phy.rng import RngLike, make_rng, spawn
+from phy.rng import RngLike, spawn
 from phy.sync import detect_frame_arrays
 from phy.waveform import OfdmConfig, demodulate_frames, frame_length
 
@@ -166,8 +165,7 @@ def eavesdropper_gains(
     if h.ndim != 2 or he.shape != h.shape or w.shape != h.shape:
         raise ValueError("h_legit, h_eve and weights must share one (B, K) shape")
     chosen = get_power_policy(policy)
-    extra = {"rng": make_rng(rng)} if "rng" in inspect.signature(chosen).parameters else {}
-    b = np.asarray(chosen(h, w, p_max, float(legit_noise_var), **extra).tx_scaling)
+    b = np.asarray(chosen(h, w, p_max, float(legit_noise_var), rng=rng).tx_scaling)
     return he * b
 
 

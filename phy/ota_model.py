@@ -17,7 +17,6 @@ real component).
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 import numpy as np
@@ -91,7 +90,7 @@ def ota_mixture(
 
     chosen = get_power_policy(policy)
     kwargs = dict(policy_kwargs or {})
-    if "rng" in inspect.signature(chosen).parameters and "rng" not in kwargs:
+    if chosen.randomised and "rng" not in kwargs:
         kwargs["rng"] = int(torch.randint(0, 2**62, (1,), generator=generator).item())
     result = chosen(h_np, w_np, p_np, nv_np, **kwargs)
 

@@ -61,11 +61,13 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng
 
 __all__ = [
     "POWER_POLICIES",
     "PowerControlResult",
+    "PowerPolicy",
     "airmixml_dirichlet",
     "channel_inversion",
     "get_power_policy",
@@ -341,18 +343,47 @@ def numerical_optimum(
     return best
 
 
-PowerPolicy = Callable[..., PowerControlResult]
+@dataclass(frozen=True)
+class PowerPolicy:
+    """A registered power-control policy, called with one signature by every caller::
 
-#: name -> policy; every policy is ``f(h, weights, p_max, noise_var, **kwargs)``
-POWER_POLICIES: dict[str, PowerPolicy] = {
-    "mmse": tx_rx_scaling,
-    "channel_inversion": channel_inversion,
-    "airmixml_dirichlet": airmixml_dirichlet,
-}
+        policy(h, weights, p_max, noise_var, rng=None, **options) -> PowerControlResult
+
+    Attributes:
+        function: the implementation, ``f(h, weights, p_max, noise_var, **options)``
+            (plus ``rng=`` when ``randomised``).
+        randomised: the policy draws from ``rng`` (e.g. AirMixML's Dirichlet weights);
+            deterministic policies ignore ``rng`` and callers need not draw one for them.
+    """
+
+    function: Callable[..., PowerControlResult]
+    randomised: bool = False
+
+    def __call__(
+        self,
+        h: np.ndarray,
+        weights: Any,
+        p_max: Any = 1.0,
+        noise_var: Any = 0.0,
+        rng: RngLike = None,
+        **options: Any,
+    ) -> PowerControlResult:
+        if self.randomised:
+            options["rng"] = make_rng(rng)
+        return self.function(h, weights, p_max, noise_var, **options)
+
+
+#: name -> policy (see :class:`PowerPolicy` for the one calling convention)
+POWER_POLICIES: Registry[PowerPolicy] = Registry(
+    "power policy",
+    {
+        "mmse": PowerPolicy(tx_rx_scaling),
+        "channel_inversion": PowerPolicy(channel_inversion),
+        "airmixml_dirichlet": PowerPolicy(airmixml_dirichlet, randomised=True),
+    },
+)
 
 
 def get_power_policy(name: str) -> PowerPolicy:
     """The power-control policy registered as ``name`` (see :data:`POWER_POLICIES`)."""
-    if name not in POWER_POLICIES:
-        raise ValueError(f"unknown power policy {name!r}; allowed: {sorted(POWER_POLICIES)}")
     return POWER_POLICIES[name]

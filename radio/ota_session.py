@@ -27,7 +27,6 @@ timing, CFO and CSI) instead of estimates, for comparison.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -43,7 +42,7 @@ from phy.ota import (
     predict_gains,
 )
 from phy.power import get_power_policy, mse_of
-from phy.rng import RngLike, make_rng
+from phy.rng import RngLike
 from phy.waveform import OfdmConfig, frame_length
 from radio.ota_transmitter import OtaTransmitter, SlotOrder
 
@@ -212,9 +211,7 @@ class OtaReceiver:
         clock = self.clock
         gains = predict_gains(links, clock, self.config)
         noise = self.noise_var_of(links)
-        randomised = "rng" in inspect.signature(self.policy).parameters
-        extra = {"rng": make_rng(rng)} if randomised else {}
-        scaling = self.policy(gains, w, self.p_max, noise, **extra)
+        scaling = self.policy(gains, w, self.p_max, noise, rng=rng)
         b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling))  # undetected: silent
         a = complex(np.asarray(scaling.rx_scaling))
         corrections = corrections_for(links)
@@ -236,6 +233,7 @@ class OtaReceiver:
         if self.clock != plan.clock:
             raise RuntimeError("the receiver clock moved since the slot was planned")
         samples, _ = self.capture(plan.buffer_len)
+        self.last_capture = samples  # the slot's window, for the live view's spectrum
         return estimate_mixup(
             samples, plan.rx_scaling, n_reals, self.config, frame_start=plan.target_delay
         )

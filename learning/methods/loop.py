@@ -51,6 +51,7 @@ class LoopResult:
         mean_mse: mean expected MSE per complex symbol the channel reported.
         missed_slots: slots whose estimate was None.
         seconds: wall-clock time.
+        users: the method's user halves after training (index order).
     """
 
     accuracy: float = float("nan")
@@ -61,6 +62,7 @@ class LoopResult:
     mean_mse: float = 0.0
     missed_slots: int = 0
     seconds: float = 0.0
+    users: list[MethodUser] = field(default_factory=list)
 
 
 def pooled_accuracy(counts: Sequence[EvalCounts]) -> float:
@@ -123,7 +125,7 @@ def run_method(
         i: np.bincount(u.data.y.numpy(), minlength=ctx.n_classes) for i, u in enumerate(users)
     }
     slot_uses = frame_length(method.payload_reals, ofdm or OfdmConfig())
-    result = LoopResult()
+    result = LoopResult(users=users)
     mses: list[float] = []
     next_eval = eval_channel_uses
     start = time.perf_counter()

@@ -163,9 +163,22 @@ def test_numerical_optimum_validation() -> None:
 
 def test_registry() -> None:
     assert set(POWER_POLICIES) == {"mmse", "channel_inversion", "airmixml_dirichlet"}
-    assert get_power_policy("mmse") is tx_rx_scaling
-    with pytest.raises(ValueError, match="allowed"):
+    assert get_power_policy("mmse").function is tx_rx_scaling
+    with pytest.raises(ValueError, match=r"unknown power policy 'waterfilling'; allowed: \["):
         get_power_policy("waterfilling")
+
+
+def test_one_calling_convention_and_rng_only_for_randomised_policies() -> None:
+    """Every policy takes (h, w, p_max, noise_var, rng=...); deterministic ones give the
+    same result whatever the rng, the randomised one draws from it."""
+    h = np.array([0.3 + 0.4j, 1.2 - 0.1j, 0.05j])
+    w = np.full(3, 1 / 3)
+    for name, policy in POWER_POLICIES.items():
+        a, b = (policy(h, w, 1.0, 0.01, rng=seed) for seed in (1, 2))
+        same = np.allclose(a.tx_scaling, b.tx_scaling)
+        assert same != policy.randomised, name
+        again = policy(h, w, 1.0, 0.01, rng=1)
+        np.testing.assert_array_equal(again.tx_scaling, a.tx_scaling)
 
 
 @pytest.mark.parametrize(
