@@ -281,6 +281,23 @@ def test_gnuradio_source_reports_and_clears_overflow(lab, tmp_path):
     assert b"O" in stdout
 
 
+def test_gnuradio_sink_reports_and_clears_underflow(lab, tmp_path):
+    """gr-iio's sink polls the DAC core's 0x80000088: "U" for a latched underflow."""
+    model = lab.radios[0].model
+    model.raise_underflow()
+    script = _write_script(tmp_path, "tx.py", _TX_SCRIPT)
+    with _flowgraph([str(script), lab.uris[0], "1", "62500"], stdin=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        first = proc.stdout.readline().strip()  # gr-iio's C stdio may print "U" before it
+        assert first.endswith(b"ready")
+        assert _wait_until(lambda: not model.underflow), "gr-iio never cleared the status"
+        model.raise_underflow()
+        assert _wait_until(lambda: not model.underflow), "gr-iio never saw the underflow"
+        stdout, stderr = proc.communicate(b"stop\n", timeout=FLOWGRAPH_TIMEOUT_S)
+    assert proc.returncode == 0, stderr.decode()
+    assert (first + stdout).count(b"U") >= 2  # the latched flag and the one raised later
+
+
 def test_example_flowgraph_receives_a_users_frame(capsys):
     """hardware/examples/gr_receive_frame.py end to end on its own two virtual Plutos."""
     import importlib.util
