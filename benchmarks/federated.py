@@ -414,7 +414,7 @@ def inversion_figures(train, split, rng) -> dict:
     out = {}
     names = ("task_accuracy", "psnr_db", "ssim")
     print(f"label multiset inferred exactly from single updates: {np.mean(label_hits):.2f}")
-    print("chance: random auxiliary images; label-aware: random auxiliary images of the")
+    print("chance: random auxiliary images; label-aware: auxiliary class-mean images of the")
     print("labels the attacker inferred from the update (what the labels alone give away)")
     print(f"{'view':<28}" + "".join(f"{n:>14}{'chance':>8}{'label-aware':>12}" for n in names))
     rows = [(f"{v} (per user)", s) for v, s in views.items()]

@@ -33,8 +33,8 @@ minimum pixel MSE (Hungarian), then PSNR, SSIM and *task accuracy* - an independ
 evaluation classifier trained on the attacker's auxiliary split labels each
 reconstruction and is scored against the victim's true label. Chance: the same pipeline
 fed with random auxiliary images instead of reconstructions; and a label-aware chance
-(random auxiliary images of the labels the attacker inferred), which separates what the
-images reveal from what the labels alone give away.
+(the auxiliary class-mean image of each label the attacker inferred), which separates
+what the images reveal from what the labels alone give away.
 """
 
 from __future__ import annotations
@@ -232,9 +232,9 @@ def score_reconstructions(
         rng: draws the chance baselines' images.
         aux_labels, guess_labels: optional ``(M,)`` labels of ``aux_images`` and ``(n,)``
             labels the attacker believes the victims hold (e.g. :func:`infer_labels`);
-            with both, a second, label-aware chance level is computed from random
-            auxiliary images *of those labels*: what a blind guess that knows only the
-            labels achieves.
+            with both, a second, label-aware chance level is computed from the auxiliary
+            class-mean image of each of those labels (the best guess under pixel MSE of
+            an attacker that knows only the labels).
         draws: random draws averaged for each chance level.
 
     Returns:
@@ -267,9 +267,12 @@ def score_reconstructions(
     blind = averaged(lambda: gen.integers(0, len(aux), size=len(rec)))
     scores.update({f"{k}_chance": v for k, v in blind.items()})
     if aux_labels is not None and guess_labels is not None:
-        by_label = {c: np.flatnonzero(np.asarray(aux_labels) == c) for c in set(guess_labels)}
-        if any(len(v) == 0 for v in by_label.values()):
-            raise ValueError("no auxiliary image for one of the guessed labels")
-        aware = averaged(lambda: np.array([gen.choice(by_label[c]) for c in guess_labels]))
-        scores.update({f"{k}_label_chance": v for k, v in aware.items()})
+        aux_y = np.asarray(aux_labels)
+        means = {}
+        for c in set(np.asarray(guess_labels).tolist()):
+            if not np.any(aux_y == c):
+                raise ValueError(f"no auxiliary image of the guessed label {c}")
+            means[c] = aux[aux_y == c].mean(axis=0)
+        prototypes = np.stack([means[c] for c in np.asarray(guess_labels).tolist()])
+        scores.update({f"{k}_label_chance": v for k, v in figures(prototypes).items()})
     return scores
