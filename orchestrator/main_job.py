@@ -34,6 +34,7 @@ from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
 from orchestrator.lifeline import die_with_parent
 from orchestrator.link import TIMING_DEPENDENT, LinkConfig, OrchestratorLink
+from orchestrator.membership_audit import membership_figures, membership_headline, membership_table
 from orchestrator.metrics import channel_uses_to_target
 from orchestrator.node import radios_file
 from orchestrator.preflight import check_experiment
@@ -247,9 +248,18 @@ def run_experiment(
         summary = summarize(
             config, run.read_metrics(), privacy, link_counters(link, run), eavesdropper
         )
+        if config.attacks.membership:  # the final server model, for membership of users' data
+            say("running membership inference on the final server model ...")
+            membership = membership_figures(
+                config, engine.data, engine.method.model, run.plots_dir, say
+            )
+            summary["privacy"]["membership"] = membership
+            summary["headline"].update(membership_headline(membership))
         run.write_summary(summary)
         write_plots(run, run.read_metrics(), privacy, eavesdropper)
         for line in attack_table(summary):
+            say(line)
+        for line in membership_table(summary["privacy"].get("membership")):
             say(line)
         say(json.dumps(summary["headline"]))
         return summary
