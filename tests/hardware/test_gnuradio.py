@@ -271,7 +271,7 @@ def test_gnuradio_source_reports_and_clears_overflow(lab, tmp_path):
     model = lab.radios[1].model
     model.raise_overflow()
     script = _write_script(tmp_path, "rx.py", _RX_SCRIPT)
-    args = [str(script), lab.uris[1], str(tmp_path / "rx.npy"), str(6 * FS)]
+    args = [str(script), lab.uris[1], str(tmp_path / "rx.npy"), str(4 * FS)]
     with _flowgraph(args) as proc:
         assert _wait_until(lambda: not model.overflow), "gr-iio never cleared the status"
         model.raise_overflow()
