@@ -51,6 +51,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.grouping import get_grouping_policy
 from orchestrator.link import OrchestratorLink
 from orchestrator.metrics import LinkWindow, RoundStats, Totals, round_record
+from orchestrator.mixup_error import MixupLog
 from orchestrator.nodes import NodeLost, Nodes
 from orchestrator.radios import RunRadios, radio_config
 from orchestrator.rundir import RunDirectory
@@ -101,6 +102,7 @@ class Engine:
         self.steps = self.method.context.steps_per_round
         self.n_reals = self.method.payload_reals
         self.frame_len = frame_length(self.n_reals, self.ofdm) if self.n_reals else 0
+        self.estimate_log = MixupLog.receiver(run.path)  # scored after the run (mixup_error)
         self.totals = Totals()
         self.observations: list[Observation] = []
         self.eavesdropped: list[EavesdropperCapture] = []  # empty without an eavesdropper
@@ -183,6 +185,10 @@ class Engine:
             stats.missed_slots += 1
         else:
             stats.predicted_mse.append(float(plan.predicted_mse))
+            self.estimate_log.slot(
+                round_id, slot_id, users, estimate, weights=weights, batch=self.batch,
+                predicted_mse=float(plan.predicted_mse), dim=getattr(self.method, "dim", None),
+            )  # fmt: skip
         indices = tuple(self.index_of[u] for u in users)
         return Reception(indices, estimate, weights, np.asarray(plan.effective_weights, float))
 

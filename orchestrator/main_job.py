@@ -28,7 +28,7 @@ from typing import Any
 import torch
 
 from orchestrator import experiment as ex
-from orchestrator import provenance
+from orchestrator import mixup_error, provenance
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
 from orchestrator.keys import create_keys
@@ -235,6 +235,8 @@ def run_experiment(
         for node_id in link.alive_nodes():  # also nodes dropped after a request timeout
             link.send(node_id, "shutdown", {"reason": "run finished"})
         nodes.stop()  # local nodes write their link counters (logs/<node>.timing.json)
+        measured = mixup_error.score_run(run.path)  # after the fact, from the nodes' audit
+        mixup_error.plot(measured, run.plots_dir / "mixup_error.png")
         say("running privacy attacks on what the server saw ...")
         privacy = server_view_figures(
             config, engine.method, engine.data, engine.observations, run.path
@@ -248,6 +250,7 @@ def run_experiment(
         summary = summarize(
             config, run.read_metrics(), privacy, link_counters(link, run), eavesdropper
         )
+        summary["mixup_error"] = measured["overall"]
         if config.attacks.membership:  # the final server model, for membership of users' data
             say("running membership inference on the final server model ...")
             membership = membership_figures(

@@ -7,7 +7,7 @@ directory, and nothing travels on the digital link:
   ``(n_reals,)``), the group, the mixing weights ``w`` and the power policy's predicted
   MSE (``receiver/estimates.*``, :meth:`MixupLog.receiver`);
 * each node logs the exact slot vector ``x_k`` it put on the air for each of its users
-  (``audit/<node>.payloads.*``, :meth:`MixupLog.node`), next to the dataset indices it
+  (``audit/payloads/<node>.*``, :meth:`MixupLog.node`), next to the dataset indices it
   already records for attack scoring.
 
 After the run, :func:`score_run` joins them: per slot the squared error of the estimate
@@ -65,7 +65,7 @@ class MixupLog:
     @classmethod
     def node(cls, run_dir: str | Path, node_id: str) -> MixupLog:
         """Node ``node_id``'s log of the slot vectors it transmitted."""
-        return cls(Path(run_dir) / "audit", f"{node_id}.payloads")
+        return cls(Path(run_dir) / "audit" / "payloads", node_id)
 
     @property
     def data_path(self) -> Path:
@@ -85,6 +85,17 @@ class MixupLog:
         with self.index_path.open("a") as handle:
             handle.write(json.dumps(entry) + "\n")
 
+    def slot(
+        self, round_id: int, slot_id: int, users: list[str], vector: np.ndarray, **extra: Any
+    ) -> None:
+        """Append one slot's vector: the receiver's estimate (``extra``: ``weights``,
+        ``predicted_mse``, ``batch``, ``dim``) or one user's sent vector (``users`` of
+        one)."""
+        record = {"round": int(round_id), "slot": int(slot_id), "users": list(users)}
+        for key, value in extra.items():
+            record[key] = np.asarray(value).tolist() if isinstance(value, np.ndarray) else value
+        self.append(record, vector)
+
     def entries(self) -> Iterator[tuple[dict[str, Any], np.ndarray]]:
         """Every (record, vector) in the order written."""
         if not self.index_path.is_file():
@@ -101,10 +112,10 @@ class MixupLog:
 def _sent_vectors(run_dir: Path) -> dict[tuple[int, int, str], np.ndarray]:
     """(round, slot, user) -> the slot vector the user sent (last entry wins)."""
     sent: dict[tuple[int, int, str], np.ndarray] = {}
-    for index in sorted((run_dir / "audit").glob("*.payloads.jsonl")):
-        log = MixupLog(index.parent, index.name[: -len(".jsonl")])
+    for index in sorted((run_dir / "audit" / "payloads").glob("*.jsonl")):
+        log = MixupLog(index.parent, index.stem)
         for record, vector in log.entries():
-            sent[(record["round"], record["slot"], record["user"])] = vector
+            sent[(record["round"], record["slot"], record["users"][0])] = vector
     return sent
 
 
@@ -123,15 +134,16 @@ def score_slots(run_dir: str | Path) -> list[dict[str, Any]]:
         if any(v is None or v.size != estimate.size for v in vectors):
             continue
         target = np.asarray(record["weights"], dtype=np.float64) @ np.stack(vectors)
-        error = (estimate.astype(np.float64) - target).reshape(record["batch"], -1)
-        dim = record["dim"]
+        error = (estimate.astype(np.float64) - target).reshape(record.get("batch") or 1, -1)
+        dim = record.get("dim")  # None: a method without a label tail
+        tail = error[:, dim:] if dim is not None else error[:, :0]
         rows.append(
             {
                 "round": round_id,
                 "slot": slot_id,
                 "users": record["users"],
                 "payload_mse": float(np.mean(error[:, :dim] ** 2)),
-                "label_mse": float(np.mean(error[:, dim:] ** 2)),
+                "label_mse": float(np.mean(tail**2)) if tail.size else None,
                 "predicted_mse": float(record["predicted_mse"]),
             }
         )
@@ -148,12 +160,16 @@ def score_run(run_dir: str | Path) -> dict[str, Any]:
     for row in slots:
         by_round[row["round"]].append(row)
 
+    def mean_db(rows: list[dict[str, Any]], key: str) -> float | None:
+        values = [r[key] for r in rows if r[key] is not None]
+        return _db(float(np.mean(values))) if values else None
+
     def means(rows: list[dict[str, Any]]) -> dict[str, Any]:
         return {
             "slots": len(rows),
-            "measured_mixup_mse_db": _db(float(np.mean([r["payload_mse"] for r in rows]))),
-            "measured_label_mse_db": _db(float(np.mean([r["label_mse"] for r in rows]))),
-            "predicted_mixup_mse_db": _db(float(np.mean([r["predicted_mse"] for r in rows]))),
+            "measured_mixup_mse_db": mean_db(rows, "payload_mse"),
+            "measured_label_mse_db": mean_db(rows, "label_mse"),
+            "predicted_mixup_mse_db": mean_db(rows, "predicted_mse"),
         }
 
     rounds = {r: means(rows) for r, rows in sorted(by_round.items())}

@@ -46,6 +46,7 @@ from orchestrator.config import ExperimentConfig, load_experiment
 from orchestrator.lifeline import watch_parent
 from orchestrator.link import LinkConfig, LinkError, NodeLink
 from orchestrator.messages import Message
+from orchestrator.mixup_error import MixupLog
 from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
 from radio import Radio, RadioConfig, open_radio
 from radio.ota_transmitter import OtaTransmitter
@@ -105,6 +106,7 @@ class Node:
         self.link_counters: dict = {}  # the link's counters when it closed (write_timing)
         self.audit_path = self.run_dir / "audit" / f"{node_id}.jsonl"
         self.audit_path.parent.mkdir(parents=True, exist_ok=True)
+        self.payload_log = MixupLog.node(self.run_dir, node_id)  # ground truth, never sent
         if restore_round is not None:
             self._restore(restore_round)
 
@@ -160,6 +162,7 @@ class Node:
             user.transmitter.play_payload(payload.vector, body["orders"][k])
             user.last_batch = payload.indices
             self._audit(body, user, payload.indices, float(body["weights"][k]))
+            self.payload_log.slot(body["round_id"], body["slot_id"], [user.user_id], payload.vector)
 
     def _audit(self, body: dict, user: HostedUser, indices: np.ndarray, weight: float) -> None:
         record = {
