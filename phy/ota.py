@@ -44,6 +44,9 @@ from phy.waveform import (
 
 __all__ = [
     "ACQ_REPS",
+    "BURST_GAP",
+    "PAIR_LEAD",
+    "acquisition_pair",
     "UserCorrection",
     "acquisition_burst",
     "estimate_burst",
@@ -90,6 +93,21 @@ def pilot_buffer(user_index: int, n_users: int, config: OfdmConfig) -> np.ndarra
 
 #: long blocks in a one-shot acquisition burst (stream and tdd time bases)
 ACQ_REPS = 8
+#: user samples between the two bursts of an acquisition pair (CFO refinement span)
+BURST_GAP = 4000
+#: zeros before an acquisition pair (the burst detector needs a lead-in)
+PAIR_LEAD = 64
+
+
+def acquisition_pair(user_index: int, config: OfdmConfig) -> np.ndarray:
+    """Two :func:`acquisition_burst` of ``user_index``, the second ``BURST_GAP`` samples
+    after the first, behind ``PAIR_LEAD`` zeros: complex64 ``(PAIR_LEAD + BURST_GAP +
+    burst length,)``. The phase advance between the bursts refines the CFO."""
+    burst = acquisition_burst(user_index, config)
+    out = np.zeros(PAIR_LEAD + BURST_GAP + burst.size, np.complex64)
+    out[PAIR_LEAD : PAIR_LEAD + burst.size] = burst
+    out[PAIR_LEAD + BURST_GAP :] = burst
+    return out
 
 
 def acquisition_burst(user_index: int, config: OfdmConfig, reps: int = ACQ_REPS) -> np.ndarray:

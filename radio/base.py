@@ -45,6 +45,10 @@ class TimeBaseUnsupported(RadioConfigError):
     feed, a back-end without streaming); the message names the cause."""
 
 
+class StreamTooLate(RadioError, ValueError):
+    """Content was to be placed at a TX stream index already queued or on the air."""
+
+
 #: the closed loop's time bases (see radio.time_base): continuous sample-indexed
 #: streaming, TDD-triggered buffers on a shared sync pulse, or the cyclic loop on an
 #: ideal (constant-latency) medium as a reference

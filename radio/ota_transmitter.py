@@ -20,15 +20,40 @@ side of the loop.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from phy.ota import UserCorrection, pilot_buffer, precompensated_payload
+from phy.ota import (
+    UserCorrection,
+    acquisition_pair,
+    pilot_buffer,
+    precompensated_blocks,
+    precompensated_payload,
+    probe_blocks,
+)
 from phy.waveform import OfdmConfig
+from radio.base import StreamTooLate
 
-__all__ = ["OtaTransmitter", "SlotOrder"]
+__all__ = [
+    "KIND_ACQUISITION",
+    "KIND_PAYLOAD",
+    "KIND_PROBE",
+    "MODE_CYCLIC",
+    "MODE_STREAM",
+    "MODE_TDD",
+    "OtaTransmitter",
+    "SlotOrder",
+]
+
+log = logging.getLogger(__name__)
+
+#: SlotOrder.mode: how a buffer goes on the air (ideal / stream / tdd time base)
+MODE_CYCLIC, MODE_STREAM, MODE_TDD = 0, 1, 2
+#: SlotOrder.kind: what a pilot order plays
+KIND_PAYLOAD, KIND_PROBE, KIND_ACQUISITION = 0, 1, 2
 
 
 @dataclass(frozen=True)
@@ -42,7 +67,15 @@ class SlotOrder:
         cfo_hz: CFO to pre-rotate away, Hz.
         target_delay: receiver index where every frame of the slot starts, samples.
         tx_scaling: ``b_k`` (complex; 0 = silent).
-        buffer_len: length of the cyclic transmit buffer, samples.
+        buffer_len: length of the cyclic transmit buffer, samples (0: just long enough).
+        mode: how the buffer goes on the air: ``MODE_CYCLIC`` (the cyclic loop of the
+            ``ideal`` time base), ``MODE_STREAM`` (placed once in the user's continuous
+            TX stream at ``stream_index``) or ``MODE_TDD`` (armed once on the TDD
+            engine, started by the next sync pulse); see :mod:`radio.time_base`.
+        stream_index: ``MODE_STREAM``: the user's TX stream index of buffer index 0.
+        kind: what :meth:`OtaTransmitter.play_pilot` plays: ``KIND_PROBE`` (the probe
+            symbol, pre-compensated like a frame) or ``KIND_ACQUISITION`` (an
+            acquisition pair, :func:`phy.ota.acquisition_pair`).
     """
 
     delay_samples: float
@@ -51,6 +84,9 @@ class SlotOrder:
     target_delay: int
     tx_scaling: complex
     buffer_len: int
+    mode: int = 0
+    stream_index: int = 0
+    kind: int = 0
 
     @classmethod
     def from_correction(
@@ -89,10 +125,28 @@ class OtaTransmitter:
         self.radio = radio
         self.config = config or OfdmConfig()
         self.user = int(user)
+        self.streaming = False  # this user's continuous TX stream runs (stream base)
 
-    def play_pilot(self, pilot_id: int, group_size: int) -> None:
-        """Play pilot ``pilot_id`` of a group of ``group_size`` cyclically (acquisition)."""
-        self.radio.transmit(pilot_buffer(pilot_id, group_size, self.config), cyclic=True)
+    def play_pilot(self, pilot_id: int, group_size: int, order: SlotOrder | None = None) -> None:
+        """Acquisition or probe. Without ``order`` (or ``MODE_CYCLIC``): pilot
+        ``pilot_id`` of a group of ``group_size``, cyclically (the ``ideal`` loop).
+        ``KIND_ACQUISITION``: the acquisition pair of ZC root index ``pilot_id``;
+        ``KIND_PROBE``: the probe symbol of comb position ``pilot_id`` of
+        ``group_size``, pre-compensated as ordered; both played once as ``order.mode``
+        says."""
+        if order is None or order.mode == MODE_CYCLIC:
+            self.radio.transmit(pilot_buffer(pilot_id, group_size, self.config), cyclic=True)
+            return
+        if order.kind == KIND_ACQUISITION:
+            samples = acquisition_pair(pilot_id, self.config)
+        elif order.kind == KIND_PROBE:
+            blocks = probe_blocks(pilot_id, group_size, self.config)
+            samples = precompensated_blocks(
+                blocks, order.correction(self.user), order.tx_scaling, self.config
+            )
+        else:
+            raise ValueError(f"order kind {order.kind} is not a pilot")
+        self._put(samples, order)
 
     def payload_waveform(self, payload: np.ndarray, order: SlotOrder) -> np.ndarray:
         """The pre-compensated buffer for ``payload`` (real ``(n_reals,)``), complex64
@@ -106,9 +160,28 @@ class OtaTransmitter:
         )
 
     def play_payload(self, payload: np.ndarray, order: SlotOrder) -> None:
-        """Play the frame carrying ``payload`` as ordered, cyclically, until :meth:`stop`."""
-        self.radio.transmit(self.payload_waveform(payload, order), cyclic=True)
+        """Play the frame carrying ``payload`` as ordered: cyclically until :meth:`stop`
+        (``MODE_CYCLIC``) or once (stream, tdd)."""
+        self._put(self.payload_waveform(payload, order), order)
+
+    def _put(self, samples: np.ndarray, order: SlotOrder) -> None:
+        if order.mode == MODE_STREAM:
+            if not self.streaming:
+                self.radio.start_stream()
+                self.streaming = True
+            try:
+                self.radio.place(samples, int(order.stream_index))
+            except StreamTooLate as error:  # e.g. after a host stall: the receiver's probe
+                log.warning("user %d: buffer dropped: %s", self.user, error)  # sees it
+        elif order.mode == MODE_TDD:
+            self.radio.arm_transmit(samples)
+        elif order.mode == MODE_CYCLIC:
+            self.radio.transmit(samples, cyclic=True)
+        else:
+            raise ValueError(f"unknown order mode {order.mode}")
 
     def stop(self) -> None:
-        """Stop transmitting."""
-        self.radio.stop_transmit()
+        """Stop a cyclic buffer. Streams keep running (the time base) and stream and tdd
+        buffers play once anyway: nothing to stop then."""
+        if not self.streaming:
+            self.radio.stop_transmit()

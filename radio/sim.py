@@ -14,8 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from phy.medium import MediumPort, NoTddEngineError, SharedMedium, get_medium
-from radio.base import Radio, RadioConfig, RadioConfigError, RadioDisconnected, TimeBaseUnsupported
+from phy.medium import MediumPort, NoTddEngineError, SharedMedium, StreamTooLateError, get_medium
+from radio.base import (
+    Radio,
+    RadioConfig,
+    RadioConfigError,
+    RadioDisconnected,
+    StreamTooLate,
+    TimeBaseUnsupported,
+)
 
 #: TX stream feeder of a SimRadio: buffers of this many samples, this many queued
 STREAM_BLOCK = 1024
@@ -182,8 +189,12 @@ class SimRadio(Radio):
         return self.port.earliest_index()
 
     def place(self, samples: np.ndarray, index: int) -> None:
-        """Place ``samples`` at TX stream ``index`` (TransmitClippingError if > full scale)."""
-        self.port.place(self.check_transmit_samples(samples), int(index))
+        """Place ``samples`` at TX stream ``index`` (TransmitClippingError if > full scale,
+        StreamTooLate if that index is already queued or on the air)."""
+        try:
+            self.port.place(self.check_transmit_samples(samples), int(index))
+        except StreamTooLateError as error:
+            raise StreamTooLate(str(error)) from None
 
     def read_stream(self, n_samples: int) -> np.ndarray:
         """The next ``n_samples`` of the RX stream, contiguous (no flush)."""

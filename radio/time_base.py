@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,23 +45,34 @@ import numpy as np
 from phy.estimation import LinkEstimate, NoPilotError
 from phy.ota import (
     ACQ_REPS,
-    UserCorrection,
+    BURST_GAP,
+    PAIR_LEAD,
     acquisition_burst,
     estimate_burst,
     estimate_mixup,
     estimate_probe,
-    precompensated_blocks,
-    probe_blocks,
 )
 from phy.power import get_power_policy, mse_of
 from phy.waveform import OfdmConfig, frame_length
-from radio.ota_session import MixupResult
-from radio.ota_transmitter import OtaTransmitter, SlotOrder
+from radio.ota_session import MixupResult, SlotPlan
+from radio.ota_transmitter import (
+    KIND_ACQUISITION,
+    KIND_PAYLOAD,
+    KIND_PROBE,
+    MODE_STREAM,
+    MODE_TDD,
+    OtaTransmitter,
+    SlotOrder,
+)
 
-__all__ = ["BURST_GAP", "LinkTrack", "TimeBaseSession", "stream_truth"]
-
-#: user stream samples between the two acquisition bursts (CFO refinement span)
-BURST_GAP = 4000
+__all__ = [
+    "GainTrack",
+    "LinkTrack",
+    "StreamSlotPlan",
+    "TimeBaseReceiver",
+    "TimeBaseSession",
+    "stream_truth",
+]
 #: receiver samples reserved per user in a batch acquisition (> start latency spread)
 ACQ_SPACING = 8000
 #: |probe delay| (samples) above which a user counts as having lost tracking
@@ -145,73 +156,109 @@ class AirTime:
     cfo_errors_hz: list[float] = field(default_factory=list)
 
 
-class TimeBaseSession:
-    """Closed-loop OTA mixup on the ``stream`` or ``tdd`` time base.
+class StreamSlotPlan(SlotPlan):
+    """A :class:`radio.ota_session.SlotPlan` of the stream or tdd time base: ``orders``
+    per user (mode, stream index), ``capture``: (receiver stream index or tdd capture
+    index of the frame, pulse count) used by :meth:`TimeBaseReceiver.receive`."""
+
+    def __init__(self, orders: list[SlotOrder], target: int, **kw: object) -> None:
+        super().__init__(**kw)
+        object.__setattr__(self, "orders", orders)
+        object.__setattr__(self, "target", int(target))
+
+    def order(self, k: int) -> SlotOrder:
+        """What user ``k`` of the slot must do."""
+        return self.orders[k]
+
+
+#: plays pilot orders: items (user id, pilot id, group size, order)
+Send = Callable[[list[tuple[Hashable, int, int, SlotOrder]]], None]
+
+
+class TimeBaseReceiver:
+    """The receiver half of the ``stream`` and ``tdd`` time bases (the peer of
+    :class:`radio.ota_transmitter.OtaTransmitter`, which plays every order).
 
     Args:
-        receiver, users: radios (stream/tdd capabilities of :class:`radio.base.Radio`).
-        config: OFDM configuration; p_max, policy: power control (:mod:`phy.power`).
+        radio: the receiving radio (stream: ``read_stream``/``discard_stream``/
+            ``status``; tdd: ``arm_receive``).
+        config, p_max, policy: OFDM configuration and power control (:mod:`phy.power`).
         time_base: "stream" or "tdd".
+        send: plays pilot orders at the users: ``send([(user id, pilot id, group size,
+            order), ...])`` (:meth:`OtaTransmitter.play_pilot` locally or at the nodes).
         carrier_hz: ties each user's sample-rate offset to its CFO (one oscillator).
-        pulse: tdd only, callable that pulses the shared sync line on demand (None:
-            the line pulses periodically by itself).
-        sync_period_s: tdd only, the sync line's period (probe and payload use
-            consecutive pulses; the phase between them is predicted from it).
-        truth: genie ``truth(k) -> LinkTrack`` (true offset, sro, CFO, noise) for the
-            genie-aided reference and the error statistics; ``true_gain(k, rx_index)``
-            the true effective gain for the genie plan.
-    Raises :class:`radio.base.TimeBaseUnsupported` (naming the cause) if a radio cannot
-    run ``time_base``.
+        sync_period_s: tdd: the sync line's period (probe and payload on consecutive
+            pulses; the phase in between is predicted from it). pulse: tdd: pulses the
+            line on demand before each capture (None: it pulses by itself).
+        user_lead: samples a user's feeder keeps queued (stream: placements must be
+            that far ahead); slack_s: extra time for a request to reach the users.
+        underflowed: optional ``f(user ids) -> ids`` whose sticky TX underflow flag is
+            up (read and cleared); without it, a shifted user is found by its probe.
+        overflow_reach_s: after an RX overflow (its sticky flag), how many seconds of
+            dropped samples the re-acquisition of every user can recover from.
+        truth, true_gain: genie ``truth(user id) -> LinkTrack`` and ``true_gain(user id,
+            receiver index)`` for genie plans and error statistics.
+    Raises :class:`radio.base.TimeBaseUnsupported` if the radio cannot run ``time_base``.
     """
 
     def __init__(
         self,
-        receiver: object,
-        users: Sequence[object],
+        radio: object,
         config: OfdmConfig | None = None,
         p_max: float = 1.0,
         *,
         time_base: str = "stream",
+        send: Send,
         policy: str = "mmse",
         carrier_hz: float | None = None,
-        pulse: Callable[[], None] | None = None,
         sync_period_s: float | None = None,
-        truth: Callable[[int], LinkTrack] | None = None,
-        true_gain: Callable[[int, float], complex] | None = None,
+        pulse: Callable[[], None] | None = None,
+        user_lead: int = 4096,
+        slack_s: float = 0.01,
+        underflowed: Callable[[list], list] | None = None,
+        overflow_reach_s: float = 0.5,
+        truth: Callable[[Hashable], LinkTrack] | None = None,
+        true_gain: Callable[[Hashable, float], complex] | None = None,
     ) -> None:
         if time_base not in ("stream", "tdd"):
             raise ValueError(f"time_base must be 'stream' or 'tdd', got {time_base!r}")
-        if not users:
-            raise ValueError("need at least one user radio")
-        self.receiver = receiver
-        self.users = list(users)
-        self.config = config or OfdmConfig()
-        self.p_max = float(p_max)
-        self.time_base = time_base
-        self.policy = get_power_policy(policy)
-        self.carrier_hz = carrier_hz
-        self.pulse = pulse
         if time_base == "tdd" and sync_period_s is None:
             raise ValueError(
                 "the tdd time base needs the sync line's period (sync_period_s): the phase "
                 "between the probe's and the payload's pulses is predicted from it"
             )
+        radio.check_time_base(time_base)
+        self.radio = radio
+        self.config = config or OfdmConfig()
+        self.p_max = float(p_max)
+        self.time_base = time_base
+        self.send = send
+        self.policy = get_power_policy(policy)
+        self.carrier_hz = carrier_hz
         self.sync_period_s = sync_period_s
+        self.pulse = pulse
+        self.user_lead = int(user_lead)
+        self.slack = int(round(slack_s * self.config.sample_rate_hz))
+        self.underflowed = underflowed
+        self.overflow_reach_s = float(overflow_reach_s)
         self.truth = truth
         self.true_gain = true_gain
-        self.tx = [OtaTransmitter(r, self.config, k) for k, r in enumerate(self.users)]
-        for radio in [receiver, *self.users]:
-            radio.check_time_base(time_base)
-        self.tracks: list[LinkTrack | None] = [None] * len(self.users)
+        cfg = getattr(radio, "config", None)
+        self.rx_block = int(getattr(cfg, "rx_buffer_size", 4096) or 4096)
+        self.tracks: dict[Hashable, LinkTrack] = {}
+        self.gain_tracks: dict[Hashable, GainTrack] = {}
+        self.roots: dict[Hashable, int] = {}
         self.air = AirTime()
+        self.noise_var: float | None = None  # per subcarrier, measured on silence
         self._buf = np.zeros(0, np.complex64)
         self._buf_start = 0  # receiver stream index of _buf[0]
-        self._started = False
-        self.noise_var: float | None = None  # per subcarrier, measured on silence
-        self.gain_tracks: list[GainTrack | None] = [None] * len(self.users)
         self._pulses = 0  # tdd: sync pulses used so far
-        self._burst_len = acquisition_burst(0, self.config).size
+        self.burst_len = acquisition_burst(0, self.config).size
         self._probe_len = self.config.cp_len + self.config.n_fft
+        if time_base == "stream":
+            silence = self._window(0, 4096)  # no user streams yet: noise only
+            self.noise_var = float(np.mean(np.abs(silence) ** 2)) / self.config.scale**2
+            radio.clear_status()
 
     # ------------------------------------------------------------ receiver stream
     @property
@@ -219,115 +266,29 @@ class TimeBaseSession:
         """Receiver stream samples read so far."""
         return self._buf_start + self._buf.size
 
+    @property
+    def clock(self) -> int:
+        """Acquisition and probe channel uses so far (what the engine books as pilot
+        channel uses)."""
+        return self.air.acquisition + self.air.probe
+
     def _window(self, start: int, stop: int) -> np.ndarray:
-        """Receiver stream samples ``[start, stop)`` (reads forward as needed; ``start``
-        must not be before what is still buffered)."""
+        """Receiver stream samples ``[start, stop)`` (read forward; ``start`` must not be
+        before what is still buffered)."""
         if start < self._buf_start:
             raise RuntimeError("receiver window already dropped")
-        if start > self.rx_end:  # skip ahead without computing the samples
-            self.receiver.discard_stream(start - self.rx_end)
+        if start > self.rx_end:  # read on without computing the samples
+            self.radio.discard_stream(start - self.rx_end)
             self._buf, self._buf_start = np.zeros(0, np.complex64), start
         if stop > self.rx_end:
-            new = np.asarray(self.receiver.read_stream(stop - self.rx_end), np.complex64)
+            new = np.asarray(self.radio.read_stream(stop - self.rx_end), np.complex64)
             self._buf = np.concatenate([self._buf[start - self._buf_start :], new])
             self._buf_start = start
         return self._buf[start - self._buf_start : stop - self._buf_start]
 
     def skip(self, n: int) -> None:
-        """The receiver reads on ``n`` stream samples it does not need (stream base)."""
+        """Read on ``n`` stream samples nobody needs (stream base)."""
         self._window(self.rx_end + int(n), self.rx_end + int(n))
-
-    def start(self) -> None:
-        """Start every user's TX stream and the receiver's RX stream (stream base)."""
-        if self.time_base == "stream":
-            for user in self.users:
-                user.start_stream()
-            silence = self._window(0, 4096)  # before any stream plays: noise only
-            self.noise_var = float(np.mean(np.abs(silence) ** 2)) / self.config.scale**2
-            for radio in [self.receiver, *self.users]:
-                radio.clear_status()
-        self._started = True
-
-    # ------------------------------------------------------------ acquisition
-    def _bursts(self, k: int) -> np.ndarray:
-        burst = acquisition_burst(k, self.config)
-        out = np.zeros(BURST_GAP + burst.size, np.complex64)
-        out[: burst.size] = burst
-        out[BURST_GAP:] = burst
-        return out
-
-    def _estimate(self, k: int, samples: np.ndarray, first: int) -> tuple[LinkEstimate, float]:
-        """Both bursts of user ``k`` in ``samples`` (receiver index ``first``): estimate,
-        with the CFO refined by the phase advance between the bursts; returns it and
-        the receiver index of the first burst."""
-        e1 = estimate_burst(samples, k, self.config, carrier_hz=self.carrier_hz)
-        lo = int(e1.delay_samples) + BURST_GAP - 2 * MARGIN
-        e2 = estimate_burst(samples[lo:], k, self.config, carrier_hz=self.carrier_hz)
-        fs = self.config.sample_rate_hz
-        nu = (e1.cfo_hz + e2.cfo_hz) / 2 / fs
-        d1, d2 = e1.delay_samples, lo + e2.delay_samples
-        p1 = e1.gain * np.exp(2j * np.pi * e1.cfo_hz / fs * d1)  # phase at each burst
-        p2 = e2.gain * np.exp(2j * np.pi * e2.cfo_hz / fs * (d2 - lo))
-        span = d2 - d1
-        wrap = np.angle(p2 / p1 * np.exp(-2j * np.pi * nu * span))
-        nu += wrap / (2 * np.pi * span)
-        sro = -nu * fs / self.carrier_hz if self.carrier_hz else e1.sro
-        snr = 10 ** ((e1.snr_db + e2.snr_db) / 20)
-        # gain at the first burst under the refined CFO, from both bursts (referenced
-        # there, not at the window start: a CFO error would turn a far reference)
-        gain = (p1 + p2 * np.exp(-2j * np.pi * nu * span)) / 2
-        est = LinkEstimate(k, d1 + first, nu * fs, sro, complex(gain), 10 * math.log10(snr))
-        return est, d1 + first
-
-    def acquire(self, which: Sequence[int] | None = None, max_search: int = 200_000) -> None:
-        """(Re-)acquire users ``which`` (default all): each places its two bursts in its
-        stream (tdd: arms them on the next pulse); the receiver finds them."""
-        if not self._started:
-            self.start()
-        which = list(range(len(self.users))) if which is None else list(which)
-        self.air.reacquisitions += len(which) if any(self.tracks) else 0
-        if self.time_base == "tdd":
-            for k in which:  # one user per pulse: no overlap whatever the delays
-                pad = np.zeros(MARGIN, np.complex64)  # the detector needs a lead-in
-                self.users[k].arm_transmit(np.concatenate([pad, self._bursts(k)]))
-                capture = self._arm_receive(BURST_GAP + self._burst_len + 4 * MARGIN)
-                est, d1 = self._estimate(k, capture, 0)
-                self._set_track(k, est, d1 - MARGIN, 0, 0)
-                self.air.acquisition += 2 * self._burst_len
-            return
-        base = self.rx_end
-        placed = {}
-        for j, k in enumerate(which):
-            n = self.users[k].earliest_index() + MARGIN + j * ACQ_SPACING
-            self.users[k].place(self._bursts(k), n)
-            placed[k] = n
-        span = (len(which) + 4) * ACQ_SPACING
-        pending = list(which)
-        while pending:
-            window = self._window(base, base + span)
-            for k in list(pending):
-                try:
-                    est, d1 = self._estimate(k, window, base)
-                except NoPilotError:
-                    continue
-                self._set_track(k, est, d1, placed[k], base)
-                self.air.acquisition += 2 * self._burst_len
-                pending.remove(k)
-            if pending and span >= max_search:
-                raise RuntimeError(f"users {pending}: acquisition bursts not found")
-            span *= 2
-        for k in which:
-            self.users[k].clear_status()
-
-    def _set_track(self, k: int, est: LinkEstimate, d1: float, n: int, first: int) -> None:
-        offset = d1 - n * (1.0 + est.sro)
-        self._seed_gain(k, est, first)
-        self.tracks[k] = LinkTrack(offset, est.sro, est.cfo_hz, est.noise_var, est.gain)
-        if self.truth is not None:
-            true = self.truth(k)
-            self.air.cfo_errors_hz.append(abs(est.cfo_hz - true.cfo_hz))
-            if self.time_base == "stream":
-                self.air.timing_errors.append(abs(offset - true.offset))
 
     def _arm_receive(self, n: int) -> np.ndarray:
         """tdd capture on the next pulse (pulsed on demand if a pulse callable was
@@ -335,7 +296,7 @@ class TimeBaseSession:
         if self.pulse is not None:
             self.pulse()
         self._pulses += 1
-        return np.asarray(self.receiver.arm_receive(n))
+        return np.asarray(self.radio.arm_receive(n))
 
     def _global(self, index: float, pulse: int | None = None) -> float:
         """Global receiver index of capture ``index`` (stream: the same; tdd: plus one
@@ -345,186 +306,367 @@ class TimeBaseSession:
         pulse = self._pulses if pulse is None else pulse
         return index + pulse * self.sync_period_s * self.config.sample_rate_hz
 
-    def reset_gains(self) -> None:
-        """Forget the tracked gains (the fading changed, e.g. a new round's draw)."""
-        self.gain_tracks = [None] * len(self.users)
+    def new_round(self) -> None:
+        """The fading was redrawn: forget the tracked gains (timing and CFO stay)."""
+        self.gain_tracks = {}
 
-    def _seed_gain(self, k: int, est: LinkEstimate, first: int) -> None:
-        """The acquisition's gain (``est.gain`` at its first burst, capture index
-        ``est.delay_samples``; the capture started at receiver index ``first``) seeds
-        user ``k``'s tracker."""
-        nu = est.cfo_hz / self.config.sample_rate_hz
-        g0 = self._global(est.delay_samples)
+    def _rx_ahead(self) -> int:
+        """Receiver index every user can still place at: the receiver's reads lag the
+        air by up to ``kernel`` buffers, then the feeders' queues and the slack."""
+        return self.rx_end + 4 * self.rx_block + self.user_lead + self.slack + MARGIN
+
+    # ------------------------------------------------------------ acquisition
+    def _root(self, uid: Hashable) -> int:
+        return self.roots.setdefault(uid, len(self.roots))
+
+    def _estimate(self, root: int, samples: np.ndarray, first: int) -> tuple[LinkEstimate, float]:
+        """Both bursts of ZC root index ``root`` in ``samples`` (receiver index ``first``):
+        the estimate (CFO refined by the phase advance between the bursts, gain at the
+        first burst) and the receiver index of the first burst."""
+        e1 = estimate_burst(samples, root, self.config, carrier_hz=self.carrier_hz)
+        lo = int(e1.delay_samples) + BURST_GAP - 2 * MARGIN
+        e2 = estimate_burst(samples[lo:], root, self.config, carrier_hz=self.carrier_hz)
+        fs = self.config.sample_rate_hz
+        nu = (e1.cfo_hz + e2.cfo_hz) / 2 / fs
+        d1, d2 = e1.delay_samples, lo + e2.delay_samples
+        p1 = e1.gain * np.exp(2j * np.pi * e1.cfo_hz / fs * d1)  # phase at each burst
+        p2 = e2.gain * np.exp(2j * np.pi * e2.cfo_hz / fs * (d2 - lo))
+        span = d2 - d1
+        nu += np.angle(p2 / p1 * np.exp(-2j * np.pi * nu * span)) / (2 * np.pi * span)
+        sro = -nu * fs / self.carrier_hz if self.carrier_hz else e1.sro
+        snr = 10 ** ((e1.snr_db + e2.snr_db) / 20)
+        # gain at the first burst (a far reference would turn with any CFO error)
+        gain = (p1 + p2 * np.exp(-2j * np.pi * nu * span)) / 2
+        est = LinkEstimate(root, d1 + first, nu * fs, sro, complex(gain), 10 * math.log10(snr))
+        return est, d1 + first
+
+    def acquire(self, uids: Sequence[Hashable], reach: int = 0, max_search: int = 400_000) -> None:
+        """(Re-)acquire users ``uids``: each plays its acquisition pair once (stream:
+        spaced ``ACQ_SPACING`` apart in one request; tdd: one user per pulse).
+
+        ``reach`` (stream, samples): the receiver's indices may run up to that much
+        behind the air (after an RX overflow dropped an unknown number of samples), so
+        the pairs are asked that much later and searched for over that much more."""
+        uids = list(uids)
+        if not uids:
+            return
+        self.air.reacquisitions += sum(u in self.tracks for u in uids)
+        group = max(len(self.roots), 1)
+        if self.time_base == "tdd":
+            for uid in uids:
+                order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_TDD, 0, KIND_ACQUISITION)
+                self.send([(uid, self._root(uid), group, order)])
+                n = PAIR_LEAD + BURST_GAP + self.burst_len + 4 * MARGIN
+                est, d1 = self._estimate(self._root(uid), self._arm_receive(n), 0)
+                self._set_track(uid, est, d1, PAIR_LEAD, first=0)
+            return
+        base = self.rx_end
+        ahead = self._rx_ahead()
+        items, placed = [], {}
+        for j, uid in enumerate(uids):
+            track = self.tracks.get(uid)
+            extra = j * ACQ_SPACING
+            if track is None:  # a fresh stream: index 0 plays about now
+                n = self.user_lead + self.slack + (ahead - base) + extra
+            else:
+                n = int(math.ceil(track.tx_index(ahead + reach + extra)))
+            placed[uid] = n
+            order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_STREAM, n, KIND_ACQUISITION)
+            items.append((uid, self._root(uid), group, order))
+        self.send(items)
+        span = ahead - base + reach + (len(uids) + 4) * ACQ_SPACING
+        max_search += reach
+        pending = list(uids)
+        while pending:
+            window = self._window(base, base + span)
+            for uid in list(pending):
+                try:
+                    est, d1 = self._estimate(self._root(uid), window, base)
+                except NoPilotError:
+                    continue
+                self._set_track(uid, est, d1, placed[uid] + PAIR_LEAD, first=base)
+                pending.remove(uid)
+            if pending and span >= max_search:
+                raise RuntimeError(
+                    f"users {pending}: acquisition bursts not found within {span} samples"
+                )
+            span *= 2
+
+    def _set_track(self, uid: Hashable, est: LinkEstimate, d1: float, n: int, first: int) -> None:
+        """Track of ``uid`` whose stream index ``n`` arrived at receiver index ``d1``."""
+        offset = d1 - n * (1.0 + est.sro)
+        self.tracks[uid] = LinkTrack(offset, est.sro, est.cfo_hz, est.noise_var, est.gain)
         weight = 2 * ACQ_REPS * len(self.config.used_bins)
-        self.gain_tracks[k] = GainTrack(est.gain, g0, nu, weight)
+        g0 = self._global(est.delay_samples)  # stream: receiver index; tdd: capture index
+        self.gain_tracks[uid] = GainTrack(
+            est.gain, g0, est.cfo_hz / self.config.sample_rate_hz, weight
+        )
+        self.air.acquisition += 2 * self.burst_len
+        if self.truth is not None:
+            true = self.truth(uid)
+            self.air.cfo_errors_hz.append(abs(est.cfo_hz - true.cfo_hz))
+            if self.time_base == "stream":
+                self.air.timing_errors.append(abs(offset - true.offset))
 
-    def _update_gains(self, effective: np.ndarray, at: int, tracks: list[LinkTrack]) -> None:
+    # ------------------------------------------------------------ slots
+    def _check_flags(self, uids: list[Hashable]) -> None:
+        """Overflow: every user's mapping broke (re-acquire all tracked); underflow:
+        re-acquire the users whose flag is up."""
+        if self.time_base != "stream":
+            return
+        if self.radio.status()["rx_overflow"]:
+            self.air.overflows += 1
+            self.radio.clear_status()
+            reach = int(self.overflow_reach_s * self.config.sample_rate_hz)
+            self.acquire(list(self.tracks), reach=reach)
+        if self.underflowed is not None:
+            lost = [u for u in self.underflowed(uids) if u in self.tracks]
+            if lost:
+                self.air.underflows += len(lost)
+                self.acquire(lost)
+
+    def _target(self, tracks: Sequence[LinkTrack]) -> int:
+        """Receiver index of the next placement (tdd: capture index after the pulse)."""
+        if self.time_base == "tdd":
+            return int(math.ceil(max(t.offset for t in tracks))) + MARGIN
+        return self._rx_ahead()
+
+    def _orders(
+        self, target: int, tracks: Sequence[LinkTrack], scaling: np.ndarray, kind: int
+    ) -> list[SlotOrder]:
+        """Per user, the order landing its buffer's first block at ``target``."""
+        out = []
+        for t, b in zip(tracks, scaling, strict=True):
+            if self.time_base == "tdd":
+                n0, delay, mode = 0, t.offset, MODE_TDD
+            else:
+                n0 = int(math.floor(t.tx_index(target))) - MARGIN
+                delay, mode = t.rx_index(n0), MODE_STREAM
+            out.append(
+                SlotOrder(delay, t.sro, t.cfo_hz, int(target), complex(b), 0, mode, n0, kind)
+            )
+        return out
+
+    def _capture(self, target: int, n: int) -> tuple[np.ndarray, int]:
+        """Samples around ``target`` (stream) or from the pulse (tdd) and the index of
+        ``target`` in them."""
+        if self.time_base == "tdd":
+            return self._arm_receive(target + n + MARGIN), target
+        return self._window(target - MARGIN, target + n + MARGIN), MARGIN
+
+    def probe(self, uids: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray, int]:
+        """Every user of ``uids`` plays its probe symbol at the same receiver index:
+        (effective gains ``(K,)``, residual delays ``(K,)``, capture index)."""
+        tracks = [self.tracks[u] for u in uids]
+        kk = len(uids)
+        target = self._target(tracks)
+        orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE)
+        self.send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
+        samples, at = self._capture(target, self._probe_len)
+        gains, delays, _ = estimate_probe(samples, at, kk, self.config)
+        self.air.probe += self._probe_len
+        return gains, delays, target
+
+    def _update_gains(self, uids: Sequence[Hashable], effective: np.ndarray, at: int) -> None:
         """Fold the probe's effective gains (at capture index ``at``, pre-rotated by each
         track's CFO) into the trackers; refine each track's CFO (and tied SRO)."""
         fs = self.config.sample_rate_hz
-        n_bins = len(self.config.used_bins) / len(tracks)
+        n_bins = len(self.config.used_bins) / len(uids)
         g_at = self._global(at)
-        for k, t in enumerate(tracks):
-            raw = effective[k] * np.exp(2j * np.pi * t.cfo_hz / fs * at)
-            tr = self.gain_tracks[k]
+        for uid, eff in zip(uids, effective, strict=True):
+            t = self.tracks[uid]
+            raw = eff * np.exp(2j * np.pi * t.cfo_hz / fs * at)
+            tr = self.gain_tracks.get(uid)
             if tr is None:
-                self.gain_tracks[k] = GainTrack(raw, g_at, t.cfo_hz / fs, n_bins)
+                self.gain_tracks[uid] = GainTrack(raw, g_at, t.cfo_hz / fs, n_bins)
                 continue
             tr.add(raw, g_at, n_bins)
             t.cfo_hz = tr.nu * fs
             if self.carrier_hz:
                 t.sro = -t.cfo_hz / self.carrier_hz
 
-    def _predicted_gains(self, target: int, tracks: list[LinkTrack]) -> np.ndarray:
-        """Effective gains of the payload landing at capture index ``target`` (tdd: on
-        the next pulse), pre-rotated by each track's CFO."""
+    def _predicted_gains(self, uids: Sequence[Hashable], target: int) -> np.ndarray:
+        """Effective gains of a frame landing at capture index ``target`` (tdd: on the
+        next pulse), pre-rotated by each track's CFO."""
         fs = self.config.sample_rate_hz
         pulse = self._pulses + 1 if self.time_base == "tdd" else None
         g = self._global(target, pulse)
         return np.array(
             [
-                tr.predict(g) * np.exp(-2j * np.pi * t.cfo_hz / fs * target)
-                for tr, t in zip(self.gain_tracks, tracks, strict=True)
+                self.gain_tracks[u].predict(g)
+                * np.exp(-2j * np.pi * self.tracks[u].cfo_hz / fs * target)
+                for u in uids
             ]
         )
 
-    # ------------------------------------------------------------ slots
-    def _check_flags(self) -> None:
-        if self.time_base != "stream":
-            return
-        if self.receiver.status()["rx_overflow"]:
-            self.air.overflows += 1
-            self.receiver.clear_status()
-            self.acquire()
-        lost = [k for k, u in enumerate(self.users) if u.status()["tx_underflow"]]
-        if lost:
-            self.air.underflows += len(lost)
-            self.acquire(lost)
-
-    def _orders(
-        self, target: int, tracks: Sequence[LinkTrack], scaling: np.ndarray
-    ) -> list[tuple[int, SlotOrder]]:
-        """Per user: (stream index of its buffer, the order landing it at ``target``)."""
-        out = []
-        for k, t in enumerate(tracks):
-            n0 = 0 if self.time_base == "tdd" else int(math.floor(t.tx_index(target))) - MARGIN
-            delay = t.rx_index(n0) if self.time_base == "stream" else t.offset
-            order = SlotOrder(delay, t.sro, t.cfo_hz, int(target), complex(scaling[k]), 0)
-            out.append((n0, order))
-        return out
-
-    def _target(self, tracks: Sequence[LinkTrack]) -> int:
-        """Receiver index of the next placement: after every user's earliest index."""
-        if self.time_base == "tdd":
-            return int(math.ceil(max(t.offset for t in tracks))) + MARGIN
-        return int(
-            math.ceil(
-                max(
-                    t.rx_index(u.earliest_index() + 2 * MARGIN)
-                    for t, u in zip(tracks, self.users, strict=True)
-                )
-            )
+    def plan(
+        self,
+        uids: Sequence[Hashable],
+        weights: np.ndarray,
+        n_reals: int,
+        rng: object = None,
+        genie: bool = False,
+    ) -> StreamSlotPlan:
+        """Everything the slot of ``uids`` needs: untracked users acquired, flags
+        handled, the probe (a user whose probe shows lost tracking is re-acquired and
+        the group probes again), the tracked gains carried to the frame, power control
+        (``weights`` ``(K,)``, payload ``n_reals``) and each user's order. ``genie``:
+        true timing, CFO and gains instead (needs ``truth``)."""
+        uids = list(uids)
+        kk = len(uids)
+        w = np.asarray(weights, float)
+        if w.shape != (kk,) or not np.all(np.isfinite(w)) or np.any(w < 0):
+            raise ValueError(f"weights must be finite, >= 0, shape ({kk},)")
+        self.acquire([u for u in uids if u not in self.tracks])
+        self._check_flags(uids)
+        if genie:
+            if self.truth is None or self.true_gain is None:
+                raise ValueError("genie plans need truth and true_gain")
+            tracks = [self.truth(u) for u in uids]
+            target = self._target(tracks)
+            gains = np.array([self.true_gain(u, target) for u in uids])
+        else:
+            gains, delays, at = self.probe(uids)
+            lost = [
+                u
+                for j, u in enumerate(uids)
+                if abs(delays[j]) > LOST_DELAY
+                or abs(gains[j]) < 0.1 * abs(self.gain_tracks[u].magnitude)
+            ]
+            if lost:  # tracking lost: re-acquire those users, probe again
+                self.air.lost_tracking += len(lost)
+                self.acquire(lost)
+                gains, delays, at = self.probe(uids)
+            self._update_gains(uids, gains, at)
+            tracks = [self.tracks[u] for u in uids]
+            target = self._target(tracks)
+            gains = self._predicted_gains(uids, target)
+        noise = self.noise_var
+        if noise is None:
+            noise = float(np.nanmedian([t.noise_var for t in tracks]))
+        extra = {}
+        if "rng" in inspect.signature(self.policy).parameters:
+            extra = {"rng": np.random.default_rng(rng)}
+        scaling = self.policy(gains, w, self.p_max, noise, **extra)
+        b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling, complex))
+        a = complex(np.asarray(scaling.rx_scaling))
+        orders = self._orders(target, tracks, b, KIND_PAYLOAD)
+        return StreamSlotPlan(
+            orders,
+            target,
+            corrections=[o.correction(j) for j, o in enumerate(orders)],
+            tx_scaling=b,
+            rx_scaling=a,
+            effective_weights=np.real(a * gains * b),
+            predicted_mse=float(np.asarray(mse_of(gains, w, b, a, noise))),
+            target_delay=int(target),
+            buffer_len=frame_length(n_reals, self.config),
+            clock=self.clock,
         )
 
-    def _place(self, k: int, samples: np.ndarray, n0: int) -> None:
-        if self.time_base == "tdd":
-            self.users[k].arm_transmit(samples)
-        else:
-            self.users[k].place(samples, n0)
+    def receive(self, plan: StreamSlotPlan, n_reals: int) -> np.ndarray:
+        """Capture the slot planned by ``plan`` (users must have played their orders)
+        and return the estimate of ``sum_k w_k x_k``, float ``(n_reals,)``; ValueError
+        if the frame is not found."""
+        length = frame_length(n_reals, self.config)
+        samples, at = self._capture(plan.target, length)
+        self.air.payload += length
+        self.last_capture = samples
+        return estimate_mixup(samples, plan.rx_scaling, n_reals, self.config, frame_start=at)
 
-    def _capture(self, target: int, n: int) -> tuple[np.ndarray, int]:
-        """Samples from ``target - MARGIN`` (stream) or the pulse (tdd); and the index
-        of ``target`` in them."""
-        if self.time_base == "tdd":
-            return self._arm_receive(target + n + MARGIN), target
-        return self._window(target - MARGIN, target + n + MARGIN), MARGIN
 
-    def probe(self, tracks: Sequence[LinkTrack]) -> tuple[np.ndarray, np.ndarray, int]:
-        """One probe symbol per user at the same receiver index: (effective gains,
-        residual delays, receiver index of the probe)."""
-        target = self._target(tracks)
-        kk = len(tracks)
-        for k, (n0, order) in enumerate(self._orders(target, tracks, np.ones(kk))):
-            blocks = probe_blocks(k, kk, self.config)
-            buf = precompensated_blocks(blocks, order.correction(k), 1.0, self.config)
-            self._place(k, buf[max(0, -n0) :] if n0 < 0 else buf, n0)
-        samples, at = self._capture(target, self._probe_len)
-        gains, delays, _ = estimate_probe(samples, at, kk, self.config)
-        self.air.probe += self._probe_len
-        return gains, delays, target
+class TimeBaseSession:
+    """Closed-loop OTA mixup on the ``stream`` or ``tdd`` time base with local users:
+    :class:`TimeBaseReceiver` on ``receiver`` and one
+    :class:`~radio.ota_transmitter.OtaTransmitter` per radio of ``users`` (user ids are
+    their positions). Keyword arguments go to :class:`TimeBaseReceiver`; ``truth`` and
+    ``true_gain`` take user positions. The users' sticky underflow flags are read
+    directly (``status``), as a node reads its radio's status register."""
+
+    def __init__(
+        self,
+        receiver: object,
+        users: Sequence[object],
+        config: OfdmConfig | None = None,
+        p_max: float = 1.0,
+        **kwargs: object,
+    ) -> None:
+        if not users:
+            raise ValueError("need at least one user radio")
+        self.users = list(users)
+        time_base = kwargs.get("time_base", "stream")
+        for radio in self.users:
+            radio.check_time_base(time_base)
+        self.config = config or OfdmConfig()
+        self.tx = [OtaTransmitter(r, self.config, k) for k, r in enumerate(self.users)]
+        self.rx = TimeBaseReceiver(
+            receiver,
+            self.config,
+            p_max,
+            send=self._send,
+            underflowed=self._underflowed,
+            **kwargs,
+        )
+
+    def _send(self, items: list[tuple[Hashable, int, int, SlotOrder]]) -> None:
+        for uid, pilot_id, group_size, order in items:
+            self.tx[uid].play_pilot(pilot_id, group_size, order)
+
+    def _underflowed(self, uids: list) -> list:
+        out = []
+        for uid in uids:
+            radio = self.users[uid]
+            if self.tx[uid].streaming and radio.status()["tx_underflow"]:
+                radio.clear_status()
+                out.append(uid)
+        return out
+
+    @property
+    def air(self) -> AirTime:
+        return self.rx.air
+
+    @property
+    def tracks(self) -> list[LinkTrack | None]:
+        return [self.rx.tracks.get(k) for k in range(len(self.users))]
+
+    def skip(self, n: int) -> None:
+        """The receiver reads on ``n`` stream samples."""
+        self.rx.skip(n)
+
+    def probe(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """A probe of every user (see :meth:`TimeBaseReceiver.probe`)."""
+        return self.rx.probe(range(len(self.users)))
 
     def mixup(self, payloads: np.ndarray, weights: np.ndarray, genie: bool = False) -> MixupResult:
         """One OTA mixup of ``payloads`` (real ``(K, n_reals)``) with ``weights``
-        (``(K,)``): flags checked (re-acquiring whom they name), probe, power control,
-        every frame placed once, the receiver's estimate. ``genie``: true links."""
+        (``(K,)``); ``genie``: true links. A frame not found gives a zero estimate."""
         x = np.asarray(payloads, float)
         w = np.asarray(weights, float)
         kk = len(self.users)
         if x.ndim != 2 or x.shape[0] != kk:
             raise ValueError(f"payloads must have shape ({kk}, n_reals), got {x.shape}")
-        if w.shape != (kk,) or not np.all(np.isfinite(w)) or np.any(w < 0):
-            raise ValueError(f"weights must be finite, >= 0, shape ({kk},)")
-        if genie and (self.truth is None or self.true_gain is None):
-            raise ValueError("genie mode needs truth and true_gain")
-        if not self._started or any(t is None for t in self.tracks):
-            self.acquire([k for k, t in enumerate(self.tracks) if t is None])
-        self._check_flags()
-        if genie:
-            tracks = [self.truth(k) for k in range(kk)]
-            target = self._target(tracks)
-            gains = np.array([self.true_gain(k, target) for k in range(kk)])
-        else:
-            tracks = list(self.tracks)
-            gains, delays, at = self.probe(tracks)
-            lost = [
-                k
-                for k in range(kk)
-                if abs(delays[k]) > LOST_DELAY
-                or abs(gains[k]) ** 2 < 0.01 * abs(tracks[k].gain) ** 2
-            ]
-            if lost:  # tracking lost: re-acquire those users, probe again
-                self.air.lost_tracking += len(lost)
-                self.acquire(lost)
-                tracks = list(self.tracks)
-                gains, delays, at = self.probe(tracks)
-            self._update_gains(gains, at, tracks)
-            target = self._target(tracks)
-            gains = self._predicted_gains(target, tracks)
-        noise = (
-            self.noise_var
-            if self.noise_var is not None
-            else float(np.nanmedian([t.noise_var for t in tracks]))
-        )
-        extra = {}
-        if "rng" in inspect.signature(self.policy).parameters:
-            extra = {"rng": np.random.default_rng(0)}
-        scaling = self.policy(gains, w, self.p_max, noise, **extra)
-        b = np.asarray(scaling.tx_scaling, complex)
-        a = complex(np.asarray(scaling.rx_scaling))
-        n_reals = x.shape[1]
-        length = frame_length(n_reals, self.config)
-        for k, (n0, order) in enumerate(self._orders(target, tracks, b)):
-            self._place(k, self.tx[k].payload_waveform(x[k], order), n0)
-        samples, at = self._capture(target, length)
-        self.air.payload += length
-        wanted = w @ x
+        plan = self.rx.plan(range(kk), w, x.shape[1], genie=genie)
+        for k in range(kk):
+            self.tx[k].play_payload(x[k], plan.order(k))
         try:
-            estimate = estimate_mixup(samples, a, n_reals, self.config, frame_start=at)
+            estimate = self.rx.receive(plan, x.shape[1])
         except ValueError:
-            estimate = np.zeros(n_reals)
-        closed = float(np.asarray(mse_of(gains, w, b, a, noise)))
-        if self.truth is not None and self.true_gain is not None:
-            tg = np.array([self.true_gain(k, target) for k in range(kk)])
-            tn = float(np.mean([self.truth(k).noise_var for k in range(kk)]))
-            closed = float(np.asarray(get_power_policy("mmse")(tg, w, self.p_max, tn).mse))
+            estimate = np.zeros(x.shape[1])
+        wanted = w @ x
+        closed = plan.predicted_mse
+        rx = self.rx
+        if rx.truth is not None and rx.true_gain is not None:
+            tg = np.array([rx.true_gain(k, plan.target) for k in range(kk)])
+            tn = float(np.mean([rx.truth(k).noise_var for k in range(kk)]))
+            closed = float(np.asarray(get_power_policy("mmse")(tg, w, rx.p_max, tn).mse))
         return MixupResult(
             estimate=estimate,
             target=wanted,
             mse_vs_target=float(np.mean((estimate - wanted) ** 2)),
             closed_form_mse=closed,
-            predicted_mse=float(np.asarray(mse_of(gains, w, b, a, noise))),
-            tx_scaling=b,
-            rx_scaling=a,
+            predicted_mse=plan.predicted_mse,
+            tx_scaling=plan.tx_scaling,
+            rx_scaling=plan.rx_scaling,
         )
 
 
@@ -565,6 +707,3 @@ def stream_truth(
         return complex(t.gain * np.exp(1j * t.phase_rad) * np.exp(2j * np.pi * t.cfo_hz * t_rx0))
 
     return truth, true_gain
-
-
-_ = UserCorrection  # re-exported type of SlotOrder.correction (documentation)

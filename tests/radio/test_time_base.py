@@ -62,7 +62,7 @@ def test_stream_time_base_end_to_end_under_ms_jitter():
     genie = [_slot(session, s, genie=True).mse_vs_target for s in range(2)]
     assert 10 * math.log10(np.mean(measured) / np.mean(genie)) < 3.0
     assert max(session.air.timing_errors) < 0.1  # samples, despite ms start jitter
-    assert session.air.acquisition == 2 * K * session._burst_len and session.air.payload > 0
+    assert session.air.acquisition == 2 * K * session.rx.burst_len and session.air.payload > 0
 
 
 def test_tdd_time_base_end_to_end_with_a_gpsdo_reference():
@@ -82,7 +82,7 @@ def test_tdd_on_free_running_clocks_jitters_by_a_sample_per_pulse():
     # of a user and the receiver moves by up to a sample from pulse to pulse
     _, session = _bed("tdd")
     _slot(session)
-    delays = np.array([session.probe(list(session.tracks))[1] for _ in range(4)])
+    delays = np.array([session.probe()[1] for _ in range(4)])
     assert np.max(np.ptp(delays, axis=0)) > 0.5
 
 
@@ -94,7 +94,7 @@ def test_underflow_injected_is_detected_and_only_that_user_reacquired():
     session.skip(60000)  # the receiver reads on; u1's queue runs dry
     out = _slot(session, 1)
     assert session.air.underflows == 1 and session.air.reacquisitions == 1
-    assert session.air.acquisition == acquired + 2 * session._burst_len  # u1 only
+    assert session.air.acquisition == acquired + 2 * session.rx.burst_len  # u1 only
     genie = _slot(session, 1, genie=True)
     assert out.mse_vs_target < 2.0 * genie.mse_vs_target
 
@@ -115,7 +115,7 @@ def test_overflow_injected_reacquires_everyone():
     medium.advance(0.2)  # the receiver falls behind its kernel buffers
     out = _slot(session, 1)
     assert session.air.overflows == 1
-    assert session.air.acquisition == acquired + 2 * K * session._burst_len
+    assert session.air.acquisition == acquired + 2 * K * session.rx.burst_len
     assert np.mean((out.estimate - out.target) ** 2) < 0.1 * np.mean(out.target**2)
 
 
