@@ -72,6 +72,28 @@ def roc_figures(scores: np.ndarray, is_member: np.ndarray) -> dict[str, float]:
     return figures
 
 
+def _axes(size: tuple[float, float]):
+    """A figure and its axis on the non-interactive Agg back-end."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=size)
+
+
+def _save(figure, path: str | Path) -> Path:
+    """Write ``figure`` as a PNG at ``path`` (parents created) and close it."""
+    import matplotlib.pyplot as plt
+
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
 def plot_roc(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     path: str | Path,
@@ -79,13 +101,8 @@ def plot_roc(
     aucs: dict[str, float] | None = None,
 ) -> Path:
     """Log-log ROC curves (one per attack) with the chance diagonal; writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     floor = 1e-4
-    figure, axis = plt.subplots(figsize=(5.5, 5))
+    figure, axis = _axes((5.5, 5))
     for name, (fpr, tpr) in curves.items():
         label = name if aucs is None or name not in aucs else f"{name} (AUC {aucs[name]:.3f})"
         axis.plot(np.maximum(fpr, floor), np.maximum(tpr, floor), label=label)
@@ -96,12 +113,7 @@ def plot_roc(
     axis.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05))
     axis.set(xlabel="false-positive rate", ylabel="true-positive rate", title=title)
     axis.legend(fontsize=7, loc="lower right")
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def plot_privacy_accuracy(
@@ -109,12 +121,7 @@ def plot_privacy_accuracy(
 ) -> Path:
     """Strongest attack's AUC against test accuracy, one labelled point per model
     (``points``: name -> (accuracy, auc)), with the chance AUC 0.5; writes a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    figure, axis = _axes((5.5, 4.5))
     for name, (accuracy, auc) in points.items():
         axis.scatter([accuracy], [auc])
         axis.annotate(name, (accuracy, auc), textcoords="offset points", xytext=(4, 4), fontsize=8)
@@ -122,9 +129,4 @@ def plot_privacy_accuracy(
     axis.set(xlabel="test accuracy", ylabel="strongest attack AUC", title=title)
     axis.set_ylim(0.4, 1.02)
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
