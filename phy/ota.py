@@ -53,6 +53,7 @@ __all__ = [
     "estimate_probe",
     "precompensated_blocks",
     "probe_blocks",
+    "probe_length",
     "undetected",
     "corrections_for",
     "estimate_links",
@@ -168,17 +169,26 @@ def estimate_burst(
     )
 
 
+#: repetitions of the probe symbol (one cyclic prefix for all)
+PROBE_REPS = 2
+
+
+def probe_length(config: OfdmConfig) -> int:
+    """Samples of a probe: ``cp_len + PROBE_REPS * n_fft``."""
+    return config.cp_len + PROBE_REPS * config.n_fft
+
+
 def probe_blocks(position: int, group_size: int, config: OfdmConfig) -> list[Block]:
-    """The probe symbol of the user at ``position`` in a group of ``group_size``: one
-    OFDM symbol (cyclic prefix ``cp_len``) on every ``group_size``-th used subcarrier
-    from ``position`` (a comb: the group probes at once without interference), carrying
-    the frame's long ZC values there."""
+    """The probe of the user at ``position`` in a group of ``group_size``:
+    ``PROBE_REPS`` OFDM symbols behind one cyclic prefix (``cp_len``) on every
+    ``group_size``-th used subcarrier from ``position`` (a comb: the group probes at
+    once without interference), carrying the frame's long ZC values there."""
     if not 0 <= position < group_size:
         raise ValueError(f"position must be in [0, {group_size}), got {position}")
     if group_size > config.used_bins.size // 2:
         raise ValueError(f"group_size {group_size} leaves fewer than 2 probe bins per user")
     sl = slice(position, None, group_size)
-    return [Block(config.used_bins[sl], config.long_sequence()[sl], config.cp_len)]
+    return [Block(config.used_bins[sl], config.long_sequence()[sl], config.cp_len, PROBE_REPS)]
 
 
 def estimate_probe(
@@ -192,10 +202,10 @@ def estimate_probe(
     subcarrier ``(K,)`` from each comb's scatter around its delay fit."""
     x = np.asarray(capture)
     n = config.n_fft
-    body = x[start + config.cp_len : start + config.cp_len + n]
-    if body.size != n:
+    body = x[start + config.cp_len : start + config.cp_len + PROBE_REPS * n]
+    if body.size != PROBE_REPS * n:
         raise ValueError("the probe does not fit in the capture")
-    spectrum = np.fft.fft(body, norm="ortho") / config.scale
+    spectrum = np.fft.fft(body.reshape(PROBE_REPS, n), norm="ortho").mean(axis=0) / config.scale
     gains, delays, noise = [], [], []
     for j in range(group_size):
         (block,) = probe_blocks(j, group_size, config)

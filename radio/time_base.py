@@ -47,10 +47,12 @@ from phy.ota import (
     ACQ_REPS,
     BURST_GAP,
     PAIR_LEAD,
+    PROBE_REPS,
     acquisition_burst,
     estimate_burst,
     estimate_mixup,
     estimate_probe,
+    probe_length,
 )
 from phy.power import get_power_policy, mse_of
 from phy.waveform import OfdmConfig, frame_length
@@ -214,7 +216,7 @@ class TimeBaseReceiver:
         sync_period_s: float | None = None,
         pulse: Callable[[], None] | None = None,
         user_lead: int = 4096,
-        slack_s: float = 0.01,
+        slack_s: float = 0.0,
         underflowed: Callable[[list], list] | None = None,
         overflow_reach_s: float = 0.5,
         truth: Callable[[Hashable], LinkTrack] | None = None,
@@ -254,7 +256,7 @@ class TimeBaseReceiver:
         self._buf_start = 0  # receiver stream index of _buf[0]
         self._pulses = 0  # tdd: sync pulses used so far
         self.burst_len = acquisition_burst(0, self.config).size
-        self._probe_len = self.config.cp_len + self.config.n_fft
+        self._probe_len = probe_length(self.config)
         if time_base == "stream":
             silence = self._window(0, 4096)  # no user streams yet: noise only
             self.noise_var = float(np.mean(np.abs(silence) ** 2)) / self.config.scale**2
@@ -313,7 +315,7 @@ class TimeBaseReceiver:
     def _rx_ahead(self) -> int:
         """Receiver index every user can still place at: the receiver's reads lag the
         air by up to ``kernel`` buffers, then the feeders' queues and the slack."""
-        return self.rx_end + 4 * self.rx_block + self.user_lead + self.slack + MARGIN
+        return self.rx_end + 2 * self.rx_block + self.user_lead + self.slack + MARGIN
 
     # ------------------------------------------------------------ acquisition
     def _root(self, uid: Hashable) -> int:
@@ -471,7 +473,7 @@ class TimeBaseReceiver:
         """Fold the probe's effective gains (at capture index ``at``, pre-rotated by each
         track's CFO) into the trackers; refine each track's CFO (and tied SRO)."""
         fs = self.config.sample_rate_hz
-        n_bins = len(self.config.used_bins) / len(uids)
+        n_bins = PROBE_REPS * len(self.config.used_bins) / len(uids)
         g_at = self._global(at)
         for uid, eff in zip(uids, effective, strict=True):
             t = self.tracks[uid]
