@@ -196,8 +196,9 @@ class TimeBaseReceiver:
             that far ahead); slack_s: extra time for a request to reach the users.
         underflowed: optional ``f(user ids) -> ids`` whose sticky TX underflow flag is
             up (read and cleared); without it, a shifted user is found by its probe.
-        overflow_reach_s: after an RX overflow (its sticky flag), how many seconds of
-            dropped samples the re-acquisition of every user can recover from.
+        reach_s: a re-acquisition asks for the pairs that many seconds later and
+            searches that much longer: the shift it can recover from (an RX overflow's
+            dropped samples, an underflow's gap, a host stall).
         truth, true_gain: genie ``truth(user id) -> LinkTrack`` and ``true_gain(user id,
             receiver index)`` for genie plans and error statistics.
     Raises :class:`radio.base.TimeBaseUnsupported` if the radio cannot run ``time_base``.
@@ -218,7 +219,7 @@ class TimeBaseReceiver:
         user_lead: int = 4096,
         slack_s: float = 0.0,
         underflowed: Callable[[list], list] | None = None,
-        overflow_reach_s: float = 0.5,
+        reach_s: float = 0.5,
         truth: Callable[[Hashable], LinkTrack] | None = None,
         true_gain: Callable[[Hashable, float], complex] | None = None,
     ) -> None:
@@ -242,7 +243,7 @@ class TimeBaseReceiver:
         self.user_lead = int(user_lead)
         self.slack = int(round(slack_s * self.config.sample_rate_hz))
         self.underflowed = underflowed
-        self.overflow_reach_s = float(overflow_reach_s)
+        self.reach_s = float(reach_s)
         self.truth = truth
         self.true_gain = true_gain
         cfg = getattr(radio, "config", None)
@@ -352,7 +353,10 @@ class TimeBaseReceiver:
         uids = list(uids)
         if not uids:
             return
-        self.air.reacquisitions += sum(u in self.tracks for u in uids)
+        again = sum(u in self.tracks for u in uids)
+        self.air.reacquisitions += again
+        if again and self.time_base == "stream":
+            reach = max(reach, int(self.reach_s * self.config.sample_rate_hz))
         group = max(len(self.roots), 1)
         if self.time_base == "tdd":
             for uid in uids:
@@ -419,8 +423,7 @@ class TimeBaseReceiver:
         if self.radio.status()["rx_overflow"]:
             self.air.overflows += 1
             self.radio.clear_status()
-            reach = int(self.overflow_reach_s * self.config.sample_rate_hz)
-            self.acquire(list(self.tracks), reach=reach)
+            self.acquire(list(self.tracks))
         if self.underflowed is not None:
             lost = [u for u in self.underflowed(uids) if u in self.tracks]
             if lost:
