@@ -1,7 +1,8 @@
 """``airmix run`` with ``attacks.membership = true``: the final server model is attacked
 for membership of the users' samples; summary.json, the plots and the printed table
-carry AUC and TPR at 0.1% / 1% FPR, each with its chance level. Real processes (the
-helpers of tests/orchestrator/test_main_job.py)."""
+carry AUC and TPR at 0.1% / 1% FPR, each with its chance level. The end-to-end run uses
+real processes (the helpers of tests/orchestrator/test_main_job.py) and is marked slow;
+the glue is also tested in-process."""
 
 from __future__ import annotations
 
@@ -9,14 +10,30 @@ import json
 import tomllib
 from pathlib import Path
 
+import numpy as np
+import pytest
 import tomli_w
+import torch
 
+from learning.defences import TrainSettings, get_defence
+from learning.models import build_classifier
+from orchestrator import experiment as ex
+from orchestrator.config import ConfigError, resolve_experiment
+from orchestrator.membership_audit import membership_figures, membership_headline, membership_table
 from tests.orchestrator.test_main_job import (
     AirmixRun,
     finished_run,
     kill_all,
     write_experiment,
 )
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models; the machine is shared
+    yield
+    torch.set_num_threads(threads)
 
 
 def with_attacks(path: Path, **fields) -> Path:
@@ -27,6 +44,41 @@ def with_attacks(path: Path, **fields) -> Path:
     return path
 
 
+def test_membership_figures_on_a_run_s_data(tmp_path):
+    """The run's glue in-process: the run's data, a server model, the audit and its plots."""
+    config = resolve_experiment(
+        {
+            "users": {"count": 4, "group_size": 2, "node_processes": 2},
+            "experiment": {"rounds": 3},
+            "attacks": {"membership": True, "membership_shadows": 2, "membership_samples": 40},
+        }
+    )
+    data = ex.load_experiment_data(config)
+
+    def factory():
+        return build_classifier(data.train.input_shape, 10, "mlp", config.model.feature_dim)
+
+    members = np.concatenate(data.split.users)
+    model = get_defence("none").train_target(
+        factory, data.train.x, data.train.y, members, 10, TrainSettings(epochs=3), rng=0
+    )
+    figures = membership_figures(config, data, model, tmp_path, progress=None)
+    assert figures["n_members"] == figures["n_non_members"] == 40
+    assert figures["n_shadows"] == 2 and figures["best_attack"] in figures["attacks"]
+    assert 0 < figures["accuracy"] <= 1
+    assert sorted(figures["plots"]) == ["membership_privacy_accuracy.png", "membership_roc.png"]
+    assert membership_headline(figures)["membership_auc"] == figures["best"]["auc"]
+    table = membership_table(figures)
+    assert len(table) == 2 + len(figures["attacks"]) and "(0.500)" in table[2]
+    assert membership_table(None) == []
+    again = membership_figures(config, data, model, tmp_path / "again")
+    assert again["attacks"]["lira_online"] == {
+        **figures["attacks"]["lira_online"],
+        "seconds": again["attacks"]["lira_online"]["seconds"],
+    }
+
+
+@pytest.mark.slow
 def test_run_attacks_the_final_model_for_membership(tmp_path):
     out = tmp_path / "runs"
     experiment = with_attacks(
@@ -60,15 +112,9 @@ def test_run_attacks_the_final_model_for_membership(tmp_path):
     assert "lira_online" in run.output
 
 
-def test_membership_needs_raw_mode(tmp_path):
-    experiment = with_attacks(
-        write_experiment(tmp_path / "bad.toml", tmp_path / "runs", model={"mode": "features"}),
-        membership=True,
-    )
-    run = AirmixRun(str(experiment))
-    try:
-        assert run.wait() == 2
-    finally:
-        kill_all(run, tmp_path / "runs")
-    assert "attacks.membership" in run.output and "raw" in run.output
-    assert not (tmp_path / "runs").exists()
+def test_membership_needs_raw_mode():
+    with pytest.raises(ConfigError, match="model.mode = 'raw'") as error:
+        resolve_experiment({"model": {"mode": "features"}, "attacks": {"membership": True}})
+    assert error.value.field == "attacks.membership"  # airmix run exits 2 naming it
+    with pytest.raises(ConfigError, match="membership_shadows"):
+        resolve_experiment({"attacks": {"membership_shadows": 1}})
