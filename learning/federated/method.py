@@ -7,7 +7,11 @@ What travels (the runtime's rules: users send arrays only on the air):
 * **on the air**: each user's model update ``delta_k``, scaled to the public calibration
   scale ``c`` (``x_k = delta_k / max(c, rms_k)``, so its power is at most one unit per
   complex symbol: an update larger than ``c`` is clipped in norm), zero-padded to an even
-  length; ``payload_reals = P`` rounded up to even;
+  length, then spread by a public random permutation and sign flip (seeded by the
+  context, the same in every process) so that every OFDM block carries about the average
+  power (an update's energy is uneven across layers, and a block far above unit power would
+  clip the DAC); the server undoes the spreading, which commutes with the superposition;
+  ``payload_reals = P`` rounded up to even;
 * **server -> users (digital)**: after every aggregation, the new global model ``theta``
   and the scale ``c`` for the next one.
 
@@ -95,6 +99,19 @@ class FederatedAveraging(Method):
         self.n_parameters = count_parameters(self.model)
         self.calibration_rounds = 0
         self.scale = self.calibrate()
+        spread_rng = make_rng(context.seed_for("fedavg-spreading"))
+        self._perm = spread_rng.permutation(self.payload_reals)
+        self._signs = spread_rng.choice(np.array([-1.0, 1.0]), size=self.payload_reals)
+
+    def spread(self, vector: np.ndarray) -> np.ndarray:
+        """Public spreading ``(payload_reals,)`` -> ``(payload_reals,)`` (see module doc)."""
+        return self._signs * np.asarray(vector, dtype=np.float64)[self._perm]
+
+    def unspread(self, vector: np.ndarray) -> np.ndarray:
+        """Inverse of :meth:`spread` (linear: applies to a received sum as well)."""
+        out = np.empty(self.payload_reals)
+        out[self._perm] = self._signs * np.asarray(vector, dtype=np.float64)
+        return out
 
     # ---------------------------------------------------------------- the air
     @property
@@ -131,7 +148,7 @@ class FederatedAveraging(Method):
         outcome = StepOutcome()
         if not received:
             return outcome
-        total = np.sum([np.asarray(r.estimate, dtype=np.float64) for r in received], axis=0)
+        total = self.unspread(np.sum([np.asarray(r.estimate, float) for r in received], axis=0))
         if self.aggregation == "orthogonal":  # each slot carried one user at weight 1
             total = total / len(received)
         delta = torch.as_tensor(total[: self.n_parameters] * self.scale, dtype=torch.float32)
@@ -202,7 +219,7 @@ class FedAvgUser(MethodUser):
         x = update.delta.double() / max(self.scale, _rms_per_symbol(update.delta))
         vector = np.zeros(self.method.payload_reals)
         vector[: x.numel()] = x.numpy()
-        return UserPayload(vector)
+        return UserPayload(self.method.spread(vector))
 
     def apply(self, feedback: Feedback, weight: float) -> None:
         set_flat(self.model, torch.as_tensor(np.asarray(feedback.arrays["model"], np.float32)))

@@ -54,13 +54,26 @@ def test_ideal_air_applies_the_mean_update_and_broadcasts_the_model(data):
         [Reception((0, 1), estimate, np.full(2, 0.5), np.full(2, 0.5))], rng=0
     )
     p = method.n_parameters
-    expected = theta0 + scale * torch.as_tensor(estimate[:p])
+    expected = theta0 + scale * torch.as_tensor(method.unspread(estimate)[:p])
     assert torch.allclose(get_flat(method.model).double(), expected, atol=1e-6)
     (feedback,) = outcome.feedback
     assert feedback.users == tuple(range(4))
     users[1].apply(feedback, 1.0)
     assert torch.equal(get_flat(users[1].model), get_flat(method.model))
     assert users[1].scale == method.scale
+
+
+def test_spreading_is_public_and_invertible(data):
+    a, b = make_method("fedavg", context(data)), make_method("fedavg", context(data))
+    v = np.random.default_rng(0).normal(size=a.payload_reals)
+    assert np.array_equal(a.spread(v), b.spread(v))  # same in every process
+    assert np.allclose(a.unspread(a.spread(v)), v)
+    # an update whose energy sits in one corner is spread evenly over the frame
+    corner = np.zeros(a.payload_reals)
+    corner[:64] = 1.0
+    blocks = a.spread(corner).reshape(-1, 2)[: (a.payload_reals // 2) // 96 * 96]
+    power = (blocks**2).sum(1).reshape(-1, 96).mean(1)
+    assert power.max() < 20 * corner.var()
 
 
 def test_missed_slot_changes_nothing(data):
