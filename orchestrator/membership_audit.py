@@ -7,9 +7,10 @@ balanced and seeded: ``attacks.membership_samples`` (at most) of the users' priv
 samples (members) and as many test samples (never trained on: non-members). The
 attacker's population is the auxiliary split (public, disjoint from both). Its shadow
 models imitate the run's training as it knows it: the experiment's classifier
-architecture, ``experiment.rounds`` epochs, the batch size and learning rate, and
-``users.group_size``-sample mixup at equal weights (over-the-air mixup without the
-channel); ``attacks.membership_shadows`` per family. Every attack of
+architecture, ``experiment.rounds`` epochs, the batch size and learning rate, and the
+method's mixing (:func:`shadow_defence`: ``users.group_size``-sample mixup at equal
+weights for over-the-air mixup, without the channel); ``attacks.membership_shadows``
+per family. Every attack of
 :mod:`learning.membership` is run (:func:`learning.membership.audit_membership`);
 figures come with their chance levels; plots ``membership_roc.png`` (log-log ROC) and
 ``membership_privacy_accuracy.png`` go to the run's plot directory.
@@ -25,7 +26,7 @@ import numpy as np
 from torch import nn
 
 from learning.data import Dataset, UserSplit
-from learning.defences import NoDefence, StaticMixup, TrainSettings
+from learning.defences import AdaMixup, Defence, NoDefence, StaticMixup, TrainSettings
 from learning.membership import (
     AuditSettings,
     ShadowRecipe,
@@ -51,6 +52,20 @@ def challenge_sets(
     return members, non_members
 
 
+def shadow_defence(config: ExperimentConfig) -> Defence:
+    """How the attacker imitates the run's training: AdaMixup's schedule for the
+    ``adamixup`` method, plain training for ``orthogonal`` or groups of one, else
+    ``users.group_size``-sample mixup at equal weights."""
+    method = getattr(config, "method", None)
+    name = getattr(method, "name", "oam")
+    k = config.users.group_size
+    if name == "adamixup":
+        return AdaMixup(method.lam_start, method.lam_end)
+    if name == "orthogonal" or k < 2:
+        return NoDefence()
+    return StaticMixup(alpha=None, k=k)
+
+
 def membership_figures(
     config: ExperimentConfig,
     data: Any,
@@ -70,12 +85,11 @@ def membership_figures(
     members, non_members = challenge_sets(
         train, test, split, config.attacks.membership_samples, split_rng
     )
-    k = config.users.group_size
     recipe = ShadowRecipe(
         factory=lambda: build_classifier(
             train.input_shape, train.n_classes, config.model.arch, config.model.feature_dim
         ),
-        defence=StaticMixup(alpha=None, k=k) if k > 1 else NoDefence(),
+        defence=shadow_defence(config),
         settings=TrainSettings(
             epochs=config.experiment.rounds,
             batch_size=config.model.batch_size,

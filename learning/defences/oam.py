@@ -28,9 +28,6 @@ from learning.channels import make_channel
 from learning.data import Dataset, UserSplit
 from learning.defences.base import ModelFactory, TrainSettings, register_defence
 from learning.defences.mixup import StaticMixup
-from learning.methods import METHODS
-from learning.methods.base import MethodContext
-from learning.methods.loop import run_method
 from learning.mixup import make_policy
 from phy.rng import RngLike, make_rng, spawn
 
@@ -91,6 +88,10 @@ class OverTheAirMixup(StaticMixup):
     ) -> nn.Module:
         """Train the server's model over the air on ``members`` spread over the users
         (``factory`` is unused: the method builds its own classifier from ``arch``)."""
+        from learning.methods import METHODS  # here: learning.methods imports the defences
+        from learning.methods.base import MethodContext
+        from learning.methods.loop import run_method
+
         split_rng, channel_rng, seed_rng = spawn(make_rng(rng), 3)
         members = np.asarray(members, dtype=np.int64).reshape(-1)
         users = np.array_split(split_rng.permutation(members), self.users)

@@ -15,7 +15,13 @@ import pytest
 import tomli_w
 import torch
 
+from learning.channels import IdealChannel
+from learning.data import load_dataset, split_users
 from learning.defences import TrainSettings, get_defence
+from learning.methods import make_method
+from learning.methods.base import MethodContext, Reception
+from learning.methods.loop import run_method
+from learning.mixup import make_policy
 from learning.models import build_classifier
 from orchestrator import experiment as ex
 from orchestrator.config import ConfigError, resolve_experiment
@@ -118,3 +124,38 @@ def test_membership_needs_raw_mode():
     assert error.value.field == "attacks.membership"  # airmix run exits 2 naming it
     with pytest.raises(ConfigError, match="membership_shadows"):
         resolve_experiment({"attacks": {"membership_shadows": 1}})
+
+
+def test_adamixup_method_runs_in_the_run_loop():
+    """``[method] name = "adamixup"``: orthogonal slots, the server mixes with a decaying
+    partner weight and the dominant member's label; state survives a checkpoint."""
+    train, test = load_dataset("digits", rng=0)
+    split = split_users(train, 4, "iid", auxiliary_fraction=0.2, rng=1)
+    model = {"mode": "raw", "arch": "mlp", "feature_dim": 16, "learning_rate": 3e-3}
+    context = MethodContext(
+        train,
+        test,
+        split,
+        {**model, "batch_size": 16},
+        make_policy("equal"),
+        seed=0,
+        options={"lam_start": 0.5, "lam_end": 0.1, "decay_rounds": 2},
+    )
+    method = make_method("adamixup", context)
+    assert method.coefficient() == 0.5
+    result = run_method(method, IdealChannel(), 3, group_size=2)
+    assert method.coefficient() == pytest.approx(0.1)  # decayed after 2 of 3 rounds
+    assert result.slots == 3 * context.steps_per_round * 4  # one slot per user per step
+    assert result.accuracy > 0.5
+    state = method.state_dict()
+    again = make_method("adamixup", context)
+    again.load_state_dict(state)
+    assert again.samples_seen == method.samples_seen > 0
+    view = method.server_step(
+        [
+            Reception((0,), vector, np.ones(1), np.ones(1))
+            for vector in (np.ones(method.payload_reals), np.zeros(method.payload_reals))
+        ],
+        np.random.default_rng(0),
+    ).views[0]
+    assert sorted(view.weights) == pytest.approx([0.1, 0.9])
