@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tomli_w
-import torch
 
 from learning.channels import IdealChannel
 from learning.data import load_dataset, split_users
@@ -26,20 +25,13 @@ from learning.models import build_classifier
 from orchestrator import experiment as ex
 from orchestrator.config import ConfigError, resolve_experiment
 from orchestrator.membership_audit import membership_figures, membership_headline, membership_table
+from tests.learning.test_membership import one_thread  # noqa: F401  (autouse fixture)
 from tests.orchestrator.test_main_job import (
     AirmixRun,
     finished_run,
     kill_all,
     write_experiment,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models; the machine is shared
-    yield
-    torch.set_num_threads(threads)
 
 
 def with_attacks(path: Path, **fields) -> Path:
