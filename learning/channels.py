@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from phy.channel import db_to_linear, make_channel_model
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng, torch_generator
 
 __all__ = [
@@ -172,11 +173,11 @@ def _fading(**kwargs: Any) -> PhyChannel:
 
 
 #: name -> factory(**kwargs) -> OtaChannel
-OTA_CHANNELS: dict[str, Any] = {"ideal": IdealChannel, "awgn": _awgn, "fading": _fading}
+OTA_CHANNELS: Registry[Any] = Registry(
+    "OTA channel", {"ideal": IdealChannel, "awgn": _awgn, "fading": _fading}
+)
 
 
 def make_channel(name: str, **kwargs: Any) -> OtaChannel:
     """Build the channel registered as ``name`` (e.g. ``"fading", snr_db=20, rng=1``)."""
-    if name not in OTA_CHANNELS:
-        raise ValueError(f"unknown OTA channel {name!r}; allowed: {sorted(OTA_CHANNELS)}")
     return OTA_CHANNELS[name](**kwargs)

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng
 
 __all__ = [
@@ -283,12 +284,15 @@ def load_cifar10(root: str | os.PathLike | None = None) -> tuple[Dataset, Datase
 
 
 #: name -> loader(root=None, **kwargs) -> (train, test)
-DATASETS: dict[str, Callable[..., tuple[Dataset, Dataset]]] = {
-    "digits": load_digits,
-    "mnist": _idx_loader("mnist"),
-    "fashion_mnist": _idx_loader("fashion_mnist"),
-    "cifar10": load_cifar10,
-}
+DATASETS: Registry[Callable[..., tuple[Dataset, Dataset]]] = Registry(
+    "data set",
+    {
+        "digits": load_digits,
+        "mnist": _idx_loader("mnist"),
+        "fashion_mnist": _idx_loader("fashion_mnist"),
+        "cifar10": load_cifar10,
+    },
+)
 
 
 def load_dataset(
@@ -299,8 +303,6 @@ def load_dataset(
     ``root`` is the directory holding the files (file-based sets; default
     ``$AIRMIX_DATA_ROOT/<name>``); ``kwargs`` go to the loader (e.g. digits' ``rng``).
     """
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; allowed: {sorted(DATASETS)}")
     return DATASETS[name](root, **kwargs)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng
 
 __all__ = [
@@ -112,17 +113,14 @@ class PowerControlWeights(MixingPolicy):
 
 
 #: name -> policy class (constructed with keyword arguments by :func:`make_policy`)
-MIXING_POLICIES: dict[str, type[MixingPolicy]] = {
-    EqualWeights.name: EqualWeights,
-    DirichletWeights.name: DirichletWeights,
-    PowerControlWeights.name: PowerControlWeights,
-}
+MIXING_POLICIES: Registry[type[MixingPolicy]] = Registry(
+    "mixing policy",
+    {cls.name: cls for cls in (EqualWeights, DirichletWeights, PowerControlWeights)},
+)
 
 
 def make_policy(name: str, **kwargs: Any) -> MixingPolicy:
     """Construct the mixing policy registered as ``name`` (e.g. ``"dirichlet", alpha=0.5``)."""
-    if name not in MIXING_POLICIES:
-        raise ValueError(f"unknown mixing policy {name!r}; allowed: {sorted(MIXING_POLICIES)}")
     return MIXING_POLICIES[name](**kwargs)
 
 

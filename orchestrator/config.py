@@ -162,7 +162,7 @@ SCHEMA: dict[str, dict[str, Field]] = {
             str,
             "sim",
             "radio back-end for every user and the receiver",
-            ("sim", "virtual-pluto", "inventory"),
+            choices=_registry_keys("orchestrator.radios", "RUN_RADIOS"),
         ),
         "inventory": Field(
             str, "", "lab inventory TOML of real Plutos (channel.radio = 'inventory')"
@@ -186,6 +186,17 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "sample_rate_hz": Field(float, 1e6, "baseband sample rate", minimum=521e3, maximum=61.44e6),
         "max_ppm": Field(
             float, 25.0, "oscillator errors drawn in +-max_ppm", minimum=0, maximum=100
+        ),
+        "time_base": Field(
+            str,
+            "stream",
+            "slot timing (radio.time_base): continuous streams (any firmware), TDD engine "
+            "on a shared sync pulse (firmware >= v0.39), or the cyclic loop on an ideal "
+            "constant-latency medium (a reference; sim only)",
+            ("stream", "tdd", "ideal"),
+        ),
+        "sync_period_s": Field(
+            float, 0.02, "tdd: period of the shared sync pulse", minimum=1e-3, maximum=10.0
         ),
     },
     "attacks": {

@@ -37,6 +37,7 @@ from typing import ClassVar
 import networkx as nx
 import numpy as np
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng
 
 UserId = Hashable
@@ -549,16 +550,15 @@ class LabelIdenticalGrouping(LabelAwareGrouping):
 
 
 #: policy name -> class (for experiment files)
-GROUPING_POLICIES: dict[str, type[GroupingPolicy]] = {
-    cls.name: cls
-    for cls in (LabelAwareGrouping, LabelIdenticalGrouping, RandomGrouping, OrthogonalGrouping)
-}
+GROUPING_POLICIES: Registry[type[GroupingPolicy]] = Registry(
+    "grouping policy",
+    {
+        cls.name: cls
+        for cls in (LabelAwareGrouping, LabelIdenticalGrouping, RandomGrouping, OrthogonalGrouping)
+    },
+)
 
 
 def get_grouping_policy(name: str, **kwargs) -> GroupingPolicy:
     """Build the policy registered as ``name`` with its keyword arguments."""
-    if name not in GROUPING_POLICIES:
-        raise ValueError(
-            f"unknown grouping policy {name!r}; choose from {sorted(GROUPING_POLICIES)}"
-        )
     return GROUPING_POLICIES[name](**kwargs)

@@ -38,6 +38,7 @@ import numpy as np
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
 from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
+from phy.registry import Registry
 from phy.waveform import OfdmConfig
 from radio import Radio, RadioConfig, open_radio
 
@@ -65,7 +66,12 @@ def medium_kwargs(config: ExperimentConfig, ofdm: OfdmConfig) -> dict:
         "default_path_loss_db": PATH_LOSS_DB,
         "channel_model": config.channel.fading,
         "ppm_range": config.channel.max_ppm,
-        "timing": "ideal",  # the cyclic slot loop needs constant start latency (phy.medium)
+        # the cyclic loop of the ideal time base needs constant start latency; the
+        # stream and tdd time bases run on realistic buffer timing (phy.medium)
+        "timing": "ideal" if config.channel.time_base == "ideal" else "realistic",
+        "sync_period_s": config.channel.sync_period_s
+        if config.channel.time_base == "tdd"
+        else None,
     }
 
 
@@ -153,6 +159,10 @@ class SimRunRadios(RunRadios):
         return self.service.uri(user_id)
 
     def start_round(self, round_id: int) -> None:
+        if self.medium is not None and self.config.channel.time_base != "ideal":
+            # stream/tdd: streams and clocks run on over the rounds; block fading redrawn
+            self.medium.redraw_fading()
+            return
         self.medium = SharedMedium(rng=ex.rng_for(self.config, "medium", round_id), **self._kwargs)
         register_medium(self.medium_name, self.medium)
         self.service.reset()
@@ -263,8 +273,12 @@ class InventoryRunRadios(RunRadios):
         self.receiver.close()
 
 
-RUN_RADIOS: dict[str, type[RunRadios]] = {
-    "sim": SimRunRadios,
-    "virtual-pluto": VirtualPlutoRunRadios,
-    "inventory": InventoryRunRadios,
-}
+#: ``channel.radio`` -> the run's radios
+RUN_RADIOS: Registry[type[RunRadios]] = Registry(
+    "radio back-end",
+    {
+        "sim": SimRunRadios,
+        "virtual-pluto": VirtualPlutoRunRadios,
+        "inventory": InventoryRunRadios,
+    },
+)

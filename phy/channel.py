@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.constants import speed_of_light
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng
 
 __all__ = [
@@ -139,11 +140,9 @@ class RicianFading(ChannelModel):
 
 
 #: name -> ChannelModel class (constructed with keyword arguments by make_channel_model)
-CHANNEL_MODELS: dict[str, type[ChannelModel]] = {
-    AwgnChannel.name: AwgnChannel,
-    RayleighFading.name: RayleighFading,
-    RicianFading.name: RicianFading,
-}
+CHANNEL_MODELS: Registry[type[ChannelModel]] = Registry(
+    "channel model", {cls.name: cls for cls in (AwgnChannel, RayleighFading, RicianFading)}
+)
 
 
 def make_channel_model(name: str, **kwargs: Any) -> ChannelModel:
@@ -151,8 +150,6 @@ def make_channel_model(name: str, **kwargs: Any) -> ChannelModel:
 
     Example: ``make_channel_model("rician", k_factor_db=10.0)``.
     """
-    if name not in CHANNEL_MODELS:
-        raise ValueError(f"unknown channel model {name!r}; allowed: {sorted(CHANNEL_MODELS)}")
     return CHANNEL_MODELS[name](**kwargs)
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from phy.registry import Registry
 from phy.rng import RngLike, make_rng, torch_generator
 
 
@@ -286,23 +287,18 @@ def train_model(
 
 
 #: attack name -> class (filled by the attack modules on import)
-ATTACKS: dict[str, type[Attack]] = {}
+ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
 def register(cls: type[Attack]) -> type[Attack]:
     """Class decorator adding ``cls`` to :data:`ATTACKS` under ``cls.name``."""
     if cls.name in ATTACKS:
         raise ValueError(f"attack {cls.name!r} registered twice")
-    ATTACKS[cls.name] = cls
-    return cls
+    return ATTACKS.add(cls.name, cls)
 
 
 def get_attack(name: str, **kwargs: Any) -> Attack:
     """Instantiate the attack registered as ``name`` with keyword arguments ``kwargs``."""
     import learning.attacks  # noqa: F401  (registers the built-in attacks)
 
-    try:
-        cls = ATTACKS[name]
-    except KeyError:
-        raise KeyError(f"unknown attack {name!r}; known: {sorted(ATTACKS)}") from None
-    return cls(**kwargs)
+    return ATTACKS[name](**kwargs)

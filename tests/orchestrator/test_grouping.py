@@ -163,7 +163,7 @@ def test_orthogonal_and_registry():
     assert ortho.group(["b", "a", "c"]) == [["a"], ["b"], ["c"]]
     with pytest.raises(ValueError):
         get_grouping_policy("orthogonal", group_size=2)
-    with pytest.raises(ValueError, match="choose from"):
+    with pytest.raises(ValueError, match="unknown grouping policy .*; allowed"):
         get_grouping_policy("greedy")
     with pytest.raises(ValueError):
         get_grouping_policy("label_aware", group_size=0)
