@@ -14,9 +14,10 @@ Registry :data:`OTA_CHANNELS` / :func:`make_channel`:
 * ``"fading"`` - the same with block-fading gains drawn per transmission from
   ``phy.channel.make_channel_model(fading_model)`` (Rayleigh by default).
 
-``snr_db`` is the per-user receive SNR at unit channel gain and full power
-(``noise_var = p_max / 10**(snr_db/10)``). The estimate is differentiable with respect to the
-payloads for every channel here. Received samples from real radios plug in as a peer
+``snr_db`` is the per-user receive SNR at unit channel gain and full power, per sample
+over the full band as in a run (:mod:`phy.link_budget`): the payload symbols see
+``noise_var = p_max * subcarrier_noise_var(snr_db)``. The estimate is differentiable with
+respect to the payloads for every channel here. Received samples from real radios plug in as a peer
 subclass implementing :meth:`OtaChannel.transmit` (the orchestrator provides it).
 """
 
@@ -29,7 +30,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from phy.channel import db_to_linear, make_channel_model
+from phy.channel import make_channel_model
+from phy.link_budget import subcarrier_noise_var
 from phy.registry import Registry
 from phy.rng import RngLike, make_rng, torch_generator
 
@@ -136,7 +138,7 @@ class PhyChannel(OtaChannel):
             raise ValueError(f"p_max must be finite and > 0, got {p_max}")
         self.snr_db = float(snr_db)
         self.p_max = float(p_max)
-        self.noise_var = self.p_max / float(db_to_linear(self.snr_db))
+        self.noise_var = self.p_max * subcarrier_noise_var(self.snr_db)
         self.fading = make_channel_model(fading_model)
         self.power_policy = power_policy
         self._rng = make_rng(rng)

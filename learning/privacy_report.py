@@ -151,8 +151,9 @@ def observe_groups(
         channel: ``"ideal"`` (exact weighted sum), ``"ota"`` (what the server gets: one
             :func:`phy.ota_model.ota_mixture` slot per group: i.i.d. ``fading`` gains per
             group, ``policy`` power control with unit power limits, noise variance
-            ``10**(-snr_db/10)``) or ``"eavesdropper"`` (what a passive eavesdropper
-            demodulates, see :func:`observe_eavesdropper`).
+            :func:`phy.link_budget.subcarrier_noise_var` ``(snr_db)`` as in a run) or
+            ``"eavesdropper"`` (what a passive eavesdropper demodulates, see
+            :func:`observe_eavesdropper`).
         weights: ``"equal"`` (1/K) or ``"dirichlet"`` (Dirichlet(``dirichlet_alpha``) per
             group, AirMixML-style).
         send_label: labels travel with the payload as the label tail of
@@ -215,7 +216,7 @@ def observe_groups(
                 torch.from_numpy(sent),
                 w.T,
                 h,
-                10.0 ** (-snr_db / 10.0),
+                subcarrier_noise_var(snr_db),
                 1.0,
                 policy,
                 generator=torch_generator(g_noise),

@@ -30,19 +30,18 @@ capture the receiver's window of air (``orchestrator.config`` rejects enabling i
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 
 import numpy as np
 
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
+from phy.link_budget import PATH_LOSS_DB, noise_dbfs_for
 from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
 from phy.registry import Registry
 from phy.waveform import OfdmConfig
 from radio import Radio, RadioConfig, open_radio
 
-PATH_LOSS_DB = 10.0
 RECEIVER = "rx"
 EAVESDROPPER = "eve"
 
@@ -60,7 +59,7 @@ def radio_config(config: ExperimentConfig) -> RadioConfig:
 
 def medium_kwargs(config: ExperimentConfig, ofdm: OfdmConfig) -> dict:
     """SharedMedium settings realising ``channel.snr_db`` (see the module docstring)."""
-    noise_dbfs = 10 * math.log10(ofdm.amplitude**2) - PATH_LOSS_DB - config.channel.snr_db
+    noise_dbfs = noise_dbfs_for(config.channel.snr_db, ofdm)
     return {
         "noise_dbfs": noise_dbfs,
         "default_path_loss_db": PATH_LOSS_DB,

@@ -56,6 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from phy.link_budget import subcarrier_noise_var
 from phy.power import get_power_policy
 from phy.rng import RngLike, spawn
 from phy.sync import detect_frame_arrays
@@ -127,15 +128,6 @@ def eavesdrop_frame(capture: np.ndarray, n_reals: int, config: OfdmConfig) -> Ea
         gain=complex(detections.gain[i]),
         correlation=float(detections.correlation[i]),
     )
-
-
-def subcarrier_noise_var(snr_db: float, config: OfdmConfig | None = None) -> float:
-    """Noise variance on a unit-power subcarrier symbol of a unit-gain link whose
-    per-sample SNR at full power is ``snr_db``: ``10**(-snr_db/10) n_used / n_fft``."""
-    if not math.isfinite(snr_db):
-        raise ValueError(f"snr_db must be finite, got {snr_db}")
-    cfg = config or OfdmConfig()
-    return 10.0 ** (-snr_db / 10.0) * cfg.used_bins.size / cfg.n_fft
 
 
 def eavesdropper_gains(
