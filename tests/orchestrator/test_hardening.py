@@ -5,12 +5,23 @@ resumed run's counters continue where the checkpoint left them."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
 import subprocess
+import threading
 
 import pytest
 import tomli_w
 
-from tests.orchestrator.test_main_job import ROOT, airmix_command, write_experiment
+from tests.orchestrator.test_main_job import (  # noqa: F401 - airmix_runs is a fixture
+    ROOT,
+    airmix_command,
+    airmix_runs,
+    node_pids,
+    wait_until,
+    write_experiment,
+)
 
 
 def _files_under(path) -> list[str]:
@@ -192,3 +203,97 @@ def test_rejections_are_logged_at_warning_level_rate_limited(caplog):
     assert "orchestrator" in lines[0] and "unauthenticated" in lines[0]
     assert "oversize" in lines[1]
     assert counters.snapshot()["rejects"] == {"unauthenticated": 500, "oversize": 1}
+
+
+# ------------------------------------------------------------- processes and runs
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("joined", [False, True], ids=["before-join", "after-join"])
+def test_nodes_exit_within_5_s_of_a_sigkilled_orchestrator(tmp_path, airmix_runs, joined):  # noqa: F811
+    """SIGKILL the orchestrator as soon as its nodes exist (still starting, not joined)
+    or once round 0 is done (joined and serving): every node is gone within 5 s, and a
+    node that had started logged one line, no traceback."""
+    out = tmp_path / "runs"
+    experiment = write_experiment(tmp_path / "tiny.toml", out, rounds=50)
+    run = airmix_runs(str(experiment), "--out", str(out), out_dir=out)
+    nodes = wait_until(lambda: len(node_pids(out)) == 2 and node_pids(out), 120, "the nodes")
+    if joined:
+        run_dir = wait_until(run.run_dir, 120, "the run directory")
+        metrics = run_dir / "metrics.jsonl"
+        wait_until(lambda: metrics.exists() and metrics.read_text().strip(), 120, "round 0")
+        assert set(node_pids(out).values()) == set(nodes.values())
+    run.kill()
+    wait_until(lambda: not set(nodes.values()) & set(node_pids(out).values()), 5, "the nodes")
+    for log_file in out.glob("*/logs/node*.log"):
+        text = log_file.read_text()
+        assert "Traceback" not in text, text
+        if joined:
+            assert "is gone; exiting" in text, text
+
+
+def test_rejections_of_a_hostile_client_reach_the_summary_the_metrics_and_the_log(
+    tmp_path,
+    airmix_runs,  # noqa: F811
+):
+    """Garbage bytes and a client with the wrong CURVE keys knock on the orchestrator's
+    port during a run: the summary counts them by cause for each end, the metrics carry
+    them per round and the log warns (rate-limited: a few lines, not one per frame)."""
+    import zmq
+
+    out = tmp_path / "runs"
+    port = _free_port()
+    experiment = write_experiment(
+        tmp_path / "tiny.toml",
+        out,
+        rounds=1,
+        link={"endpoint": f"tcp://127.0.0.1:{port}"},
+    )
+    run = airmix_runs(str(experiment), "--out", str(out), out_dir=out)
+    stop = threading.Event()
+    knocks = [0]
+
+    def knock() -> None:
+        context = zmq.Context()
+        public, secret = zmq.curve_keypair()
+        while not stop.is_set():
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as raw:
+                    raw.sendall(os.urandom(64) + b"\xff" * 64)
+            except OSError:
+                pass
+            dealer = context.socket(zmq.DEALER)
+            dealer.setsockopt(zmq.LINGER, 0)
+            dealer.curve_publickey, dealer.curve_secretkey = public, secret
+            dealer.curve_serverkey = zmq.curve_keypair()[0]  # not the orchestrator's key
+            dealer.connect(f"tcp://127.0.0.1:{port}")
+            dealer.send(b"let me in")
+            stop.wait(0.2)
+            dealer.close()
+            knocks[0] += 1
+        context.term()
+
+    knocker = threading.Thread(target=knock, daemon=True)
+    knocker.start()
+    try:
+        code = run.wait()
+    finally:
+        stop.set()
+        knocker.join(timeout=10)
+    assert code == 0, run.output
+    run_dir = run.run_dir()
+    summary = json.loads((run_dir / "summary.json").read_text())
+    rejects = summary["link"]["rejects"]
+    assert rejects["orchestrator"].get("unauthenticated", 0) > 0, (rejects, knocks)
+    assert set(rejects) == {"orchestrator", "node0", "node1"}
+    assert all(isinstance(v, dict) for v in rejects.values())
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sum(metrics[-1]["link_rejects"].values()) > 0
+    warnings = [line for line in run.stderr.splitlines() if "rejected a frame" in line]
+    assert warnings and "unauthenticated" in warnings[0]
+    assert len(warnings) < rejects["orchestrator"]["unauthenticated"] or len(warnings) <= 5
