@@ -54,14 +54,15 @@ def challenge_sets(
 
 def shadow_defence(config: ExperimentConfig) -> Defence:
     """How the attacker imitates the run's training: AdaMixup's schedule for the
-    ``adamixup`` method, plain training for ``orthogonal`` or groups of one, else
+    ``adamixup`` method, plain training for ``orthogonal``, ``fedavg`` or groups of
+    one, else
     ``users.group_size``-sample mixup at equal weights."""
     method = getattr(config, "method", None)
     name = getattr(method, "name", "oam")
     k = config.users.group_size
     if name == "adamixup":
         return AdaMixup(method.lam_start, method.lam_end)
-    if name == "orthogonal" or k < 2:
+    if name in ("orthogonal", "fedavg") or k < 2:  # no mixing of samples
         return NoDefence()
     return StaticMixup(alpha=None, k=k)
 
@@ -79,6 +80,11 @@ def membership_figures(
     the audit summary (:meth:`learning.membership.MembershipAudit.summary`) plus
     ``accuracy`` (test), ``shadow_recipe`` and ``plots``."""
     model = getattr(server_model, "classifier", server_model)
+    if not isinstance(model, nn.Module):
+        raise ValueError(
+            f"attacks.membership: method {getattr(config, 'method', None)!r} leaves the "
+            "server no images -> logits model to attack"
+        )
     train, test, split = data.train, data.test, data.split
     rng = np.random.default_rng(named_seed(config.experiment.seed, "attacks", "membership"))
     split_rng, audit_rng = spawn(rng, 2)
