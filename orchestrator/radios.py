@@ -13,7 +13,7 @@ them: it only opens the URIs it is given.
   medium for the whole run; users and receiver are :class:`~radio.pluto.PlutoRadio` s on
   ``ip:127.0.0.1:PORT``, exactly as lab radios would be.
 
-SNR convention (as :mod:`orchestrator.phy_demo`): every link has the same path loss and
+SNR convention (as :mod:`studies.phy_demo`): every link has the same path loss and
 the receiver noise is set so a user sending at full power (RMS ``OfdmConfig.amplitude``)
 through a unit-gain channel arrives ``channel.snr_db`` above the noise.
 
