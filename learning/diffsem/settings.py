@@ -119,7 +119,7 @@ class DiffSemSettings(LinkSettings):
             label) embedding, in [0, 1).
     """
 
-    noise_level: float = 1.0
+    noise_level: float = 3.0
     conditioning: str = "label"
     label_iterations: int = 2
     sampling_steps: int = 4
