@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import threading
+from collections.abc import Callable
 
 from hardware.iiod.context import Attribute, IIOError
 from hardware.kparse import sscanf_ints
@@ -58,10 +59,16 @@ class AxiCoreRegisters:
         self.values: dict[int, int] = {0x0000: version}
         self.sticky_mask = sticky_mask
         self._lock = threading.Lock()
+        #: Optional poll of the data path: returns status bits that happened since the
+        #: last call (e.g. the medium's RX overflow); latched before the status is read.
+        self.status_source: Callable[[], int] | None = None
 
     def read(self, addr: int) -> int:
+        addr &= 0xFFFF
+        if addr == STATUS_REG and self.status_source is not None:
+            self.set_status(self.status_source())
         with self._lock:
-            return self.values.get(addr & 0xFFFF, 0)
+            return self.values.get(addr, 0)
 
     def write(self, addr: int, value: int) -> None:
         addr &= 0xFFFF

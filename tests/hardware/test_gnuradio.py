@@ -19,6 +19,7 @@ from pathlib import Path
 import adi
 import numpy as np
 import pytest
+import torch  # noqa: F401  warm-up: the medium imports it on a first receive (~4 s)
 
 from tests.hardware.conftest import run_tool
 

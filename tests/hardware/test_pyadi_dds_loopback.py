@@ -5,9 +5,12 @@ cores' sticky status flags through ``reg_read``/``reg_write``."""
 
 from __future__ import annotations
 
+import time
+
 import adi
 import numpy as np
 import pytest
+import torch  # noqa: F401  warm-up: the medium imports it on a first receive (~4 s)
 
 from hardware.virtual_pluto import VirtualPlutoLab
 
@@ -156,3 +159,23 @@ def test_status_flags_through_reg_read_and_reg_write(lab3):
     sdr._txdac.reg_write(0x80000088, u)
     assert sdr._txdac.reg_read(0x80000088) & 1 == 0
     del sdr
+
+
+def test_overflow_on_the_real_time_medium_sets_the_adc_flag():
+    """A reader more kernel buffers behind than the Pluto holds loses samples: the
+    real-time medium drops them and the ADC core's bit 2 reads set (pyadi-iio's
+    verify_overflow bookkeeping)."""
+    with VirtualPlutoLab(1, seed=2, realtime=True, medium_name=None) as lab:
+        sdr = adi.Pluto(lab.uris[0])
+        sdr.sample_rate = 2_500_000
+        sdr.rx_buffer_size = 4096  # 1.6 ms a buffer; 4 kernel buffers hold 6.6 ms
+        sdr._rxadc.reg_write(0x80000088, 0x6)
+        sdr.rx()  # starts the stream; nobody reads after this
+        deadline = time.monotonic() + 5.0
+        flagged = False
+        while not flagged and time.monotonic() < deadline:
+            time.sleep(0.02)
+            flagged = bool(sdr._rxadc.reg_read(0x80000088) & 4)
+        assert flagged
+        assert lab.radios[0].port.overflows > 0
+        del sdr
