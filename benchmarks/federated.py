@@ -290,8 +290,8 @@ def cipher_figures() -> dict:
         "flep_entropy": mean["flep_entropy"],
         "flep_npcr": mean["flep_npcr"],
         "flep_uaci": mean["flep_uaci"],
-        "flep_npcr_pass": all(r["npcr_pass"] for r in rows),
-        "flep_uaci_pass": all(r["uaci_pass"] for r in rows),
+        "flep_npcr_pass_fraction": float(np.mean([r["npcr_pass"] for r in rows])),
+        "flep_uaci_pass_fraction": float(np.mean([r["uaci_pass"] for r in rows])),
         "flep_key_npcr": mean["key_npcr"],
         "flep_max_abs_correlation": max(abs(v) for r in rows for v in r["flep_corr"].values()),
         "flep_chi2": float(np.mean([r["flep_chi2"][0] for r in rows])),
@@ -430,9 +430,11 @@ def inversion_figures(train, split, rng) -> dict:
         )
         key = label.split()[0] + ("_pooled" if "pooled" in label else "")
         for n in names:
-            out[f"inversion_{n}_{key}"] = mean[n]
-            out[f"inversion_{n}_{key}_chance"] = mean[n + "_chance"]
-            out[f"inversion_{n}_{key}_label_chance"] = mean[n + "_label_chance"]
+            # names end in _db for PSNR (the JSON convention: fractions unless _db/_points)
+            stem, unit = (n[: -len("_db")], "_db") if n.endswith("_db") else (n, "")
+            out[f"inversion_{stem}_{key}{unit}"] = mean[n]
+            out[f"inversion_{stem}_{key}_chance{unit}"] = mean[n + "_chance"]
+            out[f"inversion_{stem}_{key}_label_chance{unit}"] = mean[n + "_label_chance"]
     single, secure = (
         out["inversion_task_accuracy_single_update"],
         out["inversion_task_accuracy_secure_sum"],
@@ -459,8 +461,31 @@ def main() -> dict:
     split = split_users(train, N_USERS, auxiliary_fraction=0.3, rng=derive_seed(g_split))
     figures.update(secagg_figures(train, split, g_sec))
     figures.update(inversion_figures(train, split, g_inv))
-    figures["seconds"] = time.perf_counter() - t0
-    return figures
+    print(f"\ntotal {time.perf_counter() - t0:.0f} s")
+    return final_line(figures)
+
+
+#: issue-13 figures that are neither fractions nor _points/_db (units in their names' docs)
+NON_FRACTIONS = (
+    "flep_entropy",
+    "flep_mbps",
+    "aead_mbps",
+    "chacha20_poly1305_mbps",
+    "flep_decrypt_mbps",
+    "aead_entropy",
+)
+
+
+def final_line(figures: dict) -> dict:
+    """The JSON line: the issue's figures plus every fraction, _points and _db figure
+    (counts, bytes and times are printed above, not put in the line)."""
+    out = {}
+    for key, value in figures.items():
+        keep = key in NON_FRACTIONS or key.endswith(("_points", "_db"))
+        keep = keep or (isinstance(value, float) and 0.0 <= value <= 1.0)
+        if keep:
+            out[key] = value
+    return out
 
 
 if __name__ == "__main__":
