@@ -113,7 +113,7 @@ def test_fedavg_learns_and_counts_its_costs(digits):
 def test_fedavg_over_an_ideal_air_equals_digital(digits):
     train, test = digits
     split = split_users(train, 6, rng=0)
-    common = dict(rounds=3, participation=1.0, group_size=3)
+    common = dict(rounds=3, participation=1.0, group_size=3, max_local_steps=2)
     dig = run_fedavg(train, test, split, FedAvgConfig(aggregation="digital", **common), rng=4)
     ota = run_fedavg(
         train, test, split, FedAvgConfig(aggregation="ota", channel="ideal", **common), rng=4
