@@ -29,9 +29,11 @@ INTERVAL_METHOD = "two-sided 95% Student-t confidence interval over seeds"
 
 #: fields that never distinguish settings
 IGNORED = {"experiment.seed", "experiment.name", "experiment.out_dir"}
-#: fields that do not change training or the channel: ignored when pairing settings
+#: fields that do not change training or the legitimate channel (the eavesdropper is
+#: passive and draws its own randomness): ignored when pairing settings and in labels
 NEUTRAL = (
-    {"attacks.enabled", "attacks.eavesdropper", "users.node_processes"}
+    {"attacks.enabled", "attacks.eavesdropper", "attacks.eavesdropper_snr_db"}
+    | {"users.node_processes", "attacks.membership"}
     | {"experiment.eval_every"}
     | {
         f"link.{name}"
