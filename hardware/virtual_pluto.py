@@ -44,6 +44,7 @@ from hardware.iiod import (
     sample_size,
 )
 from hardware.registers import ADC_OVERFLOW, DAC_UNDERFLOW
+from hardware.tdd import TddEngine, firmware_at_least
 from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
 
 RX_FULL_SCALE = 2048  # 12-bit ADC codes, le:S12/16>>0
@@ -93,7 +94,11 @@ class _Session(BufferSession):
         if self.device.is_output:
             raise IIOError(errno.EPERM, "cannot read from a TX buffer")
         n = nbytes // self.sample_size
-        codes = self.radio.receive_codes(n)
+        tdd = self.radio.tdd
+        if tdd is not None and tdd.rx_armed:  # the RX DMA starts on the next sync pulse
+            codes = samples_to_codes(self.radio.port.arm_receive(n))
+        else:
+            codes = self.radio.receive_codes(n)
         if self.lanes == [0, 1]:  # both channels enabled (the usual case): already interleaved
             return codes.tobytes()
         return interleave([codes[:, lane] for lane in self.lanes])
@@ -108,8 +113,29 @@ class _Session(BufferSession):
         i = next((words[:, k] for k, lane in enumerate(self.lanes) if lane == 0), zeros)
         q = next((words[:, k] for k, lane in enumerate(self.lanes) if lane == 1), zeros)
         self.radio.model.dac.push(i, q, self.cyclic)
-        self.radio.port.transmit(words_to_samples(i, q), cyclic=self.cyclic)
+        samples = words_to_samples(i, q)
+        port = self.radio.port
+        tdd = self.radio.tdd
+        if tdd is not None and tdd.tx_armed:  # gated to one frame, started by the pulse
+            port.arm_transmit(samples)
+        elif self.cyclic:
+            port.transmit(samples, cyclic=True)
+        else:  # streaming: back to back, zeros and the underflow flag if pushed too late
+            port.push(samples)
+            self._wait_for_room(samples.size)
         self.pushed = True
+
+    def _wait_for_room(self, n: int, timeout_s: float = 10.0) -> None:
+        """Like a kernel with ``kernel_buffers`` TX blocks: a push returns once at most
+        that many buffers are queued. Real time: sleep until then; deterministic clock:
+        wait until a receiver's reads advance it (ETIMEDOUT after ``timeout_s``)."""
+        port = self.radio.port
+        blocks = self.radio.kernel_buffers.get(self.device.id, DEFAULT_KERNEL_BUFFERS)
+        deadline = time.monotonic() + timeout_s
+        while (excess := port.queued_s() - blocks * n / port.actual_sample_rate_hz) > 0:
+            if time.monotonic() > deadline:
+                raise IIOError(errno.ETIMEDOUT, "TX queue full: the medium clock is not moving")
+            time.sleep(excess if port.medium.realtime else 0.002)
 
     def close(self) -> None:
         if self.closed:
@@ -131,6 +157,8 @@ class VirtualPluto(BufferBackend):
         variant: "ad9363" (stock: 325 MHz-3.8 GHz) or "ad9364" (70 MHz-6 GHz mod).
         serial: ``hw_serial`` context attribute (default derived from ``name``).
         host, port: where to listen (port 0: a free port).
+        firmware: ``fw_version``; v0.39 and later have the TDD engine
+            (:mod:`hardware.tdd`, ``adi.tddn``) on the medium's shared sync line.
         port_kwargs: passed to :meth:`SharedMedium.add_radio` (ppm, latency_s, position).
     """
 
@@ -143,6 +171,7 @@ class VirtualPluto(BufferBackend):
         serial: str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        firmware: str = "v0.39",
         **port_kwargs: Any,
     ) -> None:
         self.name = name
@@ -158,8 +187,17 @@ class VirtualPluto(BufferBackend):
             tx_attenuation_db=self.model.tx_atten_db,
             rx_gain_db=s.rx_gain_db,
             kernel_buffers=DEFAULT_KERNEL_BUFFERS,
+            tdd_engine=firmware_at_least(firmware),
             **port_kwargs,
         )
+        # firmware v0.39+: the TDD engine (hardware.tdd), its sync input on the medium's
+        # shared line
+        self.model.context.attrs["fw_version"] = firmware
+        self.tdd: TddEngine | None = None
+        if self.port.tdd_engine:
+            self.tdd = TddEngine(lambda: self.port.sample_rate_hz, lambda: medium.pulse())
+            devices = self.model.context.devices
+            devices.append(self.tdd.device(f"iio:device{len(devices)}"))
         self.oscillator_ppm = self.port.ppm  # the crystal's own error
         self.model.adc_core.status_source = self._poll_overflow
         self.model.dac_core.status_source = self._poll_underflow
@@ -313,7 +351,9 @@ class VirtualPlutoLab:
         variant: "ad9363" or "ad9364" for every radio.
         medium: an existing medium to use instead of creating one.
         medium_name: name to register the medium under (for sim:// radios on the same air).
-        medium_kwargs: passed to :class:`SharedMedium` when creating it.
+        firmware: ``fw_version`` of every radio (v0.39+: TDD engine).
+        medium_kwargs: passed to :class:`SharedMedium` when creating it, e.g.
+            ``sync_period_s`` (the shared sync line pulses periodically, like a 1 PPS).
     """
 
     def __init__(
@@ -327,6 +367,7 @@ class VirtualPlutoLab:
         variant: str = "ad9363",
         medium: SharedMedium | None = None,
         medium_name: str | None = "virtual-pluto",
+        firmware: str = "v0.39",
         **medium_kwargs: Any,
     ) -> None:
         if n_radios < 1:
@@ -342,9 +383,15 @@ class VirtualPlutoLab:
                 variant=variant,
                 host=host,
                 port=base_port + k if base_port else 0,
+                firmware=firmware,
             )
             for k in range(n_radios)
         ]
+
+    def pulse(self, delay_s: float = 0.0) -> float:
+        """Pulse the sync line shared by the lab's radios on demand (TDD engines with
+        ``sync_external`` start their armed buffers on it); returns its medium time."""
+        return self.medium.pulse(delay_s)
 
     @property
     def uris(self) -> list[str]:
@@ -393,6 +440,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--channel", default="rayleigh", help="medium channel model")
     parser.add_argument(
+        "--firmware", default="v0.39", help="fw_version (v0.39+ has the TDD engine)"
+    )
+    parser.add_argument(
+        "--sync-period-s",
+        type=float,
+        default=None,
+        help="the radios' shared TDD sync line pulses with this period (like a 1 PPS: 1.0)",
+    )
+    parser.add_argument(
         "--cable-loopback-db",
         type=float,
         default=None,
@@ -420,6 +476,8 @@ def main(args: argparse.Namespace) -> int:
         host=args.host,
         variant=args.variant,
         channel_model=args.channel,
+        firmware=args.firmware,
+        sync_period_s=args.sync_period_s,
     )
     try:
         lab.start()

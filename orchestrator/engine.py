@@ -57,6 +57,7 @@ from orchestrator.radios import RunRadios, radio_config
 from orchestrator.rundir import RunDirectory
 from phy.waveform import frame_length
 from radio.ota_session import OtaReceiver, SlotPlan
+from radio.time_base import TimeBaseReceiver
 
 __all__ = ["Engine", "NodeLost"]
 
@@ -102,6 +103,8 @@ class Engine:
         self.steps = self.method.context.steps_per_round
         self.n_reals = self.method.payload_reals
         self.frame_len = frame_length(self.n_reals, self.ofdm) if self.n_reals else 0
+        self._time_base: TimeBaseReceiver | None = None  # stream/tdd: lives over rounds
+        self._round_id = 0
         self.estimate_log = MixupLog.receiver(run.path)  # scored after the run (mixup_error)
         self.totals = Totals()
         self.observations: list[Observation] = []
@@ -112,6 +115,51 @@ class Engine:
         self.nodes.wait_for_nodes(timeout_s, is_running)
 
     # ------------------------------------------------------------------ rounds
+    def _receiver(self) -> OtaReceiver | TimeBaseReceiver:
+        """The round's receiver: the cyclic loop's (ideal time base, a new one per round)
+        or the stream/tdd receiver (one for the run: acquisition once, tracking on)."""
+        channel = self.config.channel
+        if channel.time_base == "ideal":
+            return OtaReceiver(
+                self.radios.receiver,
+                self.ofdm,
+                policy=channel.power_control,
+                carrier_hz=channel.carrier_hz,
+            )
+        if self._time_base is None or self._time_base.radio is not self.radios.receiver:
+            self._time_base = TimeBaseReceiver(
+                self.radios.receiver,
+                self.ofdm,
+                time_base=channel.time_base,
+                send=self._send_pilot_orders,
+                policy=channel.power_control,
+                carrier_hz=channel.carrier_hz,
+                sync_period_s=channel.sync_period_s if channel.time_base == "tdd" else None,
+            )
+        self._time_base.new_round()  # block fading redrawn: gains are tracked anew
+        return self._time_base
+
+    def _send_pilot_orders(self, items: list) -> None:
+        """The time-base receiver's pilot orders ``(user id, pilot id, group size,
+        order)`` to the users' nodes (``send_pilots`` with ``orders``)."""
+        users = [uid for uid, _, _, _ in items]
+        self.nodes.request_many(
+            self.nodes.with_stops(
+                self.nodes.to_users(
+                    "send_pilots",
+                    users,
+                    lambda positions: {
+                        "round_id": self._round_id,
+                        "slot_id": 0,
+                        "user_ids": [users[p] for p in positions],
+                        "pilot_ids": [int(items[p][1]) for p in positions],
+                        "group_size": int(items[positions[0]][2]),
+                        "orders": [items[p][3] for p in positions],
+                    },
+                )
+            )
+        )
+
     def _groups(self, round_id: int) -> list[list[str]]:
         return self.grouping.group(
             sorted(self.nodes.alive),
@@ -208,15 +256,20 @@ class Engine:
         slots = self.method.slots([self.index_of[u] for u in group]) if self.n_reals else []
         for slot in slots:
             users = [self.ids[i] for i in slot]
+            time_base = isinstance(receiver, TimeBaseReceiver)  # acquires/probes in plan
+            clock = receiver.clock
             if tuple(users) not in estimates:
-                clock = receiver.clock
-                estimates[tuple(users)] = self._acquire(receiver, round_id, slot_id, users)
+                estimates[tuple(users)] = (
+                    users if time_base else self._acquire(receiver, round_id, slot_id, users)
+                )
                 stats.pilot_channel_uses += receiver.clock - clock
             receptions.append(
                 self._slot(
                     receiver, estimates[tuple(users)], round_id, slot_id, users, stats, record
                 )
             )
+            if time_base:  # its clock counts acquisition and probe channel uses only
+                stats.pilot_channel_uses += receiver.clock - clock
             slot_of.update({i: slot_id for i in slot})
             slot_id += 1
         outcome = self.method.server_step(
@@ -305,12 +358,8 @@ class Engine:
         }
         with contextlib.suppress(NodeLost):
             self.nodes.request_many([(n, "start_round", body) for n in self.nodes.alive_nodes])
-        receiver = OtaReceiver(
-            self.radios.receiver,
-            self.ofdm,
-            policy=self.config.channel.power_control,
-            carrier_hz=self.config.channel.carrier_hz,
-        )
+        self._round_id = round_id
+        receiver = self._receiver()
         stats = RoundStats()
         record = round_id == self.config.experiment.rounds - 1
         groups = self._groups(round_id)

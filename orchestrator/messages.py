@@ -263,10 +263,11 @@ SCHEMAS: dict[str, MessageSpec] = {
     "send_pilots": MessageSpec(
         "orchestrator",
         {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "pilot_ids": INT_LIST},
-        {"group_size": INT, "stop_user_ids": STR_LIST},
-        _ids_match("pilot_ids"),
-        "each listed user transmits its cyclic pilot pilot_ids[k] (of a group of group_size); "
-        "stop_user_ids stop first (saves a round trip)",
+        {"group_size": INT, "stop_user_ids": STR_LIST, "orders": Records(SlotOrder)},
+        _ids_match("pilot_ids", "orders"),
+        "each listed user transmits its cyclic pilot pilot_ids[k] (of a group of group_size), "
+        "or with orders (stream/tdd time bases) its acquisition pair or probe once as "
+        "orders[k] says; stop_user_ids stop first (saves a round trip)",
     ),
     "stop_transmit": MessageSpec(
         "orchestrator",

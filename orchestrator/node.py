@@ -152,8 +152,11 @@ class Node:
 
     def _send_pilots(self, body: dict) -> None:
         group_size = body.get("group_size", max(body["pilot_ids"]) + 1)
-        for user_id, pilot_id in zip(body["user_ids"], body["pilot_ids"], strict=True):
-            self._user(user_id).transmitter.play_pilot(pilot_id, group_size)
+        orders = body.get("orders") or [None] * len(body["user_ids"])
+        for user_id, pilot_id, order in zip(
+            body["user_ids"], body["pilot_ids"], orders, strict=True
+        ):
+            self._user(user_id).transmitter.play_pilot(pilot_id, group_size, order)
 
     def _transmit(self, body: dict) -> None:
         """Each listed user puts its method's next payload on the air as ordered."""

@@ -220,6 +220,7 @@ class _TxStream:
     segments: list[tuple[int, Transmission]] = field(default_factory=list)
     stall_until_s: float = -math.inf
     dry_at_s: list[float] = field(default_factory=list)
+    pushed_end: int | None = None  # push mode (host pushes, no modelled feeder): queue end
 
     @property
     def lead(self) -> int:
@@ -656,6 +657,42 @@ class MediumPort:
                     tr.end_s += gap
             return gap
 
+    def push(self, samples: np.ndarray) -> Transmission:
+        """A non-cyclic buffer pushed by the host (libiio ``iio_buffer_push``, no modelled
+        feeder): it plays right after the previous push if it reached the DMA (one push
+        latency from now) before the queue ran dry; otherwise the DAC sent zeros
+        meanwhile (underflow: the sticky flag rises when the queue ran dry) and it
+        starts when it arrives. The first push starts the stream."""
+        x = self._dac(samples)
+        with self.medium.lock:
+            now = self.medium.now_s
+            arrival = now + self._push_latency()
+            st = self._tx_stream
+            if st is None or st.pushed_end is None:
+                self.stop_transmit()
+                self._armed = []
+                fs = self.actual_sample_rate_hz
+                st = self._tx_stream = _TxStream(fs, x.size, 1, [_Epoch(arrival, 0)])
+                st.pushed_end = 0
+            else:
+                dry = st.time_of(st.pushed_end)
+                if arrival > dry:
+                    st.epochs.append(_Epoch(arrival, st.pushed_end))
+                    st.dry_at_s.append(dry)
+            start = st.time_of(st.pushed_end)
+            tr = Transmission(x, False, start, st.fs, start - now, start + x.size / st.fs)
+            self._keep(tr, now)
+            st.pushed_end += x.size
+            return tr
+
+    def queued_s(self) -> float:
+        """Seconds of pushed TX stream samples still to play (push mode; 0 otherwise)."""
+        with self.medium.lock:
+            st = self._tx_stream
+            if st is None or st.pushed_end is None:
+                return 0.0
+            return max(0.0, st.time_of(st.pushed_end) - self.medium.now_s)
+
     @property
     def tx_underflow(self) -> bool:
         """Sticky TX underflow flag: the stream's queue ran dry since the last clear."""
@@ -827,6 +864,8 @@ class MediumPort:
         sample after waiting (real time) or advancing the clock (deterministic)."""
         n = count("n", n, 0)
         medium = self.medium
+        if not medium.realtime:
+            self._wait_for_pushers(n)
         with medium.lock:
             fs = self.actual_sample_rate_hz
             b = self._rx_buffer_size
@@ -847,6 +886,33 @@ class MediumPort:
             if delay > 0:
                 time.sleep(delay)
         return start_s
+
+    def _wait_for_pushers(self, n: int) -> None:
+        """Deterministic clock with host-pushed TX streams (:meth:`push`): before a read
+        moves the clock, wait (up to ``medium.pusher_wait_s`` of wall time) until every
+        pushed stream has samples queued past its end, so a host that keeps up never
+        underflows because threads were scheduled late; a pusher that does not come
+        (a stalled host) underflows as it would on the hardware."""
+        medium = self.medium
+        deadline = time.monotonic() + medium.pusher_wait_s
+        while time.monotonic() < deadline:
+            with medium.lock:
+                if self._stream_t0 is None:
+                    return
+                fs = self.actual_sample_rate_hz
+                b = self._rx_buffer_size
+                end = self._rx_pos + n
+                ready_s = self._stream_t0 + (-(-end // b)) * b / fs
+                behind = [
+                    p
+                    for p in medium._ports.values()
+                    if p._tx_stream is not None
+                    and p._tx_stream.pushed_end is not None
+                    and p._tx_stream.time_of(p._tx_stream.pushed_end) < ready_s
+                ]
+            if not behind:
+                return
+            time.sleep(0.0005)
 
     def capture(self, start_s: float, n: int) -> np.ndarray:
         """What this receiver's ADC produces for ``n`` of its samples starting at medium
@@ -954,6 +1020,8 @@ class SharedMedium:
         )
         self.sync_phase_s = finite_scalar("sync_phase_s", sync_phase_s)
         self._pulses: list[float] = []  # on-demand sync pulses
+        #: deterministic clock: how long a read waits for host-pushed streams to keep up
+        self.pusher_wait_s = 1.0
         self.shared_reference = bool(shared_reference)
         self._reference_ppm = float(ref_rng.uniform(-self.ppm_range, self.ppm_range))
         self.realtime = bool(realtime)

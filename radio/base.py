@@ -161,6 +161,10 @@ class Radio(ABC):
     def _unsupported(self, what: str) -> TimeBaseUnsupported:
         return TimeBaseUnsupported(f"{type(self).__name__} ({self.uri}) does not support {what}")
 
+    #: samples a TX stream's feeder keeps queued ahead of the DAC (placements must be
+    #: at least that far ahead of what plays now)
+    stream_lead: int = 4096
+
     def start_stream(self) -> None:
         """Start a continuous, back-to-back TX stream (zeros until content is placed)."""
         raise self._unsupported("continuous TX streams (stream time base)")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import threading
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -32,7 +33,31 @@ from radio.base import (
     RadioDisconnected,
     RadioError,
     RadioTimeout,
+    StreamTooLate,
+    TimeBaseUnsupported,
 )
+
+#: the first Pluto firmware with the TDD engine (axi_tdd, pyadi-iio adi.tddn)
+FIRST_TDD_FIRMWARE = (0, 39)
+#: continuous streaming a host can feed over USB 2.0 (about 4-7 MS/s sustained)
+MAX_STREAM_RATE_HZ = 4e6
+#: status register of the ADC and DAC cores (bit 2: RX overflow, bit 0: TX underflow)
+STATUS_REG = 0x80000088
+RX_OVERFLOW_BIT, TX_UNDERFLOW_BIT = 0x4, 0x1
+#: TX stream feeder: buffers of this many samples (the kernel queues a few)
+STREAM_BLOCK = 4096
+
+
+def firmware_at_least(version: str, minimum: tuple[int, int] = FIRST_TDD_FIRMWARE) -> bool:
+    """Whether a ``fw_version`` string such as ``v0.39`` or ``v0.38-dirty`` is at least
+    ``minimum``; False for a string that names no version."""
+    text = str(version).strip().lstrip("vV").split("-")[0]
+    try:
+        parts = tuple(int(p) for p in text.split(".")[:2])
+    except ValueError:
+        return False
+    return len(parts) == 2 and parts >= minimum
+
 
 RX_FULL_SCALE = 2048.0
 TX_FULL_SCALE = 32767.0
@@ -136,6 +161,8 @@ class PlutoRadio(Radio):
         self.uri = uri
         self.timeout_ms = int(timeout_ms)
         self.kernel_buffers = int(kernel_buffers)
+        # the feeder runs ahead by the kernel's queue, the block it builds and one spare
+        self.stream_lead = (self.kernel_buffers + 2) * STREAM_BLOCK
         self.search_uris = tuple(search_uris)
         self._sdr = None
         self._config: RadioConfig | None = None
@@ -247,7 +274,11 @@ class PlutoRadio(Radio):
             sdr.tx(words)
 
     def stop_transmit(self) -> None:
-        """Destroy the TX buffer (stops a cyclic transmission)."""
+        """Destroy the TX buffer (stops a cyclic transmission or the TX stream)."""
+        feeder = getattr(self, "_feeder", None)
+        if feeder is not None:
+            feeder.stop()
+            self._feeder = None
         if self._sdr is None:
             return
         with _libiio("stop_transmit", self.uri):
@@ -273,9 +304,153 @@ class PlutoRadio(Radio):
         x = np.concatenate(parts)[: int(n_samples)] / RX_FULL_SCALE
         return x.astype(np.complex64)
 
+    # -- time bases (radio.time_base) --------------------------------------------------
+    @property
+    def firmware(self) -> str:
+        """The ``fw_version`` context attribute (e.g. ``v0.39``)."""
+        return str(self.sdr.ctx.attrs.get("fw_version", "unknown"))
+
+    def check_time_base(self, time_base: str) -> None:
+        """``tdd`` needs firmware v0.39+ with the TDD engine; ``stream`` a sample rate
+        the host link can feed. Raises TimeBaseUnsupported naming the cause."""
+        super().check_time_base(time_base)
+        if time_base == "tdd":
+            if not firmware_at_least(self.firmware):
+                raise TimeBaseUnsupported(
+                    f"{self.uri}: firmware {self.firmware} has no TDD engine; the tdd time "
+                    "base needs Pluto firmware v0.39 or later (update it, or use the stream "
+                    "time base)"
+                )
+            if self.sdr.ctx.find_device("iio-axi-tdd-0") is None:
+                raise TimeBaseUnsupported(
+                    f"{self.uri}: firmware {self.firmware} but no TDD engine device "
+                    "(iio-axi-tdd-0) in the context"
+                )
+        if time_base == "stream" and self.config.sample_rate_hz > MAX_STREAM_RATE_HZ:
+            raise TimeBaseUnsupported(
+                f"{self.uri}: a continuous stream at {self.config.sample_rate_hz:g} S/s cannot "
+                f"be fed (USB 2.0 sustains about {MAX_STREAM_RATE_HZ:g} S/s); lower the rate"
+            )
+
+    def start_stream(self) -> None:
+        """Start the TX stream: a feeder thread pushes non-cyclic buffers of
+        ``STREAM_BLOCK`` samples back to back (zeros unless content was placed); each
+        push blocks while the kernel queue is full, which paces it to the DAC."""
+        self.stop_transmit()
+        with _libiio("start_stream", self.uri):
+            self.sdr.tx_cyclic_buffer = False
+        self._feeder = _Feeder(self)
+        self._feeder.start()
+
+    def earliest_index(self) -> int:
+        """First TX stream index still free (after the block the feeder builds next)."""
+        return self._require_feeder().earliest_index()
+
+    def place(self, samples: np.ndarray, index: int) -> None:
+        """Place ``samples`` at TX stream ``index`` (StreamTooLate if already pushed)."""
+        x = self.check_transmit_samples(samples)
+        self._require_feeder().place(x, int(index))
+
+    def _require_feeder(self) -> _Feeder:
+        feeder = getattr(self, "_feeder", None)
+        if feeder is None or not feeder.running:
+            raise RadioError(f"{self.uri} has no TX stream (start_stream)")
+        if feeder.error is not None:
+            raise feeder.error
+        return feeder
+
+    def read_stream(self, n_samples: int) -> np.ndarray:
+        """The next ``n_samples`` of the RX stream, contiguous with the previous read."""
+        sdr = self.sdr
+        left = getattr(self, "_rx_left", np.zeros(0, np.complex64))
+        parts, have = [left], left.size
+        with _libiio("read_stream", self.uri):
+            while have < n_samples:
+                block = (np.asarray(sdr.rx()) / RX_FULL_SCALE).astype(np.complex64)
+                parts.append(block)
+                have += block.size
+        x = np.concatenate(parts)
+        self._rx_left = x[int(n_samples) :]
+        return x[: int(n_samples)]
+
+    def status(self) -> dict[str, bool]:
+        """The sticky flags of the cores' status registers (``direct_reg_access``)."""
+        sdr = self.sdr
+        with _libiio("status", self.uri):
+            dac = int(sdr._txdac.reg_read(STATUS_REG))
+            adc = int(sdr._rxadc.reg_read(STATUS_REG))
+        return {
+            "tx_underflow": bool(dac & TX_UNDERFLOW_BIT),
+            "rx_overflow": bool(adc & RX_OVERFLOW_BIT),
+        }
+
+    def clear_status(self) -> None:
+        """Clear both sticky flags (write 1 to their bits)."""
+        sdr = self.sdr
+        with _libiio("clear_status", self.uri):
+            sdr._txdac.reg_write(STATUS_REG, TX_UNDERFLOW_BIT)
+            sdr._rxadc.reg_write(STATUS_REG, RX_OVERFLOW_BIT)
+
+    def _tdd(self, frame_samples: int):  # noqa: ANN202 - adi.tddn, imported lazily
+        """The TDD engine (``adi.tddn``) set up as ``pluto_tddn.py`` does: channel 1 gates
+        the RX DMA, channel 2 the TX DMA, external sync, one frame per pulse."""
+        import adi
+
+        self.check_time_base("tdd")
+        tdd = getattr(self, "_tddn", None)
+        if tdd is None:
+            adi.tddn.channel = []  # pyadi-iio keeps channels in a class attribute
+            tdd = self._tddn = adi.tddn(self.device_uri)
+        frame_ms = frame_samples * 1e3 / self.config.sample_rate_hz
+        with _libiio("tdd", self.uri):
+            if not tdd.enable or getattr(self, "_tdd_frame_ms", None) != frame_ms:
+                tdd.enable = False
+                tdd.startup_delay_ms = 0
+                tdd.frame_length_ms = frame_ms
+                tdd.burst_count = 1
+                for k in (1, 2):
+                    tdd.channel[k].on_raw = 0
+                    tdd.channel[k].off_raw = 10
+                    tdd.channel[k].polarity = 0
+                    tdd.channel[k].enable = 1
+                tdd.sync_external = True
+                tdd.enable = True
+                self._tdd_frame_ms = frame_ms
+        return tdd
+
+    def arm_transmit(self, samples: np.ndarray) -> None:
+        """Arm a TX buffer on the TDD engine: it starts on the next sync pulse, gated to
+        one frame (``pluto_tddn.py``: the TX buffer is cyclic, the engine gates it)."""
+        x = self.check_transmit_samples(samples)
+        self._tdd(max(x.size, self.config.rx_buffer_size))
+        words = np.rint(x.real * TX_FULL_SCALE) + 1j * np.rint(x.imag * TX_FULL_SCALE)
+        sdr = self.sdr
+        with _libiio("arm_transmit", self.uri):
+            sdr.tx_destroy_buffer()
+            sdr.tx_cyclic_buffer = True
+            sdr.tx(words)
+
+    def arm_receive(self, n_samples: int) -> np.ndarray:
+        """The first ``n_samples`` (<= ``config.rx_buffer_size``) of an RX buffer started
+        by the next sync pulse."""
+        size = self.config.rx_buffer_size
+        if int(n_samples) > size:
+            raise RadioConfigError(
+                f"{self.uri}: a TDD capture of {n_samples} samples exceeds rx_buffer_size {size}"
+            )
+        self._tdd(size)
+        sdr = self.sdr
+        with _libiio("arm_receive", self.uri):
+            sdr.rx_destroy_buffer()  # the next buffer is armed anew on the engine
+            x = np.asarray(sdr.rx())
+        return (x[: int(n_samples)] / RX_FULL_SCALE).astype(np.complex64)
+
     # -- lifecycle --------------------------------------------------------------------
     def close(self) -> None:
         """Stop transmitting, destroy buffers and drop the context (safe twice)."""
+        feeder = getattr(self, "_feeder", None)
+        if feeder is not None:
+            feeder.stop()
         sdr, self._sdr = self._sdr, None
         if sdr is None:
             return
@@ -292,3 +467,71 @@ class PlutoRadio(Radio):
         self._config = None
         self._open()
         self.configure(config)
+
+
+class _Feeder:
+    """The host side of a continuous TX stream on a Pluto: a thread that pushes
+    non-cyclic buffers of ``STREAM_BLOCK`` samples back to back, each holding the placed
+    content that falls in it (zeros elsewhere). A push blocks while the kernel's queue
+    is full, so the thread runs a few buffers ahead of the DAC."""
+
+    def __init__(self, radio: PlutoRadio) -> None:
+        self.radio = radio
+        self.block = STREAM_BLOCK
+        self.pushed = 0  # blocks pushed so far
+        self.segments: list[tuple[int, np.ndarray]] = []
+        self.lock = threading.Lock()
+        self.running = True
+        self.error: RadioError | None = None
+        self.thread = threading.Thread(target=self._run, name=f"feeder-{radio.uri}", daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def earliest_index(self) -> int:
+        with self.lock:
+            return (self.pushed + 1) * self.block
+
+    def place(self, x: np.ndarray, index: int) -> None:
+        with self.lock:
+            earliest = (self.pushed + 1) * self.block
+            if index < earliest:
+                raise StreamTooLate(
+                    f"{self.radio.uri}: stream index {index} is already pushed (earliest "
+                    f"placeable index {earliest})"
+                )
+            self.segments.append((index, x))
+
+    def _next_block(self) -> np.ndarray:
+        with self.lock:
+            lo = (self.pushed + 1) * self.block - self.block
+            hi = lo + self.block
+            out = np.zeros(self.block, np.complex64)
+            keep = []
+            for start, x in self.segments:
+                a, b = max(lo, start), min(hi, start + x.size)
+                if b > a:
+                    out[a - lo : b - lo] = x[a - start : b - start]
+                if start + x.size > hi:
+                    keep.append((start, x))
+            self.segments = keep
+        return out
+
+    def _run(self) -> None:
+        while self.running:
+            x = self._next_block()
+            words = np.rint(x.real * TX_FULL_SCALE) + 1j * np.rint(x.imag * TX_FULL_SCALE)
+            try:
+                self.radio.sdr.tx(words)
+            except Exception as exc:  # noqa: BLE001 - reported to the next caller
+                if self.running:
+                    self.error = _map_error(exc, "stream push", self.radio.uri)
+                self.running = False
+                return
+            with self.lock:
+                self.pushed += 1
+
+    def stop(self) -> None:
+        self.running = False
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout=2.0)

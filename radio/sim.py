@@ -80,6 +80,8 @@ def check_pluto_config(config: RadioConfig) -> None:
 
 
 class SimRadio(Radio):
+    stream_lead = STREAM_BLOCK * STREAM_BUFFERS
+
     """A radio on a :class:`phy.medium.SharedMedium`.
 
     Args:

@@ -34,11 +34,28 @@ _ERRORS: dict[str, type[Exception]] = {
         "RadioTimeout",
         "RadioDisconnected",
         "TransmitClippingError",
+        "TimeBaseUnsupported",
+        "StreamTooLate",
     )
 }
 _ERRORS["ValueError"] = ValueError
 
-_OPS = ("configure", "get_config", "transmit", "stop_transmit", "receive", "close")
+_OPS = (
+    "configure",
+    "get_config",
+    "transmit",
+    "stop_transmit",
+    "receive",
+    "close",
+    # time bases (radio.time_base): streams, status flags, the TDD engine
+    "check_time_base",
+    "start_stream",
+    "earliest_index",
+    "place",
+    "status",
+    "clear_status",
+    "arm_transmit",
+)
 
 
 def _pack_samples(samples: np.ndarray) -> bytes:
@@ -118,6 +135,14 @@ class RadioService:
             return None
         if op == "receive":
             return _pack_samples(radio.receive(int(args["n_samples"])))
+        if op in ("place", "arm_transmit"):
+            samples = _unpack_samples(args["samples"])
+            extra = (int(args["index"]),) if op == "place" else ()
+            return getattr(radio, op)(samples, *extra)
+        if op == "check_time_base":
+            return radio.check_time_base(str(args["time_base"]))
+        if op in ("start_stream", "earliest_index", "status", "clear_status"):
+            return getattr(radio, op)()
         radio.close()
         self._radios.pop(str(request["radio"]), None)
         return None
@@ -223,6 +248,29 @@ class NetSimRadio(Radio):
         if n_samples <= 0:
             raise ValueError(f"n_samples must be positive, got {n_samples}")
         return _unpack_samples(self._call("receive", n_samples=int(n_samples)))
+
+    def check_time_base(self, time_base: str) -> None:
+        self._call("check_time_base", time_base=time_base)
+
+    def start_stream(self) -> None:
+        self._call("start_stream")
+
+    def earliest_index(self) -> int:
+        return int(self._call("earliest_index"))
+
+    def place(self, samples: np.ndarray, index: int) -> None:
+        samples = self.check_transmit_samples(samples)
+        self._call("place", samples=_pack_samples(samples), index=int(index))
+
+    def status(self) -> dict[str, bool]:
+        return dict(self._call("status"))
+
+    def clear_status(self) -> None:
+        self._call("clear_status")
+
+    def arm_transmit(self, samples: np.ndarray) -> None:
+        samples = self.check_transmit_samples(samples)
+        self._call("arm_transmit", samples=_pack_samples(samples))
 
     def reconnect(self) -> None:
         self._closed = False

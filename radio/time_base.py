@@ -536,7 +536,7 @@ class TimeBaseReceiver:
                 u
                 for j, u in enumerate(uids)
                 if abs(delays[j]) > LOST_DELAY
-                or abs(gains[j]) < 0.1 * abs(self.gain_tracks[u].magnitude)
+                or (u in self.gain_tracks and abs(gains[j]) < 0.1 * self.gain_tracks[u].magnitude)
             ]
             if lost:  # tracking lost: re-acquire those users, probe again
                 self.air.lost_tracking += len(lost)
@@ -565,7 +565,7 @@ class TimeBaseReceiver:
             effective_weights=np.real(a * gains * b),
             predicted_mse=float(np.asarray(mse_of(gains, w, b, a, noise))),
             target_delay=int(target),
-            buffer_len=frame_length(n_reals, self.config),
+            buffer_len=frame_length(n_reals, self.config) + 2 * MARGIN,  # the capture
             clock=self.clock,
         )
 
@@ -574,7 +574,13 @@ class TimeBaseReceiver:
         and return the estimate of ``sum_k w_k x_k``, float ``(n_reals,)``; ValueError
         if the frame is not found."""
         length = frame_length(n_reals, self.config)
-        samples, at = self._capture(plan.target, length)
+        if self.time_base == "stream":  # whole receive buffers from the window start, so
+            # the run's eavesdropper (orchestrator.radios) finds the same window of air
+            start = plan.target - MARGIN
+            reads = -(-plan.buffer_len // self.rx_block) * self.rx_block
+            samples, at = self._window(start, start + reads)[: plan.buffer_len], MARGIN
+        else:
+            samples, at = self._capture(plan.target, length)
         self.air.payload += length
         self.last_capture = samples
         return estimate_mixup(samples, plan.rx_scaling, n_reals, self.config, frame_start=at)
@@ -604,6 +610,7 @@ class TimeBaseSession:
             radio.check_time_base(time_base)
         self.config = config or OfdmConfig()
         self.tx = [OtaTransmitter(r, self.config, k) for k, r in enumerate(self.users)]
+        kwargs.setdefault("user_lead", max(int(getattr(r, "stream_lead", 4096)) for r in users))
         self.rx = TimeBaseReceiver(
             receiver,
             self.config,

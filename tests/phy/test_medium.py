@@ -515,3 +515,15 @@ def test_tdd_buffers_start_on_the_shared_pulse_on_each_radio_clock():
     old = m2.add_radio("old", tdd_engine=False)
     with pytest.raises(NoTddEngineError, match="v0.39"):
         old.arm_transmit(burst)
+
+
+def test_pushed_stream_plays_back_to_back_until_a_late_push_underflows():
+    m, tx, rx = _pair(timing="realistic")
+    a = tx.push(_pilot(1000, seed=3))
+    b = tx.push(_pilot(1000, seed=4))
+    assert b.start_s == pytest.approx(a.start_s + 1000 / tx.actual_sample_rate_hz)
+    assert tx.queued_s() > 0.001
+    m.advance(0.05)  # the host pauses: the queue runs dry
+    c = tx.push(_pilot(1000, seed=5))
+    assert c.start_s > b.end_s + 0.04  # after the zeros, when the push arrived
+    assert tx.tx_underflow
