@@ -118,7 +118,7 @@ def membership_figures(
     best = audit.figures[audit.best_attack]
     audit.plots.append(
         plot_privacy_accuracy(
-            {"server model": (accuracy, best["auc"])},
+            {"server model": (accuracy, best)},
             Path(plots_dir) / "membership_privacy_accuracy.png",
         )
     )

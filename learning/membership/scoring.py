@@ -72,14 +72,14 @@ def roc_figures(scores: np.ndarray, is_member: np.ndarray) -> dict[str, float]:
     return figures
 
 
-def _axes(size: tuple[float, float]):
-    """A figure and its axis on the non-interactive Agg back-end."""
+def _axes(size: tuple[float, float], ncols: int = 1):
+    """A figure and its axis (``ncols`` > 1: a row of axes) on the Agg back-end."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=size)
+    return plt.subplots(1, ncols, figsize=size)
 
 
 def _save(figure, path: str | Path) -> Path:
@@ -117,16 +117,28 @@ def plot_roc(
 
 
 def plot_privacy_accuracy(
-    points: dict[str, tuple[float, float]], path: str | Path, title: str = "privacy vs accuracy"
+    points: dict[str, tuple[float, dict[str, float]]],
+    path: str | Path,
+    title: str = "privacy vs accuracy",
 ) -> Path:
-    """Strongest attack's AUC against test accuracy, one labelled point per model
-    (``points``: name -> (accuracy, auc)), with the chance AUC 0.5; writes a PNG."""
-    figure, axis = _axes((5.5, 4.5))
-    for name, (accuracy, auc) in points.items():
-        axis.scatter([accuracy], [auc])
-        axis.annotate(name, (accuracy, auc), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    axis.axhline(0.5, color="k", ls="--", lw=1, label="chance AUC")
-    axis.set(xlabel="test accuracy", ylabel="strongest attack AUC", title=title)
-    axis.set_ylim(0.4, 1.02)
-    axis.legend(fontsize=8)
+    """The strongest attack's AUC and TPR at 0.1% / 1% FPR against test accuracy, one
+    labelled point per model (``points``: name -> (accuracy, its
+    :func:`roc_figures`)), each panel with the figure's chance level; writes a PNG."""
+    panels = [("auc", "AUC", "linear")] + [
+        (name, f"TPR at {100 * target:g}% FPR", "log") for name, target in LOW_FPR_POINTS
+    ]
+    figure, axes = _axes((5 * len(panels), 4.2), len(panels))
+    for axis, (key, label, scale) in zip(axes, panels, strict=True):
+        for name, (accuracy, figures) in points.items():
+            value = max(figures[key], 1e-4) if scale == "log" else figures[key]
+            axis.scatter([accuracy], [value])
+            axis.annotate(
+                name, (accuracy, value), textcoords="offset points", xytext=(4, 4), fontsize=8
+            )
+        chance = next(iter(points.values()))[1][f"{key}_chance"]
+        axis.axhline(chance, color="k", ls="--", lw=1, label=f"chance ({chance:g})")
+        axis.set(xlabel="test accuracy", ylabel=f"strongest attack: {label}", yscale=scale)
+        axis.legend(fontsize=8)
+    axes[0].set_ylim(0.4, 1.02)
+    figure.suptitle(title)
     return _save(figure, path)
