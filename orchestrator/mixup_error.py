@@ -134,8 +134,10 @@ def score_slots(run_dir: str | Path) -> list[dict[str, Any]]:
         if any(v is None or v.size != estimate.size for v in vectors):
             continue
         target = np.asarray(record["weights"], dtype=np.float64) @ np.stack(vectors)
-        error = (estimate.astype(np.float64) - target).reshape(record.get("batch") or 1, -1)
         dim = record.get("dim")  # None: a method without a label tail
+        # without a label tail the vector need not be laid out per sample (a model update)
+        batch = (record.get("batch") or 1) if dim is not None else 1
+        error = (estimate.astype(np.float64) - target).reshape(batch, -1)
         tail = error[:, dim:] if dim is not None else error[:, :0]
         rows.append(
             {
