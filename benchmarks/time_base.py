@@ -1,17 +1,22 @@
 """Time bases of the closed loop under realistic buffer timing (issue 19).
 
-For each time base (``stream``, ``tdd``, ``ideal``) and SNR (10, 20, 30 dB): 8 users,
-Rayleigh block fading, +-25 ppm oscillators, 1 ms per-push start jitter (``ideal``: the
-constant-latency reference medium), on SimRadio: MSE over the genie-aided MSE (dB; the
-genie is the closed-form optimum of :mod:`phy.power` for the true channel, stricter than
-a genie-synchronised run), timing and CFO errors of acquisition, and acquisition +
-probe air time over payload air time. Then the old cyclic loop under the same jitter
-(``cyclic_jitter``), the air-time ratio of a default-size experiment (8 users, 10
-rounds, the default payload), and injected feeder stalls (detected from the underflow
-flag, the user re-acquired, the next slot within 1 dB of genie).
+For each time base (``stream``, ``tdd``, ``ideal``) and SNR (10, 20, 30 dB), 8 users,
+Rayleigh block fading, +-25 ppm oscillators and 1 ms per-push start jitter (``ideal``:
+the constant-latency reference medium), on SimRadio and through 4+1 virtual Plutos
+(libiio + pyadi-iio + PlutoRadio; deterministic clock unless ``--realtime``): the
+mixup MSE over the genie-aided MSE in dB (the genie is the closed-form optimum of
+:mod:`phy.power` for the true channel: perfect CSI, timing and CFO), the acquisition
+timing and CFO errors, and acquisition + probe air time over payload air time. Extra
+rows: the old cyclic loop under the same jitter (``cyclic_jitter``) and ``tdd`` with a
+GPS-disciplined shared reference (``tdd_gpsdo``: the sync pulse derived from it).
+
+Also: the air-time ratio of the default experiment (``airmix run`` for 3 rounds,
+extrapolated to its 60: acquisition once, a probe per slot), and injected feeder stalls
+(detected from the underflow flag, the user re-acquired, the next slot within 1 dB of
+genie).
 
 Ends with one JSON line. Run: ``nice -n 10 .venv/bin/python benchmarks/time_base.py``
-(``--quick``: one fading draw, fewer slots).
+(``--quick``: fewer slots and draws; ``--realtime``: virtual Plutos on the wall clock).
 """
 
 from __future__ import annotations
@@ -19,168 +24,245 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
+from hardware.virtual_pluto import VirtualPlutoLab  # noqa: E402
 from phy.medium import SharedMedium  # noqa: E402
 from phy.waveform import OfdmConfig  # noqa: E402
 from radio.base import RadioConfig  # noqa: E402
-from radio.ota_session import OtaSession  # noqa: E402
+from radio.ota_session import OtaSession, medium_truth  # noqa: E402
+from radio.pluto import PlutoRadio  # noqa: E402
 from radio.sim import SimRadio  # noqa: E402
 from radio.time_base import TimeBaseSession, stream_truth  # noqa: E402
 
 PATH_LOSS_DB = 10.0
-N_USERS = 8
 N_REALS = 960
 SYNC_PERIOD_S = 0.02
+OFDM = OfdmConfig()
 
 
-def build(snr_db: float, seed: int, timing: str, shared_reference: bool = False, **kw):
-    """A medium (realistic or ideal timing) with a receiver and N_USERS users."""
-    ofdm = OfdmConfig()
-    noise_dbfs = 10 * math.log10(ofdm.amplitude**2) - PATH_LOSS_DB - snr_db
-    medium = SharedMedium(
-        seed=seed,
-        noise_dbfs=noise_dbfs,
-        default_path_loss_db=PATH_LOSS_DB,
-        channel_model="rayleigh",
-        ppm_range=25.0,
-        timing=timing,
-        shared_reference=shared_reference,
-        **kw,
-    )
-    rf = RadioConfig(915e6, 1e6, tx_attenuation_db=0.0, rx_gain_db=0.0, rx_buffer_size=4096)
-    radios = [SimRadio(f"sim://tb/{name}", medium=medium) for name in ["rx"] + users_names()]
-    for radio in radios:
-        radio.configure(rf)
-    return medium, radios[0], radios[1:], ofdm
+def medium_kwargs(snr_db: float, time_base: str) -> dict:
+    """Medium settings: SNR convention of orchestrator.radios, timing per time base."""
+    kw = {
+        "noise_dbfs": 10 * math.log10(OFDM.amplitude**2) - PATH_LOSS_DB - snr_db,
+        "default_path_loss_db": PATH_LOSS_DB,
+        "channel_model": "rayleigh",
+        "ppm_range": 25.0,
+        "timing": "ideal" if time_base == "ideal" else "realistic",
+    }
+    if time_base in ("tdd", "tdd_gpsdo"):
+        kw["sync_period_s"] = SYNC_PERIOD_S
+    if time_base == "tdd_gpsdo":
+        kw.update(shared_reference=True, ppm_range=0.0)
+    return kw
 
 
-def users_names() -> list[str]:
-    return [f"u{k}" for k in range(N_USERS)]
+class Bench:
+    """Radios for one measurement: SimRadios on a medium or PlutoRadios on virtual Plutos;
+    ``radios[0]`` receives, the others (named ``u*``/``pluto*`` on the medium) send."""
+
+    def __init__(self, backend: str, users: int, seed: int, realtime: bool, **kw: object):
+        size = 16384 if kw.get("sync_period_s") else 4096
+        rf = RadioConfig(915e6, 1e6, tx_attenuation_db=0.0, rx_gain_db=0.0, rx_buffer_size=size)
+        self.lab = None
+        if backend == "sim":
+            self.medium = SharedMedium(seed=seed, **kw)
+            self.names = ["rx"] + [f"u{k}" for k in range(users)]
+            self.radios = [SimRadio(f"sim://tb/{n}", medium=self.medium) for n in self.names]
+            for radio in self.radios:
+                radio.configure(rf)
+        else:
+            self.lab = VirtualPlutoLab(
+                users + 1, seed=seed, realtime=realtime, medium_name=None, **kw
+            )
+            self.lab.start()
+            self.medium = self.lab.medium
+            self.names = [f"pluto{k}" for k in range(users + 1)]
+            self.radios = [PlutoRadio(uri, config=rf) for uri in self.lab.uris]
+
+    def close(self) -> None:
+        for radio in self.radios:
+            radio.close()
+        if self.lab is not None:
+            self.lab.stop()
 
 
-def run_time_base(time_base: str, snr_db: float, seed: int, slots: int, **kw) -> dict:
-    """MSE over genie (dB) and error statistics of ``slots`` mixups on one fading draw."""
+def run_time_base(
+    time_base: str, backend: str, snr_db: float, seed: int, slots: int, realtime: bool
+) -> dict:
+    """MSE over genie (dB), errors and air-time ratio of ``slots`` mixups, one draw."""
+    users = 8 if backend == "sim" else 4
     rng = np.random.default_rng(seed)
-    if time_base == "ideal" or time_base == "cyclic_jitter":
-        timing = "ideal" if time_base == "ideal" else "realistic"
-        medium, rx, users, ofdm = build(snr_db, seed, timing)
-        session = OtaSession(rx, users, ofdm)
-        from radio.ota_session import medium_truth
-
-        session.truth = medium_truth(medium, users_names(), "rx", ofdm)
+    bench = Bench(backend, users, seed, realtime, **medium_kwargs(snr_db, time_base))
+    try:
+        rx, tx = bench.radios[0], bench.radios[1:]
         measured, genie = [], []
+        w = np.full(users, 1.0 / users)
+        if time_base in ("ideal", "cyclic_jitter"):
+            session = OtaSession(rx, tx, OFDM)
+            session.truth = medium_truth(bench.medium, bench.names[1:], bench.names[0], OFDM)
+            for _ in range(slots):
+                x = rng.standard_normal((users, N_REALS))
+                try:
+                    out = session.mixup(x, w)
+                    measured.append(out.mse_vs_target)
+                except ValueError:  # no frame found: the slot is lost (nothing received)
+                    measured.append(float(np.mean((w @ x) ** 2)))
+                    out = session.mixup(x, w, genie=True)
+                genie.append(out.closed_form_mse)
+            return {
+                "mse_over_genie_db": 10 * math.log10(np.mean(measured) / np.mean(genie)),
+                "timing_error_samples": math.nan,
+                "cfo_error_hz": math.nan,
+                "acquisition_over_payload": session.rx.acquire_len
+                * users
+                / (slots * session.rx.rx_block),
+            }
+        base = "tdd" if time_base.startswith("tdd") else time_base
+        truth, true_gain = stream_truth(bench.medium, bench.names[1:], bench.names[0], OFDM, base)
+        session = TimeBaseSession(
+            rx,
+            tx,
+            OFDM,
+            time_base=base,
+            carrier_hz=915e6,
+            sync_period_s=SYNC_PERIOD_S if base == "tdd" else None,
+            truth=truth,
+            true_gain=true_gain,
+        )
         for _ in range(slots):
-            x = rng.standard_normal((N_USERS, N_REALS))
-            w = np.full(N_USERS, 1.0 / N_USERS)
-            try:
-                out = session.mixup(x, w)
-                measured.append(out.mse_vs_target)
-            except ValueError:  # no frame found: the slot is lost
-                measured.append(float(np.mean((w @ x) ** 2)))
-                out = session.mixup(x, w, genie=True)
+            out = session.mixup(rng.standard_normal((users, N_REALS)), w)
+            measured.append(out.mse_vs_target)
             genie.append(out.closed_form_mse)
-        acq = session.rx.acquire_len * N_USERS
+        air = session.air
         return {
             "mse_over_genie_db": 10 * math.log10(np.mean(measured) / np.mean(genie)),
-            "timing_error_samples": float("nan"),
-            "cfo_error_hz": float("nan"),
-            "acquisition_over_payload": acq / (slots * session.rx.rx_block),
+            "timing_error_samples": float(np.mean(air.timing_errors))
+            if air.timing_errors
+            else math.nan,
+            "cfo_error_hz": float(np.mean(air.cfo_errors_hz)),
+            "acquisition_over_payload": (air.acquisition + air.probe) / air.payload,
         }
-    period = SYNC_PERIOD_S if time_base == "tdd" else None
-    medium, rx, users, ofdm = build(snr_db, seed, "realistic", sync_period_s=period, **kw)
-    truth, true_gain = stream_truth(medium, users_names(), "rx", ofdm, time_base)
-    session = TimeBaseSession(
-        rx,
-        users,
-        ofdm,
-        time_base=time_base,
-        carrier_hz=915e6,
-        sync_period_s=period,
-        truth=truth,
-        true_gain=true_gain,
-    )
-    measured, genie = [], []
-    for _ in range(slots):
-        x = rng.standard_normal((N_USERS, N_REALS))
-        w = np.full(N_USERS, 1.0 / N_USERS)
-        out = session.mixup(x, w)
-        measured.append(out.mse_vs_target)
-        genie.append(out.closed_form_mse)
-    air = session.air
-    return {
-        "mse_over_genie_db": 10 * math.log10(np.mean(measured) / np.mean(genie)),
-        "timing_error_samples": float(np.mean(air.timing_errors)) if air.timing_errors else 0.0,
-        "cfo_error_hz": float(np.mean(air.cfo_errors_hz)),
-        "acquisition_over_payload": (air.acquisition + air.probe) / air.payload,
-    }
+    finally:
+        bench.close()
 
 
 def underflow_recovery(trials: int, seed: int) -> float:
-    """Fraction of injected feeder stalls detected (underflow flag), the user re-acquired
-    and the next slot within 1 dB of genie."""
+    """Fraction of injected feeder stalls detected from the underflow flag, the user
+    alone re-acquired and the next slot within 1 dB of genie."""
     recovered = 0
     for t in range(trials):
-        medium, rx, users, ofdm = build(20.0, seed + t, "realistic")
-        truth, true_gain = stream_truth(medium, users_names(), "rx", ofdm)
-        session = TimeBaseSession(
-            rx, users, ofdm, carrier_hz=915e6, truth=truth, true_gain=true_gain
-        )
-        rng = np.random.default_rng(seed + t)
-        w = np.full(N_USERS, 1.0 / N_USERS)
-        session.mixup(rng.standard_normal((N_USERS, N_REALS)), w)
-        victim = t % N_USERS
-        gap = medium.port(f"u{victim}").stall_feeder(0.02 + 0.01 * t)
-        rx.discard_stream(0)  # nothing: the flag rises once the queue ran dry
-        before = session.air.underflows
-        out = session.mixup(rng.standard_normal((N_USERS, N_REALS)), w)
-        ok = (
-            gap > 0
-            and session.air.underflows == before + 1
-            and 10 * math.log10(out.mse_vs_target / out.closed_form_mse) < 1.0
-        )
-        recovered += bool(ok)
+        bench = Bench("sim", 8, seed + t, False, **medium_kwargs(20.0, "stream"))
+        try:
+            truth, true_gain = stream_truth(bench.medium, bench.names[1:], "rx", OFDM)
+            session = TimeBaseSession(
+                bench.radios[0],
+                bench.radios[1:],
+                OFDM,
+                carrier_hz=915e6,
+                truth=truth,
+                true_gain=true_gain,
+            )
+            rng = np.random.default_rng(seed + t)
+            w = np.full(8, 1.0 / 8)
+            session.mixup(rng.standard_normal((8, N_REALS)), w)
+            victim = t % 8
+            gap = bench.medium.port(f"u{victim}").stall_feeder(0.02 + 0.01 * t)
+            session.skip(80_000)  # the receiver reads on while the queue runs dry
+            before = (session.air.underflows, session.air.acquisition)
+            out = session.mixup(rng.standard_normal((8, N_REALS)), w)
+            ok = (
+                gap > 0
+                and session.air.underflows == before[0] + 1
+                and session.air.acquisition == before[1] + 2 * session.rx.burst_len
+                and 10 * math.log10(out.mse_vs_target / out.closed_form_mse) < 1.0
+            )
+            recovered += bool(ok)
+        finally:
+            bench.close()
     return recovered / trials
+
+
+def default_experiment_airtime(rounds_run: int = 3, rounds: int = 60) -> tuple[float, float]:
+    """(acquisition + probe air time over payload air time, final accuracy) of the
+    default experiment: ``airmix run`` for ``rounds_run`` rounds; per-round probe and
+    payload uses measured, the acquisition (first round only) counted once for
+    ``rounds`` rounds."""
+    text = (ROOT / "experiments" / "default.toml").read_text()
+    with tempfile.TemporaryDirectory() as tmp:
+        text = text.replace("rounds = 60", f"rounds = {rounds_run}")
+        text += "\n[attacks]\nenabled = []\neavesdropper = false\n"
+        text = text.replace("[experiment]", f'[experiment]\nout_dir = "{tmp}"', 1)
+        path = Path(tmp) / "default.toml"
+        path.write_text(text)
+        airmix = Path(sys.executable).with_name("airmix")
+        subprocess.run([str(airmix), "run", str(path)], check=True, capture_output=True)
+        metrics = next(Path(tmp).glob("*/metrics.jsonl"))
+        records = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
+    pilot = [r["round_pilot_channel_uses"] for r in records]
+    payload = [r["round_channel_uses"] for r in records]
+    probe_per_round = float(np.mean(pilot[1:]))
+    acquisition = pilot[0] - probe_per_round
+    ratio = (acquisition + probe_per_round * rounds) / (float(np.mean(payload)) * rounds)
+    return ratio, float(records[-1]["accuracy"])
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="fewer slots and draws")
+    parser.add_argument("--realtime", action="store_true", help="virtual Plutos on the wall clock")
+    parser.add_argument(
+        "--backends", default="sim,virtual-pluto", help="comma-separated: sim, virtual-pluto"
+    )
+    parser.add_argument("--no-default-run", action="store_true", help="skip the airmix run")
     args = parser.parse_args()
     slots = 3 if args.quick else 6
     draws = 1 if args.quick else 2
     worst: dict[str, float] = {}
     started = time.perf_counter()
-    print("time_base  snr_db  mse_over_genie_db  timing_err_samples  cfo_err_hz  acq/payload")
-    for time_base in ("stream", "tdd", "ideal", "cyclic_jitter"):
-        for snr_db in (10.0, 20.0, 30.0):
-            rows = [run_time_base(time_base, snr_db, 100 + d, slots) for d in range(draws)]
-            r = {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
-            worst[time_base] = max(worst.get(time_base, -math.inf), r["mse_over_genie_db"])
-            print(
-                f"{time_base:<13} {snr_db:5.0f}  {r['mse_over_genie_db']:17.2f}  "
-                f"{r['timing_error_samples']:18.3f}  {r['cfo_error_hz']:10.2f}  "
-                f"{r['acquisition_over_payload']:11.3f}",
-                flush=True,
-            )
-    shared = run_time_base("tdd", 30.0, 100, slots, **{})
-    print(f"(tdd at 30 dB, for reference: {shared['mse_over_genie_db']:.2f} dB)")
+    print("time_base      backend        snr_db  mse/genie_db  timing_err  cfo_err_hz  air_ratio")
+    rows = ("stream", "tdd", "ideal", "cyclic_jitter", "tdd_gpsdo")
+    for time_base in rows:
+        for backend in args.backends.split(","):
+            for snr_db in (10.0, 20.0, 30.0):
+                got = [
+                    run_time_base(time_base, backend, snr_db, 100 + d, slots, args.realtime)
+                    for d in range(draws)
+                ]
+                r = {k: float(np.nanmean([g[k] for g in got])) for k in got[0]}
+                worst[time_base] = max(worst.get(time_base, -math.inf), r["mse_over_genie_db"])
+                print(
+                    f"{time_base:<14} {backend:<14} {snr_db:5.0f}  {r['mse_over_genie_db']:12.2f}"
+                    f"  {r['timing_error_samples']:10.4f}  {r['cfo_error_hz']:10.2f}"
+                    f"  {r['acquisition_over_payload']:9.3f}",
+                    flush=True,
+                )
     recovered = underflow_recovery(3 if args.quick else 5, 7)
-    print(f"injected feeder stalls recovered: {recovered:.2f} (target 1.0)")
+    print(f"injected feeder stalls recovered: {recovered:.2f} (target 1.0)", flush=True)
+    airtime, accuracy = (
+        (math.nan, math.nan) if args.no_default_run else default_experiment_airtime()
+    )
+    print(f"default experiment: acquisition+probe / payload air time {airtime:.3f} (target 0.1)")
+    print(f"default experiment, 3 rounds on stream: accuracy {accuracy:.3f}")
     print(f"seconds: {time.perf_counter() - started:.0f}")
     print(
         json.dumps(
             {
                 "stream_mse_over_genie_db": worst["stream"],
                 "tdd_mse_over_genie_db": worst["tdd"],
+                "tdd_gpsdo_mse_over_genie_db": worst["tdd_gpsdo"],
                 "ideal_mse_over_genie_db": worst["ideal"],
                 "cyclic_jitter_mse_over_genie_db": worst["cyclic_jitter"],
+                "acquisition_airtime_over_payload": airtime,
                 "stream_underflow_recovered": recovered,
             }
         )

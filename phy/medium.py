@@ -1021,7 +1021,7 @@ class SharedMedium:
         self.sync_phase_s = finite_scalar("sync_phase_s", sync_phase_s)
         self._pulses: list[float] = []  # on-demand sync pulses
         #: deterministic clock: how long a read waits for host-pushed streams to keep up
-        self.pusher_wait_s = 1.0
+        self.pusher_wait_s = 10.0
         self.shared_reference = bool(shared_reference)
         self._reference_ppm = float(ref_rng.uniform(-self.ppm_range, self.ppm_range))
         self.realtime = bool(realtime)

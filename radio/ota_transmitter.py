@@ -161,7 +161,10 @@ class OtaTransmitter:
 
     def play_payload(self, payload: np.ndarray, order: SlotOrder) -> None:
         """Play the frame carrying ``payload`` as ordered: cyclically until :meth:`stop`
-        (``MODE_CYCLIC``) or once (stream, tdd)."""
+        (``MODE_CYCLIC``) or once (stream, tdd); a silent order (``b_k = 0`` in a stream
+        or tdd slot) puts nothing on the air."""
+        if order.mode != MODE_CYCLIC and order.tx_scaling == 0:
+            return
         self._put(self.payload_waveform(payload, order), order)
 
     def _put(self, samples: np.ndarray, order: SlotOrder) -> None:

@@ -36,6 +36,7 @@ acquisition bursts, probes and payload frames, counted apart.
 from __future__ import annotations
 
 import inspect
+import logging
 import math
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ from radio.ota_transmitter import (
     OtaTransmitter,
     SlotOrder,
 )
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "GainTrack",
@@ -251,6 +254,7 @@ class TimeBaseReceiver:
         self.tracks: dict[Hashable, LinkTrack] = {}
         self.gain_tracks: dict[Hashable, GainTrack] = {}
         self.roots: dict[Hashable, int] = {}
+        self.silent: set[Hashable] = set()  # not heard at acquisition (deep fade)
         self.air = AirTime()
         self.noise_var: float | None = None  # per subcarrier, measured on silence
         self._buf = np.zeros(0, np.complex64)
@@ -310,8 +314,10 @@ class TimeBaseReceiver:
         return index + pulse * self.sync_period_s * self.config.sample_rate_hz
 
     def new_round(self) -> None:
-        """The fading was redrawn: forget the tracked gains (timing and CFO stay)."""
+        """The fading was redrawn: forget the tracked gains (timing and CFO stay) and
+        try the users not heard before again."""
         self.gain_tracks = {}
+        self.silent.clear()
 
     def _rx_ahead(self) -> int:
         """Receiver index every user can still place at: the receiver's reads lag the
@@ -343,7 +349,7 @@ class TimeBaseReceiver:
         est = LinkEstimate(root, d1 + first, nu * fs, sro, complex(gain), 10 * math.log10(snr))
         return est, d1 + first
 
-    def acquire(self, uids: Sequence[Hashable], reach: int = 0, max_search: int = 400_000) -> None:
+    def acquire(self, uids: Sequence[Hashable], reach: int = 0, max_search: int = 200_000) -> None:
         """(Re-)acquire users ``uids``: each plays its acquisition pair once (stream:
         spaced ``ACQ_SPACING`` apart in one request; tdd: one user per pulse).
 
@@ -363,7 +369,11 @@ class TimeBaseReceiver:
                 order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_TDD, 0, KIND_ACQUISITION)
                 self.send([(uid, self._root(uid), group, order)])
                 n = PAIR_LEAD + BURST_GAP + self.burst_len + 4 * MARGIN
-                est, d1 = self._estimate(self._root(uid), self._arm_receive(n), 0)
+                try:
+                    est, d1 = self._estimate(self._root(uid), self._arm_receive(n), 0)
+                except NoPilotError:  # a deep fade: silent until the fading changes
+                    self._silence(uid)
+                    continue
                 self._set_track(uid, est, d1, PAIR_LEAD, first=0)
             return
         base = self.rx_end
@@ -392,11 +402,18 @@ class TimeBaseReceiver:
                     continue
                 self._set_track(uid, est, d1, placed[uid] + PAIR_LEAD, first=base)
                 pending.remove(uid)
-            if pending and span >= max_search:
-                raise RuntimeError(
-                    f"users {pending}: acquisition bursts not found within {span} samples"
-                )
+            if pending and span >= max_search:  # deep fades: silent until the fading changes
+                for uid in pending:
+                    self._silence(uid)
+                break
             span *= 2
+
+    def _silence(self, uid: Hashable) -> None:
+        """``uid`` was not heard at acquisition: it stays silent (b = 0) this round."""
+        log.info("user %s not heard at acquisition: silent until the fading changes", uid)
+        self.silent.add(uid)
+        self.tracks.pop(uid, None)
+        self.gain_tracks.pop(uid, None)
 
     def _set_track(self, uid: Hashable, est: LinkEstimate, d1: float, n: int, first: int) -> None:
         """Track of ``uid`` whose stream index ``n`` arrived at receiver index ``d1``."""
@@ -522,30 +539,40 @@ class TimeBaseReceiver:
         w = np.asarray(weights, float)
         if w.shape != (kk,) or not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"weights must be finite, >= 0, shape ({kk},)")
-        self.acquire([u for u in uids if u not in self.tracks])
+        self.acquire([u for u in uids if u not in self.tracks and u not in self.silent])
         self._check_flags(uids)
+        heard = [u for u in uids if u in self.tracks]  # the others are silent (deep fade)
+        if not heard:
+            raise ValueError("no user of the slot was found at acquisition (deep fades)")
         if genie:
             if self.truth is None or self.true_gain is None:
                 raise ValueError("genie plans need truth and true_gain")
-            tracks = [self.truth(u) for u in uids]
-            target = self._target(tracks)
-            gains = np.array([self.true_gain(u, target) for u in uids])
+            tracks = {u: self.truth(u) for u in uids}
+            target = self._target(list(tracks.values()))
+            heard_gains = np.array([self.true_gain(u, target) for u in heard])
         else:
-            gains, delays, at = self.probe(uids)
+            gains, delays, at = self.probe(heard)
             lost = [
                 u
-                for j, u in enumerate(uids)
+                for j, u in enumerate(heard)
                 if abs(delays[j]) > LOST_DELAY
                 or (u in self.gain_tracks and abs(gains[j]) < 0.1 * self.gain_tracks[u].magnitude)
             ]
             if lost:  # tracking lost: re-acquire those users, probe again
                 self.air.lost_tracking += len(lost)
                 self.acquire(lost)
-                gains, delays, at = self.probe(uids)
-            self._update_gains(uids, gains, at)
-            tracks = [self.tracks[u] for u in uids]
-            target = self._target(tracks)
-            gains = self._predicted_gains(uids, target)
+                heard = [u for u in heard if u in self.tracks]
+                if not heard:
+                    raise ValueError("every user of the slot was lost")
+                gains, delays, at = self.probe(heard)
+            self._update_gains(heard, gains, at)
+            tracks = {u: self.tracks[u] for u in heard}
+            target = self._target(list(tracks.values()))
+            heard_gains = self._predicted_gains(heard, target)
+        silent_track = LinkTrack(0.0, 0.0, 0.0, math.nan, 0j)
+        tracks = [tracks.get(u, silent_track) for u in uids]
+        gains = np.zeros(len(uids), complex)
+        gains[[uids.index(u) for u in heard]] = heard_gains
         noise = self.noise_var
         if noise is None:
             noise = float(np.nanmedian([t.noise_var for t in tracks]))
