@@ -17,7 +17,9 @@ What travels (the runtime's rules: users send arrays only on the air):
 
 ``c`` is calibrated by the server on public data: the RMS per complex symbol of the update
 that local training on a batch of the auxiliary split makes from the current global model
-(so it needs no per-user scalar on the uplink). Local training: ``local_steps`` SGD steps of
+(so it needs no per-user scalar on the uplink). The loss the method reports per
+aggregation is the global model's training loss on that public calibration batch: the
+users' own losses never reach the server. Local training: ``local_steps`` SGD steps of
 ``model.batch_size`` samples at ``local_lr`` (:func:`learning.federated.updates.local_update`).
 
 Aggregation (option ``aggregation``):
@@ -141,6 +143,7 @@ class FederatedAveraging(Method):
             rng=self.context.seed_for("fedavg-calibration", self.calibration_rounds),
         )
         self.calibration_rounds += 1
+        self.public_loss = update.loss
         return max(_rms_per_symbol(update.delta), 1e-12)
 
     def server_step(self, receptions: Sequence[Reception], rng: RngLike) -> StepOutcome:
@@ -154,6 +157,7 @@ class FederatedAveraging(Method):
         delta = torch.as_tensor(total[: self.n_parameters] * self.scale, dtype=torch.float32)
         set_flat(self.model, get_flat(self.model) + delta)
         self.scale = self.calibrate()
+        outcome.losses.append(self.public_loss)  # users' losses never reach the server
         users = tuple(range(self.context.n_users))
         outcome.feedback.append(
             Feedback(

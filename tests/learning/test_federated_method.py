@@ -57,6 +57,7 @@ def test_ideal_air_applies_the_mean_update_and_broadcasts_the_model(data):
     expected = theta0 + scale * torch.as_tensor(method.unspread(estimate)[:p])
     assert torch.allclose(get_flat(method.model).double(), expected, atol=1e-6)
     (feedback,) = outcome.feedback
+    assert len(outcome.losses) == 1 and np.isfinite(outcome.losses[0])
     assert feedback.users == tuple(range(4))
     users[1].apply(feedback, 1.0)
     assert torch.equal(get_flat(users[1].model), get_flat(method.model))
