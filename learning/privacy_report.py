@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from learning.attacks import GroupTruth, Observation, get_attack
+from learning.attacks.base import success_figures
 from learning.data import Dataset
 from learning.framing import label_tail, read_label
 from phy.channel import make_channel_model
@@ -44,12 +45,6 @@ CHANNELS = ("ideal", "ota", "eavesdropper")
 #: eavesdropper channel: redraws of the channels of a group the eavesdropper would miss
 MAX_REDRAWS = 100
 WEIGHT_POLICIES = ("equal", "dirichlet")
-
-#: attack name -> the figures that measure its success (each has a ``<figure>_chance``)
-SUCCESS_FIGURES: dict[str, tuple[str, ...]] = {
-    "model_inversion": ("task_accuracy",),
-    "label_inference": ("per_user_accuracy", "exact_set_accuracy"),
-}
 
 
 def compose_groups(
@@ -391,7 +386,7 @@ def privacy_utility_report(
     rows = []
     for setting, per_attack in figures.items():
         for attack, figs in per_attack.items():
-            for metric in SUCCESS_FIGURES.get(attack, ()):
+            for metric in success_figures().get(attack, ()):
                 if metric not in figs or f"{metric}_chance" not in figs:
                     raise ValueError(f"{setting}/{attack} lacks {metric} or its chance level")
                 s, ch = float(figs[metric]), float(figs[f"{metric}_chance"])

@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from learning.attacks.base import success_figures
 from orchestrator import experiment as ex
 from orchestrator import mixup_error, provenance
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
@@ -333,16 +334,8 @@ def summarize(
             "pilot_channel_uses_to_target": reached["pilot_channel_uses"],
             "target_accuracy": target,
             "digital_bytes": final.get("digital_bytes"),
-            "inversion_task_accuracy": attack_rows.get("model_inversion", {}).get("task_accuracy"),
-            "label_inference_exact_set_accuracy": attack_rows.get("label_inference", {}).get(
-                "exact_set_accuracy"
-            ),
-            "eavesdropper_inversion_task_accuracy": eve_rows.get("model_inversion", {}).get(
-                "task_accuracy"
-            ),
-            "eavesdropper_label_inference_exact_set_accuracy": eve_rows.get(
-                "label_inference", {}
-            ).get("exact_set_accuracy"),
+            **_attack_headline(attack_rows, ""),
+            **_attack_headline(eve_rows, "eavesdropper_"),
         },
         "rounds": len(metrics),
         "privacy": {
@@ -359,8 +352,15 @@ def summarize(
     }
 
 
-#: the figures shown per attack in the plot and the final table
-SUCCESS_FIGURES = ("task_accuracy", "per_user_accuracy", "exact_set_accuracy")
+def _attack_headline(rows: dict[str, dict[str, float]], prefix: str) -> dict[str, float | None]:
+    """``<prefix><attack>_<figure>`` for every success figure each attack declares
+    (:attr:`learning.attacks.base.Attack.success_figures`)."""
+    return {
+        f"{prefix}{attack}_{figure}": rows.get(attack, {}).get(figure)
+        for attack, figures in success_figures().items()
+        for figure in figures
+        if attack in rows
+    }
 
 
 def attack_table(summary: dict[str, Any]) -> list[str]:
@@ -372,7 +372,7 @@ def attack_table(summary: dict[str, Any]) -> list[str]:
     rows = [
         (attack, metric)
         for attack, figures in {**server, **eve_attacks}.items()
-        for metric in SUCCESS_FIGURES
+        for metric in success_figures().get(attack, ())
         if metric in figures
     ]
 
@@ -439,7 +439,7 @@ def write_plots(
             for _, figures in views
             for attack, values in figures.items()
             for metric in values
-            if metric in SUCCESS_FIGURES
+            if metric in success_figures().get(attack, ())
         }
     )
     if rows:

@@ -145,6 +145,18 @@ def check_pair(observations: Observation, truth: GroupTruth) -> None:
         )
 
 
+#: what an attack may observe: the payloads (and labels) a receiver got in a slot, the
+#: trained model, or the model updates users sent
+VIEWS = ("received_mixture", "trained_model", "model_updates")
+
+
+def success_figures(views: tuple[str, ...] = VIEWS) -> dict[str, tuple[str, ...]]:
+    """Attack name -> its success figures, for the registered attacks on ``views``."""
+    import learning.attacks  # noqa: F401  (registers the built-in attacks)
+
+    return {name: cls.success_figures for name, cls in ATTACKS.items() if cls.view in views}
+
+
 class Attack(ABC):
     """An attack on what an eavesdropper or curious server observed.
 
@@ -154,6 +166,11 @@ class Attack(ABC):
     """
 
     name: ClassVar[str]
+    #: the figures of :meth:`evaluate` that measure success (each with ``<figure>_chance``);
+    #: summaries, plots and reports show exactly these, so a new attack needs no edit there
+    success_figures: ClassVar[tuple[str, ...]] = ()
+    #: what the attack needs to see, one of :data:`VIEWS`
+    view: ClassVar[str] = "received_mixture"
 
     @abstractmethod
     def fit(self, aux_observations: Observation, aux_truth: GroupTruth) -> Attack:

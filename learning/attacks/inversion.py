@@ -149,6 +149,7 @@ class ModelInversion(MlpAttack):
     """
 
     name = "model_inversion"
+    success_figures = ("task_accuracy",)
 
     def __init__(
         self,

@@ -101,6 +101,7 @@ class LabelInference(MlpAttack):
     """
 
     name = "label_inference"
+    success_figures = ("per_user_accuracy", "exact_set_accuracy")
 
     def __init__(
         self,

@@ -183,6 +183,8 @@ def read_snapshot(run_path: str | Path) -> dict[str, Any]:
         },
         "rounds": rounds,
         "groups": metrics[-1].get("groups", []) if metrics else [],
+        # frames the orchestrator's link refused so far, by cause (someone knocking)
+        "link_rejects": metrics[-1].get("link_rejects", {}) if metrics else {},
         "link_state": _link_state(read_jsonl(run_path / LIVE_DIR / LINK_STATE_FILE)),
         "last_slot": _read_json(run_path / LIVE_DIR / LAST_SLOT_FILE),
         "privacy": _privacy_rows(summary),
