@@ -212,7 +212,12 @@ def reference(tmp_path_factory) -> dict:
     """One uninterrupted 3-round run of the tiny experiment (with label inference)."""
     base = tmp_path_factory.mktemp("reference")
     out = base / "runs"
-    experiment = write_experiment(base / "tiny.toml", out, attacks=("label_inference",))
+    # the ideal time base: its fresh medium per round makes a resumed run identical to an
+    # uninterrupted one (stream/tdd keep one medium, acquisition once: equal within noise;
+    # tests/orchestrator/test_tdd_stream_runs.py runs them)
+    experiment = write_experiment(
+        base / "tiny.toml", out, attacks=("label_inference",), channel={"time_base": "ideal"}
+    )
     run = AirmixRun(str(experiment))
     try:
         run_dir = finished_run(run)
@@ -526,7 +531,12 @@ def test_feature_mode_resume_matches_uninterrupted_run(tmp_path, airmix_runs):
     """Feature mode: the nodes' encoders and optimisers are restored from their per-round
     checkpoints, so a run killed mid-round 2 still ends like an uninterrupted one."""
     out = tmp_path / "runs"
-    experiment = write_experiment(tmp_path / "features.toml", out, model={"mode": "features"})
+    experiment = write_experiment(
+        tmp_path / "features.toml",
+        out,
+        model={"mode": "features"},
+        channel={"time_base": "ideal"},  # identical resume: see the reference fixture
+    )
     reference_dir = finished_run(airmix_runs(str(experiment), out_dir=out))
     killed = tmp_path / "killed"
     first = airmix_runs(str(experiment), "--out", str(killed), out_dir=killed)
