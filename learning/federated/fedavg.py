@@ -3,7 +3,9 @@
 Pieces (the in-process loop :func:`run_fedavg` and the runtime's method drive the same):
 
 * :class:`FedAvgClient` - one user: private data and :func:`~learning.federated.updates.
-  local_update`;
+  local_update`; with ``encrypt_at_rest`` its images are held only as FLEP ciphertexts
+  under its own random key (:class:`~learning.federated.vault.EncryptedImageStore`,
+  FLEP's data tier) and decrypted in memory for each local round;
 * :class:`FedAvgServer` - the global model, participant sampling (partial participation:
   ``max(1, round(participation * n_users))`` users drawn without replacement each round)
   and the update ``theta <- theta + server_lr * estimate`` where ``estimate`` is the
@@ -29,7 +31,9 @@ from torch import nn
 
 from learning.data import Dataset, UserSplit
 from learning.federated.aggregation import AggregateResult, Aggregator, make_aggregator
+from learning.federated.cipher import FlepCipher
 from learning.federated.updates import LocalUpdate, get_flat, local_update, set_flat
+from learning.federated.vault import EncryptedImageStore
 from learning.models import build_classifier
 from learning.training import evaluate
 from phy.rng import RngLike, derive_seed, make_rng, spawn
@@ -58,6 +62,7 @@ class FedAvgConfig:
         snr_db: receive SNR, dB (OTA noise; digital capacity-equivalent channel uses).
         group_size: users superposed per OTA slot.
         arch, feature_dim: the model (:func:`learning.models.build_classifier`).
+        encrypt_at_rest: users keep their images FLEP-encrypted at rest (8-bit pixels).
     """
 
     rounds: int = 30
@@ -73,6 +78,7 @@ class FedAvgConfig:
     group_size: int = 8
     arch: str = "mlp"
     feature_dim: int = 32
+    encrypt_at_rest: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.rounds, bool) or int(self.rounds) < 1:
@@ -99,19 +105,27 @@ class FedAvgClient:
     Args:
         data: the user's private data set.
         rng: seeds the user's batch order across rounds.
+        encrypt_at_rest: keep ``data`` only as FLEP ciphertexts under a fresh random key
+            held by this client (``data`` itself is not kept).
     """
 
-    def __init__(self, data: Dataset, rng: RngLike = None) -> None:
+    def __init__(self, data: Dataset, rng: RngLike = None, encrypt_at_rest: bool = False) -> None:
         if len(data) == 0:
             raise ValueError("a FedAvg client needs at least one sample")
-        self.data = data
+        self.store = (
+            EncryptedImageStore(FlepCipher(FlepCipher.generate_key()), data)
+            if encrypt_at_rest
+            else None
+        )
+        self.data = None if encrypt_at_rest else data
         self._rng = make_rng(rng)
 
     def train(self, global_model: nn.Module, config: FedAvgConfig) -> LocalUpdate:
         """Local SGD from ``global_model``; returns the update (``global_model`` unchanged)."""
+        data = self.store.dataset() if self.store is not None else self.data
         return local_update(
             global_model,
-            self.data,
+            data,
             local_epochs=config.local_epochs,
             batch_size=config.batch_size,
             lr=config.lr,
@@ -208,7 +222,8 @@ def run_fedavg(
             train.input_shape, train.n_classes, config.arch, config.feature_dim
         )
     clients = [
-        FedAvgClient(train.subset(idx), r) for idx, r in zip(split.users, client_rngs, strict=True)
+        FedAvgClient(train.subset(idx), r, config.encrypt_at_rest)
+        for idx, r in zip(split.users, client_rngs, strict=True)
     ]
     server = FedAvgServer(model, config.make_aggregator(channel_rng), config.server_lr, sample_rng)
     records: list[RoundRecord] = []

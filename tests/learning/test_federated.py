@@ -122,6 +122,22 @@ def test_fedavg_over_an_ideal_air_equals_digital(digits):
     assert ota.records[-1].channel_uses == 3 * 2 * (ota.n_parameters // 2)
 
 
+def test_fedavg_with_images_encrypted_at_rest(digits):
+    train, test = digits
+    split = split_users(train, 4, rng=0)
+    config = FedAvgConfig(rounds=2, participation=1.0, max_local_steps=2, encrypt_at_rest=True)
+    plain = run_fedavg(
+        train, test, split, FedAvgConfig(**{**config.__dict__, "encrypt_at_rest": False}), rng=1
+    )
+    sealed = run_fedavg(train, test, split, config, rng=1)
+    # 8-bit quantisation of digits (k/16) moves pixels by < 1/510: the models stay close
+    assert abs(sealed.accuracy - plain.accuracy) < 0.05
+    from learning.federated.fedavg import FedAvgClient
+
+    client = FedAvgClient(train.subset(split.users[0]), encrypt_at_rest=True)
+    assert client.data is None and all(r[:4] == b"FLEP" for r in client.store.records)
+
+
 def test_fedavg_config_errors():
     with pytest.raises(ValueError, match="participation"):
         FedAvgConfig(participation=0.0)
