@@ -24,6 +24,8 @@ from typing import Any
 
 import tomli_w
 
+from radio.sim import LO_RANGE_HZ, SAMPLE_RATE_RANGE_HZ  # the Pluto's limits, written once
+
 
 class ConfigError(ValueError):
     """An experiment file is invalid; ``field`` is the dotted path of the bad field."""
@@ -182,8 +184,16 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "mixing weights",
             choices=_registry_keys("learning.mixup", "MIXING_POLICIES"),
         ),
-        "carrier_hz": Field(float, 915e6, "carrier frequency", minimum=70e6, maximum=6e9),
-        "sample_rate_hz": Field(float, 1e6, "baseband sample rate", minimum=521e3, maximum=61.44e6),
+        "carrier_hz": Field(
+            float, 915e6, "carrier frequency", minimum=LO_RANGE_HZ[0], maximum=LO_RANGE_HZ[1]
+        ),
+        "sample_rate_hz": Field(
+            float,
+            1e6,
+            "baseband sample rate",
+            minimum=SAMPLE_RATE_RANGE_HZ[0],
+            maximum=SAMPLE_RATE_RANGE_HZ[1],
+        ),
         "max_ppm": Field(
             float, 25.0, "oscillator errors drawn in +-max_ppm", minimum=0, maximum=100
         ),
