@@ -73,6 +73,27 @@ class MixupResult:
     tx_scaling: np.ndarray
     rx_scaling: complex
 
+    @classmethod
+    def scored(
+        cls,
+        estimate: np.ndarray,
+        payloads: np.ndarray,
+        weights: np.ndarray,
+        plan: SlotPlan,
+        closed_form_mse: float,
+    ) -> MixupResult:
+        """The result of ``plan``'s slot: ``estimate`` against ``weights @ payloads``."""
+        wanted = weights @ payloads
+        return cls(
+            estimate=estimate,
+            target=wanted,
+            mse_vs_target=float(np.mean((estimate - wanted) ** 2)),
+            closed_form_mse=closed_form_mse,
+            predicted_mse=plan.predicted_mse,
+            tx_scaling=plan.tx_scaling,
+            rx_scaling=plan.rx_scaling,
+        )
+
 
 @dataclass(frozen=True)
 class SlotPlan:
@@ -349,16 +370,7 @@ class OtaSession:
             tg = predict_gains(true_links, clock, self.config)
             tn = self.noise_var if self.noise_var is not None else self.rx.noise_var_of(true_links)
             truth_mse = float(np.asarray(get_power_policy("mmse")(tg, w, self.p_max, tn).mse))
-        wanted = w @ x
-        return MixupResult(
-            estimate=estimate,
-            target=wanted,
-            mse_vs_target=float(np.mean((estimate - wanted) ** 2)),
-            closed_form_mse=truth_mse,
-            predicted_mse=plan.predicted_mse,
-            tx_scaling=plan.tx_scaling,
-            rx_scaling=plan.rx_scaling,
-        )
+        return MixupResult.scored(estimate, x, w, plan, truth_mse)
 
 
 def medium_truth(

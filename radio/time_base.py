@@ -691,22 +691,13 @@ class TimeBaseSession:
             estimate = self.rx.receive(plan, x.shape[1])
         except ValueError:
             estimate = np.zeros(x.shape[1])
-        wanted = w @ x
         closed = plan.predicted_mse
         rx = self.rx
         if rx.truth is not None and rx.true_gain is not None:
             tg = np.array([rx.true_gain(k, plan.target) for k in range(kk)])
             tn = float(np.mean([rx.truth(k).noise_var for k in range(kk)]))
             closed = float(np.asarray(get_power_policy("mmse")(tg, w, rx.p_max, tn).mse))
-        return MixupResult(
-            estimate=estimate,
-            target=wanted,
-            mse_vs_target=float(np.mean((estimate - wanted) ** 2)),
-            closed_form_mse=closed,
-            predicted_mse=plan.predicted_mse,
-            tx_scaling=plan.tx_scaling,
-            rx_scaling=plan.rx_scaling,
-        )
+        return MixupResult.scored(estimate, x, w, plan, closed)
 
 
 def stream_truth(
