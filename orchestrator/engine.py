@@ -187,17 +187,11 @@ class Engine:
         self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, users: list[str]
     ) -> None:
         """Every user of the slot plays its payload as ``plan`` orders."""
-        requests = self.nodes.to_users(
+        requests = self.nodes.split_to_users(
             "transmit",
             users,
-            lambda positions: {
-                "round_id": round_id,
-                "slot_id": slot_id,
-                "user_ids": [users[p] for p in positions],
-                "weights": weights[positions],
-                "orders": [plan.order(p) for p in positions],
-                "batch_size": self.batch,
-            },
+            {"round_id": round_id, "slot_id": slot_id, "batch_size": self.batch},
+            {"weights": weights, "orders": [plan.order(k) for k in range(len(users))]},
         )
         self.nodes.request_many(self.nodes.with_stops(requests))
 
@@ -294,21 +288,11 @@ class Engine:
 
     def _feedback(self, feedback: Feedback, round_id: int, slot_id: int) -> None:
         """Send one :class:`Feedback` to its users' nodes."""
-        users = [self.ids[i] for i in feedback.users]
+        common = {"round_id": round_id, "slot_id": slot_id, "arrays": dict(feedback.arrays)}
         weights = np.asarray(feedback.weights, dtype=float)
-        arrays = dict(feedback.arrays)
+        users = [self.ids[i] for i in feedback.users]
         self.nodes.request_many(
-            self.nodes.to_users(
-                "feedback",
-                users,
-                lambda positions: {
-                    "round_id": round_id,
-                    "slot_id": slot_id,
-                    "user_ids": [users[p] for p in positions],
-                    "weights": weights[positions],
-                    "arrays": arrays,
-                },
-            )
+            self.nodes.split_to_users("feedback", users, common, {"weights": weights})
         )
 
     def _eavesdrop(

@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
 from orchestrator.link import LinkError, OrchestratorLink, RemoteError
 
 log = logging.getLogger(__name__)
@@ -149,6 +151,28 @@ class Nodes:
             (node_id, msg_type, body(positions))
             for node_id, positions in self.per_node(user_ids).items()
         ]
+
+    def split_to_users(
+        self,
+        msg_type: str,
+        user_ids: list[str],
+        common: dict[str, Any],
+        per_user: dict[str, Any],
+    ) -> list[Request]:
+        """One request per node hosting some of ``user_ids``: the ``common`` fields, the
+        node's ``user_ids`` and its entries of each ``per_user`` sequence (one entry per
+        user of ``user_ids``; numpy arrays stay arrays)."""
+
+        def body(positions: list[int]) -> dict[str, Any]:
+            own = {
+                name: values[positions]
+                if isinstance(values, np.ndarray)
+                else [values[p] for p in positions]
+                for name, values in per_user.items()
+            }
+            return {**common, "user_ids": [user_ids[p] for p in positions], **own}
+
+        return self.to_users(msg_type, user_ids, body)
 
     # ------------------------------------------------------------------- stops
     def stop_later(self, user_ids: list[str]) -> None:

@@ -41,28 +41,14 @@ def _record(round_id, accuracy, uses, pilots, evaluations=None):
     }
 
 
+def _point(uses, pilots, accuracy):
+    return {"channel_uses": uses, "pilot_channel_uses": pilots, "accuracy": accuracy}
+
+
 def test_channel_uses_to_target_reads_the_grid_not_the_round_ends():
     metrics = [
-        _record(
-            0,
-            0.5,
-            100,
-            10,
-            [
-                {"channel_uses": 50, "pilot_channel_uses": 10, "accuracy": 0.4},
-                {"channel_uses": 100, "pilot_channel_uses": 10, "accuracy": 0.5},
-            ],
-        ),
-        _record(
-            1,
-            0.95,
-            200,
-            20,
-            [
-                {"channel_uses": 120, "pilot_channel_uses": 20, "accuracy": 0.91},
-                {"channel_uses": 200, "pilot_channel_uses": 20, "accuracy": 0.95},
-            ],
-        ),
+        _record(0, 0.5, 100, 10, [_point(50, 10, 0.4), _point(100, 10, 0.5)]),
+        _record(1, 0.95, 200, 20, [_point(120, 20, 0.91), _point(200, 20, 0.95)]),
     ]
     assert channel_uses_to_target(metrics, 0.9) == {"channel_uses": 120, "pilot_channel_uses": 20}
     assert channel_uses_to_target(metrics, 0.99) == {
