@@ -221,6 +221,12 @@ class _TxStream:
     stall_until_s: float = -math.inf
     dry_at_s: list[float] = field(default_factory=list)
     pushed_end: int | None = None  # push mode (host pushes, no modelled feeder): queue end
+    pushes: int = 0  # push mode: buffers pushed
+    last_push_wall: float = -math.inf  # push mode: wall time of the last push
+
+    def feeding(self) -> bool:
+        """Push mode: a host feeder is streaming (pushed more than once, lately)."""
+        return self.pushes >= 2 and time.monotonic() - self.last_push_wall < 1.0
 
     @property
     def lead(self) -> int:
@@ -683,6 +689,8 @@ class MediumPort:
             tr = Transmission(x, False, start, st.fs, start - now, start + x.size / st.fs)
             self._keep(tr, now)
             st.pushed_end += x.size
+            st.pushes += 1
+            st.last_push_wall = time.monotonic()
             return tr
 
     def queued_s(self) -> float:
@@ -888,11 +896,13 @@ class MediumPort:
         return start_s
 
     def _wait_for_pushers(self, n: int) -> None:
-        """Deterministic clock with host-pushed TX streams (:meth:`push`): before a read
-        moves the clock, wait (up to ``medium.pusher_wait_s`` of wall time) until every
-        pushed stream has samples queued past its end, so a host that keeps up never
-        underflows because threads were scheduled late; a pusher that does not come
-        (a stalled host) underflows as it would on the hardware."""
+        """Deterministic clock with host-fed TX streams (:meth:`push`, a feeder pushing
+        buffer after buffer): before a read moves the clock, wait (up to
+        ``medium.pusher_wait_s`` of wall time) until every such stream has samples queued
+        past its end, so a host that keeps up never underflows because threads were
+        scheduled late; a feeder that does not come (a stalled host) underflows as on the
+        hardware. One-off pushes (a single buffer, or none for a second) are not waited
+        for."""
         medium = self.medium
         deadline = time.monotonic() + medium.pusher_wait_s
         while time.monotonic() < deadline:
@@ -908,6 +918,7 @@ class MediumPort:
                     for p in medium._ports.values()
                     if p._tx_stream is not None
                     and p._tx_stream.pushed_end is not None
+                    and p._tx_stream.feeding()
                     and p._tx_stream.time_of(p._tx_stream.pushed_end) < ready_s
                 ]
             if not behind:
@@ -1021,7 +1032,7 @@ class SharedMedium:
         self.sync_phase_s = finite_scalar("sync_phase_s", sync_phase_s)
         self._pulses: list[float] = []  # on-demand sync pulses
         #: deterministic clock: how long a read waits for host-pushed streams to keep up
-        self.pusher_wait_s = 10.0
+        self.pusher_wait_s = 5.0
         self.shared_reference = bool(shared_reference)
         self._reference_ppm = float(ref_rng.uniform(-self.ppm_range, self.ppm_range))
         self.realtime = bool(realtime)
