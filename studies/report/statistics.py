@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from orchestrator.metrics import channel_uses_to_target
 from studies.report.loading import Run
 
 CONFIDENCE = 0.95
@@ -140,11 +141,13 @@ def group_size_counts(metrics: Sequence[dict[str, Any]]) -> dict[int, int]:
 
 
 def uses_at(run: Run, target: float, pilots: bool = False) -> float | None:
-    """Payload channel uses (plus pilots) when ``run`` first reaches ``target``."""
-    m = to_target(run.metrics, target)
-    if m is None:
+    """Payload channel uses (plus pilots) when ``run`` first reaches ``target``, at the
+    finest evaluations its metrics hold (:func:`orchestrator.metrics.channel_uses_to_target`:
+    the within-round channel-use grid when ``experiment.eval_channel_uses`` is set)."""
+    reached = channel_uses_to_target(run.metrics, target)
+    if reached["channel_uses"] is None:
         return None
-    return m["channel_uses"] + (m.get("pilot_channel_uses", 0) if pilots else 0)
+    return reached["channel_uses"] + ((reached["pilot_channel_uses"] or 0) if pilots else 0)
 
 
 def rounds_at(run: Run, target: float) -> float | None:
