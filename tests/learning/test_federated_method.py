@@ -84,7 +84,7 @@ def test_missed_slot_changes_nothing(data):
     assert torch.equal(get_flat(method.model), before) and not outcome.feedback
 
 
-@pytest.mark.parametrize("aggregation", ["ota", "orthogonal"])
+@pytest.mark.parametrize("aggregation", ["ota", pytest.param("orthogonal", marks=pytest.mark.slow)])
 def test_fedavg_learns_over_the_faded_air(data, aggregation):
     method = make_method(
         "fedavg", context(data, batch_size=64, aggregation=aggregation, local_steps=2)
