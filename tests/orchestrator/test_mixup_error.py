@@ -19,20 +19,20 @@ def _write_slot(run_dir, rng, round_id, slot_id, users, noise, nodes):
     weights = rng.dirichlet(np.ones(len(users)))
     vectors = rng.standard_normal((len(users), BATCH * (DIM + TAIL))).astype(np.float32)
     for user, vector in zip(users, vectors, strict=True):
-        nodes[user].append({"round": round_id, "slot": slot_id, "user": user}, vector)
+        nodes[user].slot(round_id, slot_id, [user], vector)
     estimate = (weights @ vectors + noise * rng.standard_normal(vectors.shape[1])).astype(
         np.float32
     )
-    record = {
-        "round": round_id,
-        "slot": slot_id,
-        "users": users,
-        "weights": weights.tolist(),
-        "predicted_mse": noise**2,
-        "batch": BATCH,
-        "dim": DIM,
-    }
-    MixupLog.receiver(run_dir).append(record, estimate)
+    MixupLog.receiver(run_dir).slot(
+        round_id,
+        slot_id,
+        users,
+        estimate,
+        weights=weights,
+        predicted_mse=noise**2,
+        batch=BATCH,
+        dim=DIM,
+    )
     return weights, vectors, estimate
 
 
