@@ -123,6 +123,8 @@ __all__ = [
 
 #: per-push start jitter of the realistic timing, seconds (see the module docstring)
 REALISTIC_START_JITTER_S = 1e-3
+#: push mode: a host that pushed nothing for this long (wall seconds) is not feeding
+FEEDER_IDLE_S = 10.0
 #: buffer start timing models: per-push jitter (realistic) or constant latency (ideal)
 TIMINGS = ("realistic", "ideal")
 
@@ -225,8 +227,9 @@ class _TxStream:
     last_push_wall: float = -math.inf  # push mode: wall time of the last push
 
     def feeding(self) -> bool:
-        """Push mode: a host feeder is streaming (pushed more than once, lately)."""
-        return self.pushes >= 2 and time.monotonic() - self.last_push_wall < 1.0
+        """Push mode: a host feeder is streaming (pushed more than once, within the last
+        ``FEEDER_IDLE_S`` of wall time: generous, a loaded host schedules threads late)."""
+        return self.pushes >= 2 and time.monotonic() - self.last_push_wall < FEEDER_IDLE_S
 
     @property
     def lead(self) -> int:
@@ -901,7 +904,7 @@ class MediumPort:
         ``medium.pusher_wait_s`` of wall time) until every such stream has samples queued
         past its end, so a host that keeps up never underflows because threads were
         scheduled late; a feeder that does not come (a stalled host) underflows as on the
-        hardware. One-off pushes (a single buffer, or none for a second) are not waited
+        hardware. One-off pushes (a single buffer, or none for FEEDER_IDLE_S) are not waited
         for."""
         medium = self.medium
         deadline = time.monotonic() + medium.pusher_wait_s

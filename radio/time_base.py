@@ -139,7 +139,10 @@ class GainTrack:
         phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
         self.magnitude = float(np.sum(w * np.abs(z)) / np.sum(w))
         if len(g) >= 2 and np.ptp(g) > 0:
-            slope, intercept = np.polyfit(g - self.ref, phases, 1, w=np.sqrt(w))
+            # phases: no observation outweighs the latest (an old, heavy one would pin the
+            # line and turn any offset into a CFO error); magnitude: all weights
+            phase_w = np.minimum(w, w[-1])
+            slope, intercept = np.polyfit(g - self.ref, phases, 1, w=np.sqrt(phase_w))
             self.nu += slope / (2 * np.pi)
             self.phase = float(intercept)
         else:
@@ -542,8 +545,8 @@ class TimeBaseReceiver:
         self.acquire([u for u in uids if u not in self.tracks and u not in self.silent])
         self._check_flags(uids)
         heard = [u for u in uids if u in self.tracks]  # the others are silent (deep fade)
-        if not heard:
-            raise ValueError("no user of the slot was found at acquisition (deep fades)")
+        if not heard:  # nobody to plan for: a silent slot (receive finds no frame)
+            return self._silent_plan(uids, n_reals)
         if genie:
             if self.truth is None or self.true_gain is None:
                 raise ValueError("genie plans need truth and true_gain")
@@ -563,7 +566,7 @@ class TimeBaseReceiver:
                 self.acquire(lost)
                 heard = [u for u in heard if u in self.tracks]
                 if not heard:
-                    raise ValueError("every user of the slot was lost")
+                    return self._silent_plan(uids, n_reals)
                 gains, delays, at = self.probe(heard)
             self._update_gains(heard, gains, at)
             tracks = {u: self.tracks[u] for u in heard}
@@ -596,11 +599,31 @@ class TimeBaseReceiver:
             clock=self.clock,
         )
 
+    def _silent_plan(self, uids: list[Hashable], n_reals: int) -> StreamSlotPlan:
+        """A slot nobody transmits in (no user of it was heard): every order silent."""
+        kk = len(uids)
+        silent = LinkTrack(0.0, 0.0, 0.0, math.nan, 0j)
+        orders = self._orders(self.rx_end, [silent] * kk, np.zeros(kk), KIND_PAYLOAD)
+        return StreamSlotPlan(
+            orders,
+            -1,
+            corrections=[o.correction(j) for j, o in enumerate(orders)],
+            tx_scaling=np.zeros(kk, complex),
+            rx_scaling=0j,
+            effective_weights=np.zeros(kk),
+            predicted_mse=math.nan,
+            target_delay=-1,
+            buffer_len=frame_length(n_reals, self.config) + 2 * MARGIN,
+            clock=self.clock,
+        )
+
     def receive(self, plan: StreamSlotPlan, n_reals: int) -> np.ndarray:
         """Capture the slot planned by ``plan`` (users must have played their orders)
         and return the estimate of ``sum_k w_k x_k``, float ``(n_reals,)``; ValueError
         if the frame is not found."""
         length = frame_length(n_reals, self.config)
+        if plan.target < 0:
+            raise ValueError("no user of the slot was heard: nothing on the air")
         if self.time_base == "stream":  # whole receive buffers from the window start, so
             # the run's eavesdropper (orchestrator.radios) finds the same window of air
             start = plan.target - MARGIN
