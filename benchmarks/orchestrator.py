@@ -91,8 +91,8 @@ class TimedEngine(Engine):
     def _acquire(self, *args: Any) -> Any:
         return self._timed("acquire", super()._acquire, *args)
 
-    def _slot(self, *args: Any) -> None:
-        self._timed("slot", super()._slot, *args)
+    def _slot(self, *args: Any) -> Any:
+        return self._timed("slot", super()._slot, *args)
 
     def run_round(self, round_id: int) -> dict[str, Any]:
         self.in_round = True
