@@ -1,11 +1,13 @@
 """Benchmark of the privacy attacks (learning.attacks) on digits, with chance levels.
 
 Set-up (seeded): scikit-learn digits, 8 users (IID) after holding out 30% of each class
-as the attacker's auxiliary split. The legitimate model is trained by over-the-air mixup
-(``learning.training.train_oam``: feature mode, groups of 4, Rayleigh fading at 20 dB with
-MMSE power control); its test accuracy is the utility. The eavesdropper knows the
-system: it can pass its auxiliary images through the same encoder (user 0's trained
-encoder, used here for every participant) or raw codec, and through the same channel.
+as the attacker's auxiliary split. The legitimate model is trained by the ``"oam"``
+method as ``airmix run`` runs it (:mod:`learning.methods`, in process: feature mode,
+label-aware groups of 4, Rayleigh fading at 20 dB with MMSE power control, labels mixed
+over the air); its test accuracy is the utility. The eavesdropper knows the system: it
+can pass its auxiliary images through the same encoder (user 0's trained encoder, used
+here for every participant) or the raw codec (fitted on the auxiliary split), and
+through the same channel.
 
 Prints, each beside its chance level (same pipeline fed blind guesses / random
 auxiliary images; see learning.attacks):
@@ -35,16 +37,20 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from learning.attacks.inversion import train_evaluation_classifier  # noqa: E402
+from learning.channels import make_channel  # noqa: E402
 from learning.data import load_dataset, split_users  # noqa: E402
+from learning.methods import make_method  # noqa: E402
+from learning.methods.base import MethodContext  # noqa: E402
+from learning.methods.loop import run_method  # noqa: E402
 from learning.metrics import uniform_chance  # noqa: E402
-from learning.models import RawCodec  # noqa: E402
+from learning.mixup import make_policy  # noqa: E402
 from learning.privacy_report import (  # noqa: E402
     GROUP_SCHEMES,
     grouped_privacy_figures,
     plot_privacy_utility,
     privacy_utility_report,
 )
-from learning.training import train_oam  # noqa: E402
+from orchestrator.grouping import get_grouping_policy  # noqa: E402
 from phy.rng import seed_everything, spawn  # noqa: E402
 
 SEED = 2026
@@ -52,6 +58,7 @@ K = 4
 SNR_DB = 20.0
 N_AUX_GROUPS = 8000
 N_VICTIM_GROUPS = 1000
+ROUNDS = 30
 
 
 def main() -> dict:
@@ -64,13 +71,21 @@ def main() -> dict:
     victims = train.subset(np.concatenate(split.users))
     print(f"digits: {len(aux)} auxiliary, {len(victims)} victim, {len(test)} test images")
 
-    oam = train_oam(
-        train, split, mode="feature", group_size=K, channel="fading", snr_db=SNR_DB, rng=g[1]
+    model = {"mode": "features", "arch": "cnn", "feature_dim": 32, "learning_rate": 1e-3}
+    context = MethodContext(
+        train, test, split, {**model, "batch_size": 32}, make_policy("equal"), seed=SEED
     )
-    legit = oam.accuracy(test)
+    method = make_method("oam", context)
+    oam = run_method(
+        method,
+        make_channel("fading", snr_db=SNR_DB, rng=g[1]),
+        ROUNDS,
+        grouping=get_grouping_policy("label_aware", group_size=K),
+    )
+    legit = oam.accuracy
     print(f"legitimate OAM model (feature mode, K={K}, {SNR_DB:.0f} dB): test acc {legit:.3f}")
-    encoder = oam.classifiers[0].encoder.eval()
-    codec = RawCodec.fit(train.subset(np.concatenate(split.users)).x)
+    encoder = oam.users[0].learner.encoder.eval()
+    codec = method.codec  # fitted on the auxiliary split, as in airmix run
     evaluator = train_evaluation_classifier(aux.x.numpy(), aux.y.numpy(), aux.n_classes, rng=g[2])
     kw = {"model_inversion": {"evaluator": evaluator}}
     obs = {"channel": "ota", "snr_db": SNR_DB, "fading": "rayleigh", "policy": "mmse"}
