@@ -346,7 +346,7 @@ class TimeBaseReceiver:
         span = d2 - d1
         nu += np.angle(p2 / p1 * np.exp(-2j * np.pi * nu * span)) / (2 * np.pi * span)
         sro = -nu * fs / self.carrier_hz if self.carrier_hz else e1.sro
-        snr = 10 ** ((e1.snr_db + e2.snr_db) / 20)
+        snr = max(10 ** ((e1.snr_db + e2.snr_db) / 20), 1e-12)  # a burst's scatter may be 0
         # gain at the first burst (a far reference would turn with any CFO error)
         gain = (p1 + p2 * np.exp(-2j * np.pi * nu * span)) / 2
         est = LinkEstimate(root, d1 + first, nu * fs, sro, complex(gain), 10 * math.log10(snr))
