@@ -30,7 +30,7 @@ from learning.data import Dataset
 from learning.diffsem import air
 from learning.diffsem.settings import LinkSettings
 from learning.models import build_encoder, build_head
-from phy.rng import RngLike, derive_seed, make_rng, spawn
+from phy.rng import RngLike, derive_seed, make_rng, spawn, torch_generator
 
 __all__ = ["LINKS", "AirPass", "Link", "air_pass", "link_accuracy", "make_link", "register"]
 
@@ -84,11 +84,16 @@ class Link(ABC):
         self.noise = torch.Generator().manual_seed(derive_seed(self._g_air))
         self.training_seconds = 0.0
 
-    def transmit(self, features: torch.Tensor, channel_nsr: np.ndarray) -> torch.Tensor:
+    def transmit(
+        self,
+        features: torch.Tensor,
+        channel_nsr: np.ndarray,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
         """What the user sends for power-normalised ``features`` ``(B, D)`` when its
-        legitimate channel has noise-to-signal ratios ``channel_nsr`` ``(B,)``
-        (default: the features themselves)."""
-        del channel_nsr
+        legitimate channel has noise-to-signal ratios ``channel_nsr`` ``(B,)``; random
+        draws (self-noise) come from ``generator`` (default: the features themselves)."""
+        del channel_nsr, generator
         return features
 
     @abstractmethod
@@ -147,7 +152,7 @@ def air_pass(link: Link, images: torch.Tensor, snr_db: float, rng: RngLike = Non
     features = link.encoder(images)
     gains = air.legit_gains(features.shape[0], snr_db, s.fading, s.policy, g)
     nsr = air.channel_nsr(gains, snr_db)
-    sent = link.transmit(features, nsr)
+    sent = link.transmit(features, nsr, torch_generator(g))
     return AirPass(features, sent, air.receive(sent, gains, snr_db, g), nsr)
 
 

@@ -44,8 +44,13 @@ class DiffSemLink(Link):
         super().__init__(settings, input_shape, n_classes, rng)
         self.receiver: DiffusionReceiver | None = None
 
-    def transmit(self, features: torch.Tensor, channel_nsr: np.ndarray) -> torch.Tensor:
-        return add_self_noise(features, channel_nsr, self.settings.noise_level, self.noise)
+    def transmit(
+        self,
+        features: torch.Tensor,
+        channel_nsr: np.ndarray,
+        generator: torch.Generator | None = None,
+    ) -> torch.Tensor:
+        return add_self_noise(features, channel_nsr, self.settings.noise_level, generator)
 
     def _first_pass(self, step: AirPass) -> torch.Tensor:
         receiver = self._receiver_for(self.head)

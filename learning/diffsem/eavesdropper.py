@@ -26,7 +26,7 @@ from learning.attacks.inversion import train_evaluation_classifier
 from learning.data import Dataset
 from learning.diffsem import air
 from learning.diffsem.base import Link
-from phy.rng import RngLike, spawn
+from phy.rng import RngLike, spawn, torch_generator
 
 __all__ = ["EVALUATOR_EPOCHS", "attack_figures", "observe", "train_evaluator"]
 
@@ -46,7 +46,7 @@ def observe(
     link.eval()
     features = link.encoder(images)
     gains = air.legit_gains(features.shape[0], legit_snr_db, s.fading, s.policy, g_legit)
-    sent = link.transmit(features, air.channel_nsr(gains, legit_snr_db))
+    sent = link.transmit(features, air.channel_nsr(gains, legit_snr_db), torch_generator(g_legit))
     return air.eavesdropper_view(
         sent.numpy(), legit_snr_db, eve_snr_db, s.fading, s.policy, rng=g_eve
     )
