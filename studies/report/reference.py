@@ -8,7 +8,6 @@ SNR convention; the MSE is invariant to a common scaling of gains and noise).
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import numpy as np
@@ -32,26 +31,24 @@ def closed_form_mse(
     from phy.power import get_power_policy
 
     function = get_power_policy(policy)
-    takes_rng = "rng" in inspect.signature(function).parameters
     mixer = make_policy(mixing)
     rng = np.random.default_rng(seed)
     total, weight = 0.0, 0
     for k, count in sorted(group_sizes.items()):
         h = make_channel_model(fading).generate((draws, k), rng)
         w = np.stack([mixer.draw(k, rng) for _ in range(draws)])
-        kwargs = {"rng": rng} if takes_rng else {}
-        mse = np.asarray(function(h, w, 1.0, 10 ** (-snr_db / 10), **kwargs).mse)
+        mse = np.asarray(function(h, w, 1.0, 10 ** (-snr_db / 10), rng=rng).mse)
         total += count * float(np.mean(mse))
         weight += count
     return total / weight if weight else math.nan
 
 
 def subcarrier_snr_offset_db(sample_rate_hz: float = 1e6) -> float:
-    """Per-subcarrier SNR minus ``channel.snr_db``: the medium's SNR is defined over the
-    whole sampled band, while the OFDM frame puts its power on ``len(used_bins)`` of
-    ``n_fft`` subcarriers, so each carries ``10 log10(n_fft / used)`` dB more SNR
-    (0.9 dB for 52 of 64)."""
+    """Per-subcarrier SNR minus ``channel.snr_db``, from the one SNR convention
+    (:func:`phy.link_budget.subcarrier_noise_var`): the SNR is defined per sample over
+    the whole band, the frame uses ``n_used`` of ``n_fft`` subcarriers (0.9 dB for 52 of
+    64)."""
+    from phy.link_budget import subcarrier_noise_var
     from phy.waveform import OfdmConfig
 
-    ofdm = OfdmConfig(sample_rate_hz=sample_rate_hz)
-    return 10 * math.log10(ofdm.n_fft / len(ofdm.used_bins))
+    return -10 * math.log10(subcarrier_noise_var(0.0, OfdmConfig(sample_rate_hz=sample_rate_hz)))
