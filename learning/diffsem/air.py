@@ -4,7 +4,7 @@ the project's radio model (:mod:`phy.eavesdropper`), never a second SNR conventi
 A user sends ``D`` reals per sample, power-normalised (``mean(x**2) == 0.5``), packed into
 OFDM subcarrier symbols as the waveform packs them. SNRs are the radios' link-budget
 convention (per sample, user at full power through a unit-gain channel,
-:func:`phy.eavesdropper.subcarrier_noise_var`). One user per slot (``K = 1``):
+:func:`phy.link_budget.subcarrier_noise_var`). One user per slot (``K = 1``):
 
 * legitimate receiver: gains ``g = h b`` from its channel ``h`` (``phy.channel`` model
   ``fading``) and the power policy (:func:`phy.eavesdropper.eavesdropper_gains` with the
@@ -31,7 +31,8 @@ import torch
 from learning.attacks import Observation
 from learning.privacy_report import observe_eavesdropper
 from phy.channel import make_channel_model
-from phy.eavesdropper import eavesdropper_gains, eavesdropper_mixture, subcarrier_noise_var
+from phy.eavesdropper import eavesdropper_gains, eavesdropper_mixture
+from phy.link_budget import subcarrier_noise_var
 from phy.rng import RngLike, make_rng
 
 __all__ = ["channel_nsr", "eavesdropper_view", "legit_gains", "receive"]

@@ -20,7 +20,7 @@ from learning.diffsem.selfnoise import (
     self_noise_keep,
 )
 from learning.models import PowerNormalize
-from phy.eavesdropper import subcarrier_noise_var
+from phy.link_budget import subcarrier_noise_var
 
 TINY = {
     "encoder": "mlp",
