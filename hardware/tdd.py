@@ -22,6 +22,7 @@ cycles of the radio (the core clock is not published).
 from __future__ import annotations
 
 import errno
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -96,10 +97,7 @@ class TddEngine:
 
         def integer(name: str, minimum: int = 0) -> Attribute:
             def write(value: str) -> None:
-                try:
-                    number = int(float(value))
-                except ValueError:
-                    raise IIOError(errno.EINVAL, f"{name}: not a number: {value!r}") from None
+                number = int(_float(value))
                 if number < minimum:
                     raise IIOError(errno.EINVAL, f"{name} must be >= {minimum}")
                 setattr(self, name, number)
@@ -183,7 +181,11 @@ def _bool(value: str) -> bool:
 
 
 def _float(value: str) -> float:
+    """A finite number (as the kernel's parsing would accept), else EINVAL."""
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         raise IIOError(errno.EINVAL, f"not a number: {value!r}") from None
+    if not math.isfinite(number) or abs(number) > 2**63:
+        raise IIOError(errno.EINVAL, f"out of range: {value!r}")
+    return number
