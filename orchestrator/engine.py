@@ -50,6 +50,7 @@ from orchestrator.checkpoints import EavesdropperCapture, Observation, from_stat
 from orchestrator.config import ExperimentConfig
 from orchestrator.grouping import get_grouping_policy
 from orchestrator.link import OrchestratorLink
+from orchestrator.live.recorder import LiveRecorder, link_state, link_state_of
 from orchestrator.metrics import LinkWindow, RoundStats, Totals, round_record
 from orchestrator.mixup_error import MixupLog
 from orchestrator.nodes import NodeLost, Nodes
@@ -109,6 +110,8 @@ class Engine:
         self.totals = Totals()
         self.observations: list[Observation] = []
         self.eavesdropped: list[EavesdropperCapture] = []  # empty without an eavesdropper
+        self.live = LiveRecorder(run.path)  # link state and last slot for the live view
+        self._last_slot: tuple | None = None
 
     def wait_for_nodes(self, timeout_s: float, is_running: Callable[[], bool]) -> None:
         """Block until every node joined and reported (see :meth:`Nodes.wait_for_nodes`)."""
@@ -221,6 +224,7 @@ class Engine:
                 self._eavesdrop(plan, weights, round_id, slot_id, users)
         finally:  # stopped with the next command (or flush_stops): no frame keeps playing
             self.nodes.stop_later(users)
+        self._last_slot = (slot_id, users, getattr(receiver, "last_capture", None), estimate)
         stats.slots += 1
         stats.payload_channel_uses += self.frame_len
         if estimate is None:
@@ -371,12 +375,47 @@ class Engine:
         with contextlib.suppress(NodeLost):
             self.nodes.flush_stops()
         accuracy = self._evaluate_into(round_id, stats)
+        self._record_live(round_id, receiver, estimates)
         self.totals.channel_uses += stats.payload_channel_uses
         self.totals.pilot_channel_uses += stats.pilot_channel_uses
         self.totals.slots += stats.slots
         return round_record(
             round_id, accuracy, stats, self.totals, groups, len(self.nodes.alive), window
         )
+
+    def _record_live(
+        self,
+        round_id: int,
+        receiver: OtaReceiver | TimeBaseReceiver,
+        estimates: dict[tuple[str, ...], list],
+    ) -> None:
+        """Write the round's per-user link state and its last slot for the live view
+        (:mod:`orchestrator.live.recorder`): what the receiver measured, no user data.
+        Stream/tdd: each tracked user's stream offset, CFO, tracked gain, SNR and
+        counters; cyclic: the round's acquisition estimates."""
+        if isinstance(receiver, TimeBaseReceiver):
+            states = {
+                str(uid): link_state(
+                    track.offset,
+                    track.cfo_hz,
+                    gain,
+                    10 * math.log10(abs(gain) ** 2 / track.noise_var) if gain else None,
+                    receiver.user_counters(uid),
+                )
+                for uid, track in receiver.tracks.items()
+                for gain in [receiver.tracked_gain(uid)]
+            }
+        else:
+            states = {
+                user: link_state_of(estimate)
+                for users, group_estimates in estimates.items()
+                for user, estimate in zip(users, group_estimates, strict=False)
+            }
+        self.live.record_link_state(round_id, dict(sorted(states.items())))
+        if self._last_slot is not None and self._last_slot[2] is not None:
+            slot_id, users, capture, estimate = self._last_slot
+            rate = radio_config(self.config).sample_rate_hz
+            self.live.record_slot(round_id, slot_id, capture, rate, estimate, users)
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self, round_id: int) -> float:

@@ -218,6 +218,7 @@ def run_experiment(
             say(f"resuming {run.path} from the start (no checkpoint yet)")
         if resuming:  # drop metric lines of rounds the checkpoint does not cover
             run.truncate_metrics(start - 1)
+            engine.live.truncate_after(start - 1)
         say(
             f"airmix: {config.users.count} users in groups of {config.users.group_size} "
             f"({config.users.grouping}), {config.model.mode} payloads, "

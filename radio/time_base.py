@@ -259,6 +259,8 @@ class TimeBaseReceiver:
         self.roots: dict[Hashable, int] = {}
         self.silent: set[Hashable] = set()  # not heard at acquisition (deep fade)
         self.air = AirTime()
+        #: per user: "reacquisitions" and "underflows" (the live view's link table)
+        self.counters: dict[Hashable, dict[str, int]] = {}
         self.noise_var: float | None = None  # per subcarrier, measured on silence
         self._buf = np.zeros(0, np.complex64)
         self._buf_start = 0  # receiver stream index of _buf[0]
@@ -364,6 +366,9 @@ class TimeBaseReceiver:
             return
         again = sum(u in self.tracks for u in uids)
         self.air.reacquisitions += again
+        for uid in uids:
+            if uid in self.tracks:
+                self._count(uid, "reacquisitions")
         if again and self.time_base == "stream":
             reach = max(reach, int(self.reach_s * self.config.sample_rate_hz))
         group = max(len(self.roots), 1)
@@ -411,6 +416,19 @@ class TimeBaseReceiver:
                 break
             span *= 2
 
+    def _count(self, uid: Hashable, name: str) -> None:
+        counts = self.counters.setdefault(uid, {"reacquisitions": 0, "underflows": 0})
+        counts[name] += 1
+
+    def user_counters(self, uid: Hashable) -> dict[str, int]:
+        """``uid``'s re-acquisitions and TX underflows so far (zeros if none)."""
+        return dict(self.counters.get(uid, {"reacquisitions": 0, "underflows": 0}))
+
+    def tracked_gain(self, uid: Hashable) -> complex:
+        """``uid``'s tracked raw gain at the end of the receiver's stream (0 if untracked)."""
+        track = self.gain_tracks.get(uid)
+        return complex(track.predict(self._global(self.rx_end))) if track is not None else 0j
+
     def _silence(self, uid: Hashable) -> None:
         """``uid`` was not heard at acquisition: it stays silent (b = 0) this round."""
         log.info("user %s not heard at acquisition: silent until the fading changes", uid)
@@ -448,6 +466,8 @@ class TimeBaseReceiver:
             lost = [u for u in self.underflowed(uids) if u in self.tracks]
             if lost:
                 self.air.underflows += len(lost)
+                for uid in lost:
+                    self._count(uid, "underflows")
                 self.acquire(lost)
 
     def _target(self, tracks: Sequence[LinkTrack]) -> int:

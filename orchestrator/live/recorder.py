@@ -46,20 +46,39 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def link_state_of(estimate: Any, counters: Mapping[str, int] | None = None) -> dict[str, Any]:
-    """One user's row of ``link_state.jsonl`` from a :class:`phy.estimation.LinkEstimate`
-    (or anything with ``delay_samples``, ``cfo_hz``, ``gain`` and ``snr_db``)."""
-    gain = complex(getattr(estimate, "gain", float("nan")))
+def link_state(
+    timing_samples: float | None,
+    cfo_hz: float | None,
+    gain: complex,
+    snr_db: float | None,
+    counters: Mapping[str, int] | None = None,
+) -> dict[str, Any]:
+    """One user's row of ``link_state.jsonl``: timing offset (samples), CFO (Hz), gain
+    magnitude and phase (rad), SNR (dB), and counters such as ``underflows`` and
+    ``reacquisitions`` when the time base keeps them."""
+    gain = complex(gain)
     row = {
-        "timing_samples": _number(getattr(estimate, "delay_samples", None)),
-        "cfo_hz": _number(getattr(estimate, "cfo_hz", None)),
+        "timing_samples": _number(timing_samples),
+        "cfo_hz": _number(cfo_hz),
         "gain": _number(abs(gain)),
         "gain_phase_rad": _number(math.atan2(gain.imag, gain.real)),
-        "snr_db": _number(getattr(estimate, "snr_db", None)),
+        "snr_db": _number(snr_db),
     }
     for name, value in (counters or {}).items():
         row[name] = int(value)
     return row
+
+
+def link_state_of(estimate: Any, counters: Mapping[str, int] | None = None) -> dict[str, Any]:
+    """:func:`link_state` from a :class:`phy.estimation.LinkEstimate` (the cyclic loop's
+    acquisition: ``delay_samples``, ``cfo_hz``, ``gain``, ``snr_db``)."""
+    return link_state(
+        getattr(estimate, "delay_samples", None),
+        getattr(estimate, "cfo_hz", None),
+        getattr(estimate, "gain", float("nan")),
+        getattr(estimate, "snr_db", None),
+        counters,
+    )
 
 
 def spectrum_db(samples: np.ndarray, sample_rate_hz: float) -> dict[str, list[float]]:

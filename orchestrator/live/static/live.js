@@ -50,6 +50,7 @@ function renderTraining(s) {
     xaxis: { title: { text: "round" } },
     yaxis: { title: { text: "accuracy" }, range: [0, 1] },
     yaxis2: { title: { text: "loss" }, overlaying: "y", side: "right" },
+    margin: { l: 55, r: 60, t: 10, b: 45 },
   });
   const payload = column(s.rounds, "channel_uses");
   const pilots = column(s.rounds, "pilot_channel_uses");
