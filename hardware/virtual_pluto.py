@@ -96,7 +96,10 @@ class _Session(BufferSession):
         n = nbytes // self.sample_size
         tdd = self.radio.tdd
         if tdd is not None and tdd.rx_armed:  # the RX DMA starts on the next sync pulse
-            codes = samples_to_codes(self.radio.port.arm_receive(n))
+            try:
+                codes = samples_to_codes(self.radio.port.arm_receive(n))
+            except RuntimeError as exc:  # no pulse will come: the refill times out
+                raise IIOError(errno.ETIMEDOUT, str(exc)) from None
         else:
             codes = self.radio.receive_codes(n)
         if self.lanes == [0, 1]:  # both channels enabled (the usual case): already interleaved
