@@ -43,6 +43,10 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
+#: how long a SIGTERM waits to see whether the parent has died (seconds)
+REPARENT_WAIT_S = 0.5
+
+
 def _exit(name: str, parent_pid: int, why: str) -> None:
     log.warning("%s: orchestrator (pid %d) %s; exiting", name, parent_pid, why)
     logging.shutdown()
@@ -56,6 +60,11 @@ def watch_parent(parent_pid: int, name: str) -> threading.Thread:
     Must be called from the main thread (it installs a signal handler)."""
 
     def on_sigterm(signum: int, frame: object) -> None:
+        # the kernel's parent-death SIGTERM can arrive before this process is
+        # re-parented, so give getppid() a moment to tell the two causes apart
+        deadline = time.monotonic() + REPARENT_WAIT_S
+        while os.getppid() == parent_pid and time.monotonic() < deadline:
+            time.sleep(0.01)
         gone = os.getppid() != parent_pid
         _exit(name, parent_pid, "is gone" if gone else "sent SIGTERM")
 

@@ -111,6 +111,8 @@ def recorded_run(tmp_path_factory):
             "users": {"count": 4, "group_size": 2, "node_processes": 2},
             "model": {"mode": "features", "batch_size": 32},
             "attacks": {"enabled": []},
+            # frequent heartbeats, so even a fast one-round run has nodes send some
+            "link": {"heartbeat_s": 0.05},
         }
     )
     run = RunDirectory.create(base, "privacy", config.to_toml())
