@@ -132,6 +132,7 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
         "reference_draws": REFERENCE_DRAWS,
         "subcarrier_offset_db": subcarrier_snr_offset_db(),
         "radios": radios,
+        "membership": [s for s in settings if s.stats["membership.auc"].measured],
         "provenance": provenance,
         "plots": plot_names,
         "warnings": warnings,

@@ -159,6 +159,16 @@ def attack_figure(run: Run, attack: str, figure: str) -> float | None:
     return run.summary.get("privacy", {}).get("attacks", {}).get(attack, {}).get(figure)
 
 
+#: membership-inference figures of the strongest attack on the final model
+#: (``summary.privacy.membership.best``, :mod:`orchestrator.membership_audit`)
+MEMBERSHIP_FIGURES = ("auc", "tpr_at_0_1pct_fpr", "tpr_at_1pct_fpr")
+
+
+def membership_figure(run: Run, figure: str) -> float | None:
+    membership = run.summary.get("privacy", {}).get("membership") or {}
+    return (membership.get("best") or {}).get(figure)
+
+
 def run_figures(run: Run) -> dict[str, Any]:
     """The scalar figures of one run (None or nan where it did not measure them).
 
@@ -188,6 +198,9 @@ def run_figures(run: Run) -> dict[str, Any]:
     for attack, figure in ATTACK_FIGURES:
         figures[f"{attack}.{figure}"] = attack_figure(run, attack, figure)
         figures[f"{attack}.{figure}_chance"] = attack_figure(run, attack, f"{figure}_chance")
+    for figure in MEMBERSHIP_FIGURES:
+        figures[f"membership.{figure}"] = membership_figure(run, figure)
+        figures[f"membership.{figure}_chance"] = membership_figure(run, f"{figure}_chance")
     return figures
 
 

@@ -32,6 +32,7 @@ def write_run(
     measured: dict[str, Any] | None = None,
     sections: dict[str, dict[str, Any]] | None = None,
     provenance: dict[str, Any] | None = None,
+    membership: dict[str, float] | None = None,
 ) -> Path:
     """One finished run under ``root``; returns its directory.
 
@@ -45,6 +46,8 @@ def write_run(
         measured: extra keys for every metrics line (e.g. measured MSE).
         sections: experiment fields beyond grouping, group size and seed.
         provenance: written as ``provenance.json`` when given.
+        membership: the strongest membership attack's figures
+            (``summary.privacy.membership.best``), when given.
     """
     size = 1 if grouping == "orthogonal" else group_size
     raw: dict[str, dict[str, Any]] = {
@@ -83,6 +86,8 @@ def write_run(
         lines.append(json.dumps(line))
     (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     summary = {"rounds": len(accuracy), "privacy": {"attacks": attacks or {}}}
+    if membership is not None:
+        summary["privacy"]["membership"] = {"best_attack": "lira_online", "best": membership}
     (path / "summary.json").write_text(json.dumps(summary))
     if provenance is not None:
         (path / "provenance.json").write_text(json.dumps(provenance))

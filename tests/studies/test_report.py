@@ -273,6 +273,28 @@ def test_report_renders_every_section_and_the_cli_reports_errors(tmp_path, capsy
     assert "no finished run" in capsys.readouterr().err
 
 
+def test_report_shows_membership_inference_with_chance(tmp_path):
+    runs = tmp_path / "runs"
+    best = {
+        "auc": 0.8,
+        "auc_chance": 0.5,
+        "tpr_at_0_1pct_fpr": 0.1,
+        "tpr_at_0_1pct_fpr_chance": 0.001,
+        "tpr_at_1pct_fpr": 0.2,
+        "tpr_at_1pct_fpr_chance": 0.01,
+    }
+    for seed in SEEDS:
+        write_run(runs, seed=seed, membership={**best, "auc": 0.8 + 0.01 * seed})
+    build_report([runs], tmp_path / "report")
+    text = (tmp_path / "report" / "report.md").read_text()
+    section = text.split("## Membership inference on the final model")[1].split("##")[0]
+    # AUC is the mean over three seeds with its interval; every figure beside its chance
+    assert "| all | 3 | 0.950 ± 0.000 | 0.810 ± 0.025 (0.500) | 0.100 ± 0.000 (0.001) |" in section
+    write_run(tmp_path / "plain", seed=1)
+    build_report([tmp_path / "plain"], tmp_path / "plain_report")
+    assert "Membership inference" not in (tmp_path / "plain_report" / "report.md").read_text()
+
+
 def _provenance(torch_version: str) -> dict:
     return {
         "code": {"commit": "a" * 40, "dirty": False},
