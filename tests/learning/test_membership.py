@@ -60,12 +60,7 @@ def audit(trained_on: np.ndarray, data: Dataset, split, attacks=FAST_ATTACKS, rn
     )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models; the machine is shared
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/learning/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from learning.mixup import make_policy
 from orchestrator.grouping import get_grouping_policy
 from phy.registry import UnknownChoice
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny models; the machine is shared
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/learning/conftest.py
 
 
 @pytest.fixture(scope="module")
