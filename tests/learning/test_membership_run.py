@@ -25,13 +25,14 @@ from learning.models import build_classifier
 from orchestrator import experiment as ex
 from orchestrator.config import ConfigError, resolve_experiment
 from orchestrator.membership_audit import membership_figures, membership_headline, membership_table
-from tests.learning.test_membership import one_thread  # noqa: F401  (autouse fixture)
 from tests.orchestrator.test_main_job import (
     AirmixRun,
     finished_run,
     kill_all,
     write_experiment,
 )
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/learning/conftest.py
 
 
 def with_attacks(path: Path, **fields) -> Path:
