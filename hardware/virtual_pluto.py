@@ -52,6 +52,8 @@ TX_FULL_SCALE = 32768  # 16-bit DAC words, 12 MSBs used
 AGC_TARGET_DBFS = -15.0
 AGC_SLOW_STEP_DB = 3.0
 DEFAULT_KERNEL_BUFFERS = 4
+#: Seconds a streaming TX push waits for room in the kernel queue before ETIMEDOUT.
+TX_ROOM_TIMEOUT_S = 10.0
 
 
 def samples_to_codes(x: np.ndarray) -> np.ndarray:
@@ -128,7 +130,7 @@ class _Session(BufferSession):
             self._wait_for_room(samples.size)
         self.pushed = True
 
-    def _wait_for_room(self, n: int, timeout_s: float = 10.0) -> None:
+    def _wait_for_room(self, n: int, timeout_s: float = TX_ROOM_TIMEOUT_S) -> None:
         """Like a kernel with ``kernel_buffers`` TX blocks: a push returns once at most
         that many buffers are queued. Real time: sleep until then; deterministic clock:
         wait until a receiver's reads advance it (ETIMEDOUT after ``timeout_s``)."""
