@@ -20,6 +20,7 @@ One round, as both runtimes run it::
             each member k: vector_k = user_k.payload(context.slot_batch).vector   # (n_reals,)
             the air delivers estimate ~= sum_k w_k vector_k     # or None: frame missed
             -> Reception(users, estimate, w, effective weights)
+        receptions += method.gather(group, exchange, rng)        # digital uplink, if granted
         outcome = method.server_step(receptions, rng)           # train, views, feedback
         each Feedback goes to its users: user.apply(feedback, weight_k)
     accuracy = method.evaluate()  or, if None, the users' evaluate(method.evaluation_request())
@@ -33,7 +34,12 @@ What travels where:
   (e.g. ``{"grad": (B, D)}`` or ``{"model": (P,)}``) and the evaluation request.
 * **on the digital link, users -> server**: only :class:`EvalCounts` scalars (the
   privacy invariant of :mod:`orchestrator.messages`: a user never sends samples or
-  features digitally).
+  features digitally). The one exception is declared, never implied: a method whose
+  :meth:`Method.link_capabilities` grants :data:`MODEL_UPDATES` (federated averaging
+  with digital or secure aggregation) collects each step's :class:`Upload` s (a model
+  update, secure-aggregation key material) in :meth:`Method.gather` through the
+  runtime's :data:`Exchange`; the link refuses model-update messages in every run whose
+  method does not declare it.
 
 State: :meth:`Method.state_dict` and :meth:`MethodUser.state_dict` return plain state
 (tensors, numbers, strings, lists and dicts of them) that
@@ -50,7 +56,7 @@ from __future__ import annotations
 import math
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -61,7 +67,9 @@ from learning.mixup import MixingPolicy
 from phy.rng import RngLike
 
 __all__ = [
+    "MODEL_UPDATES",
     "EvalCounts",
+    "Exchange",
     "Feedback",
     "Method",
     "MethodContext",
@@ -70,9 +78,15 @@ __all__ = [
     "Reception",
     "ServerView",
     "StepOutcome",
+    "Upload",
+    "UplinkRequest",
     "UserPayload",
     "named_seed",
 ]
+
+#: link capability: users may send model updates (and secure-aggregation key material)
+#: over the digital link (:meth:`Method.link_capabilities`)
+MODEL_UPDATES = "model_updates"
 
 
 def named_seed(root: int, *names: str | int) -> np.random.SeedSequence:
@@ -245,6 +259,45 @@ class StepOutcome:
 
 
 @dataclass(frozen=True)
+class UplinkRequest:
+    """What the server asks one user for over the digital link, for a method granted
+    :data:`MODEL_UPDATES` (one phase of its exchange).
+
+    Attributes:
+        phase: the method's name of the phase (e.g. ``"update"``, ``"secagg/share_keys"``).
+        arrays: name -> array, server -> user (e.g. the survivors of a secure aggregation).
+        blobs: name -> bytes, server -> user (e.g. other users' public keys, routed
+            encrypted key shares), each at most a few hundred bytes.
+    """
+
+    phase: str
+    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
+    blobs: Mapping[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Upload:
+    """One user's answer to an :class:`UplinkRequest` (user -> server, digital).
+
+    Attributes:
+        update: the model update, 1-D float32 ``(P,)``, or its masked fixed-point
+            encoding, 1-D int64 ``(P,)`` (secure aggregation); None: nothing sent.
+        blobs: name -> bytes (public keys, encrypted or unmasking key shares).
+        indices: indices into the user's data of the samples behind ``update`` (audit
+            only, never sent).
+    """
+
+    update: np.ndarray | None = None
+    blobs: Mapping[str, bytes] = field(default_factory=dict)
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+#: the runtime's digital exchange: user index -> request in, user index -> upload out;
+#: a user missing from the answer dropped out (its node died, or it left the protocol)
+Exchange = Callable[[Mapping[int, UplinkRequest]], dict[int, Upload]]
+
+
+@dataclass(frozen=True)
 class EvalCounts:
     """One user's evaluation (scalars only): mean loss, correct predictions, samples."""
 
@@ -277,6 +330,11 @@ class MethodUser(ABC):
     def apply(self, feedback: Feedback, weight: float) -> None:  # noqa: B027 - optional hook
         """Use ``feedback`` (scaled by this user's ``weight``), e.g. back-propagate a
         gradient; default: nothing to learn on the user side."""
+
+    def upload(self, request: UplinkRequest) -> Upload | None:
+        """Answer the server's digital :class:`UplinkRequest` (only for methods granted
+        :data:`MODEL_UPDATES`); None: this user drops out of the exchange."""
+        raise NotImplementedError(f"{type(self).__name__} sends nothing digitally")
 
     def evaluate(self, request: Mapping[str, np.ndarray]) -> EvalCounts:
         """Evaluate this user's part of the model given the server's ``request`` (see
@@ -322,6 +380,25 @@ class Method(ABC):
     def mixing_weights(self, n_users: int, rng: RngLike) -> np.ndarray:
         """Target weights ``(n_users,)`` of one slot (default: the mixing policy)."""
         return np.asarray(self.context.mixing.draw(n_users, rng), dtype=float)
+
+    @classmethod
+    def link_capabilities(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        """What this method, with ``[method]`` ``options``, needs the digital link to carry
+        beyond scalars: :data:`MODEL_UPDATES` or nothing (the default: the privacy
+        invariant holds unchanged). Both ends of the link grant exactly this."""
+        return frozenset()
+
+    @property
+    def update_length(self) -> int:
+        """Length ``P`` every :attr:`Upload.update` must have (methods granted
+        :data:`MODEL_UPDATES`; 0 otherwise)."""
+        return 0
+
+    def gather(self, group: Sequence[int], exchange: Exchange, rng: RngLike) -> list[Reception]:
+        """What one step of ``group`` delivers over the digital link, as receptions for
+        :meth:`server_step` (after the air's); ``exchange`` sends requests to the users
+        and returns their uploads. Default: nothing (the method uses only the air)."""
+        return []
 
     # ------------------------------------------------------------------- server
     @abstractmethod
