@@ -51,6 +51,7 @@ from orchestrator.config import ExperimentConfig
 from orchestrator.grouping import get_grouping_policy
 from orchestrator.link import OrchestratorLink
 from orchestrator.live.recorder import LiveRecorder, link_state, link_state_of
+from orchestrator.messages import StartRound
 from orchestrator.metrics import LinkWindow, RoundStats, Totals, round_record
 from orchestrator.mixup_error import MixupLog
 from orchestrator.nodes import NodeLost, Nodes
@@ -336,14 +337,7 @@ class Engine:
         """Run one round; returns its metrics record."""
         window = LinkWindow(self.link.counters.snapshot, lambda: self.nodes.pump_seconds)
         self.radios.start_round(round_id)
-        rf = radio_config(self.config)
-        body = {
-            "round_id": round_id,
-            "center_hz": rf.center_hz,
-            "sample_rate_hz": rf.sample_rate_hz,
-            "tx_attenuation_db": rf.tx_attenuation_db,
-            "rx_gain_db": rf.rx_gain_db,
-        }
+        body = StartRound.of(round_id, radio_config(self.config))
         with contextlib.suppress(NodeLost):
             self.nodes.request_many([(n, "start_round", body) for n in self.nodes.alive_nodes])
         self._round_id = round_id

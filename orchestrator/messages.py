@@ -9,7 +9,14 @@ Every message is a msgpack map (the *envelope*)::
 the sender's clock in microseconds, so a restarted process never reuses old numbers),
 ``ts`` the send time in seconds since the epoch, ``re`` the ``seq`` of the request a
 reply answers (``None`` for requests and one-way messages). ``body`` holds the fields
-of the message type listed in :data:`SCHEMAS`; unknown fields are rejected.
+of the message type; unknown fields are rejected.
+
+Each message type is declared once, as a dataclass decorated with :func:`message` (its
+annotations are the field kinds, ``T | None = None`` fields are optional); the schema
+:data:`SCHEMAS` is derived from the declarations and one generic validator and codec
+serves every type. Senders pass a declared record (or its field map) as the body;
+receivers get the validated map in :attr:`Message.body` and the record from
+:func:`parse`. A new message type is one new declaration.
 
 Numeric arrays travel as ``{"dtype": str, "shape": [int, ...], "data": bytes}``
 (little-endian, dtype in :data:`ARRAY_DTYPES`, at most :data:`MAX_ARRAY_ELEMENTS`
@@ -35,13 +42,15 @@ from __future__ import annotations
 import math
 import threading
 import time
+import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any
 
 import msgpack
 import numpy as np
 
+from radio.base import RadioConfig
 from radio.ota_transmitter import SlotOrder
 
 PROTOCOL_VERSION = 1
@@ -227,109 +236,246 @@ def _check_eval_report(body: dict[str, Any]) -> None:
             raise ProtocolError("bad_value", f"need 0 <= correct <= count for user {uid!r}")
 
 
-#: message type -> schema. Requests are answered by "ack", "welcome" or "error".
-SCHEMAS: dict[str, MessageSpec] = {
-    "hello": MessageSpec(
-        "node",
-        {"node_id": STR, "user_ids": STR_LIST},
-        {"radio": STR},
-        _ids_match(),
-        "join request: the node's id (its key name) and the users it hosts",
-    ),
-    "welcome": MessageSpec(
-        "orchestrator",
-        {"node_id": STR, "heartbeat_s": FLOAT, "liveness_s": FLOAT},
-        doc="join accepted (reply to hello) with the heartbeat timing to use",
-    ),
-    "heartbeat": MessageSpec("any", {}, doc="liveness signal, both ways"),
-    "ack": MessageSpec(
-        "any",
-        {},
-        {"note": STR, "served_s": FLOAT},
-        doc="request done (reply); served_s: seconds the peer spent handling it",
-    ),
-    "error": MessageSpec(
-        "any",
-        {"reason": STR, "detail": STR},
-        {"served_s": FLOAT},
-        doc="request failed (reply) with a reason code",
-    ),
-    "start_round": MessageSpec(
-        "orchestrator",
-        {"round_id": INT, "center_hz": FLOAT, "sample_rate_hz": FLOAT, "tx_attenuation_db": FLOAT},
-        {"rx_gain_db": FLOAT, "rx_buffer_size": INT},
-        doc="a round begins: re-seed batch order for round_id, (re)configure every radio (Hz, dB)",
-    ),
-    "send_pilots": MessageSpec(
-        "orchestrator",
-        {"round_id": INT, "slot_id": INT, "user_ids": STR_LIST, "pilot_ids": INT_LIST},
-        {"group_size": INT, "stop_user_ids": STR_LIST, "orders": Records(SlotOrder)},
-        _ids_match("pilot_ids", "orders"),
-        "each listed user transmits its cyclic pilot pilot_ids[k] (of a group of group_size), "
-        "or with orders (stream/tdd time bases) its acquisition pair or probe once as "
-        "orders[k] says; stop_user_ids stop first (saves a round trip)",
-    ),
-    "stop_transmit": MessageSpec(
-        "orchestrator",
-        {"user_ids": STR_LIST},
-        check=_ids_match(),
-        doc="the listed users stop transmitting",
-    ),
-    "transmit": MessageSpec(
-        "orchestrator",
-        {
-            "round_id": INT,
-            "slot_id": INT,
-            "user_ids": STR_LIST,
-            "weights": ARRAY,
-            "orders": Records(SlotOrder),
-            "batch_size": INT,
-        },
-        {"stop_user_ids": STR_LIST},
-        _both(_ids_match("orders"), _same_length("weights")),
-        "each listed user puts its next payload on the air as a cyclic frame, as its "
-        "SlotOrder says (radio.ota_transmitter: closed-loop corrections, tx scaling b_k, "
-        "buffer length); weights: the mixing weights lambda_k (audit); stop_user_ids stop "
-        "first",
-    ),
-    "feedback": MessageSpec(
-        "orchestrator",
-        {
-            "round_id": INT,
-            "slot_id": INT,
-            "user_ids": STR_LIST,
-            "weights": ARRAY,
-            "arrays": ARRAYS,
-        },
-        check=_both(_ids_match(), _same_length("weights")),
-        doc="a method's feedback after a server step (e.g. dL/dy): user k applies the arrays "
-        "scaled by weights[k] (learning.methods.base.Feedback)",
-    ),
-    "eval_request": MessageSpec(
-        "orchestrator",
-        {"round_id": INT, "user_ids": STR_LIST},
-        {"arrays": ARRAYS},
-        _ids_match(),
-        "evaluate the listed users' parts of the model with the server's arrays (e.g. its head)",
-    ),
-    "eval_report": MessageSpec(
-        "node",
-        {"round_id": INT, "loss": USER_FLOATS, "correct": USER_INTS, "count": USER_INTS},
-        check=_check_eval_report,
-        doc="per-user mean loss, correct predictions and sample count (scalars only)",
-    ),
-    "label_report": MessageSpec(
-        "node",
-        {"round_id": INT, "counts": USER_COUNTS},
-        doc="per-user label histogram (counts per class) for label-aware grouping",
-    ),
-    "checkpoint": MessageSpec(
-        "orchestrator",
-        {"round_id": INT},
-        doc="save the node's state (its method users' state) as of the end of round_id",
-    ),
-    "shutdown": MessageSpec("orchestrator", {}, {"reason": STR}, doc="stop the node"),
+# --------------------------------------------------------------------------- declarations
+#
+# One frozen dataclass per message type is its whole schema: the field annotations give
+# the kinds (:func:`_kind_of`), a ``T | None = None`` field is optional, the class
+# docstring is the documentation. :data:`SCHEMAS` is derived from them, and one generic
+# validator/codec (:func:`validate_body`, :func:`encode`, :func:`decode`) serves every
+# type. Bodies go on the wire as maps of field name -> value (absent optional fields are
+# left out); :func:`parse` turns a decoded :class:`Message` back into its record.
+
+#: user id -> one scalar / label counts; name -> array (orchestrator -> node only)
+UserFloats = dict[str, float]
+UserInts = dict[str, int]
+UserCounts = dict[str, list[int]]
+NamedArrays = dict[str, np.ndarray]
+
+_SIMPLE_KINDS: dict[Any, str] = {
+    str: STR,
+    int: INT,
+    float: FLOAT,
+    bool: BOOL,
+    list[str]: STR_LIST,
+    list[int]: INT_LIST,
+    np.ndarray: ARRAY,
+    NamedArrays: ARRAYS,
+    UserFloats: USER_FLOATS,
+    UserInts: USER_INTS,
+    UserCounts: USER_COUNTS,
 }
+
+
+def _kind_of(owner: str, name: str, hint: Any) -> tuple[Any, bool]:
+    """The field kind of annotation ``hint`` and whether the field is optional
+    (``T | None``); a ``list[R]`` of a dataclass ``R`` is :class:`Records` of ``R``."""
+    args = typing.get_args(hint)
+    optional = type(None) in args and len(args) == 2
+    if optional:
+        hint = next(a for a in args if a is not type(None))
+    if hint in _SIMPLE_KINDS:
+        return _SIMPLE_KINDS[hint], optional
+    if typing.get_origin(hint) is list and is_dataclass(typing.get_args(hint)[0]):
+        return Records(typing.get_args(hint)[0]), optional
+    raise TypeError(f"{owner}.{name}: no field kind for {hint!r}")
+
+
+#: message type -> its declared record class (filled by :func:`message`)
+MESSAGES: dict[str, type] = {}
+
+
+def message(
+    msg_type: str, sender: str, check: Callable[[dict[str, Any]], None] | None = None
+) -> Callable[[type], type]:
+    """Class decorator: declare ``cls`` (a dataclass) as the body of ``msg_type`` sent by
+    ``sender`` ("orchestrator", "node" or "any"), with the cross-field ``check`` of the
+    validated body. Sets ``cls.TYPE`` and registers it in :data:`MESSAGES`."""
+
+    def declare(cls: type) -> type:
+        cls = dataclass(frozen=True)(cls)
+        hints = typing.get_type_hints(cls)
+        required, optional = {}, {}
+        for f in fields(cls):
+            kind, is_optional = _kind_of(cls.__name__, f.name, hints[f.name])
+            if is_optional != (f.default is None):
+                raise TypeError(f"{cls.__name__}.{f.name}: optional fields default to None")
+            (optional if is_optional else required)[f.name] = kind
+        doc = " ".join((cls.__doc__ or "").split())
+        cls.TYPE = msg_type
+        cls.SPEC = MessageSpec(sender, required, optional, check, doc)
+        MESSAGES[msg_type] = cls
+        return cls
+
+    return declare
+
+
+def body_of(record: Any) -> dict[str, Any]:
+    """A declared record as its body map (optional fields that are None left out)."""
+    return {
+        f.name: getattr(record, f.name)
+        for f in fields(record)
+        if not (getattr(record, f.name) is None and f.name in record.SPEC.optional)
+    }
+
+
+@message("hello", "node", _ids_match())
+class Hello:
+    """join request: the node's id (its key name) and the users it hosts"""
+
+    node_id: str
+    user_ids: list[str]
+    radio: str | None = None
+
+
+@message("welcome", "orchestrator")
+class Welcome:
+    """join accepted (reply to hello) with the heartbeat timing to use"""
+
+    node_id: str
+    heartbeat_s: float
+    liveness_s: float
+
+
+@message("heartbeat", "any")
+class Heartbeat:
+    """liveness signal, both ways"""
+
+
+@message("ack", "any")
+class Ack:
+    """request done (reply); served_s: seconds the peer spent handling it"""
+
+    note: str | None = None
+    served_s: float | None = None
+
+
+@message("error", "any")
+class Error:
+    """request failed (reply) with a reason code"""
+
+    reason: str
+    detail: str
+    served_s: float | None = None
+
+
+@message("start_round", "orchestrator")
+class StartRound:
+    """a round begins: re-seed batch order for round_id, (re)configure every radio (Hz, dB)"""
+
+    round_id: int
+    center_hz: float
+    sample_rate_hz: float
+    tx_attenuation_db: float
+    rx_gain_db: float | None = None
+    rx_buffer_size: int | None = None
+
+    @classmethod
+    def of(cls, round_id: int, rf: RadioConfig) -> StartRound:
+        """The start of ``round_id`` with the radio settings of ``rf``."""
+        settings = [f.name for f in fields(cls) if f.name != "round_id"]
+        return cls(round_id=round_id, **{name: getattr(rf, name) for name in settings})
+
+    def radio_config(self) -> RadioConfig:
+        """The radio settings it carries (absent ones at :class:`RadioConfig`'s defaults)."""
+        given = {k: v for k, v in body_of(self).items() if k != "round_id"}
+        return RadioConfig(**given)
+
+
+@message("send_pilots", "orchestrator", _ids_match("pilot_ids", "orders"))
+class SendPilots:
+    """each listed user transmits its cyclic pilot pilot_ids[k] (of a group of
+    group_size), or with orders (stream/tdd time bases) its acquisition pair or probe once
+    as orders[k] says; stop_user_ids stop first (saves a round trip)"""
+
+    round_id: int
+    slot_id: int
+    user_ids: list[str]
+    pilot_ids: list[int]
+    group_size: int | None = None
+    stop_user_ids: list[str] | None = None
+    orders: list[SlotOrder] | None = None
+
+
+@message("stop_transmit", "orchestrator", _ids_match())
+class StopTransmit:
+    """the listed users stop transmitting"""
+
+    user_ids: list[str]
+
+
+@message("transmit", "orchestrator", _both(_ids_match("orders"), _same_length("weights")))
+class Transmit:
+    """each listed user puts its next payload on the air as a cyclic frame, as its
+    SlotOrder says (radio.ota_transmitter: closed-loop corrections, tx scaling b_k, buffer
+    length); weights: the mixing weights lambda_k (audit); stop_user_ids stop first"""
+
+    round_id: int
+    slot_id: int
+    user_ids: list[str]
+    weights: np.ndarray
+    orders: list[SlotOrder]
+    batch_size: int
+    stop_user_ids: list[str] | None = None
+
+
+@message("feedback", "orchestrator", _both(_ids_match(), _same_length("weights")))
+class FeedbackMessage:
+    """a method's feedback after a server step (e.g. dL/dy): user k applies the arrays
+    scaled by weights[k] (learning.methods.base.Feedback)"""
+
+    round_id: int
+    slot_id: int
+    user_ids: list[str]
+    weights: np.ndarray
+    arrays: NamedArrays
+
+
+@message("eval_request", "orchestrator", _ids_match())
+class EvalRequest:
+    """evaluate the listed users' parts of the model with the server's arrays (e.g. its
+    head)"""
+
+    round_id: int
+    user_ids: list[str]
+    arrays: NamedArrays | None = None
+
+
+@message("eval_report", "node", _check_eval_report)
+class EvalReport:
+    """per-user mean loss, correct predictions and sample count (scalars only)"""
+
+    round_id: int
+    loss: UserFloats
+    correct: UserInts
+    count: UserInts
+
+
+@message("label_report", "node")
+class LabelReport:
+    """per-user label histogram (counts per class) for label-aware grouping"""
+
+    round_id: int
+    counts: UserCounts
+
+
+@message("checkpoint", "orchestrator")
+class Checkpoint:
+    """save the node's state (its method users' state) as of the end of round_id"""
+
+    round_id: int
+
+
+@message("shutdown", "orchestrator")
+class Shutdown:
+    """stop the node"""
+
+    reason: str | None = None
+
+
+#: message type -> schema (derived from the declarations above). Requests are answered
+#: by "ack", "welcome" or "error".
+SCHEMAS: dict[str, MessageSpec] = {t: cls.SPEC for t, cls in MESSAGES.items()}
+
 
 SENDER_ROLES = ("orchestrator", "node")
 
@@ -515,7 +661,8 @@ def validate_body(
 
     Args:
         msg_type: key of :data:`SCHEMAS`.
-        body: the field map (decoded: arrays as encoded maps; encoding: numpy arrays).
+        body: the field map (decoded: arrays as encoded maps; encoding: numpy arrays),
+            or, when encoding, the declared record of ``msg_type`` (see :func:`message`).
         sender_role: "orchestrator" or "node" to also check the direction; None skips it.
         decoding: True when ``body`` came off the wire.
     """
@@ -527,6 +674,8 @@ def validate_body(
             raise ValueError(f"sender_role must be one of {SENDER_ROLES}, got {sender_role!r}")
         if spec.sender not in (sender_role, "any"):
             raise ProtocolError("direction", f"a {sender_role} may not send {msg_type!r}")
+    if not decoding and isinstance(body, MESSAGES[msg_type]):
+        body = body_of(body)
     if not isinstance(body, dict):
         raise ProtocolError("bad_type", f"body must be a map, got {type(body).__name__}")
     missing = [f for f in spec.required if f not in body]
@@ -655,6 +804,11 @@ def decode(
         raise ProtocolError("envelope", "type must be a string")
     body = validate_body(obj["type"], obj["body"], sender_role=sender_role, decoding=True)
     return Message(type=obj["type"], body=body, seq=seq, sender=sender, ts=ts, re=re)
+
+
+def parse(message: Message) -> Any:
+    """The declared record (:data:`MESSAGES`) of a decoded, validated ``message``."""
+    return MESSAGES[message.type](**message.body)
 
 
 class SequenceCounter:

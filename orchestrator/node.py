@@ -43,13 +43,14 @@ import torch
 
 from learning.methods.base import Feedback, MethodUser
 from orchestrator import experiment as ex
+from orchestrator import messages as m
 from orchestrator.config import ExperimentConfig, load_experiment
 from orchestrator.lifeline import watch_parent
 from orchestrator.link import LinkConfig, LinkError, NodeLink
 from orchestrator.messages import Message
 from orchestrator.mixup_error import MixupLog
 from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
-from radio import Radio, RadioConfig, open_radio
+from radio import Radio, open_radio
 from radio.ota_transmitter import OtaTransmitter
 
 log = logging.getLogger(__name__)
@@ -137,41 +138,36 @@ class Node:
         self.checkpoint_path(round_id - 2).unlink(missing_ok=True)  # keep the last two
 
     # --------------------------------------------------------------- handlers
-    def _start_round(self, body: dict) -> None:
-        radio_config = RadioConfig(
-            center_hz=body["center_hz"],
-            sample_rate_hz=body["sample_rate_hz"],
-            tx_attenuation_db=body["tx_attenuation_db"],
-            rx_gain_db=body.get("rx_gain_db", RadioConfig.rx_gain_db),
-        )
+    def _start_round(self, start: m.StartRound) -> None:
+        radio_config = start.radio_config()
         for user in self.users.values():
             user.learner.start_round(
-                ex.named_seed(self.config, "batches", body["round_id"], user.index)
+                ex.named_seed(self.config, "batches", start.round_id, user.index)
             )
             user.radio.configure(radio_config)
 
-    def _send_pilots(self, body: dict) -> None:
-        group_size = body.get("group_size", max(body["pilot_ids"]) + 1)
-        orders = body.get("orders") or [None] * len(body["user_ids"])
-        for user_id, pilot_id, order in zip(
-            body["user_ids"], body["pilot_ids"], orders, strict=True
-        ):
+    def _send_pilots(self, pilots: m.SendPilots) -> None:
+        group_size = pilots.group_size or max(pilots.pilot_ids) + 1
+        orders = pilots.orders or [None] * len(pilots.user_ids)
+        for user_id, pilot_id, order in zip(pilots.user_ids, pilots.pilot_ids, orders, strict=True):
             self._user(user_id).transmitter.play_pilot(pilot_id, group_size, order)
 
-    def _transmit(self, body: dict) -> None:
+    def _transmit(self, order: m.Transmit) -> None:
         """Each listed user puts its method's next payload on the air as ordered."""
-        for k, user_id in enumerate(body["user_ids"]):
+        for k, user_id in enumerate(order.user_ids):
             user = self._user(user_id)
-            payload = user.learner.payload(body["batch_size"])
-            user.transmitter.play_payload(payload.vector, body["orders"][k])
+            payload = user.learner.payload(order.batch_size)
+            user.transmitter.play_payload(payload.vector, order.orders[k])
             user.last_batch = payload.indices
-            self._audit(body, user, payload.indices, float(body["weights"][k]))
-            self.payload_log.slot(body["round_id"], body["slot_id"], [user.user_id], payload.vector)
+            self._audit(order, user, payload.indices, float(order.weights[k]))
+            self.payload_log.slot(order.round_id, order.slot_id, [user.user_id], payload.vector)
 
-    def _audit(self, body: dict, user: HostedUser, indices: np.ndarray, weight: float) -> None:
+    def _audit(
+        self, order: m.Transmit, user: HostedUser, indices: np.ndarray, weight: float
+    ) -> None:
         record = {
-            "round": body["round_id"],
-            "slot": body["slot_id"],
+            "round": order.round_id,
+            "slot": order.slot_id,
             "user": user.user_id,
             "weight": weight,
             "indices": [int(i) for i in indices],
@@ -179,24 +175,24 @@ class Node:
         with self.audit_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
 
-    def _feedback(self, body: dict) -> None:
+    def _feedback(self, sent: m.FeedbackMessage) -> None:
         feedback = Feedback(
-            tuple(self._user(u).index for u in body["user_ids"]), body["weights"], body["arrays"]
+            tuple(self._user(u).index for u in sent.user_ids), sent.weights, sent.arrays
         )
-        for user_id, weight in zip(body["user_ids"], body["weights"], strict=True):
+        for user_id, weight in zip(sent.user_ids, sent.weights, strict=True):
             self._user(user_id).learner.apply(feedback, float(weight))
 
-    def _evaluate(self, body: dict) -> dict:
+    def _evaluate(self, request: m.EvalRequest) -> m.EvalReport:
         """Each listed user's evaluation by its method (scalars only)."""
         loss, correct, count = {}, {}, {}
-        for user_id in body["user_ids"]:
-            counts = self._user(user_id).learner.evaluate(body.get("arrays", {}))
+        for user_id in request.user_ids:
+            counts = self._user(user_id).learner.evaluate(request.arrays or {})
             loss[user_id], correct[user_id], count[user_id] = (
                 counts.loss,
                 counts.correct,
                 counts.count,
             )
-        return {"round_id": body["round_id"], "loss": loss, "correct": correct, "count": count}
+        return m.EvalReport(request.round_id, loss, correct, count)
 
     def _user(self, user_id: str) -> HostedUser:
         if user_id not in self.users:
@@ -205,27 +201,27 @@ class Node:
 
     def handle(self, message: Message, link: NodeLink) -> bool:
         """Serve one request; returns False when the node should stop."""
-        body = message.body
+        record = m.parse(message)
         try:
-            for user_id in body.get("stop_user_ids", ()):  # piggybacked stop of a past slot
+            for user_id in getattr(record, "stop_user_ids", None) or ():  # a past slot's stop
                 self._user(user_id).transmitter.stop()
             if message.type == "start_round":
-                self._start_round(body)
+                self._start_round(record)
             elif message.type == "send_pilots":
-                self._send_pilots(body)
+                self._send_pilots(record)
             elif message.type == "stop_transmit":
-                for user_id in body["user_ids"]:
+                for user_id in record.user_ids:
                     self._user(user_id).transmitter.stop()
             elif message.type == "transmit":
-                self._transmit(body)
+                self._transmit(record)
             elif message.type == "feedback":
-                self._feedback(body)
+                self._feedback(record)
             elif message.type == "eval_request":
                 link.reply(message, "ack")
-                link.request("orchestrator", "eval_report", self._evaluate(body))
+                link.request("orchestrator", "eval_report", self._evaluate(record))
                 return True
             elif message.type == "checkpoint":
-                self._checkpoint(body["round_id"])
+                self._checkpoint(record.round_id)
             elif message.type == "shutdown":
                 link.reply(message, "ack")
                 return False
@@ -300,7 +296,7 @@ def serve(node: Node, link: NodeLink, max_idle_s: float = 600.0) -> int:
         ).tolist()
         for user_id, user in node.users.items()
     }
-    link.request("orchestrator", "label_report", {"round_id": 0, "counts": counts})
+    link.request("orchestrator", "label_report", m.LabelReport(0, counts))
     idle = 0.0
     while idle < max_idle_s:
         event = link.recv(timeout_s=1.0)

@@ -350,3 +350,56 @@ def test_protocol_error_reason_must_be_known():
         m.ProtocolError("whatever", "x")
     err = m.ProtocolError("replay", "seq 3")
     assert err.reason == "replay" and "seq 3" in str(err)
+
+
+def test_declared_records_are_the_schema_and_round_trip():
+    """Each message type is one dataclass: its schema is derived from the annotations,
+    a record encodes like its body map, and a decoded message parses back to the record."""
+    for msg_type, body in example_bodies().items():
+        cls = m.MESSAGES[msg_type]
+        spec = m.SCHEMAS[msg_type]
+        assert cls.TYPE == msg_type and cls.SPEC is spec
+        assert set(spec.required) | set(spec.optional) == set(cls.__dataclass_fields__)
+        decoded = m.decode(m.encode(make(msg_type, body)))
+        record = m.parse(decoded)
+        assert isinstance(record, cls)
+        assert m.decode(m.encode(make(msg_type, record))).body.keys() == decoded.body.keys()
+        assert set(m.body_of(record)) == set(body)
+    assert m.SCHEMAS["transmit"].required["orders"] == m.Records(SlotOrder)
+    assert m.SCHEMAS["eval_report"].required["loss"] == m.USER_FLOATS
+    assert m.SCHEMAS["hello"].optional == {"radio": m.STR}
+
+
+def test_start_round_carries_radio_settings_both_ways():
+    from radio.base import RadioConfig
+
+    rf = RadioConfig(center_hz=2.4e9, sample_rate_hz=2e6, tx_attenuation_db=3.0, rx_gain_db=7.0)
+    start = m.StartRound.of(4, rf)
+    out = m.parse(m.decode(m.encode(make("start_round", start, sender="orchestrator"))))
+    assert out == start and out.radio_config() == rf
+    bare = m.StartRound(1, 915e6, 1e6, 10.0)  # absent settings: RadioConfig's defaults
+    assert bare.radio_config() == RadioConfig(915e6, 1e6, tx_attenuation_db=10.0)
+    assert "rx_gain_db" not in m.body_of(bare)
+
+
+def test_declaration_refuses_undeclarable_fields():
+    with pytest.raises(TypeError, match="no field kind"):
+
+        @m.message("probe_a", "orchestrator")
+        class _ProbeA:
+            value: set[int]
+
+    with pytest.raises(TypeError, match="default to None"):
+
+        @m.message("probe_b", "orchestrator")
+        class _ProbeB:
+            value: int | None
+
+    assert "probe_a" not in m.MESSAGES and "probe_b" not in m.MESSAGES
+
+
+def test_a_declared_node_message_with_features_breaks_the_invariant():
+    spec = m.MessageSpec("node", {"features": m._kind_of("upload", "features", np.ndarray)[0]})
+    with pytest.raises(m.ProtocolError) as info:
+        m.check_privacy_invariant({**m.SCHEMAS, "upload": spec})
+    assert info.value.reason == "privacy"
