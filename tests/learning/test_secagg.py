@@ -77,7 +77,7 @@ def test_masked_input_reveals_nothing_alone():
     """One masked input is uniformly scrambled: decoding it is far from the user's vector,
     and removing the others' masks needs their secrets."""
     x = np.full(64, 0.25)
-    clients = [SecAggClient(u, x) for u in range(3)]
+    clients = [SecAggClient(u) for u in range(3)]
     keys = {c.uid: c.advertise_keys() for c in clients}
     routed: dict[int, dict[int, bytes]] = {c.uid: {} for c in clients}
     for c in clients:
@@ -85,9 +85,9 @@ def test_masked_input_reveals_nothing_alone():
             routed[v][c.uid] = blob
     for c in clients:
         c.receive_shares(routed[c.uid])
-    y = clients[0].masked_input()
+    y = clients[0].masked_input(x)
     assert np.median(np.abs(decode_fixed(y) - x)) > 1e3
-    total = sum((c.masked_input() for c in clients), start=np.zeros(64, np.uint64))
+    total = sum((c.masked_input(x) for c in clients), start=np.zeros(64, np.uint64))
     # without the self masks removed the sum is still scrambled
     assert np.median(np.abs(decode_fixed(total) - 3 * x)) > 1e3
 
@@ -95,7 +95,7 @@ def test_masked_input_reveals_nothing_alone():
 def test_tampered_share_message_refused():
     from cryptography.exceptions import InvalidTag
 
-    clients = [SecAggClient(u, np.zeros(4)) for u in range(2)]
+    clients = [SecAggClient(u) for u in range(2)]
     keys = {c.uid: c.advertise_keys() for c in clients}
     blob = clients[0].share_keys(keys, threshold=2)[1]
     clients[1].share_keys(keys, threshold=2)
@@ -103,3 +103,32 @@ def test_tampered_share_message_refused():
     bad[-1] ^= 1
     with pytest.raises(InvalidTag):
         clients[1].receive_shares({0: bytes(bad)})
+
+
+def test_users_leaving_at_each_phase_are_left_out_or_recovered():
+    """Over an exchange (as through the link): user 1 never answers the key sharing (left
+    out: no one masks with it), user 4 leaves before its masked input (its masks are
+    removed from the others' shares), user 6 leaves during unmasking (the others' shares
+    suffice); the sum of the rest is exact and a survivor refuses to reveal both
+    shares of one user."""
+    from learning.federated.secagg import PHASES, secure_sum
+
+    rng = np.random.default_rng(1)
+    x = {u: rng.normal(0, 0.1, 33) for u in range(8)}
+    clients = {u: SecAggClient(u) for u in x}
+    leaves = {1: PHASES[1], 4: PHASES[2], 6: PHASES[3]}
+
+    def exchange(requests):
+        return {
+            u: clients[u].respond(r, x[u])
+            for u, r in requests.items()
+            if PHASES.index(r.phase) < PHASES.index(leaves.get(u, "secagg/unmask"))
+            or u not in leaves
+        }
+
+    result = secure_sum(list(x), 33, exchange)
+    assert result.survivors == [0, 2, 3, 5, 6, 7] and result.dropped == [4]
+    expected = sum(x[u] for u in result.survivors)
+    assert np.max(np.abs(result.total - expected)) <= 6 * 2.0 ** -(FRACTION_BITS + 1)
+    with pytest.raises(ValueError, match="both"):
+        clients[0].unmask({0, 4}, {4})
