@@ -40,9 +40,10 @@ __all__ = [
     "wiener_phase",
 ]
 
-#: cyclic interpolation tables are unrolled to at least this many samples (plus as many
-#: again of wrap-around) so that reading a run of up to this length is one slice
-_CYCLIC_SPAN = 1 << 16
+#: cyclic interpolation tables hold one period plus up to this many samples of
+#: wrap-around, so a run crossing the period's end within that span is one slice (longer
+#: runs are tiled from the period: the cost follows the samples read, not a fixed table)
+_CYCLIC_WRAP = 1 << 12
 
 
 def _check_signal(x: np.ndarray, name: str = "x") -> np.ndarray:
@@ -254,13 +255,9 @@ class FarrowInterpolator:
         # i needs padded[i + j], j = a - half + 1, i.e. m = i + half.
         if self.cyclic:
             period = full[:, 2 * half : 2 * half + self.n]
-            # whole periods up to >= _CYCLIC_SPAN samples, plus _CYCLIC_SPAN samples of
-            # wrap-around, so runs of up to _CYCLIC_SPAN samples are plain slices
-            reps = -(-_CYCLIC_SPAN // self.n)
-            self.length = reps * self.n
-            self.table = np.ascontiguousarray(
-                np.tile(period, (1, 2 * reps))[:, : self.length + _CYCLIC_SPAN]
-            )
+            self.length = self.n
+            wrap = period[:, : min(_CYCLIC_WRAP, self.n)]
+            self.table = np.ascontiguousarray(np.concatenate([period, wrap], axis=1))
         else:
             self.table = np.ascontiguousarray(full[:, 2 * half : 2 * half + self.n + 2 * half])
             self.length = self.table.shape[1]

@@ -94,9 +94,11 @@ radio URIs resolve (see :mod:`radio.sim`). All medium state is guarded by one lo
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -129,6 +131,29 @@ FEEDER_IDLE_S = 10.0
 TIMINGS = ("realistic", "ideal")
 
 _NOISE_BLOCK = 1 << 16  # samples per counter-based noise block
+_INTERPOLATOR_CACHE = 32  # interpolators kept by content (pilots repeat across users)
+_interpolators: OrderedDict[tuple[bytes, bool], FarrowInterpolator] = OrderedDict()
+_interpolators_lock = threading.Lock()
+
+
+def _interpolator_for(samples: np.ndarray, cyclic: bool) -> FarrowInterpolator:
+    """The band-limited interpolator of ``samples`` (complex64 ``(n,)``), shared by every
+    transmission of the same content: a buffer many radios push (a pilot) builds its
+    table once, not once per transmit. Keyed by a BLAKE2b digest of the samples."""
+    key = (hashlib.blake2b(samples.tobytes(), digest_size=16).digest(), bool(cyclic))
+    with _interpolators_lock:
+        interp = _interpolators.get(key)
+        if interp is not None:
+            _interpolators.move_to_end(key)
+            return interp
+    interp = FarrowInterpolator(samples, cyclic=cyclic)
+    with _interpolators_lock:
+        _interpolators[key] = interp
+        while len(_interpolators) > _INTERPOLATOR_CACHE:
+            _interpolators.popitem(last=False)
+    return interp
+
+
 _ROT_BLOCK = 256  # rotation computed as outer product of blocks of this length
 
 
@@ -183,9 +208,10 @@ class Transmission:
 
     @property
     def interpolator(self) -> FarrowInterpolator:
-        """The cached band-limited interpolator of the samples (built on first use)."""
+        """The band-limited interpolator of the samples (built on first use, shared with
+        earlier transmissions of the same samples)."""
         if self._interp is None:
-            self._interp = FarrowInterpolator(self.samples, cyclic=self.cyclic)
+            self._interp = _interpolator_for(self.samples, self.cyclic)
         return self._interp
 
 
@@ -557,6 +583,7 @@ class MediumPort:
     def _keep(self, tr: Transmission, now: float) -> None:
         horizon = now - self.medium.history_s
         self._history = [t for t in self._history if t.end_s > horizon] + [tr]
+        self.medium._on_air_add(self, tr, horizon)
 
     @staticmethod
     def _dac(samples: np.ndarray) -> np.ndarray:
@@ -683,6 +710,7 @@ class MediumPort:
                 fs = self.actual_sample_rate_hz
                 st = self._tx_stream = _TxStream(fs, x.size, 1, [_Epoch(arrival, 0)])
                 st.pushed_end = 0
+                self.medium._pushers[self.name] = self
             else:
                 dry = st.time_of(st.pushed_end)
                 if arrival > dry:
@@ -918,7 +946,7 @@ class MediumPort:
                 ready_s = self._stream_t0 + (-(-end // b)) * b / fs
                 behind = [
                     p
-                    for p in medium._ports.values()
+                    for p in medium._pushers.values()
                     if p._tx_stream is not None
                     and p._tx_stream.pushed_end is not None
                     and p._tx_stream.feeding()
@@ -1045,6 +1073,12 @@ class SharedMedium:
         self._wall0 = time.monotonic()
         self._ports: dict[str, MediumPort] = {}
         self._links: dict[tuple[str, str], _Link] = {}
+        # every kept transmission, in push order (pruned like the ports' histories), so a
+        # render visits what was on the air, not every radio of the medium
+        self._on_air: list[tuple[MediumPort, Transmission]] = []
+        self._on_air_pruned = 0  # its length after the last prune
+        self._linked: dict[str, int] = {}  # rx -> ports whose link to it exists (in order)
+        self._pushers: dict[str, MediumPort] = {}  # ports that started a host-pushed stream
 
     # ----------------------------------------------------------------- time
     @property
@@ -1171,6 +1205,9 @@ class SharedMedium:
             self.port(name)
             del self._ports[name]
             self._links = {k: v for k, v in self._links.items() if name not in k}
+            self._on_air = [(p, tr) for p, tr in self._on_air if p.name != name]
+            self._pushers.pop(name, None)
+            self._linked.clear()
 
     # ----------------------------------------------------------------- links
     def _link(self, tx: str, rx: str, create: bool = True) -> _Link | None:
@@ -1294,24 +1331,54 @@ class SharedMedium:
             )
 
     # ----------------------------------------------------------------- rendering
+    def _on_air_add(self, port: MediumPort, tr: Transmission, horizon: float) -> None:
+        """Index ``tr`` (just kept by ``port``); entries that ended before ``horizon``
+        are pruned once the index doubled since the last prune (amortised O(1))."""
+        self._on_air.append((port, tr))
+        if len(self._on_air) > 2 * max(64, self._on_air_pruned):
+            self._on_air = [(p, t) for p, t in self._on_air if t.end_s > horizon]
+            self._on_air_pruned = len(self._on_air)
+
+    def _ensure_links(self, rx: MediumPort) -> None:
+        """Create the links to ``rx`` from every radio added since the last render, in
+        the radios' order: the fading draws are those of a render visiting every radio."""
+        done = self._linked.get(rx.name, 0)
+        if done < len(self._ports):
+            for txp in list(self._ports.values())[done:]:
+                self._link(txp.name, rx.name, create=txp is not rx)
+            self._linked[rx.name] = len(self._ports)
+
+    def _jobs(self, rx: MediumPort, start_s: float, end_s: float) -> list:
+        """(transmission, link truth) of every kept transmission heard by ``rx`` within
+        ``[start_s, end_s)``, in push order. Call with the lock held."""
+        self._ensure_links(rx)
+        jobs, truths = [], {}
+        for txp, tr in self._on_air:
+            link = self._links.get((txp.name, rx.name))
+            if link is None:
+                continue
+            delay = self._delay_s(txp, rx, link)
+            if not (tr.start_s + delay < end_s and tr.end_s + delay > start_s):
+                continue
+            if not any(t is tr for t in txp._history):
+                continue  # pruned from the radio's history: gone
+            truth = truths.get(txp.name)
+            if truth is None:
+                truth = truths[txp.name] = self.link_truth(txp.name, rx.name)
+            if truth.coupled and truth.gain != 0:
+                jobs.append((tr, truth))
+        return jobs
+
     def _render(self, rx: MediumPort, start_s: float, n: int) -> np.ndarray:
-        """The ADC output of ``rx`` for ``n`` samples from ``start_s`` (see module doc)."""
+        """The ADC output of ``rx`` for ``n`` samples from ``start_s`` (see module doc).
+        Its cost follows the samples on the air in the window (transmissions overlapping
+        it), not the number of radios on the medium."""
         with self.lock:
             fs_rx = rx.actual_sample_rate_hz
             end_s = start_s + n / fs_rx
             noise_std = math.sqrt(self.noise_power(rx.name))
             first_index = int(round(start_s * fs_rx))
-            jobs = []
-            for txp in self._ports.values():
-                link = self._link(txp.name, rx.name, create=txp is not rx)
-                if link is None or not txp._history:
-                    continue
-                truth = self.link_truth(txp.name, rx.name)
-                if not truth.coupled or truth.gain == 0:
-                    continue
-                for tr in txp._history:
-                    if tr.start_s + truth.delay_s < end_s and tr.end_s + truth.delay_s > start_s:
-                        jobs.append((tr, truth))
+            jobs = self._jobs(rx, start_s, end_s)
         acc = np.zeros(n, np.complex64)
         for tr, truth in jobs:
             self._add_transmission(acc, tr, truth, start_s, fs_rx)
