@@ -55,6 +55,15 @@ class MixingPolicy(ABC):
     def draw(self, n_users: int, rng: RngLike = None) -> np.ndarray:
         """Target weights for one group and step: float64 ``(n_users,)``, >= 0, sum 1."""
 
+    def draw_groups(self, n_users: int, n_groups: int, rng: RngLike = None) -> np.ndarray:
+        """Target weights of ``n_groups`` independent groups (slots): float64
+        ``(n_users, n_groups)``, column ``j`` one :meth:`draw` from ``rng`` in order."""
+        gen = make_rng(rng)
+        if n_groups < 0:
+            raise ValueError(f"n_groups must be >= 0, got {n_groups}")
+        columns = [self.draw(n_users, gen) for _ in range(n_groups)]
+        return np.stack(columns, axis=1) if columns else np.zeros((n_users, 0))
+
     def label_weights(self, target: np.ndarray, effective: np.ndarray | None) -> np.ndarray:
         """Weights ``(K,)`` (sum 1) to mix the labels with, given the ``target`` weights and
         the ``effective`` ones the channel realised (None if it reports none)."""

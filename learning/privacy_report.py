@@ -30,6 +30,7 @@ from learning.attacks import GroupTruth, Observation, get_attack
 from learning.attacks.base import success_figures
 from learning.data import Dataset
 from learning.framing import label_tail, read_label
+from learning.mixup import MixingPolicy, make_policy
 from phy.channel import make_channel_model
 from phy.eavesdropper import (
     eavesdropper_gains,
@@ -44,7 +45,6 @@ GROUP_SCHEMES = ("identical", "random", "distinct")
 CHANNELS = ("ideal", "ota", "eavesdropper")
 #: eavesdropper channel: redraws of the channels of a group the eavesdropper would miss
 MAX_REDRAWS = 100
-WEIGHT_POLICIES = ("equal", "dirichlet")
 
 
 def compose_groups(
@@ -127,8 +127,7 @@ def observe_groups(
     n_classes: int,
     channel: str = "ota",
     snr_db: float = 20.0,
-    weights: str = "equal",
-    dirichlet_alpha: float = 1.0,
+    mixing: MixingPolicy | str = "equal",
     send_label: bool = True,
     fading: str = "rayleigh",
     policy: str = "mmse",
@@ -149,8 +148,9 @@ def observe_groups(
             :func:`phy.link_budget.subcarrier_noise_var` ``(snr_db)`` as in a run) or
             ``"eavesdropper"`` (what a passive eavesdropper demodulates, see
             :func:`observe_eavesdropper`).
-        weights: ``"equal"`` (1/K) or ``"dirichlet"`` (Dirichlet(``dirichlet_alpha``) per
-            group, AirMixML-style).
+        mixing: the mixing policy (:mod:`learning.mixup`, or its registered name) that
+            draws each group's target weights, as the runtime draws each slot's (pass
+            the run's own policy so the attacker's slots match it).
         send_label: labels travel with the payload as the label tail of
             :mod:`learning.framing` (amplitude ``sqrt(C_pad/2)``), are mixed by the air,
             and are read back as the server reads them (rescaled, clipped at 0,
@@ -171,19 +171,13 @@ def observe_groups(
         raise ValueError(f"idx must be (K, B) indices into {x.shape[0]} samples")
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}; allowed: {CHANNELS}")
-    if weights not in WEIGHT_POLICIES:
-        raise ValueError(f"unknown weight policy {weights!r}; allowed: {WEIGHT_POLICIES}")
     if not np.isfinite(snr_db):
         raise ValueError(f"snr_db must be finite, got {snr_db}")
-    if not dirichlet_alpha > 0:
-        raise ValueError(f"dirichlet_alpha must be > 0, got {dirichlet_alpha}")
     k, b = idx.shape
     d = x.shape[1]
     g_w, g_h, g_noise = spawn(rng, 3)
-    if weights == "equal" or k == 1:
-        w = np.full((k, b), 1.0 / k)
-    else:
-        w = g_w.dirichlet(np.full(k, dirichlet_alpha), size=b).T
+    policy_w = make_policy(mixing) if isinstance(mixing, str) else mixing
+    w = policy_w.draw_groups(k, b, g_w)  # (K, B)
     sent = x[idx]  # (K, B, D)
     if send_label:  # framed as a user frames it: tail at label_tail_amplitude
         sent = np.concatenate([sent, label_tail(y[idx], n_classes)], axis=2)
@@ -329,7 +323,7 @@ def grouped_privacy_figures(
 
     For each scheme, groups are formed on the auxiliary set (attacker's training data)
     and on the victims' set the same way, passed through :func:`observe_groups` with
-    ``observe_kwargs`` (channel, snr_db, weights, ...), and every attack is fitted and
+    ``observe_kwargs`` (channel, snr_db, mixing, ...), and every attack is fitted and
     scored with :func:`privacy_figures`.
 
     Args:

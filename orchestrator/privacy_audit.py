@@ -155,7 +155,7 @@ def view_figures(
         idx,
         n_classes,
         snr_db=config.channel.snr_db,
-        weights="dirichlet" if config.channel.mixing == "dirichlet" else "equal",
+        mixing=method.context.mixing,  # the policy the run draws its slots' weights with
         fading=config.channel.fading,
         policy=config.channel.power_control,
         rng=rng,

@@ -89,3 +89,14 @@ def test_power_control_policy_labels_follow_realised_weights():
     np.testing.assert_allclose(make_policy("equal").label_weights(target, realised), target)
     with pytest.raises(ValueError):
         policy.label_weights(target, np.zeros(3))
+
+
+def test_draw_groups_is_one_draw_per_group_in_order():
+    policy = make_policy("dirichlet", alpha=0.5)
+    many = policy.draw_groups(3, 40, rng=7)
+    gen = np.random.default_rng(7)
+    one_by_one = np.stack([policy.draw(3, gen) for _ in range(40)], axis=1)
+    assert many.shape == (3, 40)
+    np.testing.assert_array_equal(many, one_by_one)
+    np.testing.assert_array_equal(make_policy("equal").draw_groups(4, 5), np.full((4, 5), 0.25))
+    assert make_policy("equal").draw_groups(2, 0).shape == (2, 0)

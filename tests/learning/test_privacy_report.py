@@ -52,7 +52,7 @@ def test_observe_groups_ideal_and_ota():
     payloads = gen.normal(0, np.sqrt(0.5), size=(20, 8)).astype(np.float32)
     labels = np.arange(20) % 4
     idx = compose_groups(labels, 3, 50, "random", 4, rng=1)
-    ideal = observe_groups(payloads, labels, idx, 4, channel="ideal", weights="dirichlet", rng=2)
+    ideal = observe_groups(payloads, labels, idx, 4, channel="ideal", mixing="dirichlet", rng=2)
     w = ideal.weights
     assert w.shape == (3, 50) and np.allclose(w.sum(0), 1)
     np.testing.assert_allclose(ideal.payload, np.einsum("kb,kbd->bd", w, payloads[idx]), atol=1e-5)
@@ -155,3 +155,21 @@ def test_group_truth_layout():
     truth = group_truth(x, y, idx, N_CLASSES)
     assert truth.inputs.shape == (2, 2, 1, 6, 6)
     np.testing.assert_array_equal(truth.labels, y[idx])
+
+
+def test_observe_groups_draws_weights_with_the_given_policy():
+    """The attacker's simulated slots use the runtime's MixingPolicy (object or name)."""
+    from learning.mixup import DirichletWeights
+
+    gen = make_rng(4)
+    payloads = gen.normal(0, np.sqrt(0.5), size=(30, 6)).astype(np.float32)
+    labels = np.arange(30) % 3
+    idx = compose_groups(labels, 3, 400, "random", 3, rng=5)
+    kw = {"channel": "ideal", "rng": 6}
+    peaked = observe_groups(payloads, labels, idx, 3, mixing=DirichletWeights(0.05), **kw).weights
+    flat = observe_groups(payloads, labels, idx, 3, mixing=DirichletWeights(200.0), **kw).weights
+    equal = observe_groups(payloads, labels, idx, 3, mixing="equal", **kw).weights
+    assert peaked.max(axis=0).mean() > 0.8 and flat.max(axis=0).mean() < 0.45
+    np.testing.assert_allclose(equal, 1 / 3, rtol=1e-6)
+    with pytest.raises(KeyError):
+        observe_groups(payloads, labels, idx, 3, mixing="no_such_policy", **kw)
