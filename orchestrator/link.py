@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 
 ORCHESTRATOR_ID = "orchestrator"
 #: message types that answer a request (carry ``re``)
-REPLY_TYPES = frozenset({"ack", "welcome", "error"})
+REPLY_TYPES = frozenset({"ack", "welcome", "error", "uplink_reply"})
 NODE_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 READ_BURST = 1000  # frames read in a row before the timers are served
 IO_TICK_S = 0.1  # longest sleep of a thread polling the socket, seconds
@@ -99,6 +99,8 @@ class LinkConfig:
         max_bytes: largest accepted message.
         replay_window_s: accepted clock difference of message timestamps.
         reply_cache: replies kept per peer for answering repeated requests.
+        capabilities: message capabilities granted on this link (both ends alike;
+            :data:`orchestrator.messages.MODEL_UPDATES` only for a method declaring it).
     """
 
     heartbeat_s: float = 0.5
@@ -108,6 +110,7 @@ class LinkConfig:
     max_bytes: int = m.MAX_MESSAGE_BYTES
     replay_window_s: float = m.DEFAULT_REPLAY_WINDOW_S
     reply_cache: int = 256
+    capabilities: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_s", "liveness_s", "request_timeout_s", "replay_window_s"):
@@ -462,7 +465,8 @@ class _Endpoint(ABC):
         return results  # type: ignore[return-value]
 
     def reply(self, request: m.Message, msg_type: str = "ack", body: dict | None = None) -> int:
-        """Answer ``request`` (``ack`` / ``error`` / ``welcome``); returns the reply's seq."""
+        """Answer ``request`` (``ack`` / ``error`` / ``welcome`` / ``uplink_reply``); returns
+        the reply's seq."""
         if msg_type not in REPLY_TYPES:
             raise ValueError(f"reply type must be one of {sorted(REPLY_TYPES)}")
         taken = self._taken.pop((request.sender, request.seq), None)
@@ -541,7 +545,9 @@ class _Endpoint(ABC):
         if spec.sender not in (self.role, "any"):
             raise m.ProtocolError("direction", f"a {self.role} may not send {msg_type!r}")
         msg = m.Message(msg_type, body, seq, self.identity, time.time(), re_seq)
-        return seq, m.encode(msg, max_bytes=self.config.max_bytes)
+        return seq, m.encode(
+            msg, max_bytes=self.config.max_bytes, capabilities=self.config.capabilities
+        )
 
     def _waiter(self) -> _Waiter:
         """The calling thread's doorbell (created on first use)."""
@@ -695,7 +701,12 @@ class _Endpoint(ABC):
         """
         digest = hashlib.blake2b(data, digest_size=16).digest()
         try:
-            msg = m.decode(data, sender_role=self.peer_role, max_bytes=self.config.max_bytes)
+            msg = m.decode(
+                data,
+                sender_role=self.peer_role,
+                max_bytes=self.config.max_bytes,
+                capabilities=self.config.capabilities,
+            )
             if msg.sender != authenticated:
                 raise m.ProtocolError(
                     "spoofed", f"sender {msg.sender!r} on connection of {authenticated!r}"

@@ -33,6 +33,18 @@ module is imported (:func:`check_privacy_invariant`) and again on every encode a
 decode. Label counts are a deliberate, bounded disclosure that label-aware grouping
 needs; they are labels, never samples or features.
 
+DECLARED EXCEPTION: a message type may name a link *capability*
+(:attr:`MessageSpec.capability`); it is valid only on a link granted that capability, and
+refused with reason "privacy" everywhere else (both ends: :func:`encode` and
+:func:`decode` take the granted ``capabilities``). The one capability,
+:data:`MODEL_UPDATES`, is granted only to runs whose method declares it
+(:meth:`learning.methods.base.Method.link_capabilities`: federated averaging with
+digital or secure aggregation). Under it, a node's ``uplink_reply`` may carry, besides
+scalars, model updates (:data:`MODEL_UPDATE_ROWS`: one 1-D row per user, float32 or the
+int64 masked fixed-point encoding of secure aggregation, finite, at most
+:data:`MAX_ARRAY_ELEMENTS` elements) and key material (:data:`BLOBS`: at most
+:data:`MAX_BLOB_BYTES` bytes each). Nothing else a node sends changes.
+
 All failures raise :class:`ProtocolError` with a ``reason`` code from :data:`REASONS`,
 which receivers count per reason.
 """
@@ -112,6 +124,16 @@ ARRAY = "array"  # orchestrator -> node only
 ARRAYS = "arrays"  # {name: array}, orchestrator -> node only (method feedback, eval requests)
 USER_FLOATS, USER_INTS = "user_floats", "user_ints"  # {user_id: scalar}
 USER_COUNTS = "user_counts"  # {user_id: [count per class]}
+MODEL_UPDATE_ROWS = "model_update_rows"  # (users, P) float32 | int64: capability MODEL_UPDATES
+BLOBS = "blobs"  # {name: bytes <= MAX_BLOB_BYTES}: capability MODEL_UPDATES
+BLOB_LISTS = "blob_lists"  # [{name: bytes}] one per listed user: capability MODEL_UPDATES
+
+#: the link capability under which users may send model updates digitally
+MODEL_UPDATES = "model_updates"
+#: limit of one blob (a public key, an encrypted or plain key share), bytes
+MAX_BLOB_BYTES = 256
+#: dtypes of a model update row: the update itself, or its masked fixed-point encoding
+UPDATE_DTYPES = frozenset({"float32", "int64"})
 
 _INT64 = 2**63
 #: limit of named arrays in one ARRAYS field
@@ -181,6 +203,7 @@ class MessageSpec:
         required: field name -> kind; optional: same, may be absent.
         check: cross-field validation of the decoded body (raises ProtocolError).
         doc: one line on the message's purpose.
+        capability: the link capability the type needs (None: always valid).
     """
 
     sender: str
@@ -188,6 +211,7 @@ class MessageSpec:
     optional: Mapping[str, str] = field(default_factory=dict)
     check: Callable[[dict[str, Any]], None] | None = None
     doc: str = ""
+    capability: str | None = None
 
 
 def _same_length(*arrays: str) -> Callable[[dict[str, Any]], None]:
@@ -250,6 +274,11 @@ UserFloats = dict[str, float]
 UserInts = dict[str, int]
 UserCounts = dict[str, list[int]]
 NamedArrays = dict[str, np.ndarray]
+#: model updates, one row per listed user (capability MODEL_UPDATES)
+ModelUpdateRows = typing.NewType("ModelUpdateRows", np.ndarray)
+#: name -> bytes of key material; one such map per listed user (capability MODEL_UPDATES)
+Blobs = dict[str, bytes]
+BlobLists = list[dict[str, bytes]]
 
 _SIMPLE_KINDS: dict[Any, str] = {
     str: STR,
@@ -263,6 +292,9 @@ _SIMPLE_KINDS: dict[Any, str] = {
     UserFloats: USER_FLOATS,
     UserInts: USER_INTS,
     UserCounts: USER_COUNTS,
+    ModelUpdateRows: MODEL_UPDATE_ROWS,
+    Blobs: BLOBS,
+    BlobLists: BLOB_LISTS,
 }
 
 
@@ -285,11 +317,15 @@ MESSAGES: dict[str, type] = {}
 
 
 def message(
-    msg_type: str, sender: str, check: Callable[[dict[str, Any]], None] | None = None
+    msg_type: str,
+    sender: str,
+    check: Callable[[dict[str, Any]], None] | None = None,
+    capability: str | None = None,
 ) -> Callable[[type], type]:
     """Class decorator: declare ``cls`` (a dataclass) as the body of ``msg_type`` sent by
     ``sender`` ("orchestrator", "node" or "any"), with the cross-field ``check`` of the
-    validated body. Sets ``cls.TYPE`` and registers it in :data:`MESSAGES`."""
+    validated body, valid only on links granted ``capability`` (if any). Sets
+    ``cls.TYPE`` and registers it in :data:`MESSAGES`."""
 
     def declare(cls: type) -> type:
         cls = dataclass(frozen=True)(cls)
@@ -302,7 +338,7 @@ def message(
             (optional if is_optional else required)[f.name] = kind
         doc = " ".join((cls.__doc__ or "").split())
         cls.TYPE = msg_type
-        cls.SPEC = MessageSpec(sender, required, optional, check, doc)
+        cls.SPEC = MessageSpec(sender, required, optional, check, doc, capability)
         MESSAGES[msg_type] = cls
         return cls
 
@@ -458,6 +494,43 @@ class LabelReport:
     counts: UserCounts
 
 
+def _check_uplink_request(body: dict[str, Any]) -> None:
+    _ids_match("blobs")(body)
+
+
+def _check_uplink_reply(body: dict[str, Any]) -> None:
+    _ids_match("blobs")(body)
+    rows = body.get("updates")
+    if rows is not None and rows.shape[0] != len(body["user_ids"]):
+        raise ProtocolError("bad_value", "updates must have one row per user id")
+
+
+@message("uplink_request", "orchestrator", _check_uplink_request, MODEL_UPDATES)
+class UplinkRequestMessage:
+    """one phase of the method's digital uplink (learning.methods.base.UplinkRequest) for
+    the listed users: the common arrays, blobs[k] for user k; answered by uplink_reply.
+    Only on links granted model_updates"""
+
+    round_id: int
+    slot_id: int
+    phase: str
+    user_ids: list[str]
+    blobs: BlobLists
+    arrays: NamedArrays | None = None
+
+
+@message("uplink_reply", "node", _check_uplink_reply, MODEL_UPDATES)
+class UplinkReply:
+    """reply to uplink_request: the users that answered (the others dropped out), their
+    model updates (one row each: float32, or int64 masked fixed point) and key material
+    (blobs[k] for user k). Only on links granted model_updates"""
+
+    user_ids: list[str]
+    blobs: BlobLists
+    updates: ModelUpdateRows | None = None
+    served_s: float | None = None
+
+
 @message("checkpoint", "orchestrator")
 class Checkpoint:
     """save the node's state (its method users' state) as of the end of round_id"""
@@ -487,16 +560,28 @@ def node_sendable_types() -> tuple[str, ...]:
 
 #: the field kinds a node-sendable message may use (no arrays of any sort)
 _SCALAR_KINDS = frozenset({STR, INT, FLOAT, BOOL, STR_LIST, USER_FLOATS, USER_INTS, USER_COUNTS})
+#: capability -> the further kinds a node-sendable message of that capability may use
+CAPABILITY_KINDS: dict[str, frozenset[str]] = {
+    MODEL_UPDATES: frozenset({MODEL_UPDATE_ROWS, BLOBS, BLOB_LISTS})
+}
+
+
+def _node_kinds(spec: MessageSpec) -> frozenset[str]:
+    """The field kinds a node-sendable ``spec`` may use."""
+    return _SCALAR_KINDS | CAPABILITY_KINDS.get(spec.capability or "", frozenset())
 
 
 def check_privacy_invariant(schemas: Mapping[str, MessageSpec] = SCHEMAS) -> None:
-    """Raise ProtocolError("privacy") if a node-sendable type declares an array field."""
-    allowed = _SCALAR_KINDS
+    """Raise ProtocolError("privacy") if a node-sendable type declares an array field
+    (beyond the model updates and key material of a type needing a known capability)."""
     for name, spec in schemas.items():
         if spec.sender not in ("orchestrator", "node", "any"):
             raise ValueError(f"{name}: bad sender {spec.sender!r}")
+        if spec.capability is not None and spec.capability not in CAPABILITY_KINDS:
+            raise ValueError(f"{name}: unknown capability {spec.capability!r}")
         if spec.sender == "orchestrator":
             continue
+        allowed = _node_kinds(spec)
         for fname, kind in {**spec.required, **spec.optional}.items():
             if kind not in allowed:
                 raise ProtocolError(
@@ -645,6 +730,25 @@ def _check_field(name: str, kind: str, value: Any, *, decoding: bool) -> Any:
             _check_str(f"{name} key", k): _check_field(f"{name}[{k}]", ARRAY, v, decoding=decoding)
             for k, v in value.items()
         }
+    if kind == MODEL_UPDATE_ROWS:
+        array = _check_field(name, ARRAY, value, decoding=decoding)
+        if array.ndim != 2 or array.dtype.name not in UPDATE_DTYPES:
+            raise ProtocolError(
+                "bad_array", f"{name} must be 2-D {sorted(UPDATE_DTYPES)}, got {array.dtype}"
+            )
+        return array
+    if kind == BLOBS:
+        blobs = _check_user_map(name, value)
+        for key, blob in blobs.items():
+            if not isinstance(blob, bytes):
+                raise _fail("bytes", f"{name}[{key}]", blob)
+            if len(blob) > MAX_BLOB_BYTES:
+                raise ProtocolError("bad_value", f"{name}[{key}] exceeds {MAX_BLOB_BYTES} bytes")
+        return blobs
+    if kind == BLOB_LISTS:
+        return [
+            _check_field(f"{name}[]", BLOBS, v, decoding=decoding) for v in _check_list(name, value)
+        ]
     if isinstance(kind, Records):
         if decoding:
             return kind.decode(name, value)
@@ -655,12 +759,19 @@ def _check_field(name: str, kind: str, value: Any, *, decoding: bool) -> Any:
 
 
 def validate_body(
-    msg_type: str, body: Any, *, sender_role: str | None = None, decoding: bool = True
+    msg_type: str,
+    body: Any,
+    *,
+    sender_role: str | None = None,
+    decoding: bool = True,
+    capabilities: frozenset[str] = frozenset(),
 ) -> dict[str, Any]:
     """Check ``body`` against the schema of ``msg_type``; returns the normalised body.
 
     Args:
         msg_type: key of :data:`SCHEMAS`.
+        capabilities: the link capabilities granted (a type needing another is refused,
+            reason "privacy").
         body: the field map (decoded: arrays as encoded maps; encoding: numpy arrays),
             or, when encoding, the declared record of ``msg_type`` (see :func:`message`).
         sender_role: "orchestrator" or "node" to also check the direction; None skips it.
@@ -669,6 +780,10 @@ def validate_body(
     spec = SCHEMAS.get(msg_type) if isinstance(msg_type, str) else None
     if spec is None:
         raise ProtocolError("unknown_type", f"unknown message type {msg_type!r}")
+    if spec.capability is not None and spec.capability not in capabilities:
+        raise ProtocolError(
+            "privacy", f"{msg_type} needs the link capability {spec.capability!r}, not granted"
+        )
     if sender_role is not None:
         if sender_role not in SENDER_ROLES:
             raise ValueError(f"sender_role must be one of {SENDER_ROLES}, got {sender_role!r}")
@@ -687,7 +802,7 @@ def validate_body(
     out = {}
     for fname, value in body.items():
         kind = spec.required.get(fname) or spec.optional[fname]
-        if kind not in _SCALAR_KINDS and spec.sender != "orchestrator":  # pragma: no cover
+        if kind not in _node_kinds(spec) and spec.sender != "orchestrator":  # pragma: no cover
             raise ProtocolError("privacy", f"{msg_type}.{fname} would carry array data")
         out[fname] = _check_field(f"{msg_type}.{fname}", kind, value, decoding=decoding)
     if spec.check is not None:
@@ -727,14 +842,22 @@ def _to_wire(name: str, kind: Any, value: Any) -> Any:
         return encode_array(value)
     if kind == ARRAYS:
         return {k: encode_array(v) for k, v in value.items()}
+    if kind == MODEL_UPDATE_ROWS:
+        return encode_array(value)
     if isinstance(kind, Records):
         return {c: encode_array(a) for c, a in kind.encode(name, value).items()}
     return value
 
 
-def encode(message: Message, *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
-    """Validate ``message`` and serialise it; ProtocolError if invalid or too large."""
-    body = validate_body(message.type, message.body, decoding=False)
+def encode(
+    message: Message,
+    *,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    capabilities: frozenset[str] = frozenset(),
+) -> bytes:
+    """Validate ``message`` and serialise it; ProtocolError if invalid or too large, or of
+    a type needing a capability not in ``capabilities``."""
+    body = validate_body(message.type, message.body, decoding=False, capabilities=capabilities)
     _check_str("sender", message.sender)
     _check_int("seq", message.seq)
     _check_float("ts", message.ts)
@@ -762,7 +885,11 @@ def encode(message: Message, *, max_bytes: int = MAX_MESSAGE_BYTES) -> bytes:
 
 
 def decode(
-    data: bytes, *, sender_role: str | None = None, max_bytes: int = MAX_MESSAGE_BYTES
+    data: bytes,
+    *,
+    sender_role: str | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+    capabilities: frozenset[str] = frozenset(),
 ) -> Message:
     """Parse and validate one message (not yet checked for replay: see :class:`ReplayGuard`).
 
@@ -771,6 +898,7 @@ def decode(
         sender_role: the role of the peer it came from ("orchestrator" or "node"), to
             reject message types that role may not send; None skips the check.
         max_bytes: size limit.
+        capabilities: the link capabilities granted (see :func:`validate_body`).
     """
     if len(data) > max_bytes:
         raise ProtocolError("oversize", f"{len(data)} bytes > {max_bytes}")
@@ -802,7 +930,13 @@ def decode(
         raise ProtocolError("envelope", exc.detail) from None
     if not isinstance(obj["type"], str):
         raise ProtocolError("envelope", "type must be a string")
-    body = validate_body(obj["type"], obj["body"], sender_role=sender_role, decoding=True)
+    body = validate_body(
+        obj["type"],
+        obj["body"],
+        sender_role=sender_role,
+        decoding=True,
+        capabilities=capabilities,
+    )
     return Message(type=obj["type"], body=body, seq=seq, sender=sender, ts=ts, re=re)
 
 

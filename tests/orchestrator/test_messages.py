@@ -62,7 +62,24 @@ def example_bodies() -> dict[str, dict]:
         "label_report": {"round_id": 0, "counts": {"u0": [5, 0, 3], "u1": [0, 7, 0]}},
         "checkpoint": {"round_id": 3},
         "shutdown": {"reason": "done"},
+        "uplink_request": {
+            "round_id": 3,
+            "slot_id": 1,
+            "phase": "secagg/masked_input",
+            "user_ids": users,
+            "blobs": [{"u1": b"\x01" * 166}, {"u0": b"\x02" * 166}],
+            "arrays": {"threshold": np.array([2], np.int64)},
+        },
+        "uplink_reply": {
+            "user_ids": users,
+            "blobs": [{}, {"keys": b"k" * 64}],
+            "updates": np.arange(10, dtype=np.float32).reshape(2, 5),
+        },
     }
+
+
+#: the capability the model-update types need (a run of a method declaring it)
+GRANTED = frozenset({m.MODEL_UPDATES})
 
 
 def make(msg_type: str, body: dict, seq: int = 1, sender: str = "node0", **kw) -> m.Message:
@@ -95,7 +112,7 @@ def test_every_type_has_an_example_and_round_trips():
     assert set(bodies) == set(m.SCHEMAS)
     for seq, (msg_type, body) in enumerate(bodies.items(), start=1):
         msg = make(msg_type, body, seq=seq, re=seq - 1 if msg_type == "ack" else None)
-        out = m.decode(m.encode(msg))
+        out = m.decode(m.encode(msg, capabilities=GRANTED), capabilities=GRANTED)
         assert (out.type, out.seq, out.sender, out.re) == (msg.type, seq, "node0", msg.re)
         assert out.ts == pytest.approx(msg.ts)
         assert set(out.body) == set(body)
@@ -345,6 +362,48 @@ def test_privacy_invariant_no_node_type_carries_arrays():
     assert reason_of(raw(type="eval_report", body=wire), sender_role="node") == "bad_type"
 
 
+def test_model_updates_only_on_a_link_granted_the_capability():
+    """The declared exception to the invariant: uplink_request / uplink_reply are refused
+    (reason "privacy") on encode and decode unless the link grants model_updates (only a
+    method declaring it: learning.methods.base.Method.link_capabilities), and under it a
+    reply carries only 2-D float32/int64 finite update rows and short blobs."""
+    bodies = example_bodies()
+    for msg_type in ("uplink_request", "uplink_reply"):
+        with pytest.raises(m.ProtocolError) as info:
+            m.encode(make(msg_type, bodies[msg_type]))
+        assert info.value.reason == "privacy"
+        data = m.encode(make(msg_type, bodies[msg_type]), capabilities=GRANTED)
+        assert reason_of(data) == "privacy"
+        assert m.decode(data, capabilities=GRANTED).type == msg_type
+    reply = bodies["uplink_reply"]
+    bad = {
+        "float64 rows": {**reply, "updates": np.zeros((2, 5))},
+        "1-D rows": {**reply, "updates": np.zeros(10, np.float32)},
+        "non-finite": {**reply, "updates": np.full((2, 5), np.inf, np.float32)},
+        "rows per user": {**reply, "updates": np.zeros((3, 5), np.float32)},
+        "long blob": {**reply, "blobs": [{}, {"keys": b"k" * (m.MAX_BLOB_BYTES + 1)}]},
+        "blob not bytes": {**reply, "blobs": [{}, {"keys": "k" * 64}]},
+        "blobs per user": {**reply, "blobs": [{}]},
+        "stray field": {**reply, "features": np.zeros((2, 5), np.float32)},
+    }
+    for case, body in bad.items():
+        with pytest.raises(m.ProtocolError):
+            m.encode(make("uplink_reply", body), capabilities=GRANTED)
+            pytest.fail(case)
+    # every node-sendable type without a capability carries scalars only
+    for t in m.node_sendable_types():
+        spec = m.SCHEMAS[t]
+        kinds = set({**spec.required, **spec.optional}.values())
+        if spec.capability is None:
+            assert kinds <= m._SCALAR_KINDS, t
+    unknown = {**m.SCHEMAS, "x": m.MessageSpec("node", {"u": m.MODEL_UPDATE_ROWS}, capability="y")}
+    with pytest.raises(ValueError, match="capability"):
+        m.check_privacy_invariant(unknown)
+    smuggle = {**m.SCHEMAS, "x": m.MessageSpec("node", {"u": m.MODEL_UPDATE_ROWS})}
+    with pytest.raises(m.ProtocolError):
+        m.check_privacy_invariant(smuggle)
+
+
 def test_protocol_error_reason_must_be_known():
     with pytest.raises(ValueError):
         m.ProtocolError("whatever", "x")
@@ -360,10 +419,15 @@ def test_declared_records_are_the_schema_and_round_trip():
         spec = m.SCHEMAS[msg_type]
         assert cls.TYPE == msg_type and cls.SPEC is spec
         assert set(spec.required) | set(spec.optional) == set(cls.__dataclass_fields__)
-        decoded = m.decode(m.encode(make(msg_type, body)))
+        decoded = m.decode(
+            m.encode(make(msg_type, body), capabilities=GRANTED), capabilities=GRANTED
+        )
         record = m.parse(decoded)
         assert isinstance(record, cls)
-        assert m.decode(m.encode(make(msg_type, record))).body.keys() == decoded.body.keys()
+        again = m.decode(
+            m.encode(make(msg_type, record), capabilities=GRANTED), capabilities=GRANTED
+        )
+        assert again.body.keys() == decoded.body.keys()
         assert set(m.body_of(record)) == set(body)
     assert m.SCHEMAS["transmit"].required["orders"] == m.Records(SlotOrder)
     assert m.SCHEMAS["eval_report"].required["loss"] == m.USER_FLOATS
