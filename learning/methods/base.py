@@ -79,6 +79,7 @@ __all__ = [
     "ServerView",
     "StepOutcome",
     "Upload",
+    "UpdateView",
     "UplinkRequest",
     "UserPayload",
     "named_seed",
@@ -243,6 +244,26 @@ class ServerView:
     label: np.ndarray | None
 
 
+@dataclass(frozen=True)
+class UpdateView:
+    """What the server saw of the users' model updates in one aggregation, as gradient
+    inversion reads it (the "model updates" view).
+
+    Attributes:
+        users: the users whose updates it holds (K).
+        kind: ``"single_update"`` (one user's update, unprotected), ``"secure_sum"``
+            (the securely aggregated mean of the K), ``"ota_sum"`` (the mean received
+            over the air, noisy).
+        update: float ``(P,)``, the update seen (the mean update for a sum).
+        model: float ``(P,)``, the global parameters the users started from.
+    """
+
+    users: tuple[int, ...]
+    kind: str
+    update: np.ndarray
+    model: np.ndarray
+
+
 @dataclass
 class StepOutcome:
     """Result of :meth:`Method.server_step`.
@@ -251,11 +272,13 @@ class StepOutcome:
         losses: training loss of each server update made (empty if none).
         feedback: what to send back to users (applied in order).
         views: what the server saw, one per reception it used.
+        update_views: model updates the server saw (federated methods).
     """
 
     losses: list[float] = field(default_factory=list)
     feedback: list[Feedback] = field(default_factory=list)
     views: list[ServerView] = field(default_factory=list)
+    update_views: list[UpdateView] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
