@@ -33,7 +33,8 @@ drivers:
 * the DDS (:mod:`hardware.dds`) with the core's 16-bit phase accumulator.
 
 Two LO ranges: ``variant="ad9363"`` (stock, 325 MHz-3.8 GHz, 20 MHz bandwidth) and
-``variant="ad9364"`` (the common firmware mod, 70 MHz-6 GHz, 56/40 MHz). Every
+``variant="ad9364"`` (the common firmware mod, 70 MHz-6 GHz, 56/40 MHz); these and the
+other device limits come from :mod:`radio.pluto_limits` (their one definition). Every
 successful write that changes the radio calls ``on_change(key)``.
 """
 
@@ -64,34 +65,23 @@ from hardware.registers import (
     DirectRegAccess,
     SpiRegisters,
 )
+from radio.pluto_limits import (
+    MAX_ADC_CLK,
+    MAX_BBPLL,
+    MAX_RATE,
+    MAX_TX_ATTENUATION_MDB,
+    MIN_ADC_CLK,
+    MIN_BBPLL,
+    MIN_RF_BANDWIDTH_HZ,
+    TX_ATTENUATION_STEP_MDB,
+    VARIANTS,
+    rx_gain_range_db,
+)
 
-MIN_ADC_CLK = 25_000_000
-MAX_ADC_CLK = 640_000_000
-MAX_BBPLL = 1_430_000_000
-MIN_BBPLL = 715_000_000
-MAX_RATE = 61_440_000
 XO_NOMINAL_HZ = 40_000_000
 XO_TUNE_RANGE_HZ = 8_000
 
 
-@dataclass(frozen=True)
-class Variant:
-    """Frequency and bandwidth limits of one firmware personality."""
-
-    model: str
-    lo_min_hz: int
-    lo_max_hz: int
-    rx_bw_max_hz: int
-    tx_bw_max_hz: int
-
-
-VARIANTS: dict[str, Variant] = {
-    "ad9363": Variant("ad9363a", 325_000_000, 3_800_000_000, 20_000_000, 20_000_000),
-    "ad9364": Variant("ad9364", 70_000_000, 6_000_000_000, 56_000_000, 40_000_000),
-}
-
-#: RX gain-table ranges of the driver (``abs_gain_tbl``) by RX LO band, dB.
-RX_GAIN_BANDS = ((1_300_000_000, -1, 73), (4_000_000_000, -3, 71), (10**12, -10, 62))
 GAIN_MODES = ("manual", "fast_attack", "slow_attack", "hybrid")
 RX_PORTS = (
     "A_BALANCED B_BALANCED C_BALANCED A_N A_P B_N B_P C_N C_P TX_MONITOR1 TX_MONITOR2 TX_MONITOR1_2"
@@ -317,11 +307,7 @@ class AD9361Model:
     # -- derived values --------------------------------------------------------------
     def rx_gain_range(self, lo_hz: int | None = None) -> tuple[int, int]:
         """(min, max) RX gain in dB for the gain table of ``lo_hz`` (default: RX LO)."""
-        lo = self.state.rx_lo_hz if lo_hz is None else lo_hz
-        for upper, low, high in RX_GAIN_BANDS:
-            if lo < upper:
-                return low, high
-        raise AssertionError("unreachable")
+        return rx_gain_range_db(self.state.rx_lo_hz if lo_hz is None else lo_hz)
 
     @property
     def tx_atten_db(self) -> float:
@@ -405,8 +391,10 @@ class AD9361Model:
     def set_bandwidth(self, which: str, value: str) -> None:
         hz = kstrtou(value, 32)
         high = self.variant.rx_bw_max_hz if which == "rx" else self.variant.tx_bw_max_hz
-        if not 200_000 <= hz <= high:
-            raise IIOError(errno.EINVAL, f"{which} RF bandwidth {hz} outside 200000..{high}")
+        if not MIN_RF_BANDWIDTH_HZ <= hz <= high:
+            raise IIOError(
+                errno.EINVAL, f"{which} RF bandwidth {hz} outside {MIN_RF_BANDWIDTH_HZ}..{high}"
+            )
         setattr(self.state, f"{which}_bw_hz", hz)
         self._changed(f"{which}_bw")
 
@@ -431,9 +419,11 @@ class AD9361Model:
         if val > 0 or (val == 0 and val2 > 0):
             raise IIOError(errno.EINVAL, f"TX hardwaregain {value} dB above 0")
         mdb = abs(val) * 1000 + abs(val2) // 1000
-        if mdb > 89_750:
-            raise IIOError(errno.EINVAL, f"TX hardwaregain {value} below -89.75 dB")
-        self.state.tx_atten_mdb = mdb // 250 * 250
+        if mdb > MAX_TX_ATTENUATION_MDB:
+            raise IIOError(
+                errno.EINVAL, f"TX hardwaregain {value} below -{MAX_TX_ATTENUATION_MDB / 1000} dB"
+            )
+        self.state.tx_atten_mdb = mdb // TX_ATTENUATION_STEP_MDB * TX_ATTENUATION_STEP_MDB
         self._changed("tx_atten")
 
     def set_choice(self, name: str, choices: tuple[str, ...], value: str, key: str = "") -> None:
@@ -665,7 +655,13 @@ class AD9361Model:
         )
         tx_own = [
             Attribute("hardwaregain", self._tx_gain, self.set_tx_atten),
-            Attribute("hardwaregain_available", _ro("[-89.750000 0.250000 0.000000]")),
+            Attribute(
+                "hardwaregain_available",
+                _ro(
+                    f"[-{MAX_TX_ATTENUATION_MDB / 1000:.6f} "
+                    f"{TX_ATTENUATION_STEP_MDB / 1000:.6f} 0.000000]"
+                ),
+            ),
             Attribute(
                 "rf_port_select",
                 lambda: s.tx_port,

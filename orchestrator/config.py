@@ -24,7 +24,7 @@ from typing import Any
 
 import tomli_w
 
-from radio.sim import LO_RANGE_HZ, SAMPLE_RATE_RANGE_HZ  # the Pluto's limits, written once
+from radio.pluto_limits import LO_RANGE_HZ, SAMPLE_RATE_RANGE_HZ
 
 
 class ConfigError(ValueError):

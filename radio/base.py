@@ -64,7 +64,8 @@ class RadioConfig:
         sample_rate_hz: baseband sample rate, samples/s.
         rf_bandwidth_hz: analog filter bandwidth, Hz (None: equal to the sample rate).
         tx_attenuation_db: TX attenuation, dB, 0 (full power) .. 89.75 in 0.25 dB steps.
-        rx_gain_db: RX gain, dB (-3 .. 71 on a Pluto in manual mode).
+        rx_gain_db: RX gain, dB (on a Pluto in manual mode -1 .. 73 below 1.3 GHz, -3 .. 71
+            up to 4 GHz: :mod:`radio.pluto_limits`).
         rx_gain_mode: "manual", "slow_attack" or "fast_attack".
         rx_buffer_size: samples per receive buffer.
     """

@@ -23,18 +23,18 @@ from radio.base import (
     StreamTooLate,
     TimeBaseUnsupported,
 )
+from radio.pluto_limits import (
+    LO_RANGE_HZ,
+    RF_BANDWIDTH_RANGE_HZ,
+    SAMPLE_RATE_RANGE_HZ,
+    TX_ATTENUATION_RANGE_DB,
+    TX_ATTENUATION_STEP_DB,
+    rx_gain_range_db,
+)
 
 #: TX stream feeder of a SimRadio: buffers of this many samples, this many queued
 STREAM_BLOCK = 1024
 STREAM_BUFFERS = 4
-
-#: Pluto ranges (inclusive), units in the names
-LO_RANGE_HZ = (70e6, 6e9)
-SAMPLE_RATE_RANGE_HZ = (521e3, 61.44e6)
-RF_BANDWIDTH_RANGE_HZ = (200e3, 56e6)
-TX_ATTENUATION_RANGE_DB = (0.0, 89.75)
-TX_ATTENUATION_STEP_DB = 0.25
-RX_GAIN_RANGE_DB = (-3.0, 71.0)
 
 
 def parse_sim_uri(uri: str) -> tuple[str, str]:
@@ -53,7 +53,8 @@ def parse_sim_uri(uri: str) -> tuple[str, str]:
 
 
 def check_pluto_config(config: RadioConfig) -> None:
-    """Raise :class:`RadioConfigError` if ``config`` is outside what a Pluto accepts."""
+    """Raise :class:`RadioConfigError` if ``config`` is outside what a Pluto accepts
+    (:mod:`radio.pluto_limits`; the RX gain range of the gain table at ``center_hz``)."""
 
     def within(name: str, value: float, bounds: tuple[float, float], unit: str) -> None:
         if not bounds[0] <= value <= bounds[1]:
@@ -72,7 +73,7 @@ def check_pluto_config(config: RadioConfig) -> None:
             f"tx_attenuation_db = {config.tx_attenuation_db} is not a multiple of "
             f"{TX_ATTENUATION_STEP_DB} dB"
         )
-    within("rx_gain_db", config.rx_gain_db, RX_GAIN_RANGE_DB, "dB")
+    within("rx_gain_db", config.rx_gain_db, rx_gain_range_db(config.center_hz), "dB")
     if config.rx_gain_mode != "manual":
         raise RadioConfigError(
             f"rx_gain_mode {config.rx_gain_mode!r} is not simulated; use 'manual'"

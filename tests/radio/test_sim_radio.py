@@ -65,8 +65,9 @@ def test_configure_maps_to_port(medium):
         {"sample_rate_hz": 62e6},
         {"tx_attenuation_db": 90.0},
         {"tx_attenuation_db": 10.1},
-        {"rx_gain_db": 72.0},
-        {"rx_gain_db": -4.0},
+        {"rx_gain_db": 74.0},  # the gain table at 915 MHz: -1 .. 73 dB
+        {"rx_gain_db": -2.0},
+        {"center_hz": 2.4e9, "rx_gain_db": 72.0},  # at 2.4 GHz: -3 .. 71 dB
         {"rx_gain_mode": "slow_attack"},
     ],
 )
