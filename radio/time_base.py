@@ -35,7 +35,6 @@ acquisition bursts, probes and payload frames, counted apart.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 from collections.abc import Callable, Hashable, Sequence
@@ -599,10 +598,7 @@ class TimeBaseReceiver:
         noise = self.noise_var
         if noise is None:
             noise = float(np.nanmedian([t.noise_var for t in tracks]))
-        extra = {}
-        if "rng" in inspect.signature(self.policy).parameters:
-            extra = {"rng": np.random.default_rng(rng)}
-        scaling = self.policy(gains, w, self.p_max, noise, **extra)
+        scaling = self.policy(gains, w, self.p_max, noise, rng=rng)
         b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling, complex))
         a = complex(np.asarray(scaling.rx_scaling))
         orders = self._orders(target, tracks, b, KIND_PAYLOAD)
