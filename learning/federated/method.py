@@ -2,7 +2,8 @@
 "fedavg"``), so the in-process loop (:func:`learning.methods.loop.run_method`) and the
 distributed runtime run it on the same air as SIMix.
 
-What travels (the runtime's rules: users send arrays only on the air):
+What travels (the runtime's rules: users send arrays only on the air, unless the method
+declares the digital uplink, as ``"digital"`` and ``"secure"`` aggregation do):
 
 * **on the air**: each user's model update ``delta_k``, scaled to the public calibration
   scale ``c`` (``x_k = delta_k / max(c, rms_k)``, so its power is at most one unit per
@@ -28,24 +29,48 @@ Aggregation (option ``aggregation``):
   equal local batches); the receiver's estimate of ``(1/K) sum_k x_k`` times ``c`` is the
   averaged update; the closed-form power control and the channel are the runtime's;
 * ``"orthogonal"`` - one user per slot (analog, no superposition); the server averages the
-  ``K`` received updates: the same air without the superposition gain.
+  ``K`` received updates: the same air without the superposition gain;
+* ``"digital"`` - nothing on the air: each user sends its float32 update ``delta_k``
+  over the digital link (:meth:`FederatedAveraging.gather`, phase ``fedavg/update``; the
+  method grants the link :data:`~learning.methods.base.MODEL_UPDATES`, the one declared
+  exception to the privacy invariant) and the server averages the exact updates of the
+  users that answered. The server sees every user's update;
+* ``"secure"`` - the same, securely aggregated (:func:`learning.federated.secagg.secure_sum`
+  over the link, four phases): the server learns only the mean of the survivors; users
+  that drop out after sharing their keys are recovered from the others' shares.
 
-Exact digital aggregation of updates needs a user -> server array on the digital link,
-which the runtime's privacy invariant forbids; it runs in process in
-:func:`learning.federated.fedavg.run_fedavg`.
+Option ``dropout`` (digital and secure): the probability that a user drops out of an
+aggregation after the key sharing (Bonawitz et al.'s failure case), drawn from the
+user's round generator; such a user answers no further phase. (A user whose node dies is
+dropped by the runtime the same way.)
+
+What the server saw of the updates (:class:`~learning.methods.base.UpdateView`, for the
+run's gradient-inversion audit): each user's update (``"digital"``), the secure mean
+(``"secure"``), the mean received over the air (``"ota"``); with the global model the
+users started from.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-from learning.federated.updates import count_parameters, get_flat, local_update, set_flat
+from learning.federated.secagg import PHASES, SecAggClient, secure_sum
+from learning.federated.updates import (
+    LocalUpdate,
+    count_parameters,
+    get_flat,
+    local_update,
+    set_flat,
+)
 from learning.methods import METHODS
 from learning.methods.base import (
+    MODEL_UPDATES,
+    Exchange,
     Feedback,
     Method,
     MethodContext,
@@ -53,6 +78,9 @@ from learning.methods.base import (
     Option,
     Reception,
     StepOutcome,
+    UpdateView,
+    UplinkRequest,
+    Upload,
     UserPayload,
 )
 from learning.models import build_classifier
@@ -60,6 +88,13 @@ from learning.training import evaluate
 from phy.rng import RngLike, make_rng
 
 __all__ = ["FedAvgUser", "FederatedAveraging"]
+
+log = logging.getLogger(__name__)
+
+#: aggregations over the air / over the digital link
+AIR, DIGITAL = ("ota", "orthogonal"), ("digital", "secure")
+#: the digital aggregation's phase (secure aggregation's are secagg.PHASES)
+UPDATE_PHASE = "fedavg/update"
 
 
 def _rms_per_symbol(v: torch.Tensor) -> float:
@@ -75,20 +110,33 @@ class FederatedAveraging(Method):
         "aggregation": Option(
             str,
             "ota",
-            "updates superposed in one slot per group, or one slot each",
-            choices=("ota", "orthogonal"),
+            "updates superposed in one slot per group, one slot each, or sent over the "
+            "digital link (plain, or securely aggregated)",
+            choices=(*AIR, *DIGITAL),
         ),
         "local_steps": Option(int, 5, "local SGD steps per update", minimum=1),
         "local_lr": Option(float, 0.1, "local SGD learning rate", minimum=1e-9),
+        "dropout": Option(
+            float,
+            0.0,
+            "probability a user drops out of a digital aggregation after the key sharing",
+            minimum=0.0,
+            maximum=1.0,
+        ),
     }
 
     def __init__(self, context: MethodContext) -> None:
         super().__init__(context)
         self.aggregation = str(context.options.get("aggregation", "ota"))
-        if self.aggregation not in ("ota", "orthogonal"):
-            raise ValueError(f"aggregation must be 'ota' or 'orthogonal', got {self.aggregation!r}")
+        if self.aggregation not in (*AIR, *DIGITAL):
+            raise ValueError(
+                f"aggregation must be one of {[*AIR, *DIGITAL]}, got {self.aggregation!r}"
+            )
         self.local_steps = int(context.options.get("local_steps", 5))
         self.local_lr = float(context.options.get("local_lr", 0.1))
+        self.dropout = float(context.options.get("dropout", 0.0))
+        if not 0.0 <= self.dropout <= 1.0:
+            raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
         if len(context.split.auxiliary) == 0:
             raise ValueError("the auxiliary split is empty: nothing to calibrate the scale on")
         torch.manual_seed(context.torch_seed_for("fedavg-model"))
@@ -118,9 +166,60 @@ class FederatedAveraging(Method):
     # ---------------------------------------------------------------- the air
     @property
     def payload_reals(self) -> int:
+        """``P`` rounded up to even on the air; 0 (nothing on the air) when digital."""
+        if self.aggregation in DIGITAL:
+            return 0
         return self.n_parameters + self.n_parameters % 2
 
+    # ----------------------------------------------------------- digital uplink
+    @classmethod
+    def link_capabilities(cls, options: Mapping[str, Any]) -> frozenset[str]:
+        """:data:`MODEL_UPDATES` for digital and secure aggregation, else nothing."""
+        return frozenset({MODEL_UPDATES}) if options.get("aggregation") in DIGITAL else frozenset()
+
+    @property
+    def update_length(self) -> int:
+        return self.n_parameters if self.aggregation in DIGITAL else 0
+
+    def _valid(self, user: int, upload: Upload) -> bool:
+        """Whether ``upload`` holds a model update of the right length and dtype."""
+        update = upload.update
+        ok = (
+            update is not None
+            and np.asarray(update).shape == (self.n_parameters,)
+            and np.asarray(update).dtype == np.float32
+            and bool(np.all(np.isfinite(update)))
+        )
+        if not ok:
+            log.warning("user %d sent a malformed model update: left out", user)
+        return ok
+
+    def gather(self, group: Sequence[int], exchange: Exchange, rng: RngLike) -> list[Reception]:
+        """``"digital"``: one reception per user that answered, its float32 update
+        (weight 1); ``"secure"``: one reception, the exact mean of the survivors' updates
+        (weights ``1/K``), or none when too few survived to unmask. Over the air: none."""
+        users = [int(u) for u in group]
+        if self.aggregation == "digital":
+            answers = exchange({u: UplinkRequest(UPDATE_PHASE) for u in users})
+            return [
+                Reception((u,), np.asarray(a.update, np.float64), np.ones(1), np.ones(1))
+                for u, a in sorted(answers.items())
+                if u in users and self._valid(u, a)
+            ]
+        if self.aggregation == "secure" and len(users) >= 2:
+            try:
+                result = secure_sum(users, self.n_parameters, exchange)
+            except (ValueError, KeyError) as error:  # too few left, or a malformed answer
+                log.warning("secure aggregation of %s failed: %s", users, error)
+                return []
+            k = len(result.survivors)
+            weights = np.full(k, 1.0 / k)
+            return [Reception(tuple(result.survivors), result.total / k, weights, weights)]
+        return []
+
     def slots(self, group: Sequence[int]) -> list[list[int]]:
+        if self.aggregation in DIGITAL:  # nothing on the air: see gather
+            return []
         if self.aggregation == "ota":
             return [list(group)]
         return [[user] for user in group]
@@ -151,11 +250,14 @@ class FederatedAveraging(Method):
         outcome = StepOutcome()
         if not received:
             return outcome
-        total = self.unspread(np.sum([np.asarray(r.estimate, float) for r in received], axis=0))
-        if self.aggregation == "orthogonal":  # each slot carried one user at weight 1
+        total = np.sum([np.asarray(r.estimate, float) for r in received], axis=0)
+        if self.aggregation in AIR:
+            total = self.unspread(total)[: self.n_parameters] * self.scale
+        if self.aggregation in ("orthogonal", "digital"):  # one user per reception, weight 1
             total = total / len(received)
-        delta = torch.as_tensor(total[: self.n_parameters] * self.scale, dtype=torch.float32)
-        set_flat(self.model, get_flat(self.model) + delta)
+        start = get_flat(self.model)
+        outcome.update_views.extend(self._views(received, total, start.numpy()))
+        set_flat(self.model, start + torch.as_tensor(total, dtype=torch.float32))
         self.scale = self.calibrate()
         outcome.losses.append(self.public_loss)  # users' losses never reach the server
         users = tuple(range(self.context.n_users))
@@ -170,6 +272,29 @@ class FederatedAveraging(Method):
             )
         )
         return outcome
+
+    def _views(
+        self, received: list[Reception], mean: np.ndarray, model: np.ndarray
+    ) -> list[UpdateView]:
+        """What the server saw of the updates (see the module docstring)."""
+        if self.aggregation == "digital":
+            return [
+                UpdateView(r.users, "single_update", np.asarray(r.estimate, float), model)
+                for r in received
+            ]
+        if self.aggregation == "orthogonal":
+            return [
+                UpdateView(
+                    r.users,
+                    "single_update",
+                    self.unspread(np.asarray(r.estimate, float))[: self.n_parameters] * self.scale,
+                    model,
+                )
+                for r in received
+            ]
+        users = tuple(u for r in received for u in r.users)
+        kind = "secure_sum" if self.aggregation == "secure" else "ota_sum"
+        return [UpdateView(users, kind, mean, model)]
 
     def evaluate(self) -> float | None:
         return float(evaluate(self.model, self.context.test))
@@ -207,12 +332,14 @@ class FedAvgUser(MethodUser):
         set_flat(self.model, get_flat(method.model))
         self.scale = float(method.scale)
         self._rng = make_rng(method.context.seed_for("fedavg-user", index))
+        self._secagg: SecAggClient | None = None
+        self._dropped = False
 
     def start_round(self, seed: RngLike) -> None:
         self._rng = make_rng(seed)
 
-    def payload(self, batch_size: int) -> UserPayload:
-        update = local_update(
+    def _train(self, batch_size: int) -> LocalUpdate:
+        return local_update(
             self.model,
             self.data,
             batch_size=int(batch_size),
@@ -220,10 +347,40 @@ class FedAvgUser(MethodUser):
             max_steps=self.method.local_steps,
             rng=self._rng,
         )
+
+    def payload(self, batch_size: int) -> UserPayload:
+        update = self._train(batch_size)
         x = update.delta.double() / max(self.scale, _rms_per_symbol(update.delta))
         vector = np.zeros(self.method.payload_reals)
         vector[: x.numel()] = x.numpy()
-        return UserPayload(self.method.spread(vector))
+        return UserPayload(self.method.spread(vector), update.indices)
+
+    def _drops_out(self) -> bool:
+        """Whether this user leaves the aggregation now (option ``dropout``)."""
+        return self.method.dropout > 0 and bool(self._rng.random() < self.method.dropout)
+
+    def upload(self, request: UplinkRequest) -> Upload | None:
+        """``fedavg/update``: the float32 update; ``secagg/*``: one phase of secure
+        aggregation (fresh keys at the first; the update, masked, at the third). None:
+        the user dropped out (after the key sharing, option ``dropout``)."""
+        batch = self.method.context.slot_batch
+        if request.phase == UPDATE_PHASE:
+            if self._drops_out():
+                return None
+            update = self._train(batch)
+            return Upload(update.delta.numpy().astype(np.float32), indices=update.indices)
+        if request.phase == PHASES[0]:
+            self._secagg, self._dropped = SecAggClient(self.index), False
+        if self._secagg is None or self._dropped:
+            return None
+        if request.phase == PHASES[2]:
+            self._dropped = self._drops_out()
+            if self._dropped:
+                return None
+            update = self._train(batch)
+            answer = self._secagg.respond(request, update.delta.numpy().astype(np.float64))
+            return Upload(answer.update, answer.blobs, update.indices)
+        return self._secagg.respond(request)
 
     def apply(self, feedback: Feedback, weight: float) -> None:
         set_flat(self.model, torch.as_tensor(np.asarray(feedback.arrays["model"], np.float32)))

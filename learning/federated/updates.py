@@ -10,7 +10,7 @@ sample count (the FedAvg weight).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -61,11 +61,14 @@ class LocalUpdate:
         delta: float32 ``(P,)``, ``theta_local - theta_global``.
         n_samples: local data set size (the FedAvg weight numerator).
         loss: mean training loss of the local round.
+        indices: int64 ``(S,)``, indices into ``data`` of the samples the round used
+            (audit only: the ground truth of attacks on the update), in order of use.
     """
 
     delta: torch.Tensor
     n_samples: int
     loss: float
+    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
 def local_update(
@@ -101,6 +104,7 @@ def local_update(
     opt = torch.optim.SGD(model.parameters(), lr=float(lr))
     gen = torch_generator(rng)
     losses: list[float] = []
+    used: list[np.ndarray] = []
     steps = 0
     for _ in range(int(local_epochs)):
         for idx in iterate_batches(len(data), int(batch_size), gen):
@@ -109,9 +113,11 @@ def local_update(
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
+            used.append(np.asarray(idx, dtype=np.int64).reshape(-1))
             steps += 1
             if max_steps is not None and steps >= max_steps:
                 break
         if max_steps is not None and steps >= max_steps:
             break
-    return LocalUpdate(get_flat(model) - start, len(data), float(np.mean(losses)))
+    indices = np.concatenate(used) if used else np.zeros(0, np.int64)
+    return LocalUpdate(get_flat(model) - start, len(data), float(np.mean(losses)), indices)

@@ -29,7 +29,14 @@ import torch
 from tqdm.auto import tqdm
 
 from learning.channels import OtaChannel
-from learning.methods.base import EvalCounts, Method, MethodUser, Reception
+from learning.methods.base import (
+    EvalCounts,
+    Method,
+    MethodUser,
+    Reception,
+    UplinkRequest,
+    Upload,
+)
 from phy.rng import make_rng
 from phy.waveform import OfdmConfig, frame_length
 
@@ -86,6 +93,17 @@ def channel_uses_to_reach(evaluations: Sequence[dict[str, Any]], target: float) 
     return next((e["channel_uses"] for e in evaluations if e["accuracy"] >= target), None)
 
 
+def _direct_exchange(users: Sequence[MethodUser]):
+    """The digital uplink in process: each request goes straight to its user; users that
+    answer None dropped out (:data:`learning.methods.base.Exchange`)."""
+
+    def exchange(requests: dict[int, UplinkRequest]) -> dict[int, Upload]:
+        answers = {u: users[u].upload(r) for u, r in requests.items()}
+        return {u: a for u, a in answers.items() if a is not None}
+
+    return exchange
+
+
 def _random_groups(n_users: int, group_size: int, rng: np.random.Generator) -> list[list[int]]:
     order = rng.permutation(n_users)
     return [order[i : i + group_size].tolist() for i in range(0, n_users, group_size)]
@@ -124,7 +142,9 @@ def run_method(
     histograms = {
         i: np.bincount(u.data.y.numpy(), minlength=ctx.n_classes) for i, u in enumerate(users)
     }
-    slot_uses = frame_length(method.payload_reals, ofdm or OfdmConfig())
+    slot_uses = (
+        frame_length(method.payload_reals, ofdm or OfdmConfig()) if method.payload_reals else 0
+    )
     result = LoopResult(users=users)
     mses: list[float] = []
     next_eval = eval_channel_uses
@@ -174,6 +194,11 @@ def run_method(
                     slot_id += 1
                     result.slots += 1
                     result.channel_uses += slot_uses
+                receptions += method.gather(
+                    group,
+                    _direct_exchange(users),
+                    make_rng(ctx.seed_for("gather", round_id, slot_id)),
+                )
                 outcome = method.server_step(
                     receptions, make_rng(ctx.seed_for("method", round_id, slot_id))
                 )

@@ -31,8 +31,18 @@ def context(data, **options) -> MethodContext:
 
 def test_fedavg_is_registered_with_its_options():
     assert METHODS["fedavg"] is FederatedAveraging
-    assert set(FederatedAveraging.options) == {"aggregation", "local_steps", "local_lr"}
-    assert FederatedAveraging.options["aggregation"].choices == ("ota", "orthogonal")
+    assert set(FederatedAveraging.options) == {
+        "aggregation",
+        "local_steps",
+        "local_lr",
+        "dropout",
+    }
+    assert FederatedAveraging.options["aggregation"].choices == (
+        "ota",
+        "orthogonal",
+        "digital",
+        "secure",
+    )
 
 
 def test_payload_is_the_scaled_update_with_bounded_power(data):
@@ -106,4 +116,57 @@ def test_state_round_trip(data):
 
 def test_bad_aggregation_refused(data):
     with pytest.raises(ValueError, match="aggregation"):
-        make_method("fedavg", context(data, aggregation="digital"))
+        make_method("fedavg", context(data, aggregation="analog"))
+
+
+def test_only_digital_aggregation_declares_the_model_update_uplink(data):
+    """The capability is granted by the method's own declaration; every air variant (and
+    every other method) leaves the privacy invariant untouched."""
+    from learning.methods.base import MODEL_UPDATES
+
+    for aggregation in ("digital", "secure"):
+        assert FederatedAveraging.link_capabilities({"aggregation": aggregation}) == {MODEL_UPDATES}
+        assert make_method("fedavg", context(data, aggregation=aggregation)).payload_reals == 0
+    for aggregation in ("ota", "orthogonal"):
+        assert FederatedAveraging.link_capabilities({"aggregation": aggregation}) == frozenset()
+    for name in METHODS:
+        if name != "fedavg":
+            assert METHODS[name].link_capabilities({"aggregation": "digital"}) == frozenset()
+
+
+@pytest.mark.parametrize("dropout", [0.0, 0.4])
+def test_secure_aggregation_equals_digital_with_dropouts(data, dropout):
+    """In process: secure aggregation applies exactly the mean of the surviving users'
+    updates (to fixed-point rounding), as plain digital aggregation of the same updates
+    does, with users dropping out after the key sharing; the server's views are each
+    user's update (digital) and only the mean (secure)."""
+    from learning.methods.loop import _direct_exchange
+
+    models, views = {}, {}
+    for aggregation in ("digital", "secure"):
+        method = make_method("fedavg", context(data, aggregation=aggregation, dropout=dropout))
+        users = [method.make_user(i) for i in range(4)]
+        for i, user in enumerate(users):
+            user.start_round(np.random.SeedSequence([7, i]))
+        receptions = method.gather(range(4), _direct_exchange(users), rng=0)
+        outcome = method.server_step(receptions, rng=0)
+        models[aggregation] = get_flat(method.model).numpy()
+        views[aggregation] = outcome.update_views
+    survivors = [v.users for v in views["digital"]]
+    assert [v.kind for v in views["digital"]] == ["single_update"] * len(survivors)
+    (secure,) = views["secure"]
+    assert secure.kind == "secure_sum" and [(u,) for u in secure.users] == survivors
+    if dropout:
+        assert 2 <= len(survivors) < 4  # seeded: some dropped, enough to unmask
+    else:
+        assert len(survivors) == 4
+    np.testing.assert_allclose(models["secure"], models["digital"], atol=1e-6)
+    mean = np.mean([v.update for v in views["digital"]], axis=0)
+    np.testing.assert_allclose(secure.update, mean, atol=len(survivors) * 2.0**-32)
+
+
+def test_digital_fedavg_learns_in_process(data):
+    method = make_method("fedavg", context(data, aggregation="secure", local_steps=2))
+    result = run_method(method, make_channel("ideal"), rounds=2, group_size=4)
+    assert result.channel_uses == 0 and result.slots == 0
+    assert result.accuracy > 0.5, result.accuracy  # chance 0.1
