@@ -28,6 +28,7 @@ users except the last (9 -> 4, 4, 1). Drop-outs: call :meth:`GroupingPolicy.regr
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 from abc import ABC, abstractmethod
@@ -315,11 +316,21 @@ class LabelAwareGrouping(GroupingPolicy):
     enum_limit g^2)), exponential only in the bounded pool size P; each local-search
     sweep O(n^2) time, O(n^2) memory. 1,000 users in groups of 4: about 1-2 s.
 
+    Populations larger than ``block_size`` are cut into blocks of at most that many
+    users (whole groups each, :func:`population_blocks`) and each block is grouped as
+    above: time O(n block_size), memory O(block_size^2) instead of O(n^2) (10,000
+    users would need an 800 MB similarity matrix). The blocks are cross-sections of the
+    population (users sorted by dominant label, then dealt across blocks), so every
+    block holds every kind of user and the search inside it finds partners about as
+    dissimilar as a search over everyone would (``benchmarks/scale.py`` and the tests
+    compare both).
+
     Args:
         metric: "cosine" or "overlap"; pool_size: P (>= group_size); enum_limit: most
         subsets enumerated exactly per group; max_sweeps: local-search sweeps per start;
         restarts: starts (None: clip(2000 // n, 1, 16)); matching_limit: largest n solved
-        by exact matching when g == 2.
+        by exact matching when g == 2; block_size: largest population searched as one
+        (larger ones are cut into blocks, see above).
     """
 
     name = "label_aware"
@@ -336,8 +347,11 @@ class LabelAwareGrouping(GroupingPolicy):
         max_sweeps: int = 50,
         restarts: int | None = None,
         matching_limit: int = 128,
+        block_size: int = 1000,
     ) -> None:
         super().__init__(group_size, remainder)
+        if block_size < 2 * group_size:
+            raise ValueError(f"block_size must be >= 2 group_size, got {block_size}")
         if metric not in SIMILARITY_METRICS:
             raise ValueError(f"metric must be one of {SIMILARITY_METRICS}, got {metric!r}")
         if pool_size < group_size or enum_limit < 1 or (restarts is not None and restarts < 1):
@@ -350,15 +364,40 @@ class LabelAwareGrouping(GroupingPolicy):
         self.max_sweeps = max_sweeps
         self.restarts = restarts
         self.matching_limit = matching_limit
+        self.block_size = block_size
+
+    #: blocks are cross-sections of the population (True) or runs of alike users (False)
+    mix_blocks: ClassVar[bool] = True
+
+    def _similarity(self, histograms: np.ndarray) -> np.ndarray:
+        """The matrix whose intra-group sum the search minimises."""
+        return similarity_matrix(histograms, self.metric)
 
     def _partition(self, n, sizes, histograms, rng):
-        s = similarity_matrix(histograms, self.metric)
-        return self.partition_similarity(s, sizes, rng)
+        if n <= self.block_size:
+            return self.partition_similarity(self._similarity(histograms), sizes, rng)
+        groups = []
+        restarts = self._restarts(n)  # as many starts as the whole population would get
+        for users, block_sizes in population_blocks(
+            histograms, sizes, self.block_size, mix=self.mix_blocks
+        ):
+            s = self._similarity(histograms[users])
+            for members in self.partition_similarity(s, block_sizes, rng, restarts):
+                groups.append(users[members].tolist())
+        return groups
+
+    def _restarts(self, n: int) -> int:
+        return self.restarts or int(np.clip(2000 // n, 1, 16))
 
     def partition_similarity(
-        self, similarity: np.ndarray, sizes: Sequence[int], rng: RngLike = None
+        self,
+        similarity: np.ndarray,
+        sizes: Sequence[int],
+        rng: RngLike = None,
+        restarts: int | None = None,
     ) -> list[list[int]]:
-        """Partition users 0..n-1 given their (n, n) similarity matrix and group sizes."""
+        """Partition users 0..n-1 given their (n, n) similarity matrix and group sizes
+        (``restarts``: starts of the search; None: the policy's for n users)."""
         s = np.asarray(similarity, dtype=np.float64)
         n = s.shape[0]
         if s.shape != (n, n) or sum(sizes) != n or any(k < 1 for k in sizes):
@@ -371,8 +410,7 @@ class LabelAwareGrouping(GroupingPolicy):
             return _min_weight_pairs(s)  # exact: partition into pairs = perfect matching
         best = _local_search(s, self._peel(s, sizes, None), self.max_sweeps)
         best_cost = total_intra_similarity(best, s)
-        restarts = self.restarts or int(np.clip(2000 // n, 1, 16))
-        for r in range(1, restarts):
+        for r in range(1, restarts or self._restarts(n)):
             if best_cost <= ZERO_TOL:
                 break  # cannot do better than zero
             if r % 2:  # a new construction with a perturbed seed order
@@ -432,7 +470,7 @@ class LabelAwareGrouping(GroupingPolicy):
                 return clique[:need]
         # 2) minimum-similarity subset: exact enumeration when small, else greedy
         if math.comb(pool.size, need) <= self.enum_limit:
-            combos = np.array(list(itertools.combinations(range(pool.size), need)))
+            combos = _combinations(pool.size, need)
             sub = s[np.ix_(pool, pool)]
             cost = s[seed, pool][combos].sum(axis=1)
             for a, b in itertools.combinations(range(need), 2):
@@ -450,6 +488,63 @@ class LabelAwareGrouping(GroupingPolicy):
             members.append(int(pool[pick]))
             cost_to += s[pool[pick], pool]
         return members[1:]
+
+
+@functools.lru_cache(maxsize=32)
+def _combinations(n: int, k: int) -> np.ndarray:
+    """Every k-subset of range(n) as rows of an int array (C(n, k), k), read-only."""
+    combos = np.array(list(itertools.combinations(range(n), k)), dtype=np.int64)
+    combos.setflags(write=False)
+    return combos
+
+
+def population_blocks(
+    histograms: np.ndarray, sizes: Sequence[int], block_size: int, *, mix: bool = True
+) -> list[tuple[np.ndarray, list[int]]]:
+    """Cut a population into blocks of whole groups for a block-wise search.
+
+    Args:
+        histograms: (n, n_classes) label counts of users 0..n-1.
+        sizes: the group sizes of the whole partition (summing to n).
+        block_size: most users per block (>= the largest group).
+        mix: True: each block is a cross-section (users sorted by dominant label and its
+            share, then dealt across the blocks in proportion to their sizes); False:
+            each block is a run of that order (alike users together).
+
+    Returns:
+        [(user indices (int64 array), the block's group sizes)], blocks in order; every
+        user in exactly one block, each block's sizes summing to its user count.
+    """
+    h = np.asarray(histograms, dtype=np.float64)
+    n = h.shape[0]
+    totals = h.sum(axis=1)
+    share = np.divide(h.max(axis=1), totals, out=np.zeros(n), where=totals > 0)
+    order = np.lexsort((np.arange(n), -share, h.argmax(axis=1)))
+    per_block: list[list[int]] = [[]]
+    for size in sorted(sizes, reverse=True):
+        if per_block[-1] and sum(per_block[-1]) + size > block_size:
+            per_block.append([])
+        per_block[-1].append(size)
+    counts = np.array([sum(b) for b in per_block])
+    if not mix:
+        bounds = np.concatenate([[0], np.cumsum(counts)])
+        return [
+            (order[a:b], sizes_b)
+            for (a, b), sizes_b in zip(itertools.pairwise(bounds), per_block, strict=True)
+        ]
+    # deal the sorted users: each goes to the block furthest behind its share
+    dealt = np.zeros(counts.size, dtype=np.int64)
+    members: list[list[int]] = [[] for _ in per_block]
+    for rank, user in enumerate(order):
+        behind = (rank + 1) * counts / n - dealt
+        behind[dealt >= counts] = -np.inf
+        b = int(np.argmax(behind))
+        members[b].append(int(user))
+        dealt[b] += 1
+    return [
+        (np.array(users, dtype=np.int64), sizes_b)
+        for users, sizes_b in zip(members, per_block, strict=True)
+    ]
 
 
 def _local_search(s: np.ndarray, groups: list[list[int]], max_sweeps: int) -> list[list[int]]:
@@ -542,11 +637,12 @@ class LabelIdenticalGrouping(LabelAwareGrouping):
     """
 
     name = "label_identical"
+    mix_blocks = False  # alike users share a block
 
-    def _partition(self, n, sizes, histograms, rng):
+    def _similarity(self, histograms: np.ndarray) -> np.ndarray:
         dissimilarity = 1.0 - similarity_matrix(histograms, self.metric)
         np.fill_diagonal(dissimilarity, 0.0)
-        return self.partition_similarity(dissimilarity, sizes, rng)
+        return dissimilarity
 
 
 #: policy name -> class (for experiment files)
