@@ -25,8 +25,10 @@ run's fading, power control and mixing, through ``channel="ota"`` at ``channel.s
 (server) or ``channel="eavesdropper"`` at ``attacks.eavesdropper_snr_db``
 (eavesdropper). It encodes auxiliary images as the method lets an outsider
 (:meth:`learning.methods.oam.OverTheAirMixup.public_payloads`: the raw-mode codec, or the
-users' *initial* encoder in feature mode). Every success figure comes with its chance
-level.
+users' *initial* encoder in feature mode; a semantic link's users' transmissions,
+:func:`attacker_payloads`), with the attack options the method names
+(``attack_kwargs``: DiffSem's inversion reads features only). Every success figure comes
+with its chance level.
 """
 
 from __future__ import annotations
@@ -123,6 +125,21 @@ def _victims(
     return victim, truth
 
 
+def attacker_payloads(
+    config: ExperimentConfig, method: Any, images: Any, rng: np.random.Generator
+) -> np.ndarray:
+    """The payloads ``(N, D)`` the attacker models for its auxiliary ``images``: what the
+    users would transmit when the method has a public transmit rule
+    (``transmitted_payloads``: a semantic link's encoder and self-noise adapted to the
+    legitimate link at ``channel.snr_db``, :mod:`learning.methods.diffsem`), else the
+    method's public payloads."""
+    transmitted = getattr(method, "transmitted_payloads", None)
+    if transmitted is None:
+        return method.public_payloads(images)
+    channel = config.channel
+    return transmitted(images, channel.snr_db, channel.fading, channel.power_control, rng=rng)
+
+
 def view_figures(
     config: ExperimentConfig,
     method: OverTheAirMixup,
@@ -146,8 +163,8 @@ def view_figures(
     victim, victim_truth = victims
     n_classes = data.train.n_classes
     aux = data.auxiliary
-    aux_payloads = method.public_payloads(aux.x)
     rng = ex.rng_for(config, *rng_name)
+    aux_payloads = attacker_payloads(config, method, aux.x, rng)
     idx = compose_groups(aux.y.numpy(), group_size, AUX_GROUPS, "random", n_classes, rng=rng)
     aux_obs = observe_groups(
         aux_payloads,
@@ -163,7 +180,13 @@ def view_figures(
     )
     aux_truth = group_truth(aux.x.numpy(), aux.y.numpy(), idx, n_classes)
     figures = privacy_figures(
-        aux_obs, aux_truth, victim, victim_truth, attacks=config.attacks.enabled, rng=rng
+        aux_obs,
+        aux_truth,
+        victim,
+        victim_truth,
+        attacks=config.attacks.enabled,
+        attack_kwargs=getattr(method, "attack_kwargs", None),
+        rng=rng,
     )
     return {"group_size": group_size, "n_observations": victim.n, "figures": figures}
 

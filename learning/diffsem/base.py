@@ -104,6 +104,11 @@ class Link(ABC):
     def fit(self, train: Dataset) -> Link:
         """Train the link on ``train``; sets :attr:`training_seconds`; returns ``self``."""
 
+    def fit_transmitter(self, train: Dataset) -> Link:
+        """Train what the user side needs (encoder, transmit rule); default: the whole
+        link (:meth:`fit`). Returns ``self``."""
+        return self.fit(train)
+
     def eval(self) -> None:
         """Put every module of the link in eval mode."""
         for value in vars(self).values():

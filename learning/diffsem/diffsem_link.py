@@ -43,6 +43,7 @@ class DiffSemLink(Link):
     def __init__(self, settings: DiffSemSettings, input_shape, n_classes, rng=None) -> None:
         super().__init__(settings, input_shape, n_classes, rng)
         self.receiver: DiffusionReceiver | None = None
+        self._transmitter_fitted = False
 
     def transmit(
         self,
@@ -74,10 +75,20 @@ class DiffSemLink(Link):
             raise RuntimeError("fit the link before predicting")
         return self.receiver.predict(received, channel_nsr)
 
+    def fit_transmitter(self, train: Dataset) -> DiffSemLink:
+        """Stage 1 only (encoder + head through the air): all a user needs. Idempotent;
+        :meth:`fit` continues from it with the same random streams, so a user's encoder
+        equals the one the receiver was fitted with."""
+        if not self._transmitter_fitted:
+            params = [*self.encoder.parameters(), *self.head.parameters()]
+            self.training_seconds += self.train_through_air(train, params, self._first_pass)
+            self._transmitter_fitted = True
+        return self
+
     def fit(self, train: Dataset) -> DiffSemLink:
         s: DiffSemSettings = self.settings  # type: ignore[assignment]
-        params = [*self.encoder.parameters(), *self.head.parameters()]
-        seconds = self.train_through_air(train, params, self._first_pass)
+        self.fit_transmitter(train)
+        seconds = self.training_seconds
         start = time.perf_counter()
         with torch.no_grad():
             clean = self.encoder(train.x) * np.sqrt(2.0)  # unit variance per real

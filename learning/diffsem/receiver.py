@@ -92,10 +92,14 @@ class DiffusionReceiver:
                     feats = self.denoise(x_t, t, torch.softmax(head(feats), dim=1))
         return feats
 
-    @torch.no_grad()
     def passes(self, received: torch.Tensor, channel_nsr: np.ndarray) -> dict[str, torch.Tensor]:
         """Logits ``(B, C)`` of every pass, in order (module doc)."""
-        x_t, t = self.diffusion_input(received, channel_nsr)
+        return self.passes_at(*self.diffusion_input(received, channel_nsr))
+
+    @torch.no_grad()
+    def passes_at(self, x_t: torch.Tensor, t: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits ``(B, C)`` of every pass from the diffusion input ``x_t`` ``(B, D)`` at
+        times ``t`` ``(B,)`` (e.g. :func:`learning.diffsem.reading.slot_marginal`)."""
         linear = self.linear(x_t, t)
         out = {"first_pass": self.head(linear), "link_head": self.first_head(linear)}
         null = torch.zeros(x_t.shape[0], self.denoiser.n_classes)

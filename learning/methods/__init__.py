@@ -29,3 +29,4 @@ def make_method(name: str, context: MethodContext) -> Method:
 # methods defined elsewhere register themselves on import
 import learning.federated.method  # noqa: E402,F401  ("fedavg")
 import learning.methods.adamixup  # noqa: E402,F401  ("adamixup")
+import learning.methods.diffsem  # noqa: E402,F401  ("diffsem")
