@@ -513,19 +513,25 @@ def population_blocks(
 
     Returns:
         [(user indices (int64 array), the block's group sizes)], blocks in order; every
-        user in exactly one block, each block's sizes summing to its user count.
+        user in exactly one block, each block's sizes summing to its user count; as few
+        blocks as fit, their user counts within one group of each other.
     """
     h = np.asarray(histograms, dtype=np.float64)
     n = h.shape[0]
     totals = h.sum(axis=1)
     share = np.divide(h.max(axis=1), totals, out=np.zeros(n), where=totals > 0)
     order = np.lexsort((np.arange(n), -share, h.argmax(axis=1)))
-    per_block: list[list[int]] = [[]]
-    for size in sorted(sizes, reverse=True):
-        if per_block[-1] and sum(per_block[-1]) + size > block_size:
-            per_block.append([])
-        per_block[-1].append(size)
-    counts = np.array([sum(b) for b in per_block])
+    n_blocks = -(-n // block_size)
+    while True:  # groups dealt largest first to the emptiest block: counts within a group
+        per_block: list[list[int]] = [[] for _ in range(n_blocks)]
+        counts = np.zeros(n_blocks, dtype=np.int64)
+        for size in sorted(sizes, reverse=True):
+            b = int(np.argmin(counts))
+            per_block[b].append(size)
+            counts[b] += size
+        if counts.max() <= block_size:
+            break
+        n_blocks += 1
     if not mix:
         bounds = np.concatenate([[0], np.cumsum(counts)])
         return [
