@@ -15,7 +15,10 @@ the run's radios (:class:`radio.ota_session.OtaReceiver` here,
    weights from the method; closed-form power control and corrections
    (:meth:`OtaReceiver.plan`); every user puts its payload on the air as its
    :class:`~radio.ota_transmitter.SlotOrder` says (``transmit``); the receiver captures
-   and estimates the mixture. Then the method's server step on what was received, and
+   and estimates the mixture. A method that declares the digital uplink
+   (:meth:`Method.link_capabilities`) then gathers the group's model updates over the
+   link (:class:`orchestrator.uplink.LinkExchange`; its bytes are the round's
+   ``round_uplink_bytes``). Then the method's server step on what was received, and
    its feedback to the users (``feedback``);
 4. evaluation (also on the channel-use grid ``experiment.eval_channel_uses``), metrics
    line (:mod:`orchestrator.metrics`), node and orchestrator checkpoints
@@ -42,6 +45,7 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+import torch
 
 from learning.methods.base import EvalCounts, Feedback, Reception
 from learning.methods.loop import pooled_accuracy
@@ -57,11 +61,16 @@ from orchestrator.mixup_error import MixupLog
 from orchestrator.nodes import NodeLost, Nodes
 from orchestrator.radios import RunRadios, radio_config
 from orchestrator.rundir import RunDirectory
+from orchestrator.uplink import LinkExchange
 from phy.waveform import frame_length
 from radio.ota_session import OtaReceiver, SlotPlan
 from radio.time_base import TimeBaseReceiver
 
-__all__ = ["Engine", "NodeLost"]
+__all__ = ["UPDATE_VIEWS_FILE", "Engine", "NodeLost"]
+
+#: the model updates the server saw in the recorded round (the gradient-inversion audit's
+#: input; a list of plain dicts, ``torch.load(weights_only=True)`` reads it)
+UPDATE_VIEWS_FILE = "server_updates.pt"
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +120,8 @@ class Engine:
         self.totals = Totals()
         self.observations: list[Observation] = []
         self.eavesdropped: list[EavesdropperCapture] = []  # empty without an eavesdropper
+        #: model updates the server saw in the recorded round (plain state, see update_views)
+        self.update_views: list[dict[str, Any]] = []
         self.live = LiveRecorder(run.path)  # link state and last slot for the live view
         self._last_slot: tuple | None = None
 
@@ -271,6 +282,16 @@ class Engine:
                 stats.pilot_channel_uses += receiver.clock - clock
             slot_of.update({i: slot_id for i in slot})
             slot_id += 1
+        if self.method.update_length:  # the method's declared digital uplink
+            exchange = LinkExchange(
+                self.nodes, self.ids, self.method.update_length, round_id, slot_id
+            )
+            indices = [self.index_of[u] for u in group]
+            gather_rng = ex.rng_for(self.config, "gather", round_id, slot_id)
+            receptions += self.method.gather(indices, exchange, gather_rng)
+            stats.uplink_bytes += exchange.bytes
+            slot_of.update({i: slot_id for i in indices if i not in slot_of})
+            slot_id += 1
         outcome = self.method.server_step(
             receptions, ex.rng_for(self.config, "method", round_id, slot_id)
         )
@@ -278,6 +299,17 @@ class Engine:
         for feedback in outcome.feedback:
             self._feedback(feedback, round_id, slot_id - 1)
         if record:
+            self.update_views += [
+                {
+                    "round": round_id,
+                    "slot_ids": [slot_of[i] for i in v.users],
+                    "user_ids": [self.ids[i] for i in v.users],
+                    "kind": v.kind,
+                    "update": torch.as_tensor(np.asarray(v.update, np.float64)),
+                    "model": torch.as_tensor(np.asarray(v.model, np.float64)),
+                }
+                for v in outcome.update_views
+            ]
             for view in outcome.views:
                 self.observations.append(
                     Observation(
@@ -455,6 +487,8 @@ class Engine:
             self.eavesdropped,
         )
         state["link"] = self.link.counters.snapshot()  # cumulative counters continue on resume
+        if self.update_views:
+            torch.save(self.update_views, self.run.path / UPDATE_VIEWS_FILE)
         self.run.save_checkpoint(state)
 
     def restore(self, state: dict[str, Any]) -> int:
@@ -468,4 +502,6 @@ class Engine:
         self.nodes.alive = restored.alive & set(self.nodes.node_of)
         self.observations = restored.observations
         self.eavesdropped = restored.eavesdropped
+        views = self.run.path / UPDATE_VIEWS_FILE
+        self.update_views = torch.load(views, weights_only=True) if views.exists() else []
         return restored.round_id + 1

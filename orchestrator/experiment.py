@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from learning.data import Dataset, UserSplit, load_dataset, split_users
-from learning.methods import make_method
+from learning.methods import METHODS, make_method
 from learning.methods.base import Method, MethodContext
 from learning.methods.base import named_seed as _named_seed
 from learning.mixup import make_policy
@@ -83,9 +83,20 @@ def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
     return ExperimentData(train, test, split)
 
 
+def method_options(config: ExperimentConfig) -> dict:
+    """The chosen method's ``[method]`` options (defaults filled in), without ``name``."""
+    return {k: v for k, v in vars(config.method).items() if k != "name"}
+
+
+def link_capabilities(config: ExperimentConfig) -> frozenset[str]:
+    """What the digital link may carry beyond scalars in this run: exactly what the method
+    declares (:meth:`learning.methods.base.Method.link_capabilities`); both ends grant it."""
+    return frozenset(METHODS[config.method.name].link_capabilities(method_options(config)))
+
+
 def method_context(config: ExperimentConfig, data: ExperimentData) -> MethodContext:
     """The :class:`learning.methods.base.MethodContext` of the experiment."""
-    options = {k: v for k, v in vars(config.method).items() if k != "name"}
+    options = method_options(config)
     return MethodContext(
         data.train,
         data.test,

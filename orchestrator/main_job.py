@@ -75,6 +75,7 @@ def _link_config(config: ExperimentConfig) -> LinkConfig:
         liveness_s=config.link.liveness_s,
         request_timeout_s=config.link.request_timeout_s,
         retries=config.link.retries,
+        capabilities=ex.link_capabilities(config),
     )
 
 

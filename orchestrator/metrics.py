@@ -45,6 +45,8 @@ class RoundStats:
     predicted_mse: list[float] = field(default_factory=list)
     regroupings: int = 0
     missed_slots: int = 0
+    #: bytes of the method's digital uplink (model updates, secure aggregation), both ways
+    uplink_bytes: int = 0
     #: evaluations within the round: {"channel_uses", "pilot_channel_uses", "slots", "accuracy"}
     evaluations: list[dict[str, Any]] = field(default_factory=list)
 
@@ -108,6 +110,7 @@ def round_record(
         "regroupings": stats.regroupings,
         "missed_slots": stats.missed_slots,
         "round_pilot_channel_uses": stats.pilot_channel_uses,
+        "round_uplink_bytes": stats.uplink_bytes,
         "evaluations": stats.evaluations,
         **link.figures(),
         "seconds": time.perf_counter() - link.started,

@@ -14,11 +14,16 @@ its requests:
   analog waveforms;
 * ``feedback``: the method users apply the server's feedback (e.g. back-propagate
   ``weight_k * dL/dy`` through the encoder);
+* ``uplink_request`` (only when the run's method declares the model-update uplink,
+  :meth:`learning.methods.base.Method.link_capabilities`): each listed user answers one
+  phase of the method's digital exchange (:meth:`MethodUser.upload`: its model update,
+  or secure aggregation's keys, shares and masked update) in an ``uplink_reply``;
 * ``eval_request``: the method users evaluate locally and the node reports scalars;
   ``checkpoint``: save the method users' plain state; ``shutdown``: exit.
 
-Every reply is an ``ack`` or an ``error`` with a reason; nothing a node sends carries
-an array (the schema in :mod:`orchestrator.messages` enforces it). For attack scoring
+Every reply is an ``ack`` or an ``error`` with a reason (or the ``uplink_reply``);
+nothing a node sends carries an array, except the model updates of a method declaring
+them (the schema in :mod:`orchestrator.messages` enforces both). For attack scoring
 only, each node appends the dataset indices of every batch it sent to its *local*
 audit file in the run directory (never over the link).
 
@@ -41,7 +46,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from learning.methods.base import Feedback, MethodUser
+from learning.methods.base import Feedback, MethodUser, UplinkRequest
 from orchestrator import experiment as ex
 from orchestrator import messages as m
 from orchestrator.config import ExperimentConfig, load_experiment
@@ -159,21 +164,45 @@ class Node:
             payload = user.learner.payload(order.batch_size)
             user.transmitter.play_payload(payload.vector, order.orders[k])
             user.last_batch = payload.indices
-            self._audit(order, user, payload.indices, float(order.weights[k]))
+            self._audit(
+                order.round_id, order.slot_id, user, payload.indices, float(order.weights[k])
+            )
             self.payload_log.slot(order.round_id, order.slot_id, [user.user_id], payload.vector)
 
     def _audit(
-        self, order: m.Transmit, user: HostedUser, indices: np.ndarray, weight: float
+        self, round_id: int, slot_id: int, user: HostedUser, indices: np.ndarray, weight: float
     ) -> None:
         record = {
-            "round": order.round_id,
-            "slot": order.slot_id,
+            "round": round_id,
+            "slot": slot_id,
             "user": user.user_id,
             "weight": weight,
             "indices": [int(i) for i in indices],
         }
         with self.audit_path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+    def _uplink(self, request: m.UplinkRequestMessage) -> dict:
+        """One phase of the method's digital uplink for each listed user (only on a link
+        granted model_updates): the ``uplink_reply`` body of those that answered. The
+        samples behind an update go to the local audit file, never over the link."""
+        answered, rows, blobs = [], [], []
+        for user_id, own in zip(request.user_ids, request.blobs, strict=True):
+            user = self._user(user_id)
+            upload = user.learner.upload(UplinkRequest(request.phase, request.arrays or {}, own))
+            if upload is None:  # dropped out of the exchange
+                continue
+            answered.append(user_id)
+            blobs.append(dict(upload.blobs))
+            if upload.update is not None:
+                rows.append(np.asarray(upload.update))
+                self._audit(request.round_id, request.slot_id, user, upload.indices, 1.0)
+        body: dict = {"user_ids": answered, "blobs": blobs}
+        if rows:
+            if len(rows) != len(answered):
+                raise ValueError(f"phase {request.phase}: some users answered without an update")
+            body["updates"] = np.stack(rows)
+        return body
 
     def _feedback(self, sent: m.FeedbackMessage) -> None:
         feedback = Feedback(
@@ -219,6 +248,9 @@ class Node:
             elif message.type == "eval_request":
                 link.reply(message, "ack")
                 link.request("orchestrator", "eval_report", self._evaluate(record))
+                return True
+            elif message.type == "uplink_request":
+                link.reply(message, "uplink_reply", self._uplink(record))
                 return True
             elif message.type == "checkpoint":
                 self._checkpoint(record.round_id)
@@ -347,6 +379,7 @@ def main(args: argparse.Namespace) -> int:
         liveness_s=config.link.liveness_s,
         request_timeout_s=config.link.request_timeout_s,
         retries=config.link.retries,
+        capabilities=ex.link_capabilities(config),
     )
     code = 1
     try:

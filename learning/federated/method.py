@@ -383,7 +383,7 @@ class FedAvgUser(MethodUser):
         return self._secagg.respond(request)
 
     def apply(self, feedback: Feedback, weight: float) -> None:
-        set_flat(self.model, torch.as_tensor(np.asarray(feedback.arrays["model"], np.float32)))
+        set_flat(self.model, torch.as_tensor(np.array(feedback.arrays["model"], np.float32)))
         self.scale = float(np.asarray(feedback.arrays["scale"]).reshape(-1)[0])
 
     def state_dict(self) -> dict[str, Any]:
