@@ -15,6 +15,7 @@ registry, so adding an implementation there makes it selectable here.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -143,6 +144,13 @@ SCHEMA: dict[str, dict[str, Field]] = {
             "ids of nodes started elsewhere (airmix node ...); none are spawned locally",
             check=_node_ids,
         ),
+        "backend": Field(
+            str,
+            "local",
+            "where node processes run: local processes, or Ray actors on a local or "
+            "existing cluster (ray.address; needs the optional extra airmix[ray])",
+            ("local", "ray"),
+        ),
     },
     "method": {
         "name": Field(
@@ -241,6 +249,27 @@ SCHEMA: dict[str, dict[str, Field]] = {
         ),
         "membership_samples": Field(
             int, 500, "members (and as many non-members) the membership audit tests", minimum=10
+        ),
+    },
+    "ray": {
+        "address": Field(
+            str,
+            "",
+            "users.backend = 'ray': the cluster to join ('auto', 'ray://HOST:PORT', "
+            "'HOST:PORT'); empty: the run starts a local cluster and stops it at the end",
+        ),
+        "cpus_per_node": Field(
+            float,
+            0.5,
+            "CPUs Ray reserves for each node actor (fractions pack several per core)",
+            minimum=0.01,
+            maximum=256,
+        ),
+        "cluster_cpus": Field(
+            int,
+            0,
+            "CPUs of the local cluster the run starts (0: the machine's count)",
+            minimum=0,
         ),
     },
     "link": {
@@ -374,6 +403,18 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
             "not supported with channel.radio = 'inventory' (a lab radio cannot capture the "
             "receiver's window of air); allowed there: false",
         )
+    if config.users.backend == "ray":
+        if config.users.remote_nodes:
+            raise ConfigError(
+                "users.remote_nodes",
+                "must be empty with users.backend = 'ray' (Ray places every node); "
+                "allowed there: []",
+            )
+        if importlib.util.find_spec("ray") is None:
+            raise ConfigError(
+                "users.backend",
+                "'ray' needs Ray (pip install 'airmix[ray]'); allowed without it: ['local']",
+            )
     if len(config.users.remote_nodes) > config.users.count:
         raise ConfigError(
             "users.remote_nodes",
