@@ -202,10 +202,21 @@ def estimate_probe(
     subcarrier ``(K,)`` from each comb's scatter around its delay fit."""
     x = np.asarray(capture)
     n = config.n_fft
-    body = x[start + config.cp_len : start + config.cp_len + PROBE_REPS * n]
+    # FFT window centred in the cyclic prefix, as the frame's data symbols
+    # (phy.waveform.symbol_grid): a band-limited fractional delay rings a burst up and
+    # down over a few samples on both sides, so a window ending at the probe's last
+    # sample would see the ring-down, which leaks between the combs (a per-user gain
+    # bias of a few hundredths of a radian); the known cyclic shift is undone.
+    off = config.cp_len // 2
+    lo = start + config.cp_len - off
+    body = x[lo : lo + PROBE_REPS * n] if lo >= 0 else x[:0]
     if body.size != PROBE_REPS * n:
         raise ValueError("the probe does not fit in the capture")
-    spectrum = np.fft.fft(body.reshape(PROBE_REPS, n), norm="ortho").mean(axis=0) / config.scale
+    k = np.fft.fftfreq(n, 1.0 / n)
+    ramp = np.exp(2j * np.pi * k * off / n)
+    spectrum = (
+        np.fft.fft(body.reshape(PROBE_REPS, n), norm="ortho").mean(axis=0) * ramp / config.scale
+    )
     gains, delays, noise = [], [], []
     for j in range(group_size):
         (block,) = probe_blocks(j, group_size, config)

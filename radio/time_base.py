@@ -75,6 +75,8 @@ __all__ = [
     "StreamSlotPlan",
     "TimeBaseReceiver",
     "TimeBaseSession",
+    "common_shift_hz",
+    "derotate",
     "stream_truth",
 ]
 #: receiver samples reserved per user in a batch acquisition (> start latency spread)
@@ -165,17 +167,45 @@ class AirTime:
 
 class StreamSlotPlan(SlotPlan):
     """A :class:`radio.ota_session.SlotPlan` of the stream or tdd time base: ``orders``
-    per user (mode, stream index), ``capture``: (receiver stream index or tdd capture
-    index of the frame, pulse count) used by :meth:`TimeBaseReceiver.receive`."""
+    per user (mode, stream index), ``target`` (receiver stream index or tdd capture
+    index of the frame) and ``shift_hz`` (the receiver-side frequency shift the users'
+    pre-rotations leave, :func:`common_shift_hz`) used by
+    :meth:`TimeBaseReceiver.receive`."""
 
-    def __init__(self, orders: list[SlotOrder], target: int, **kw: object) -> None:
+    def __init__(
+        self, orders: list[SlotOrder], target: int, shift_hz: float = 0.0, **kw: object
+    ) -> None:
         super().__init__(**kw)
         object.__setattr__(self, "orders", orders)
         object.__setattr__(self, "target", int(target))
+        object.__setattr__(self, "shift_hz", float(shift_hz))
 
     def order(self, k: int) -> SlotOrder:
         """What user ``k`` of the slot must do."""
         return self.orders[k]
+
+
+def common_shift_hz(cfos_hz: Sequence[float]) -> float:
+    """The frequency shift (Hz) the receiver removes digitally from a slot's capture, so
+    each user pre-rotates only ``cfo_k - shift``: the mid-range of the users' CFOs.
+
+    Pre-rotating the full CFO (up to +-46 kHz between two +-25 ppm radios at 915 MHz)
+    pushes a frame's band-edge subcarriers (bin 26 of 64: 0.41 fs) to 0.45 fs, where a
+    transmitter's interpolation filters (the AD9361's, the medium's band-limited
+    interpolator) no longer pass them faithfully: at 30 dB SNR the edge bins alone then
+    cost about 1 dB of mixup MSE. The mid-range halves the worst excursion. ``cfos_hz``:
+    the users' CFOs (non-finite ones ignored); 0.0 if none."""
+    c = np.asarray([f for f in cfos_hz if math.isfinite(f)], float)
+    return float((c.max() + c.min()) / 2) if c.size else 0.0
+
+
+def derotate(samples: np.ndarray, first: float, shift_hz: float, fs: float) -> np.ndarray:
+    """``samples`` (complex ``(n,)``, receiver index ``first`` at position 0) with the
+    receiver-side shift removed: ``samples[m] exp(-j 2 pi shift_hz (first + m) / fs)``."""
+    x = np.asarray(samples)
+    if shift_hz == 0.0:
+        return x
+    return x * np.exp(-2j * np.pi * shift_hz / fs * (first + np.arange(x.size)))
 
 
 #: plays pilot orders: items (user id, pilot id, group size, order)
@@ -476,9 +506,15 @@ class TimeBaseReceiver:
         return self._rx_ahead()
 
     def _orders(
-        self, target: int, tracks: Sequence[LinkTrack], scaling: np.ndarray, kind: int
+        self,
+        target: int,
+        tracks: Sequence[LinkTrack],
+        scaling: np.ndarray,
+        kind: int,
+        shift_hz: float = 0.0,
     ) -> list[SlotOrder]:
-        """Per user, the order landing its buffer's first block at ``target``."""
+        """Per user, the order landing its buffer's first block at ``target``, its CFO
+        pre-rotated but for the receiver's ``shift_hz`` (:func:`common_shift_hz`)."""
         out = []
         for t, b in zip(tracks, scaling, strict=True):
             if self.time_base == "tdd":
@@ -487,7 +523,9 @@ class TimeBaseReceiver:
                 n0 = int(math.floor(t.tx_index(target))) - MARGIN
                 delay, mode = t.rx_index(n0), MODE_STREAM
             out.append(
-                SlotOrder(delay, t.sro, t.cfo_hz, int(target), complex(b), 0, mode, n0, kind)
+                SlotOrder(
+                    delay, t.sro, t.cfo_hz - shift_hz, int(target), complex(b), 0, mode, n0, kind
+                )
             )
         return out
 
@@ -504,9 +542,11 @@ class TimeBaseReceiver:
         tracks = [self.tracks[u] for u in uids]
         kk = len(uids)
         target = self._target(tracks)
-        orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE)
+        shift = common_shift_hz([t.cfo_hz for t in tracks])
+        orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift)
         self.send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
         samples, at = self._capture(target, self._probe_len)
+        samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
         gains, delays, _ = estimate_probe(samples, at, kk, self.config)
         self.air.probe += self._probe_len
         return gains, delays, target
@@ -601,10 +641,12 @@ class TimeBaseReceiver:
         scaling = self.policy(gains, w, self.p_max, noise, rng=rng)
         b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling, complex))
         a = complex(np.asarray(scaling.rx_scaling))
-        orders = self._orders(target, tracks, b, KIND_PAYLOAD)
+        shift = common_shift_hz([t.cfo_hz for t, g in zip(tracks, gains, strict=True) if g != 0])
+        orders = self._orders(target, tracks, b, KIND_PAYLOAD, shift)
         return StreamSlotPlan(
             orders,
             target,
+            shift,
             corrections=[o.correction(j) for j, o in enumerate(orders)],
             tx_scaling=b,
             rx_scaling=a,
@@ -648,7 +690,8 @@ class TimeBaseReceiver:
         else:
             samples, at = self._capture(plan.target, length)
         self.air.payload += length
-        self.last_capture = samples
+        self.last_capture = samples  # the air as received (the live view's spectrum)
+        samples = derotate(samples, plan.target - at, plan.shift_hz, self.config.sample_rate_hz)
         return estimate_mixup(samples, plan.rx_scaling, n_reals, self.config, frame_start=at)
 
 
