@@ -153,6 +153,18 @@ class NodeProcesses:
                 process.wait()
 
 
+def node_hosts(config: ExperimentConfig, node_count: int) -> Any:
+    """Where the run's ``node_count`` node processes live (``users.backend``): local
+    processes (:class:`NodeProcesses`) or Ray actors (:class:`orchestrator.ray_nodes.
+    RayNodes`, which joins or starts the cluster now). Both offer ``start``,
+    ``all_running`` and ``stop``."""
+    if config.users.backend == "ray":
+        from orchestrator.ray_nodes import RayNodes  # optional extra: imported on demand
+
+        return RayNodes(config, node_count)
+    return NodeProcesses()
+
+
 def _prepare(args: argparse.Namespace) -> tuple[ExperimentConfig, RunDirectory, bool]:
     """Resolve the experiment and open or create its run directory; a new run is
     checked against the data and the machine first (:mod:`orchestrator.preflight`), so
@@ -197,7 +209,7 @@ def run_experiment(
     if state is not None:  # a node that died stays dead, as in the uninterrupted run
         node_users = {n: us for n, us in node_users.items() if set(us) & set(state["alive"])}
     radios = RUN_RADIOS[config.channel.radio](config, run.path.name)
-    nodes = NodeProcesses()
+    nodes = node_hosts(config, len(node_users))
     link = link_class(config.link.endpoint, keys_dir=keys_dir, config=_link_config(config))
     engine = None
     try:

@@ -1,0 +1,179 @@
+"""Node processes hosted as Ray actors (``users.backend = "ray"``).
+
+:class:`RayNodes` is the Ray peer of :class:`orchestrator.main_job.NodeProcesses`: the
+same three calls (``start``, ``all_running``, ``stop``), but each node process is a
+Ray actor (:class:`NodeHost`) placed by Ray on a local cluster that the run starts
+(``ray.address = ""``) or on an existing one (``ray.address``: ``"auto"``,
+``"ray://HOST:PORT"``, ``"HOST:PORT"``). Inside its actor a node runs exactly what
+``python -m orchestrator.node`` runs (:func:`orchestrator.node.main` with the same
+arguments): it hosts many users, opens their radios and joins the orchestrator over
+the same ZeroMQ/CurveZMQ link. Nothing of the protocol changes, so a node actor that
+dies (killed, its machine lost, out of memory) falls silent on the link and is
+dropped like any dead node: its users are silenced and regrouped, the run goes on.
+Ray does not restart a node actor (``max_restarts=0``): a node that rejoined mid-run
+would hold users the engine has already dropped.
+
+What a node actor needs from the run: the run directory (``config.toml``, its users'
+radio file, the CurveZMQ keys) at the same path, and the orchestrator's link address
+reachable from where it runs. A local cluster has both; on a cluster of several
+machines the run directory must be on a shared file system and ``link.endpoint`` a
+LAN address (as for ``users.remote_nodes``). Each actor writes its output to
+``logs/<node>.log`` in the run directory, as a local node process does.
+
+Resources: each node actor reserves ``ray.cpus_per_node`` CPUs. A local cluster started
+by the run offers ``ray.cluster_cpus`` CPUs (0: the machine's count, raised if needed so
+every node actor fits); on an existing cluster a run whose node actors cannot all be
+placed fails at start-up instead of waiting for the join timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from orchestrator.config import ExperimentConfig
+from orchestrator.main_job import node_arguments
+from orchestrator.rundir import RunDirectory
+
+__all__ = ["NodeHost", "RayNodes"]
+
+#: object store of a local cluster started by a run: nodes exchange nothing through it
+OBJECT_STORE_BYTES = 80 * 1024 * 1024
+
+
+class NodeHost:
+    """One airmix node process inside a Ray actor (its worker process is the node's)."""
+
+    def pid(self) -> int:
+        """The actor's process id."""
+        return os.getpid()
+
+    def serve(self, arguments: list[str], log_path: str) -> int:
+        """Run :func:`orchestrator.node.main` with the command-line ``arguments`` of a
+        node (:func:`orchestrator.main_job.node_arguments`), its output appended to
+        ``log_path``; returns its exit code (0: shut down by the orchestrator)."""
+        import argparse
+
+        from orchestrator import node
+
+        descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(descriptor, 1)
+        os.dup2(descriptor, 2)
+        os.close(descriptor)
+        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115 - the fds stay
+        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        parser = argparse.ArgumentParser(prog="airmix node (ray actor)")
+        node.add_arguments(parser)
+        code = node.main(parser.parse_args(arguments))
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return code
+
+
+class RayNodes:
+    """The run's node processes as Ray actors (see the module docstring).
+
+    Args:
+        config: the resolved experiment (``ray.address``, ``ray.cpus_per_node``,
+            ``ray.cluster_cpus``).
+        node_count: how many node actors the run will start (sizes a local cluster).
+
+    Connects to (or starts) the cluster on construction; :meth:`stop` disconnects, and
+    shuts down a local cluster this object started. A process already connected to Ray
+    (``ray.is_initialized()``) keeps its connection and its cluster.
+    """
+
+    def __init__(self, config: ExperimentConfig, node_count: int) -> None:
+        import ray
+
+        self._ray = ray
+        self.cpus_per_node = float(config.ray.cpus_per_node)
+        self.owned = False
+        if not ray.is_initialized():
+            common: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "configure_logging": False,
+            }
+            if config.ray.address:
+                ray.init(address=config.ray.address, **common)
+            else:
+                needed = math.ceil(node_count * self.cpus_per_node)
+                cpus = config.ray.cluster_cpus or max(os.cpu_count() or 1, needed)
+                ray.init(num_cpus=cpus, object_store_memory=OBJECT_STORE_BYTES, **common)
+            self.owned = True
+        offered = float(ray.cluster_resources().get("CPU", 0.0))
+        if node_count * self.cpus_per_node > offered + 1e-9:
+            self.stop()
+            raise RuntimeError(
+                f"the Ray cluster offers {offered:g} CPUs; {node_count} node actors at "
+                f"ray.cpus_per_node = {self.cpus_per_node:g} need "
+                f"{node_count * self.cpus_per_node:g} (lower ray.cpus_per_node or "
+                "users.node_processes)"
+            )
+        self.actors: dict[str, Any] = {}
+        self.serving: dict[str, Any] = {}  # node id -> the ObjectRef of its serve call
+        self.pids: dict[str, int] = {}
+
+    def start(
+        self,
+        run: RunDirectory,
+        node_users: dict[str, list[str]],
+        address: str,
+        keys_dir: Path | None,
+        uris: dict[str, str],
+        restore_round: int | None,
+        remote: list[str] | None = None,
+    ) -> None:
+        """Start one node actor per node of ``node_users`` (``remote`` must be empty:
+        Ray places every node)."""
+        if remote:
+            raise ValueError("users.remote_nodes cannot be combined with users.backend = 'ray'")
+        ray = self._ray
+        logs = run.path / "logs"
+        logs.mkdir(exist_ok=True)
+        host = ray.remote(NodeHost)
+        for node_id, users in node_users.items():
+            arguments = node_arguments(
+                run.path, node_id, address, keys_dir, users, uris, restore_round
+            )
+            actor = host.options(
+                name=f"airmix-{run.path.name}-{node_id}",
+                num_cpus=self.cpus_per_node,
+                max_restarts=0,
+            ).remote()
+            self.actors[node_id] = actor
+            self.pids[node_id] = ray.get(actor.pid.remote())
+            self.serving[node_id] = actor.serve.remote(arguments, str(logs / f"{node_id}.log"))
+
+    def all_running(self) -> bool:
+        """Whether no node actor has finished or died."""
+        refs = list(self.serving.values())
+        if not refs:
+            return True
+        done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        return not done
+
+    def kill(self, node_id: str) -> None:
+        """Kill node ``node_id``'s actor at once (its process dies, as a crashed node's)."""
+        self._ray.kill(self.actors[node_id], no_restart=True)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Wait up to ``timeout_s`` for the node actors to finish (they exit on the
+        orchestrator's ``shutdown``), kill the rest, and leave the cluster (shutting it
+        down if this object started it)."""
+        ray = self._ray
+        refs = list(getattr(self, "serving", {}).values())
+        if refs:
+            deadline = time.monotonic() + timeout_s
+            ray.wait(refs, num_returns=len(refs), timeout=max(0.1, deadline - time.monotonic()))
+        for actor in getattr(self, "actors", {}).values():
+            ray.kill(actor, no_restart=True)
+        self.actors, self.serving = {}, {}
+        if self.owned and ray.is_initialized():
+            ray.shutdown()
+            self.owned = False
