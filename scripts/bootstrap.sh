@@ -26,7 +26,7 @@ fi
 stamp=.venv/.airmix-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
     echo "[airmix] installing airmix and its dependencies" >&2
-    .venv/bin/pip install -q -e ".[dev,live]"
+    .venv/bin/pip install -q -e ".[dev,live,ray]"
     touch "$stamp"
 fi
 
