@@ -308,6 +308,16 @@ def _method_schema(body: Any) -> dict[str, Field]:
     return fields
 
 
+def _check_method_options(method: SimpleNamespace) -> None:
+    """Checks across the chosen method's options, if it has them
+    (``check_options(options) -> (option, problem) | None`` on the method class)."""
+    cls = importlib.import_module("learning.methods").METHODS[method.name]
+    check = getattr(cls, "check_options", None)
+    options = {k: v for k, v in vars(method).items() if k != "name"}
+    if check is not None and (problem := check(options)) is not None:
+        raise ConfigError(f"method.{problem[0]}", problem[1])
+
+
 class ExperimentConfig(SimpleNamespace):
     """A validated experiment: one attribute per section, each a namespace of fields."""
 
@@ -382,6 +392,7 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
         if getattr(sections[section], name) is None:
             setattr(sections[section], name, derive(sections))
     config = ExperimentConfig(**sections)
+    _check_method_options(config.method)
     if config.users.group_size > config.users.count:
         raise ConfigError(
             "users.group_size",

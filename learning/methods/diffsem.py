@@ -129,19 +129,13 @@ class DiffSemMethod(Method):
             raise ValueError(f"link {self.link_name!r} or slots {self.slot_mode!r} unknown")
         if len(context.split.auxiliary) < 2:
             raise ValueError("the auxiliary split is empty: nothing to train the link on")
-        values = {
-            "feature_dim": int(context.model["feature_dim"]),
-            "encoder": str(context.model["arch"]),
-            "epochs": int(opts["link_epochs"]),
-            "train_snr_db": (float(opts["train_snr_low_db"]), float(opts["train_snr_high_db"])),
-            **{k: opts[k] for k in opts if k not in ("link", "slots")},
-        }
-        known = {f.name for f in fields(LINKS[self.link_name].settings_type)}
+        values = self.link_settings(opts)
+        values.update(feature_dim=int(context.model["feature_dim"]), encoder=context.model["arch"])
         self.link = make_link(
             self.link_name,
             context.train.input_shape,
             context.n_classes,
-            {k: v for k, v in values.items() if k in known},
+            values,
             rng=make_rng(context.seed_for("diffsem-link")),
         )
         self.noise_level = float(getattr(self.link.settings, "noise_level", 0.0))
@@ -149,6 +143,36 @@ class DiffSemMethod(Method):
         self.told = np.zeros(context.n_users)  # the channel ratio each user adapts to
         self.evaluations = 0
         self._server_ready = False
+
+    #: link setting -> the option that sets it, where the names differ
+    SETTING_OPTIONS = {"epochs": "link_epochs", "train_snr_db": "train_snr_low_db"}
+
+    @classmethod
+    def link_settings(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The chosen link's settings (:mod:`learning.diffsem.settings`) from the method's
+        ``options`` (defaults filled in), without the ``[model]`` fields."""
+        opts = {name: spec.default for name, spec in cls.options.items()}
+        opts.update(options)
+        values = {k: opts[k] for k in opts if k not in ("link", "slots")}
+        values["epochs"] = values.pop("link_epochs")
+        values["train_snr_db"] = (values.pop("train_snr_low_db"), values.pop("train_snr_high_db"))
+        known = {f.name for f in fields(LINKS[str(opts["link"])].settings_type)}
+        return {k: v for k, v in values.items() if k in known}
+
+    @classmethod
+    def check_options(cls, options: Mapping[str, Any]) -> tuple[str, str] | None:
+        """``(option, problem)`` when the options make invalid link settings (checks
+        across fields, e.g. the training SNR range), else None; read by the experiment
+        validation (:mod:`orchestrator.config`)."""
+        from learning.diffsem.settings import settings_from_dict
+
+        link = str(options.get("link", cls.options["link"].default))
+        try:
+            settings_from_dict(LINKS[link].settings_type, cls.link_settings(options))
+        except ValueError as error:
+            setting, _, problem = str(error).partition(": ")
+            return cls.SETTING_OPTIONS.get(setting, setting), problem
+        return None
 
     # ------------------------------------------------------------------ the link
     def _user_side(self) -> None:
