@@ -256,12 +256,15 @@ class UpdateView:
             over the air, noisy).
         update: float ``(P,)``, the update seen (the mean update for a sum).
         model: float ``(P,)``, the global parameters the users started from.
+        air_scale: the public scale the updates had on the air (a received payload,
+            unspread, times it is the update; 1 when nothing went on the air).
     """
 
     users: tuple[int, ...]
     kind: str
     update: np.ndarray
     model: np.ndarray
+    air_scale: float = 1.0
 
 
 @dataclass
@@ -380,11 +383,16 @@ class Method(ABC):
         name: registry name (``[method] name``).
         options: method-specific ``[method]`` fields.
         summary: one line for ``--help`` and the README.
+        air_view: what its slots carry on the air (see the attribute).
     """
 
     name: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
     summary: ClassVar[str] = ""
+    #: what its slots carry on the air, as the attacks' views name it
+    #: (:data:`learning.attacks.base.VIEWS`): mixtures of samples or features, or
+    #: ``"model_updates"`` (federated methods); the eavesdropper's audit attacks that
+    air_view: ClassVar[str] = "received_mixture"
 
     def __init__(self, context: MethodContext) -> None:
         self.context = context
