@@ -287,6 +287,9 @@ class TimeBaseReceiver:
         self.gain_tracks: dict[Hashable, GainTrack] = {}
         self.roots: dict[Hashable, int] = {}
         self.silent: set[Hashable] = set()  # not heard at acquisition (deep fade)
+        #: timing of users silenced after being tracked: their streams run on, so a later
+        #: acquisition places its pair by this track, not as on a fresh stream
+        self.parked: dict[Hashable, LinkTrack] = {}
         self.air = AirTime()
         #: per user: "reacquisitions" and "underflows" (the live view's link table)
         self.counters: dict[Hashable, dict[str, int]] = {}
@@ -398,7 +401,8 @@ class TimeBaseReceiver:
         for uid in uids:
             if uid in self.tracks:
                 self._count(uid, "reacquisitions")
-        if again and self.time_base == "stream":
+        known = again + sum(u in self.parked for u in uids)
+        if known and self.time_base == "stream":
             reach = max(reach, int(self.reach_s * self.config.sample_rate_hz))
         group = max(len(self.roots), 1)
         if self.time_base == "tdd":
@@ -417,7 +421,7 @@ class TimeBaseReceiver:
         ahead = self._rx_ahead()
         items, placed = [], {}
         for j, uid in enumerate(uids):
-            track = self.tracks.get(uid)
+            track = self.tracks.get(uid) or self.parked.get(uid)
             extra = j * ACQ_SPACING
             if track is None:  # a fresh stream: index 0 plays about now
                 n = self.user_lead + self.slack + (ahead - base) + extra
@@ -462,12 +466,15 @@ class TimeBaseReceiver:
         """``uid`` was not heard at acquisition: it stays silent (b = 0) this round."""
         log.info("user %s not heard at acquisition: silent until the fading changes", uid)
         self.silent.add(uid)
-        self.tracks.pop(uid, None)
+        track = self.tracks.pop(uid, None)
+        if track is not None:
+            self.parked[uid] = track
         self.gain_tracks.pop(uid, None)
 
     def _set_track(self, uid: Hashable, est: LinkEstimate, d1: float, n: int, first: int) -> None:
         """Track of ``uid`` whose stream index ``n`` arrived at receiver index ``d1``."""
         offset = d1 - n * (1.0 + est.sro)
+        self.parked.pop(uid, None)
         self.tracks[uid] = LinkTrack(offset, est.sro, est.cfo_hz, est.noise_var, est.gain)
         weight = 2 * ACQ_REPS * len(self.config.used_bins)
         g0 = self._global(est.delay_samples)  # stream: receiver index; tdd: capture index

@@ -127,6 +127,23 @@ def test_lost_tracking_found_by_the_probe_reacquires_that_user():
     assert np.mean((out.estimate - out.target) ** 2) < 0.1 * np.mean(out.target**2)
 
 
+def test_a_user_silenced_by_a_deep_fade_is_heard_again_when_the_fading_changes():
+    """Its stream runs on while it is silent: the next acquisition places the pair by its
+    last timing track (a fresh-stream placement would be long past and dropped)."""
+    medium, session = _bed()
+    _slot(session)
+    medium.port("u3").tx_attenuation_db = 80.0  # a deep fade for one round
+    session.rx.new_round()
+    _slot(session, 1)
+    assert 3 not in session.rx.tracks and session.rx.silent == {3}
+    medium.port("u3").tx_attenuation_db = 0.0  # the fading changes
+    session.rx.new_round()
+    out = _slot(session, 2)
+    assert 3 in session.rx.tracks and not session.rx.silent and not session.rx.parked
+    genie = _slot(session, 2, genie=True)
+    assert out.mse_vs_target < 2.0 * genie.mse_vs_target
+
+
 def test_overflow_injected_reacquires_everyone():
     medium, session = _bed()
     _slot(session)
