@@ -60,8 +60,10 @@ from orchestrator.metrics import LinkWindow, RoundStats, Totals, round_record
 from orchestrator.mixup_error import MixupLog
 from orchestrator.nodes import NodeLost, Nodes
 from orchestrator.radios import RunRadios, radio_config
+from orchestrator.round_timing import RoundProgress, RoundTimer
 from orchestrator.rundir import RunDirectory
 from orchestrator.uplink import LinkExchange
+from phy.medium import medium_seconds
 from phy.waveform import frame_length
 from radio.ota_session import OtaReceiver, SlotPlan
 from radio.time_base import TimeBaseReceiver
@@ -123,6 +125,8 @@ class Engine:
         #: model updates the server saw in the recorded round (plain state, see update_views)
         self.update_views: list[dict[str, Any]] = []
         self.live = LiveRecorder(run.path)  # link state and last slot for the live view
+        self.timer = RoundTimer(medium_seconds)  # the round's time split (round_timing)
+        self.meter = RoundProgress(0, 0, self.progress)  # slots done, ETA
         self._last_slot: tuple | None = None
 
     def wait_for_nodes(self, timeout_s: float, is_running: Callable[[], bool]) -> None:
@@ -176,11 +180,19 @@ class Engine:
         )
 
     def _groups(self, round_id: int) -> list[list[str]]:
-        return self.grouping.group(
-            sorted(self.nodes.alive),
-            label_histograms=self.nodes.label_counts,
-            rng=ex.rng_for(self.config, "grouping", round_id),
-        )
+        with self.timer.span("grouping"):
+            return self.grouping.group(
+                sorted(self.nodes.alive),
+                label_histograms=self.nodes.label_counts,
+                rng=ex.rng_for(self.config, "grouping", round_id),
+            )
+
+    def _planned_slots(self, groups: list[list[str]]) -> int:
+        """Slots the round takes with ``groups`` (for its progress lines)."""
+        if not self.n_reals:
+            return 0
+        per_step = sum(len(self.method.slots([self.index_of[u] for u in g])) for g in groups)
+        return self.steps * per_step
 
     def _acquire(self, receiver: OtaReceiver, round_id: int, slot_id: int, users: list[str]):
         """Channel acquisition of ``users`` (pilot k for the k-th), one capture each."""
@@ -238,6 +250,7 @@ class Engine:
             self.nodes.stop_later(users)
         self._last_slot = (slot_id, users, getattr(receiver, "last_capture", None), estimate)
         stats.slots += 1
+        self.meter.slot_done()
         stats.payload_channel_uses += self.frame_len
         if estimate is None:
             stats.missed_slots += 1
@@ -268,16 +281,17 @@ class Engine:
             users = [self.ids[i] for i in slot]
             time_base = isinstance(receiver, TimeBaseReceiver)  # acquires/probes in plan
             clock = receiver.clock
-            if tuple(users) not in estimates:
-                estimates[tuple(users)] = (
-                    users if time_base else self._acquire(receiver, round_id, slot_id, users)
+            with self.timer.span("phy"):  # requests to nodes inside are timed apart
+                if tuple(users) not in estimates:
+                    estimates[tuple(users)] = (
+                        users if time_base else self._acquire(receiver, round_id, slot_id, users)
+                    )
+                    stats.pilot_channel_uses += receiver.clock - clock
+                receptions.append(
+                    self._slot(
+                        receiver, estimates[tuple(users)], round_id, slot_id, users, stats, record
+                    )
                 )
-                stats.pilot_channel_uses += receiver.clock - clock
-            receptions.append(
-                self._slot(
-                    receiver, estimates[tuple(users)], round_id, slot_id, users, stats, record
-                )
-            )
             if time_base:  # its clock counts acquisition and probe channel uses only
                 stats.pilot_channel_uses += receiver.clock - clock
             slot_of.update({i: slot_id for i in slot})
@@ -292,12 +306,13 @@ class Engine:
             stats.uplink_bytes += exchange.bytes
             slot_of.update({i: slot_id for i in indices if i not in slot_of})
             slot_id += 1
-        outcome = self.method.server_step(
-            receptions, ex.rng_for(self.config, "method", round_id, slot_id)
-        )
-        stats.losses += outcome.losses
-        for feedback in outcome.feedback:
-            self._feedback(feedback, round_id, slot_id - 1)
+        with self.timer.span("training"):
+            outcome = self.method.server_step(
+                receptions, ex.rng_for(self.config, "method", round_id, slot_id)
+            )
+            stats.losses += outcome.losses
+            for feedback in outcome.feedback:
+                self._feedback(feedback, round_id, slot_id - 1)
         if record:
             self.update_views += [
                 {
@@ -347,7 +362,8 @@ class Engine:
         channel_uses = self.totals.channel_uses + stats.payload_channel_uses
         if stats.evaluations and stats.evaluations[-1]["channel_uses"] == channel_uses:
             return stats.evaluations[-1]["accuracy"]  # nothing happened since
-        accuracy = self.evaluate(round_id)
+        with self.timer.span("training"):
+            accuracy = self.evaluate(round_id)
         stats.evaluations.append(
             {
                 "channel_uses": channel_uses,
@@ -368,6 +384,8 @@ class Engine:
     def run_round(self, round_id: int) -> dict[str, Any]:
         """Run one round; returns its metrics record."""
         window = LinkWindow(self.link.counters.snapshot, lambda: self.nodes.pump_seconds)
+        self.timer = RoundTimer(medium_seconds)
+        self.nodes.span = self.timer.span  # requests: the nodes' serving and the link
         self.radios.start_round(round_id)
         body = StartRound.of(round_id, radio_config(self.config))
         with contextlib.suppress(NodeLost):
@@ -377,6 +395,7 @@ class Engine:
         stats = RoundStats()
         record = round_id == self.config.experiment.rounds - 1
         groups = self._groups(round_id)
+        self.meter = RoundProgress(round_id, self._planned_slots(groups), self.progress)
         slot_id = 0
         estimates: dict[tuple[str, ...], list] = {}
         step = 0
@@ -405,9 +424,13 @@ class Engine:
         self.totals.channel_uses += stats.payload_channel_uses
         self.totals.pilot_channel_uses += stats.pilot_channel_uses
         self.totals.slots += stats.slots
-        return round_record(
+        out = round_record(
             round_id, accuracy, stats, self.totals, groups, len(self.nodes.alive), window
         )
+        served = self.link.counters.snapshot()["served_seconds"] - window.before["served_seconds"]
+        out["time_split"] = self.timer.split(out["messaging_seconds"], served)
+        out["slots_per_second"] = round(self.meter.slots_per_second, 3)
+        return out
 
     def _record_live(
         self,

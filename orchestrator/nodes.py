@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 import numpy as np
@@ -64,6 +65,8 @@ class Nodes:
         self._silence = silence
         self._progress = progress
         self._pending_stop: list[str] = []  # users whose frame plays until the next command
+        #: times the engine's blocking on requests (RoundTimer.span; default: untimed)
+        self.span: Callable[[str], AbstractContextManager] = lambda _part: nullcontext()
 
     # ------------------------------------------------------------------ events
     def pump(self, timeout_s: float = 0.0) -> None:
@@ -123,7 +126,8 @@ class Nodes:
         NodeLost raised after all requests finished, so the others are never left half
         done; an ``error`` reply (the node is alive but refused: a bug or bad input)
         raises RemoteError."""
-        results = self.link.request_many(requests)
+        with self.span("requests"):
+            results = self.link.request_many(requests)
         refused: RemoteError | None = None
         lost: NodeLost | None = None
         for (node_id, _, _), result in zip(requests, results, strict=True):

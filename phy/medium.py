@@ -119,6 +119,7 @@ __all__ = [
     "SharedMedium",
     "Transmission",
     "get_medium",
+    "medium_seconds",
     "register_medium",
     "unregister_medium",
 ]
@@ -131,6 +132,23 @@ FEEDER_IDLE_S = 10.0
 TIMINGS = ("realistic", "ideal")
 
 _NOISE_BLOCK = 1 << 16  # samples per counter-based noise block
+_seconds = [0.0, 0.0]  # process-wide: rendering, taking transmissions (medium_seconds)
+_seconds_lock = threading.Lock()
+
+
+def _account(kind: int, seconds: float) -> None:
+    with _seconds_lock:
+        _seconds[kind] += seconds
+
+
+def medium_seconds() -> tuple[float, float]:
+    """Wall seconds every medium of this process has worked so far, from any thread:
+    ``(rendering receiver captures, taking transmissions)``. A round's share is the
+    difference of two readings (:class:`orchestrator.round_timing.RoundTimer`)."""
+    with _seconds_lock:
+        return _seconds[0], _seconds[1]
+
+
 _INTERPOLATOR_CACHE = 32  # interpolators kept by content (pilots repeat across users)
 _interpolators: OrderedDict[tuple[bytes, bool], FarrowInterpolator] = OrderedDict()
 _interpolators_lock = threading.Lock()
@@ -587,12 +605,15 @@ class MediumPort:
 
     @staticmethod
     def _dac(samples: np.ndarray) -> np.ndarray:
+        started = time.perf_counter()
         x = np.asarray(samples)
         if x.ndim != 1 or x.size == 0:
             raise ValueError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError("samples contain NaN or inf")
-        return dac_quantize(x.astype(np.complex64))
+        out = dac_quantize(x.astype(np.complex64))
+        _account(1, time.perf_counter() - started)
+        return out
 
     # ----------------------------------------------------------------- TX streams
     def start_stream(self, block: int = 4096, buffers: int = 4) -> None:
@@ -1373,6 +1394,13 @@ class SharedMedium:
         """The ADC output of ``rx`` for ``n`` samples from ``start_s`` (see module doc).
         Its cost follows the samples on the air in the window (transmissions overlapping
         it), not the number of radios on the medium."""
+        started = time.perf_counter()
+        try:
+            return self._render_window(rx, start_s, n)
+        finally:
+            _account(0, time.perf_counter() - started)
+
+    def _render_window(self, rx: MediumPort, start_s: float, n: int) -> np.ndarray:
         with self.lock:
             fs_rx = rx.actual_sample_rate_hz
             end_s = start_s + n / fs_rx
