@@ -322,6 +322,7 @@ class Engine:
                     "kind": v.kind,
                     "update": torch.as_tensor(np.asarray(v.update, np.float64)),
                     "model": torch.as_tensor(np.asarray(v.model, np.float64)),
+                    "air_scale": float(v.air_scale),
                 }
                 for v in outcome.update_views
             ]

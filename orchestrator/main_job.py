@@ -32,6 +32,12 @@ from orchestrator import experiment as ex
 from orchestrator import mixup_error, provenance
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
 from orchestrator.engine import Engine
+from orchestrator.inversion_audit import (
+    eavesdropper_inversion_figures,
+    inversion_table,
+    server_inversion_figures,
+)
+from orchestrator.inversion_audit import headline as inversion_headline
 from orchestrator.keys import create_keys
 from orchestrator.lifeline import die_with_parent
 from orchestrator.link import TIMING_DEPENDENT, LinkConfig, OrchestratorLink
@@ -257,7 +263,19 @@ def run_experiment(
             config, engine.method, engine.data, engine.observations, run.path
         )
         eavesdropper = None
-        if config.attacks.eavesdropper:
+        updates_on_air = engine.method.air_view == "model_updates"
+        inversion = {"server": None, "eavesdropper": None}
+        if updates_on_air or engine.method.update_length:  # the server saw model updates
+            say("running gradient inversion on the model updates the server saw ...")
+            inversion["server"] = server_inversion_figures(
+                config, engine.method, engine.data, run.path
+            )
+        if config.attacks.eavesdropper and updates_on_air:
+            say("running gradient inversion on the model updates the eavesdropper heard ...")
+            inversion["eavesdropper"] = eavesdropper_inversion_figures(
+                config, engine.method, engine.data, engine.eavesdropped, run.path
+            )
+        elif config.attacks.eavesdropper:
             say("running privacy attacks on what the eavesdropper heard ...")
             eavesdropper = eavesdropper_view_figures(
                 config, engine.method, engine.data, engine.eavesdropped, run.path
@@ -266,6 +284,9 @@ def run_experiment(
             config, run.read_metrics(), privacy, link_counters(link, run), eavesdropper
         )
         summary["mixup_error"] = measured["overall"]
+        if inversion["server"] is not None:
+            summary["privacy"]["gradient_inversion"] = inversion
+            summary["headline"].update(inversion_headline(**inversion))
         if config.attacks.membership:  # the final server model, for membership of users' data
             say("running membership inference on the final server model ...")
             membership = membership_figures(
@@ -278,6 +299,8 @@ def run_experiment(
         for line in attack_table(summary):
             say(line)
         for line in membership_table(summary["privacy"].get("membership")):
+            say(line)
+        for line in inversion_table(summary["privacy"].get("gradient_inversion")):
             say(line)
         say(json.dumps(summary["headline"]))
         return summary

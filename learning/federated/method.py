@@ -106,6 +106,7 @@ class FederatedAveraging(Method):
 
     name = "fedavg"
     summary = "federated averaging: users' model updates summed over the air (or orthogonal)"
+    air_view = "model_updates"
     options = {
         "aggregation": Option(
             str,
@@ -162,6 +163,11 @@ class FederatedAveraging(Method):
         out = np.empty(self.payload_reals)
         out[self._perm] = self._signs * np.asarray(vector, dtype=np.float64)
         return out
+
+    def read_update(self, received: np.ndarray, air_scale: float) -> np.ndarray:
+        """The update ``(P,)`` a received payload ``(payload_reals,)`` carries at the public
+        scale ``air_scale`` (the mean update when it is a slot's weighted sum)."""
+        return self.unspread(received)[: self.n_parameters] * float(air_scale)
 
     # ---------------------------------------------------------------- the air
     @property
@@ -252,7 +258,7 @@ class FederatedAveraging(Method):
             return outcome
         total = np.sum([np.asarray(r.estimate, float) for r in received], axis=0)
         if self.aggregation in AIR:
-            total = self.unspread(total)[: self.n_parameters] * self.scale
+            total = self.read_update(total, self.scale)
         if self.aggregation in ("orthogonal", "digital"):  # one user per reception, weight 1
             total = total / len(received)
         start = get_flat(self.model)
@@ -287,14 +293,16 @@ class FederatedAveraging(Method):
                 UpdateView(
                     r.users,
                     "single_update",
-                    self.unspread(np.asarray(r.estimate, float))[: self.n_parameters] * self.scale,
+                    self.read_update(np.asarray(r.estimate, float), self.scale),
                     model,
+                    self.scale,
                 )
                 for r in received
             ]
         users = tuple(u for r in received for u in r.users)
-        kind = "secure_sum" if self.aggregation == "secure" else "ota_sum"
-        return [UpdateView(users, kind, mean, model)]
+        if self.aggregation == "secure":
+            return [UpdateView(users, "secure_sum", mean, model)]
+        return [UpdateView(users, "ota_sum", mean, model, self.scale)]
 
     def evaluate(self) -> float | None:
         return float(evaluate(self.model, self.context.test))
