@@ -40,6 +40,7 @@ from phy.eavesdropper import (
 )
 from phy.ota_model import ota_mixture
 from phy.rng import RngLike, make_rng, spawn, torch_generator
+from phy.slot_model import SLOT_TIME_BASES, receiver_gains
 
 GROUP_SCHEMES = ("identical", "random", "distinct")
 CHANNELS = ("ideal", "ota", "eavesdropper")
@@ -133,6 +134,7 @@ def observe_groups(
     policy: str = "mmse",
     weights_known: bool = True,
     eavesdropper_snr_db: float | None = None,
+    time_base: str = "ideal",
     rng: RngLike = None,
 ) -> Observation:
     """What an attacker sees when groups ``idx`` transmit together.
@@ -158,6 +160,11 @@ def observe_groups(
         weights_known: record the mixing weights in the observation.
         eavesdropper_snr_db: the eavesdropper's SNR (``channel="eavesdropper"``;
             default ``snr_db``).
+        time_base: the closed loop's time base (``channel.time_base``), whose slot the
+            ``"ota"`` channel models (:mod:`phy.slot_model`): on ``"stream"`` and
+            ``"tdd"`` power control is planned on the probe's gain estimates and users
+            whose acquisition burst is not detected stay silent; ``"ideal"`` (the
+            cyclic loop) plans on the true gains.
     Returns:
         :class:`Observation` with payload ``(B, D)``, mixed label ``(B, n_classes)`` if
         ``send_label``, group size K.
@@ -171,11 +178,13 @@ def observe_groups(
         raise ValueError(f"idx must be (K, B) indices into {x.shape[0]} samples")
     if channel not in CHANNELS:
         raise ValueError(f"unknown channel {channel!r}; allowed: {CHANNELS}")
+    if time_base not in SLOT_TIME_BASES:
+        raise ValueError(f"unknown time base {time_base!r}; allowed: {SLOT_TIME_BASES}")
     if not np.isfinite(snr_db):
         raise ValueError(f"snr_db must be finite, got {snr_db}")
     k, b = idx.shape
     d = x.shape[1]
-    g_w, g_h, g_noise = spawn(rng, 3)
+    g_w, g_h, g_noise, g_csi = spawn(rng, 4)
     policy_w = make_policy(mixing) if isinstance(mixing, str) else mixing
     w = policy_w.draw_groups(k, b, g_w)  # (K, B)
     sent = x[idx]  # (K, B, D)
@@ -200,15 +209,17 @@ def observe_groups(
         est = np.einsum("kb,kbd->bd", w, sent)
     else:
         h = make_channel_model(fading).generate((b, k), g_h)
+        noise_var = subcarrier_noise_var(snr_db)
         with torch.no_grad():
             est_t, _ = ota_mixture(
                 torch.from_numpy(sent),
                 w.T,
                 h,
-                subcarrier_noise_var(snr_db),
+                noise_var,
                 1.0,
                 policy,
                 generator=torch_generator(g_noise),
+                h_known=receiver_gains(h, noise_var, time_base, rng=g_csi),
             )
         est = est_t.numpy()
     return Observation(

@@ -173,6 +173,7 @@ def view_figures(
         n_classes,
         snr_db=config.channel.snr_db,
         mixing=method.context.mixing,  # the policy the run draws its slots' weights with
+        time_base=config.channel.time_base,  # the closed loop's slot, as the run has it
         fading=config.channel.fading,
         policy=config.channel.power_control,
         rng=rng,

@@ -43,6 +43,7 @@ from phy.waveform import (
 )
 
 __all__ = [
+    "ACQUISITION_THRESHOLD",
     "ACQ_REPS",
     "BURST_GAP",
     "PAIR_LEAD",
@@ -121,6 +122,11 @@ def acquisition_burst(user_index: int, config: OfdmConfig, reps: int = ACQ_REPS)
     return render_blocks(pilot_blocks(user_index, config, reps), config).astype(np.complex64)
 
 
+#: Schmidl-Cox threshold of the acquisition-burst detector (no long-capture search behind
+#: it, unlike the cyclic loop's pilot): a burst whose metric stays below is not heard
+ACQUISITION_THRESHOLD = 0.1
+
+
 def estimate_burst(
     capture: np.ndarray,
     user_index: int,
@@ -137,7 +143,7 @@ def estimate_burst(
     :func:`phy.estimation.estimate_user_link`. Raises :class:`NoPilotError` if absent."""
     x = np.asarray(capture)
     root = user_root(user_index, config)
-    dets = detect_frames(x, config, root=root, n_long=reps, threshold=0.1)
+    dets = detect_frames(x, config, root=root, n_long=reps, threshold=ACQUISITION_THRESHOLD)
     period = config.preamble_len - config.n_long * config.n_fft + reps * config.n_fft
     tail = config.long_start  # the detector needs some samples after the burst
     dets = [d for d in dets if d.start + period + tail <= x.size]

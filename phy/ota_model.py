@@ -17,6 +17,7 @@ real component).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -42,6 +43,7 @@ def ota_mixture(
     policy: str = "mmse",
     generator: torch.Generator | None = None,
     policy_kwargs: dict[str, Any] | None = None,
+    h_known: Any = None,
 ) -> tuple[torch.Tensor, PowerControlResult]:
     """Simulate one OTA mixup slot differentiably.
 
@@ -57,6 +59,9 @@ def ota_mixture(
         generator: torch generator for the noise (and for a randomised policy's draw);
             None uses torch's global generator.
         policy_kwargs: extra keyword arguments for the policy (e.g. ``{"alpha": 0.5}``).
+        h_known: the gains the receiver plans on, the shape of ``h`` (its estimates, 0
+            for a user it did not hear: that user is silent, ``b_k = 0``; see
+            :mod:`phy.slot_model`); None plans on ``h`` itself (perfect CSI).
 
     Returns:
         ``(estimate, result)``: estimate of ``sum_k w_k x_k`` as a real tensor ``(B, D)``
@@ -88,11 +93,17 @@ def ota_mixture(
         h_np = np.broadcast_to(h_np, (b, k))
         w_np = np.broadcast_to(w_np, (b, k))
 
+    planned = h_np
+    if h_known is not None:
+        planned = np.broadcast_to(_to_numpy(h_known).astype(np.complex128), h_np.shape)
     chosen = get_power_policy(policy)
     kwargs = dict(policy_kwargs or {})
     if chosen.randomised and "rng" not in kwargs:
         kwargs["rng"] = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    result = chosen(h_np, w_np, p_np, nv_np, **kwargs)
+    result = chosen(planned, w_np, p_np, nv_np, **kwargs)
+    if h_known is not None:  # unheard users stay silent; the air applies the true gains
+        b_np = np.where(planned == 0, 0j, np.asarray(result.tx_scaling, np.complex128))
+        result = replace(result, tx_scaling=b_np)
 
     cdtype = torch.complex64 if payloads.dtype == torch.float32 else torch.complex128
     a_np = result.rx_scaling

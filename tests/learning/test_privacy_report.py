@@ -173,3 +173,20 @@ def test_observe_groups_draws_weights_with_the_given_policy():
     np.testing.assert_allclose(equal, 1 / 3, rtol=1e-6)
     with pytest.raises(KeyError):
         observe_groups(payloads, labels, idx, 3, mixing="no_such_policy", **kw)
+
+
+def test_observe_groups_models_the_configured_time_base():
+    """On the stream time base users whose acquisition burst is not detected are silent:
+    at 5 dB many more groups lose a user's label than on the ideal (cyclic) loop."""
+    gen = make_rng(0)
+    payloads = gen.normal(0, np.sqrt(0.5), size=(300, 8)).astype(np.float32)
+    labels = np.arange(300) % 10
+    idx = compose_groups(labels, 3, 4000, "distinct", 10, rng=1)
+    lost = {}
+    for time_base in ("ideal", "stream"):
+        obs = observe_groups(payloads, labels, idx, 10, snr_db=5.0, time_base=time_base, rng=3)
+        mass = np.take_along_axis(obs.mixed_label, labels[idx].T, axis=1)  # (B, K)
+        lost[time_base] = np.mean(mass.min(axis=1) < 0.02)
+    assert lost["stream"] > 3 * lost["ideal"]
+    with pytest.raises(ValueError, match="time base"):
+        observe_groups(payloads, labels, idx, 10, time_base="cyclic")
