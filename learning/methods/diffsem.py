@@ -118,6 +118,9 @@ class DiffSemMethod(Method):
         "beta": Option(float, 1e-3, "IBAL: information-bottleneck weight", minimum=0),
         "train_snr_low_db": Option(float, 7.0, "lowest SNR the link is trained at (dB)"),
         "train_snr_high_db": Option(float, 23.0, "highest SNR the link is trained at (dB)"),
+        "attack_epochs": Option(
+            int, 60, "audit: epochs of the inversion and its evaluator", minimum=1
+        ),
     }
 
     def __init__(self, context: MethodContext) -> None:
@@ -140,6 +143,7 @@ class DiffSemMethod(Method):
         )
         self.noise_level = float(getattr(self.link.settings, "noise_level", 0.0))
         self.dim, self.batch = int(values["feature_dim"]), context.slot_batch
+        self.attack_epochs = int(opts["attack_epochs"])
         self.told = np.zeros(context.n_users)  # the channel ratio each user adapts to
         self.evaluations = 0
         self._server_ready = False
@@ -153,7 +157,7 @@ class DiffSemMethod(Method):
         ``options`` (defaults filled in), without the ``[model]`` fields."""
         opts = {name: spec.default for name, spec in cls.options.items()}
         opts.update(options)
-        values = {k: opts[k] for k in opts if k not in ("link", "slots")}
+        values = {k: opts[k] for k in opts if k not in ("link", "slots", "attack_epochs")}
         values["epochs"] = values.pop("link_epochs")
         values["train_snr_db"] = (values.pop("train_snr_low_db"), values.pop("train_snr_high_db"))
         known = {f.name for f in fields(LINKS[str(opts["link"])].settings_type)}
@@ -238,9 +242,15 @@ class DiffSemMethod(Method):
         nsr = air.channel_nsr(gains, snr_db)
         return self.link.transmit(features, nsr, torch_generator(g_noise)).numpy()
 
-    #: options of the attacks the audit runs on this method (features only: the inversion
-    #: does not read the label tail, as DiffSem's attacker)
-    attack_kwargs = {"model_inversion": {"use_label": False, "epochs": 60}}
+    @property
+    def attack_kwargs(self) -> dict[str, dict[str, Any]]:
+        """Options of the attacks the audit runs on this method: the inversion reads the
+        features only (not the label tail), as DiffSem's attacker; it and its evaluation
+        classifier train for ``attack_epochs``."""
+        epochs = self.attack_epochs
+        return {
+            "model_inversion": {"use_label": False, "epochs": epochs, "evaluator_epochs": epochs}
+        }
 
     # ------------------------------------------------------------------ the air
     @property
