@@ -58,7 +58,11 @@ class NodeHost:
         ``log_path``; returns its exit code (0: shut down by the orchestrator)."""
         import argparse
 
+        from threadpoolctl import threadpool_limits
+
         from orchestrator import node
+
+        threadpool_limits(limits=1)  # as local node processes (main_job.SINGLE_THREADED_MATH)
 
         descriptor = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         os.dup2(descriptor, 1)
