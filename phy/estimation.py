@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.signal import correlate, czt
+from scipy.signal import correlate
 
 from phy.sync import Detection, delay_from_response, detect_frames
 from phy.waveform import Block, OfdmConfig, phasors, render_blocks
@@ -222,20 +222,9 @@ def _periodogram_peak(values: np.ndarray, times: np.ndarray, span: float) -> flo
     t = times - times.mean()
     step = 0.25 / (float(np.ptp(times)) or 1.0)
     grid = np.arange(-span, span + step / 2, step)
-    offsets = np.rint(times - times.min()).astype(np.int64)
-    if np.allclose(times - times.min(), offsets, rtol=0.0, atol=1e-6):
-        # block times a whole number of samples apart (pilot blocks): the coarse grid is
-        # a chirp-z transform of the blocks placed on that sample grid, O(T log T) for T
-        # samples spanned instead of O(blocks x grid); the magnitude ignores the offset
-        sparse = np.zeros(int(offsets.max()) + 1, complex)
-        sparse[offsets] = values
-        w, a = np.exp(-2j * np.pi * step), np.exp(-2j * np.pi * span)
-        power = np.abs(czt(sparse, grid.size, w, a))
-    else:
-        steer = phasors(-2 * np.pi * step * t, np.arange(grid.size))
-        steer *= np.exp(2j * np.pi * span * t)[:, None]
-        power = np.abs(values @ steer)
-    center = grid[int(np.argmax(power))]
+    steer = phasors(-2 * np.pi * step * t, np.arange(grid.size))
+    steer *= np.exp(2j * np.pi * span * t)[:, None]
+    center = grid[int(np.argmax(np.abs(values @ steer)))]
     fine_step = step / 8
     grid = center + fine_step * np.arange(-16, 17)
     steer = phasors(-2 * np.pi * fine_step * t, np.arange(-16, 17))
