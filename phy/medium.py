@@ -96,9 +96,11 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -993,11 +995,12 @@ class MediumPort:
             idx = first + pos
             block, offset = divmod(idx, _NOISE_BLOCK)
             values = self._noise_cache.get(block)
-            if values is None:
+            if values is None:  # a pure function of (key, block): racing threads agree
                 values = _gaussian_block(self._noise_key, block)
-                if len(self._noise_cache) >= 8:
-                    self._noise_cache.pop(next(iter(self._noise_cache)))
-                self._noise_cache[block] = values
+                with self.medium.lock:
+                    while len(self._noise_cache) >= 8:
+                        self._noise_cache.pop(next(iter(self._noise_cache)))
+                    self._noise_cache[block] = values
             take = min(n - pos, _NOISE_BLOCK - offset)
             out[pos : pos + take] = values[offset : offset + take]
             pos += take
@@ -1352,6 +1355,26 @@ class SharedMedium:
             )
 
     # ----------------------------------------------------------------- rendering
+    def capture_many(
+        self, windows: list[tuple[str, float, int]], workers: int | None = None
+    ) -> list[np.ndarray]:
+        """Render several receiver windows at once, in parallel threads: e.g. the slots
+        of different groups, which never overlap on the air. Each window is
+        ``(receiver name, start_s, n)`` and gives what :meth:`MediumPort.capture` gives
+        for it (complex64 ``(n,)``, the same values whatever ``workers`` is): rendering
+        is pure and holds the medium's lock only to collect the transmissions on the
+        air, and numpy releases the GIL for the per-sample work. ``workers``: threads
+        (None: one per CPU, at most one per window)."""
+        ports = [(self.port(name), finite_scalar("start_s", t), count("n", n, 0))
+                 for name, t, n in windows]  # fmt: skip
+        if workers is None:
+            workers = os.cpu_count() or 1
+        workers = max(1, min(int(workers), len(ports)))
+        if workers == 1:
+            return [self._render(port, t, n) for port, t, n in ports]
+        with ThreadPoolExecutor(workers, thread_name_prefix="medium") as pool:
+            return list(pool.map(lambda w: self._render(*w), ports))
+
     def _on_air_add(self, port: MediumPort, tr: Transmission, horizon: float) -> None:
         """Index ``tr`` (just kept by ``port``); entries that ended before ``horizon``
         are pruned once the index doubled since the last prune (amortised O(1))."""
