@@ -33,3 +33,11 @@ def test_airmix_run_trains_fedavg_over_the_air(tmp_path):
     assert len(rounds) == 2
     assert rounds[-1]["accuracy"] > 0.3  # chance 0.1; two rounds of 4 users
     assert rounds[-1]["channel_uses"] > rounds[0]["channel_uses"] > 0
+    # the audit inverted the over-the-air updates the server and the eavesdropper saw
+    inversion = json.loads((run_dir / "summary.json").read_text())["privacy"]["gradient_inversion"]
+    assert inversion["server"]["kinds"] == ["ota_sum"]
+    assert inversion["eavesdropper"]["kinds"] == ["ota_sum"]
+    assert inversion["eavesdropper"]["frames_found"] > 0
+    for party in ("server", "eavesdropper"):
+        figures = inversion[party]["figures"]
+        assert {"task_accuracy", "task_accuracy_chance", "psnr_db_chance"} <= set(figures)
