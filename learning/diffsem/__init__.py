@@ -40,6 +40,11 @@ AWGN, SNRs 7-23 dB, an inversion attacker that can query the encoder):
 
 Links are selected by name (:data:`LINKS`, :func:`make_link`: ``"plain"``, ``"ibal"``,
 ``"diffsem"``); :mod:`.experiment` runs the comparison grid of ``benchmarks/diffsem.py``.
+In ``airmix run`` a link is the ``diffsem`` method (:mod:`learning.methods.diffsem`): the
+receiver reads real slots with :mod:`.reading` (noise measured on the label tail, the
+closed loop's channel ratio, the exact diffusion marginal, also of SIMix mixtures), and
+the run's privacy audit attacks the eavesdropper's captures with this package's threat
+model (:mod:`.eavesdropper`).
 """
 
 from learning.diffsem.base import LINKS, AirPass, Link, air_pass, link_accuracy, make_link

@@ -20,6 +20,7 @@ from learning.methods.diffsem import DiffSemMethod
 from learning.methods.loop import run_method
 from learning.mixup import make_policy
 
+#: a link trained in about a second (the real settings are the defaults)
 TINY = {
     "link_epochs": 3,
     "denoiser_epochs": 10,

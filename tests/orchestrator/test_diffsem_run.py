@@ -18,6 +18,7 @@ import tomli_w
 
 from orchestrator.rundir import RunDirectory
 from phy.link_budget import subcarrier_noise_var
+from tests.learning.test_diffsem_method import TINY
 from tests.orchestrator.test_main_job import (  # noqa: F401 - airmix_runs: the fixture
     airmix_runs,
     comparable,
@@ -27,16 +28,7 @@ from tests.orchestrator.test_main_job import (  # noqa: F401 - airmix_runs: the 
 )
 
 #: a link trained in about a second (the real settings are the defaults)
-TINY_METHOD = {
-    "name": "diffsem",
-    "link_epochs": 3,
-    "denoiser_epochs": 10,
-    "denoiser_width": 64,
-    "head_epochs": 2,
-    "label_iterations": 1,
-    "sampling_steps": 2,
-    "attack_epochs": 5,
-}
+TINY_METHOD = {"name": "diffsem", **TINY, "attack_epochs": 5}
 
 
 def diffsem_experiment(
