@@ -29,6 +29,7 @@ import torch
 from learning.attacks import GroupTruth, Observation, get_attack
 from learning.attacks.base import success_figures
 from learning.data import Dataset
+from learning.figures import save_figure
 from learning.framing import label_tail, read_label
 from learning.mixup import MixingPolicy, make_policy
 from phy.channel import make_channel_model
@@ -431,9 +432,4 @@ def plot_privacy_utility(report: Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("accuracy (fraction)")
     ax.set_title("privacy-utility report")
     ax.legend(fontsize=8, loc="upper left", ncol=3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path)

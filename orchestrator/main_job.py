@@ -29,6 +29,7 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from learning.attacks.base import success_figures
+from learning.figures import save_figure
 from orchestrator import experiment as ex
 from orchestrator import mixup_error, provenance
 from orchestrator.config import ConfigError, ExperimentConfig, load_experiment
@@ -471,9 +472,7 @@ def write_plots(
     )
     axes[2].set(xlabel="round", ylabel="channel uses", title="channel uses per round")
     axes[2].legend()
-    figure.tight_layout()
-    figure.savefig(run.plots_dir / "training.png", dpi=100)
-    plt.close(figure)
+    save_figure(figure, run.plots_dir / "training.png")
     views = [("server", privacy.get("figures", {}))]
     if eavesdropper is not None:
         views.append(("eavesdropper", eavesdropper.get("figures", {})))
@@ -504,9 +503,7 @@ def write_plots(
         )
         axis.set(ylim=(0, 1.3), ylabel="success", title=title)
         axis.legend(fontsize=8, ncol=2, loc="upper right")
-        figure.tight_layout()
-        figure.savefig(run.plots_dir / "privacy.png", dpi=100)
-        plt.close(figure)
+        save_figure(figure, run.plots_dir / "privacy.png")
 
 
 def main(args: argparse.Namespace) -> int:

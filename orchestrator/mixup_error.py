@@ -35,6 +35,7 @@ from typing import Any
 
 import numpy as np
 
+from learning.figures import save_figure
 from orchestrator.rundir import METRICS_FILE, atomic_write_text
 
 RESULT_FILE = "mixup_error.json"
@@ -223,9 +224,4 @@ def plot(result: dict[str, Any], path: str | Path) -> Path | None:
     axis.set(xlabel="round", ylabel="mixup MSE (dB per real)")
     axis.set_title("receiver estimate vs true weighted sum, per round")
     axis.legend(fontsize=8)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

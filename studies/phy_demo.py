@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from learning.figures import save_figure
 from phy.medium import SharedMedium, register_medium, unregister_medium
 from phy.rng import RngLike, make_rng, spawn
 from phy.waveform import OfdmConfig
@@ -141,9 +142,6 @@ def main(args: argparse.Namespace) -> int:
     ax.set_title(f"OTA mixup, {args.users} users, simulated medium")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    path = out / "mse_vs_snr.png"
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    path = save_figure(fig, out / "mse_vs_snr.png", dpi=120)
     print(f"plot written to {path}")
     return 0

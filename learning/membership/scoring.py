@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from learning.figures import save_figure
+
 #: (figure name, target FPR) of the low-FPR operating points
 LOW_FPR_POINTS: tuple[tuple[str, float], ...] = (
     ("tpr_at_0_1pct_fpr", 0.001),
@@ -82,18 +84,6 @@ def _axes(size: tuple[float, float], ncols: int = 1):
     return plt.subplots(1, ncols, figsize=size)
 
 
-def _save(figure, path: str | Path) -> Path:
-    """Write ``figure`` as a PNG at ``path`` (parents created) and close it."""
-    import matplotlib.pyplot as plt
-
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
-
-
 def plot_roc(
     curves: dict[str, tuple[np.ndarray, np.ndarray]],
     path: str | Path,
@@ -113,7 +103,7 @@ def plot_roc(
     axis.set(xscale="log", yscale="log", xlim=(floor, 1), ylim=(floor, 1.05))
     axis.set(xlabel="false-positive rate", ylabel="true-positive rate", title=title)
     axis.legend(fontsize=7, loc="lower right")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_privacy_accuracy(
@@ -141,4 +131,4 @@ def plot_privacy_accuracy(
         axis.legend(fontsize=8)
     axes[0].set_ylim(0.4, 1.02)
     figure.suptitle(title)
-    return _save(figure, path)
+    return save_figure(figure, path)

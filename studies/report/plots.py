@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from learning.figures import save_figure
 from studies.report.reference import closed_form_mse
 from studies.report.statistics import Estimate, Setting, mean_curve, short, show
 
@@ -31,13 +32,6 @@ def _bar(value: Estimate) -> float:
     return value.half_width if value.n > 1 and np.isfinite(value.half_width) else 0.0
 
 
-def _save(figure: Any, path: Path) -> Path:
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    _plt().close(figure)
-    return path
-
-
 def plot_accuracy(settings: Sequence[Setting], target: float | None, path: Path) -> Path:
     """Mean accuracy against cumulative payload channel uses, one curve per setting."""
     plt = _plt()
@@ -52,7 +46,7 @@ def plot_accuracy(settings: Sequence[Setting], target: float | None, path: Path)
     axis.set(xlabel="payload channel uses (symbols, cumulative)", ylabel="test accuracy")
     axis.set_title("accuracy vs channel uses (mean, 95% CI over seeds)")
     axis.legend(fontsize=7)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_frontier(settings: Sequence[Setting], path: Path) -> Path | None:
@@ -91,7 +85,7 @@ def plot_frontier(settings: Sequence[Setting], path: Path) -> Path | None:
         axis.set(xlim=(0, 1.02), ylim=(0, 1.02))
         axis.set_title(f"{name} (black tick: chance)")
         axis.legend(fontsize=6)
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def pareto(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -147,4 +141,4 @@ def plot_mse(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     axis.set(xlabel="SNR (dB)", ylabel="mixup MSE (dB, per complex symbol)")
     axis.set_title("mixup MSE vs SNR (points: runs, 95% CI over seeds; lines: closed form)")
     axis.legend(fontsize=6)
-    return _save(figure, path)
+    return save_figure(figure, path)
