@@ -234,12 +234,14 @@ def score_reconstructions(
             labels the attacker believes the victims hold (e.g. :func:`infer_labels`);
             with both, a second, label-aware chance level is computed from the auxiliary
             class-mean image of each of those labels (the best guess under pixel MSE of
-            an attacker that knows only the labels).
+            an attacker that knows only the labels), and a third, label-matched chance
+            from random auxiliary images of those labels (the blind chance given the
+            labels: what the reconstructions' task accuracy owes to the labels alone).
         draws: random draws averaged for each chance level.
 
     Returns:
         ``task_accuracy``, ``psnr_db``, ``ssim``, each ``<name>_chance`` and, when
-        labels are given for it, ``<name>_label_chance``.
+        labels are given for it, ``<name>_label_chance`` and ``<name>_label_matched_chance``.
     """
     rec = np.asarray(reconstructions, dtype=np.float32)
     ref = np.asarray(truth, dtype=np.float32)
@@ -275,4 +277,8 @@ def score_reconstructions(
             means[c] = aux[aux_y == c].mean(axis=0)
         prototypes = np.stack([means[c] for c in np.asarray(guess_labels).tolist()])
         scores.update({f"{k}_label_chance": v for k, v in figures(prototypes).items()})
+        pools = {c: np.flatnonzero(aux_y == c) for c in means}
+        guesses = np.asarray(guess_labels).tolist()
+        matched = averaged(lambda: np.array([gen.choice(pools[c]) for c in guesses]))
+        scores.update({f"{k}_label_matched_chance": v for k, v in matched.items()})
     return scores

@@ -3,7 +3,7 @@
 Protocol (semi-honest server; every message is serialised so its bytes are counted), for
 users ``u`` (any distinct indices) holding float vectors ``x_u`` of length ``P``. The
 server half (:func:`secure_sum`) talks to the users only through an exchange (one call
-per phase, :data:`learning.methods.base.Exchange`), so the same code runs in process
+per phase, :data:`learning.uplink.Exchange`), so the same code runs in process
 (:func:`secure_aggregate`, whose exchange calls :class:`SecAggClient` objects directly)
 and through ``airmix run`` (the exchange goes over the ZeroMQ link to the users' nodes,
 :mod:`learning.federated.method`). Phase messages (:class:`UplinkRequest` -> :class:`Upload`):
@@ -60,7 +60,7 @@ from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from learning.federated.shamir import Share, combine_shares, split_secret
-from learning.methods.base import Exchange, UplinkRequest, Upload
+from learning.uplink import Exchange, UplinkRequest, Upload
 
 __all__ = [
     "FRACTION_BITS",

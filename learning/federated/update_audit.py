@@ -43,7 +43,7 @@ from learning.federated.gradient_inversion import (
 from learning.federated.updates import set_flat
 from phy.rng import RngLike, make_rng, spawn
 
-__all__ = ["UpdateVictims", "invert_view", "mean_scores"]
+__all__ = ["UpdateVictims", "invert_view", "mean_scores", "reconstruct", "score_per_user"]
 
 #: the figures reported per view, each with ``_chance`` and ``_label_chance``
 FIGURES = ("task_accuracy", "psnr_db", "ssim")
@@ -78,6 +78,58 @@ class UpdateVictims:
             raise ValueError("update and model must be vectors of the same length")
 
 
+def reconstruct(
+    template: nn.Module,
+    victims: UpdateVictims,
+    lr: float,
+    aux_images: np.ndarray,
+    config: InversionConfig | None = None,
+    rng: RngLike = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The attack on one view: the inferred labels ``(n,)`` of the ``n`` images behind it
+    and their reconstructions ``(n, C, H, W)`` (``template``: a model of the run's
+    architecture, its parameters replaced by ``victims.model`` in a copy; ``lr``: the
+    effective FedSGD rate; ``aux_images``: the attacker's auxiliary images)."""
+    model = copy.deepcopy(template)
+    set_flat(model, torch.as_tensor(np.asarray(victims.model), dtype=torch.float32))
+    update = torch.as_tensor(np.asarray(victims.update), dtype=torch.float32)
+    n = int(sum(len(x) for x in victims.images))
+    aux = np.asarray(aux_images, dtype=np.float32)
+    labels = infer_labels(model, update, n, lr, aux)
+    shape = tuple(int(s) for s in aux.shape[1:])
+    return labels, invert_update(model, update, labels, shape, config=config, rng=rng)
+
+
+def score_per_user(
+    victims: UpdateVictims,
+    labels: np.ndarray,
+    rec: np.ndarray,
+    evaluator: nn.Module,
+    aux_images: np.ndarray,
+    aux_labels: np.ndarray,
+    rng: RngLike = None,
+) -> list[dict[str, float]]:
+    """Each user's random share of the reconstructions (of its own batch's size; all of
+    them for one user) scored against its images (see the module docstring)."""
+    g_owner, g_score = spawn(rng, 2)
+    sizes = [len(x) for x in victims.images]
+    owners = np.split(make_rng(g_owner).permutation(int(sum(sizes))), np.cumsum(sizes)[:-1])
+    aux = np.asarray(aux_images, dtype=np.float32)
+    return [
+        score_reconstructions(
+            evaluator,
+            rec[own],
+            np.asarray(x, np.float32),
+            np.asarray(y, np.int64),
+            aux,
+            g_score,
+            np.asarray(aux_labels),
+            labels[own],
+        )
+        for own, x, y in zip(owners, victims.images, victims.labels, strict=True)
+    ]
+
+
 def invert_view(
     template: nn.Module,
     victims: UpdateVictims,
@@ -102,32 +154,12 @@ def invert_view(
 
     Returns:
         One dict per user: ``task_accuracy``, ``psnr_db``, ``ssim``, each with
-        ``_chance`` and ``_label_chance``.
+        ``_chance``, ``_label_chance`` and ``_label_matched_chance`` (see
+        :func:`~learning.federated.gradient_inversion.score_reconstructions`).
     """
-    g_attack, g_owner, g_score = spawn(rng, 3)
-    model = copy.deepcopy(template)
-    set_flat(model, torch.as_tensor(np.asarray(victims.model), dtype=torch.float32))
-    update = torch.as_tensor(np.asarray(victims.update), dtype=torch.float32)
-    sizes = [len(x) for x in victims.images]
-    n = int(sum(sizes))
-    aux = np.asarray(aux_images, dtype=np.float32)
-    labels = infer_labels(model, update, n, lr, aux)
-    shape = tuple(int(s) for s in aux.shape[1:])
-    rec = invert_update(model, update, labels, shape, config=config, rng=g_attack)
-    owners = np.split(make_rng(g_owner).permutation(n), np.cumsum(sizes)[:-1])
-    return [
-        score_reconstructions(
-            evaluator,
-            rec[own],
-            np.asarray(x, np.float32),
-            np.asarray(y, np.int64),
-            aux,
-            g_score,
-            np.asarray(aux_labels),
-            labels[own],
-        )
-        for own, x, y in zip(owners, victims.images, victims.labels, strict=True)
-    ]
+    g_attack, g_score = spawn(rng, 2)
+    labels, rec = reconstruct(template, victims, lr, aux_images, config, g_attack)
+    return score_per_user(victims, labels, rec, evaluator, aux_images, aux_labels, g_score)
 
 
 def mean_scores(scores: Sequence[dict[str, float]]) -> dict[str, float]:

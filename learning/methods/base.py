@@ -56,7 +56,7 @@ from __future__ import annotations
 import math
 import zlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -64,6 +64,7 @@ import numpy as np
 
 from learning.data import Dataset, UserSplit
 from learning.mixup import MixingPolicy
+from learning.uplink import Exchange, UplinkRequest, Upload
 from phy.rng import RngLike
 
 __all__ = [
@@ -282,45 +283,6 @@ class StepOutcome:
     feedback: list[Feedback] = field(default_factory=list)
     views: list[ServerView] = field(default_factory=list)
     update_views: list[UpdateView] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class UplinkRequest:
-    """What the server asks one user for over the digital link, for a method granted
-    :data:`MODEL_UPDATES` (one phase of its exchange).
-
-    Attributes:
-        phase: the method's name of the phase (e.g. ``"update"``, ``"secagg/share_keys"``).
-        arrays: name -> array, server -> user (e.g. the survivors of a secure aggregation).
-        blobs: name -> bytes, server -> user (e.g. other users' public keys, routed
-            encrypted key shares), each at most a few hundred bytes.
-    """
-
-    phase: str
-    arrays: Mapping[str, np.ndarray] = field(default_factory=dict)
-    blobs: Mapping[str, bytes] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Upload:
-    """One user's answer to an :class:`UplinkRequest` (user -> server, digital).
-
-    Attributes:
-        update: the model update, 1-D float32 ``(P,)``, or its masked fixed-point
-            encoding, 1-D int64 ``(P,)`` (secure aggregation); None: nothing sent.
-        blobs: name -> bytes (public keys, encrypted or unmasking key shares).
-        indices: indices into the user's data of the samples behind ``update`` (audit
-            only, never sent).
-    """
-
-    update: np.ndarray | None = None
-    blobs: Mapping[str, bytes] = field(default_factory=dict)
-    indices: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-#: the runtime's digital exchange: user index -> request in, user index -> upload out;
-#: a user missing from the answer dropped out (its node died, or it left the protocol)
-Exchange = Callable[[Mapping[int, UplinkRequest]], dict[int, Upload]]
 
 
 @dataclass(frozen=True)
