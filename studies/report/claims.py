@@ -103,24 +103,25 @@ def within(value: Estimate, low: float, high: float) -> str:
     return INCONCLUSIVE
 
 
-def for_all(verdicts: Sequence[str]) -> str:
-    """A claim over every comparison: refuted by one, holds when all hold."""
+def _combined(verdicts: Sequence[str], decisive: str, unanimous: str) -> str:
+    """The measured ``verdicts`` combined: ``decisive`` if any is, ``unanimous`` if all
+    are, else inconclusive (missing when none is measured)."""
     measured = [v for v in verdicts if v != MISSING]
     if not measured:
         return MISSING
-    if FAILS in measured:
-        return FAILS
-    return HOLDS if all(v == HOLDS for v in measured) else INCONCLUSIVE
+    if decisive in measured:
+        return decisive
+    return unanimous if all(v == unanimous for v in measured) else INCONCLUSIVE
+
+
+def for_all(verdicts: Sequence[str]) -> str:
+    """A claim over every comparison: refuted by one, holds when all hold."""
+    return _combined(verdicts, decisive=FAILS, unanimous=HOLDS)
 
 
 def for_some(verdicts: Sequence[str]) -> str:
     """A best-case claim: holds when one comparison holds, refuted when all are."""
-    measured = [v for v in verdicts if v != MISSING]
-    if not measured:
-        return MISSING
-    if HOLDS in measured:
-        return HOLDS
-    return FAILS if all(v == FAILS for v in measured) else INCONCLUSIVE
+    return _combined(verdicts, decisive=HOLDS, unanimous=FAILS)
 
 
 def _interval(value: Estimate, digits: int = 3, scale: float = 1.0) -> str:
