@@ -52,14 +52,20 @@ def _noise(rng, n, power):
     return np.sqrt(power / 2) * (rng.standard_normal(n) + 1j * rng.standard_normal(n))
 
 
-def test_user_link_estimate_at_10db_meets_timing_and_cfo_targets():
-    rng = make_rng(5)
-    t_err, f_err = [], []
-    for k in range(6):
+def _random_pilots(rng, users=6):
+    """Per user ``k``: (k, delay, CFO, gain, its noise-free pilot capture) of a random
+    link (delay 0..2000 samples, CFO within +-45 kHz, gain 0.5 at a random phase)."""
+    for k in range(users):
         delay = rng.uniform(0, 2000)
         cfo = rng.uniform(-45e3, 45e3)
         gain = 0.5 * np.exp(2j * np.pi * rng.uniform())
-        y = _through(pilot_buffer(k, 8, C), delay, cfo, gain, 16384)
+        yield k, delay, cfo, gain, _through(pilot_buffer(k, 8, C), delay, cfo, gain, 16384)
+
+
+def test_user_link_estimate_at_10db_meets_timing_and_cfo_targets():
+    rng = make_rng(5)
+    t_err, f_err = [], []
+    for k, delay, cfo, gain, y in _random_pilots(rng):
         snr = 10.0  # per subcarrier
         noise_t = abs(gain) ** 2 * C.amplitude**2 * 64 / 52 / snr
         est = estimate_user_link(y + _noise(rng, y.size, noise_t), k, C, carrier_hz=FC)
@@ -154,11 +160,7 @@ def test_pilot_in_a_deep_fade_is_still_estimated():
     Noise alone and another user's pilot are not taken."""
     rng = make_rng(12)
     t_err, f_err = [], []
-    for k in range(6):
-        delay = rng.uniform(0, 2000)
-        cfo = rng.uniform(-45e3, 45e3)
-        gain = 0.5 * np.exp(2j * np.pi * rng.uniform())
-        y = _through(pilot_buffer(k, 8, C), delay, cfo, gain, 16384)
+    for k, delay, cfo, gain, y in _random_pilots(rng):
         noise_t = abs(gain) ** 2 * C.amplitude**2 * 64 / 52 / 10 ** (-9 / 10)
         y = y + _noise(rng, y.size, noise_t)
         assert detect_frames(y, C, root=user_root(k, C), n_long=60, threshold=0.1) == []
