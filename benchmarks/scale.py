@@ -77,6 +77,9 @@ def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict
         "channel": {"time_base": "ideal"},
         "attacks": {"enabled": [], "eavesdropper": False},
         "ray": {"cpus_per_node": round(min(1.0, (os.cpu_count() or 2) / nodes), 3)},
+        # nodes hosting thousands of users answer start_round and evaluation requests in
+        # seconds, more on a loaded machine: a generous timeout instead of the default 20 s
+        "link": {"request_timeout_s": 120.0},
     }
 
 

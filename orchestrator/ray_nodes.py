@@ -28,6 +28,7 @@ placed fails at start-up instead of waiting for the join timeout.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import sys
@@ -40,6 +41,8 @@ from orchestrator.main_job import node_arguments
 from orchestrator.rundir import RunDirectory
 
 __all__ = ["NodeHost", "RayNodes"]
+
+log = logging.getLogger(__name__)
 
 #: object store of a local cluster started by a run: nodes exchange nothing through it
 OBJECT_STORE_BYTES = 80 * 1024 * 1024
@@ -122,6 +125,7 @@ class RayNodes:
         self.actors: dict[str, Any] = {}
         self.serving: dict[str, Any] = {}  # node id -> the ObjectRef of its serve call
         self.pids: dict[str, int] = {}
+        self.logs: Path | None = None
 
     def start(
         self,
@@ -138,9 +142,10 @@ class RayNodes:
         if remote:
             raise ValueError("users.remote_nodes cannot be combined with users.backend = 'ray'")
         ray = self._ray
-        logs = run.path / "logs"
+        logs = self.logs = run.path / "logs"
         logs.mkdir(exist_ok=True)
         host = ray.remote(NodeHost)
+        pids: dict[str, Any] = {}
         for node_id, users in node_users.items():
             arguments = node_arguments(
                 run.path, node_id, address, keys_dir, users, uris, restore_round
@@ -151,16 +156,34 @@ class RayNodes:
                 max_restarts=0,
             ).remote()
             self.actors[node_id] = actor
-            self.pids[node_id] = ray.get(actor.pid.remote())
+            pids[node_id] = actor.pid.remote()  # runs before serve: an actor runs in order
             self.serving[node_id] = actor.serve.remote(arguments, str(logs / f"{node_id}.log"))
+        # actors start in parallel; waiting for each in turn would leave the first nodes'
+        # requests unanswered while the rest start
+        self.pids.update(zip(pids, ray.get(list(pids.values())), strict=True))
 
     def all_running(self) -> bool:
-        """Whether no node actor has finished or died."""
+        """Whether no node actor has finished or died (the first that did has its exit
+        code or error appended to its log and logged)."""
         refs = list(self.serving.values())
         if not refs:
             return True
         done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=0)
+        for node_id, ref in self.serving.items():
+            if ref in done:
+                self._report_end(node_id, ref)
+                break
         return not done
+
+    def _report_end(self, node_id: str, ref: Any) -> None:
+        try:
+            outcome = f"exited with code {self._ray.get(ref, timeout=1.0)}"
+        except Exception as error:  # the actor died or node.main raised: say which
+            outcome = f"failed: {type(error).__name__}: {error}"
+        log.warning("node actor %s %s", node_id, outcome)
+        if self.logs is not None:
+            with (self.logs / f"{node_id}.log").open("a") as out:
+                out.write(f"[ray] node actor {node_id} {outcome}\n")
 
     def kill(self, node_id: str) -> None:
         """Kill node ``node_id``'s actor at once (its process dies, as a crashed node's)."""
