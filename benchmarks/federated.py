@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -56,13 +57,16 @@ from learning.federated.cipher_quality import (  # noqa: E402
 from learning.federated.fedavg import FedAvgConfig, run_fedavg  # noqa: E402
 from learning.federated.gradient_inversion import (  # noqa: E402
     InversionConfig,
-    attribute_at_random,
-    infer_labels,
-    invert_update,
     one_step_update,
     score_reconstructions,
 )
 from learning.federated.secagg import secure_aggregate  # noqa: E402
+from learning.federated.update_audit import (  # noqa: E402
+    UpdateVictims,
+    reconstruct,
+    score_per_user,
+)
+from learning.federated.updates import get_flat  # noqa: E402
 from learning.models import build_classifier  # noqa: E402
 from phy.rng import derive_seed, seed_everything, spawn  # noqa: E402
 
@@ -369,19 +373,30 @@ def secagg_figures(train, split, rng) -> dict:
 # ----------------------------------------------------------------------------- inversion
 
 
+def cluster_interval(per_trial: list[float]) -> tuple[float, float]:
+    """Mean and 95% Student-t half-width over trials (the users of one trial share its
+    reconstructions and the same draw of images, so a trial is the independent unit)."""
+    v = np.asarray(per_trial, dtype=float)
+    half = (
+        stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)) if len(v) > 1 else np.nan
+    )
+    return float(v.mean()), float(half)
+
+
 def inversion_figures(train, split, rng) -> dict:
     section(
         f"gradient inversion: FedSGD updates ({INV_BATCH} images, lr {INV_LR}), evaluator on aux"
     )
     g_eval, g_model, g_attack, g_ota = spawn(rng, 4)
     aux = train.subset(split.auxiliary)
-    aux_x = aux.x.numpy()
-    evaluator = train_evaluation_classifier(aux_x, aux.y.numpy(), 10, epochs=30, rng=g_eval)
+    aux_x, aux_y = aux.x.numpy(), aux.y.numpy()
+    evaluator = train_evaluation_classifier(aux_x, aux_y, 10, epochs=30, rng=g_eval)
     torch.manual_seed(derive_seed(g_model))
     model = build_classifier(train.input_shape, train.n_classes, "mlp")
+    flat = get_flat(model).numpy()
     cfg = InversionConfig(iterations=300)
-    shape = train.input_shape
     views: dict[str, list[dict]] = {"single_update": [], "secure_sum": [], "ota_sum": []}
+    trials: dict[str, list[list[dict]]] = {v: [] for v in views}
     pooled: dict[str, list[dict]] = {"secure_sum": [], "ota_sum": []}
     label_hits = []
     g_pick = spawn(g_model, 1)[0]
@@ -395,46 +410,33 @@ def inversion_figures(train, split, rng) -> dict:
         y = np.concatenate([b.y.numpy() for b in batches])
         ups = torch.stack([one_step_update(model, b.x, b.y, INV_LR) for b in batches])
         weights = np.full(INV_USERS, 1.0 / INV_USERS)
-        aux_y = aux.y.numpy()
         # view 1: each user's own update
+        single = []
         for b, u in zip(batches, ups, strict=True):
-            labels = infer_labels(model, u, INV_BATCH, INV_LR, aux_x)
+            victim = UpdateVictims("single_update", u.numpy(), flat, [b.x.numpy()], [b.y.numpy()])
+            labels, rec = reconstruct(model, victim, INV_LR, aux_x, cfg, g_attack)
             label_hits.append(sorted(labels.tolist()) == sorted(b.y.tolist()))
-            rec = invert_update(model, u, labels, shape, config=cfg, rng=g_attack)
-            views["single_update"].append(
-                score_reconstructions(
-                    evaluator, rec, b.x.numpy(), b.y.numpy(), aux_x, g_attack, aux_y, labels
-                )
-            )
+            single += score_per_user(victim, labels, rec, evaluator, aux_x, aux_y, g_attack)
+        trials["single_update"].append(single)
         sums = {
-            "secure_sum": torch.as_tensor(
-                secure_aggregate(ups.numpy().astype(np.float64) * weights[:, None]).total
-            ).float(),
+            "secure_sum": secure_aggregate(ups.numpy().astype(np.float64) * weights[:, None]).total,
             "ota_sum": OtaAggregator("fading", snr_db=SNR_DB, group_size=INV_USERS, rng=g_ota)
             .aggregate(ups, weights)
-            .estimate,
+            .estimate.numpy(),
         }
         for view, observed in sums.items():
-            n = INV_USERS * INV_BATCH
-            labels = infer_labels(model, observed, n, INV_LR, aux_x)
-            rec = invert_update(model, observed, labels, shape, config=cfg, rng=g_attack)
+            victim = UpdateVictims(
+                view, observed, flat, [b.x.numpy() for b in batches], [b.y.numpy() for b in batches]
+            )
+            labels, rec = reconstruct(model, victim, INV_LR, aux_x, cfg, g_attack)
             pooled[view].append(
                 score_reconstructions(evaluator, rec, x, y, aux_x, g_attack, aux_y, labels)
             )
-            owners = attribute_at_random(n, INV_USERS, g_attack)
-            for k, b in enumerate(batches):
-                views[view].append(
-                    score_reconstructions(
-                        evaluator,
-                        rec[owners[k]],
-                        b.x.numpy(),
-                        b.y.numpy(),
-                        aux_x,
-                        g_attack,
-                        aux_y,
-                        labels[owners[k]],
-                    )
-                )
+            trials[view].append(
+                score_per_user(victim, labels, rec, evaluator, aux_x, aux_y, g_attack)
+            )
+    for view, per_trial in trials.items():
+        views[view] = [score for trial in per_trial for score in trial]
     out = {}
     names = ("task_accuracy", "psnr_db", "ssim")
     print(f"label multiset inferred exactly from single updates: {np.mean(label_hits):.2f}")
@@ -459,6 +461,33 @@ def inversion_figures(train, split, rng) -> dict:
             out[f"inversion_{stem}_{key}{unit}"] = mean[n]
             out[f"inversion_{stem}_{key}_chance{unit}"] = mean[n + "_chance"]
             out[f"inversion_{stem}_{key}_label_chance{unit}"] = mean[n + "_label_chance"]
+            if n == "task_accuracy":
+                out[f"inversion_{stem}_{key}_label_matched_chance"] = mean[
+                    n + "_label_matched_chance"
+                ]
+    print(
+        f"task accuracy per user against chance, 95% interval over {INV_TRIALS} trials "
+        f"(a trial's {INV_USERS} users share one sum, so a trial is the independent unit):"
+    )
+    print(
+        f"{'view':<16}{'accuracy':>16}{'- chance':>18}{'- label-matched':>18}{'- label-aware':>18}"
+    )
+    for view, per_trial in trials.items():
+        cells = []
+        for ref in ("", "_chance", "_label_matched_chance", "_label_chance"):
+            diffs = [
+                float(np.mean([s["task_accuracy"] - (s["task_accuracy" + ref] if ref else 0.0)
+                               for s in trial]))
+                for trial in per_trial
+            ]  # fmt: skip
+            mean, half = cluster_interval(diffs)
+            cells.append(f"{mean:+.3f} ±{half:.3f}" if ref else f"{mean:.3f} ±{half:.3f}")
+            tag = {"": "", "_chance": "_excess", "_label_matched_chance": "_excess_label_matched",
+                   "_label_chance": "_excess_label_aware"}[ref]  # fmt: skip
+            out[f"inversion_task_accuracy_{view}{tag}_ci95_points"] = 100 * half
+            if ref:
+                out[f"inversion_task_accuracy_{view}{tag}_points"] = 100 * mean
+        print(f"{view:<16}" + "".join(f"{c:>18}" for c in cells))
     single, secure = (
         out["inversion_task_accuracy_single_update"],
         out["inversion_task_accuracy_secure_sum"],
