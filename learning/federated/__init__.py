@@ -20,5 +20,9 @@ One responsibility per module:
 * :mod:`~learning.federated.shamir` - Shamir secret sharing over a prime field;
 * :mod:`~learning.federated.secagg` - secure aggregation after Bonawitz et al. (2017);
 * :mod:`~learning.federated.gradient_inversion` - DLG / iDLG / "Inverting Gradients" on what
-  the server sees.
+  the server sees;
+* :mod:`~learning.federated.update_audit` - that attack on one view of an aggregation (one
+  user's update, the secure or over-the-air mean), scored per victim user (the run's audit);
+* :mod:`~learning.federated.method` - FedAvg as a :class:`~learning.methods.base.Method`
+  (over the air, or digital / securely aggregated over the declared model-update uplink).
 """
