@@ -132,7 +132,9 @@ class Node:
         for user_id, user in self.users.items():
             user.learner.load_state_dict(state["users"][user_id])
 
-    def _checkpoint(self, round_id: int) -> None:
+    def _checkpoint(self, request: m.Checkpoint) -> None:
+        """Save the users' state as of the end of the requested round."""
+        round_id = request.round_id
         state = {
             "round": round_id,
             "users": {u: user.learner.state_dict() for u, user in self.users.items()},
@@ -150,6 +152,10 @@ class Node:
                 ex.named_seed(self.config, "batches", start.round_id, user.index)
             )
             user.radio.configure(radio_config)
+
+    def _stop_transmit(self, stop: m.StopTransmit) -> None:
+        for user_id in stop.user_ids:
+            self._user(user_id).transmitter.stop()
 
     def _send_pilots(self, pilots: m.SendPilots) -> None:
         group_size = pilots.group_size or max(pilots.pilot_ids) + 1
@@ -234,17 +240,16 @@ class Node:
         try:
             for user_id in getattr(record, "stop_user_ids", None) or ():  # a past slot's stop
                 self._user(user_id).transmitter.stop()
-            if message.type == "start_round":
-                self._start_round(record)
-            elif message.type == "send_pilots":
-                self._send_pilots(record)
-            elif message.type == "stop_transmit":
-                for user_id in record.user_ids:
-                    self._user(user_id).transmitter.stop()
-            elif message.type == "transmit":
-                self._transmit(record)
-            elif message.type == "feedback":
-                self._feedback(record)
+            acked = {  # requests served by one handler, then acknowledged
+                "start_round": self._start_round,
+                "send_pilots": self._send_pilots,
+                "stop_transmit": self._stop_transmit,
+                "transmit": self._transmit,
+                "feedback": self._feedback,
+                "checkpoint": self._checkpoint,
+            }
+            if message.type in acked:
+                acked[message.type](record)
             elif message.type == "eval_request":
                 link.reply(message, "ack")
                 link.request("orchestrator", "eval_report", self._evaluate(record))
@@ -252,8 +257,6 @@ class Node:
             elif message.type == "uplink_request":
                 link.reply(message, "uplink_reply", self._uplink(record))
                 return True
-            elif message.type == "checkpoint":
-                self._checkpoint(record.round_id)
             elif message.type == "shutdown":
                 link.reply(message, "ack")
                 return False
