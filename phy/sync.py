@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -291,29 +292,13 @@ def _schmidl_cox_peaks(
     return d_all[rows, best][keep], m_best[keep], p_fine[rows, best][keep]
 
 
-def detect_frames(
-    x: np.ndarray,
-    config: OfdmConfig,
-    *,
-    root: int | None = None,
-    n_long: int | None = None,
-    threshold: float = 0.4,
-    corr_threshold: float | None = None,
-    search: int = 16,
-) -> list[Detection]:
+def detect_frames(x: np.ndarray, config: OfdmConfig, **options: Any) -> list[Detection]:
     """Detect frames (short + long preamble with ZC ``root``, ``n_long`` long blocks) in
     the capture ``x`` (complex ``(n,)``); returns detections sorted by start.
 
-    List form of :func:`detect_frame_arrays` (same arguments)."""
-    return detect_frame_arrays(
-        x,
-        config,
-        root=root,
-        n_long=n_long,
-        threshold=threshold,
-        corr_threshold=corr_threshold,
-        search=search,
-    ).to_list()
+    List form of :func:`detect_frame_arrays`; ``options`` are its keyword arguments
+    (``root``, ``n_long``, ``threshold``, ``corr_threshold``, ``search``)."""
+    return detect_frame_arrays(x, config, **options).to_list()
 
 
 def detect_frame_arrays(
