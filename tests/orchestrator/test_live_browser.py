@@ -94,6 +94,19 @@ def wait_http(url: str, process: subprocess.Popen) -> None:
     raise AssertionError(f"no answer from {url}")
 
 
+def airmix(*args: str, output: bool) -> subprocess.Popen:
+    """``airmix *args`` in the background from the repository (stdout and stderr
+    captured as text when ``output``, else discarded)."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "orchestrator.cli", *args],
+        cwd=ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE if output else subprocess.DEVNULL,
+        stderr=subprocess.STDOUT if output else None,
+        text=True,
+    )
+
+
 def test_live_run_in_chromium_then_view_of_the_finished_run(tmp_path):
     out = tmp_path / "runs"
     experiment = tmp_path / "live.toml"
@@ -107,14 +120,7 @@ def test_live_run_in_chromium_then_view_of_the_finished_run(tmp_path):
         )
     )
     port = free_port()
-    run = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", str(experiment), "--live", str(port)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    run = airmix("run", str(experiment), "--live", str(port), output=True)
     driver = browser()
     try:
         wait_http(f"http://127.0.0.1:{port}/api/snapshot", run)
@@ -144,12 +150,7 @@ def test_live_run_in_chromium_then_view_of_the_finished_run(tmp_path):
 
     run_dir = next(out.iterdir())
     view_port = free_port()
-    view = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "view", str(run_dir), "--port", str(view_port)],
-        cwd=ROOT,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-    )
+    view = airmix("view", str(run_dir), "--port", str(view_port), output=False)
     driver = browser()
     try:
         wait_http(f"http://127.0.0.1:{view_port}/api/snapshot", view)
