@@ -202,27 +202,27 @@ class LinkCounters:
             self.request_seconds += blocked_s
             self.served_seconds += served_s
 
+    def _heartbeat(self, msg_type: str | None, n_bytes: int) -> bool:
+        """Count a heartbeat frame apart (caller holds the lock); False for any other."""
+        if msg_type != "heartbeat":
+            return False
+        self.heartbeat_messages += 1
+        self.heartbeat_bytes += n_bytes
+        return True
+
     def on_sent(self, msg_type: str, n_bytes: int) -> None:
         with self._lock:
-            if msg_type == "heartbeat":
-                self.heartbeat_messages += 1
-                self.heartbeat_bytes += n_bytes
-                self.sent_by_type[msg_type] += 1
-                return
-            self.sent_messages += 1
-            self.sent_bytes += n_bytes
+            if not self._heartbeat(msg_type, n_bytes):
+                self.sent_messages += 1
+                self.sent_bytes += n_bytes
             self.sent_by_type[msg_type] += 1
 
     def on_received(self, n_bytes: int, msg_type: str | None) -> None:
         """Count a received frame (``msg_type`` None: not (yet) valid)."""
         with self._lock:
-            if msg_type == "heartbeat":
-                self.heartbeat_messages += 1
-                self.heartbeat_bytes += n_bytes
-                self.received_by_type[msg_type] += 1
-                return
-            self.received_messages += 1
-            self.received_bytes += n_bytes
+            if not self._heartbeat(msg_type, n_bytes):
+                self.received_messages += 1
+                self.received_bytes += n_bytes
             if msg_type is not None:
                 self.received_by_type[msg_type] += 1
 
