@@ -196,6 +196,13 @@ class _Connection:
     def _device(self, cmd: Command) -> Device | None:
         return self.server.context.find_device(cmd.device or "")
 
+    def _device_or_enodev(self, cmd: Command) -> Device | None:
+        """The device ``cmd`` addresses, or None after replying the daemon's -ENODEV."""
+        dev = self._device(cmd)
+        if dev is None:
+            self.status(-errno.ENODEV)
+        return dev
+
     # -- context commands -----------------------------------------------------------
     def _do_version(self, cmd: Command) -> None:
         major, minor, git = self.server.context.version
@@ -219,9 +226,8 @@ class _Connection:
     def _attrs_of(self, cmd: Command) -> tuple[list[Attribute], int] | None:
         """The attributes ``cmd`` addresses and their read size limit; replies the
         daemon's -ENODEV / -ENXIO and returns None when the device or channel is absent."""
-        dev = self._device(cmd)
+        dev = self._device_or_enodev(cmd)
         if dev is None:
-            self.status(-errno.ENODEV)
             return None
         if cmd.kind != "channel":
             return dev.attr_list(cmd.kind), DEVICE_ATTR_MAX
@@ -280,9 +286,8 @@ class _Connection:
         self.status(-errno.ENODEV if self._device(cmd) is None else -errno.ENOENT)
 
     def _do_set(self, cmd: Command) -> None:
-        dev = self._device(cmd)
+        dev = self._device_or_enodev(cmd)
         if dev is None:
-            self.status(-errno.ENODEV)
             return
         if not 1 <= cmd.number <= MAX_KERNEL_BUFFERS:
             self.status(-errno.EINVAL)
@@ -301,9 +306,8 @@ class _Connection:
 
     # -- buffers --------------------------------------------------------------------
     def _do_open(self, cmd: Command) -> None:
-        dev = self._device(cmd)
+        dev = self._device_or_enodev(cmd)
         if dev is None:
-            self.status(-errno.ENODEV)
             return
         if dev.id in self.sessions:
             self.status(-errno.EBUSY)
@@ -319,9 +323,8 @@ class _Connection:
         self.status(0)
 
     def _do_close(self, cmd: Command) -> None:
-        dev = self._device(cmd)
+        dev = self._device_or_enodev(cmd)
         if dev is None:
-            self.status(-errno.ENODEV)
             return
         session = self.sessions.pop(dev.id, None)
         if session is None:
