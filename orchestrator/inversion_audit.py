@@ -20,8 +20,9 @@ Each view is attacked by :func:`learning.federated.update_audit.invert_view` (at
 :data:`MAX_VIEWS` per party, the first of the round) with an evaluation classifier
 trained on the auxiliary split. The ground truth (the samples behind each user's update)
 comes from the nodes' local audit files, as for the mixture attacks. Figures: mean per
-victim user of task accuracy, PSNR and SSIM, each beside its chance and label-aware
-chance, with a 95% interval.
+victim user of task accuracy, PSNR and SSIM, each beside its chance (random auxiliary
+images), label-matched chance (random auxiliary images of the labels the attacker
+inferred) and label-aware chance (their class means), with a 95% interval.
 """
 
 from __future__ import annotations
@@ -172,15 +173,16 @@ def eavesdropper_inversion_figures(
 
 
 def headline(server: dict[str, Any] | None, eavesdropper: dict[str, Any] | None) -> dict:
-    """``gradient_inversion_<figure>`` and its ``_chance`` / ``_label_chance`` for the
-    server's view, ``eavesdropper_gradient_inversion_...`` for the eavesdropper's."""
+    """``gradient_inversion_<figure>`` and its ``_chance`` / ``_label_matched_chance`` /
+    ``_label_chance`` for the server's view, ``eavesdropper_gradient_inversion_...`` for
+    the eavesdropper's."""
     out: dict[str, float | None] = {}
     for prefix, result in (("", server), ("eavesdropper_", eavesdropper)):
         figures = (result or {}).get("figures")
         if result is None or not figures:
             continue
         for name in FIGURES:
-            for suffix in ("", "_chance", "_label_chance"):
+            for suffix in ("", "_chance", "_label_matched_chance", "_label_chance"):
                 out[f"{prefix}gradient_inversion_{name}{suffix}"] = figures.get(name + suffix)
     return out
 
@@ -191,7 +193,7 @@ def inversion_table(inversion: dict[str, Any] | None) -> list[str]:
     if not inversion:
         return []
     lines = [f"{'gradient inversion':28s} {'view':>14s} {'figure':>16s} {'chance':>8s} "
-             f"{'label-aware':>12s}"]  # fmt: skip
+             f"{'label-matched':>14s} {'label-aware':>12s}"]  # fmt: skip
     for party, result in inversion.items():
         figures = (result or {}).get("figures")
         if not figures:
@@ -201,7 +203,9 @@ def inversion_table(inversion: dict[str, Any] | None) -> list[str]:
             lines.append(
                 f"{party + ' ' + name:28s} {kinds:>14s} "
                 f"{figures[name]:>9.3f} ±{figures[name + '_ci95']:5.3f} "
-                f"{figures[name + '_chance']:>8.3f} {figures[name + '_label_chance']:>12.3f}"
+                f"{figures[name + '_chance']:>8.3f} "
+                f"{figures[name + '_label_matched_chance']:>14.3f} "
+                f"{figures[name + '_label_chance']:>12.3f}"
             )
     eve = inversion.get("eavesdropper")
     if eve:
