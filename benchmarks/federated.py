@@ -22,7 +22,8 @@ Prints:
   auxiliary images of the inferred labels) and label-aware chance (their class means); and
   task accuracy minus each chance with a 95% Student-t interval over trials.
 
-Ends with one JSON line. Run: ``nice -n 10 .venv/bin/python benchmarks/federated.py``.
+Ends with one JSON line. Run: ``nice -n 10 .venv/bin/python benchmarks/federated.py``
+(``--only-inversion --inversion-trials 20``: the inversion section alone, more trials).
 """
 
 from __future__ import annotations
@@ -385,7 +386,7 @@ def cluster_interval(per_trial: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(half)
 
 
-def inversion_figures(train, split, rng) -> dict:
+def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
     section(
         f"gradient inversion: FedSGD updates ({INV_BATCH} images, lr {INV_LR}), evaluator on aux"
     )
@@ -402,7 +403,7 @@ def inversion_figures(train, split, rng) -> dict:
     pooled: dict[str, list[dict]] = {"secure_sum": [], "ota_sum": []}
     label_hits = []
     g_pick = spawn(g_model, 1)[0]
-    for _ in range(INV_TRIALS):
+    for _ in range(trials):
         chosen = g_pick.choice(len(split.users), size=INV_USERS, replace=False)
         batches = [
             train.subset(g_pick.choice(split.users[u], size=INV_BATCH, replace=False))
@@ -468,7 +469,7 @@ def inversion_figures(train, split, rng) -> dict:
                     n + "_label_matched_chance"
                 ]
     print(
-        f"task accuracy per user against chance, 95% interval over {INV_TRIALS} trials "
+        f"task accuracy per user against chance, 95% interval over {trials} trials "
         f"(a trial's {INV_USERS} users share one sum, so a trial is the independent unit):"
     )
     print(
@@ -504,19 +505,23 @@ def inversion_figures(train, split, rng) -> dict:
     return out
 
 
-def main() -> dict:
+def main(only_inversion: bool = False, trials: int = INV_TRIALS) -> dict:
+    """Every section (or only gradient inversion, over ``trials`` trials: the same seeds,
+    so its first trials are those of the full run)."""
     t0 = time.perf_counter()
     torch.set_num_threads(1)
     root = seed_everything(SEED)
     g_fed, g_split, g_sec, g_inv = spawn(root, 4)
     train, test = load_dataset("digits", rng=SEED)
     figures: dict = {}
-    figures.update(fedavg_figures(train, test, g_fed))
-    figures.update(at_rest_figures(train, test, g_fed))
-    figures.update(cipher_figures())
+    if not only_inversion:
+        figures.update(fedavg_figures(train, test, g_fed))
+        figures.update(at_rest_figures(train, test, g_fed))
+        figures.update(cipher_figures())
     split = split_users(train, N_USERS, auxiliary_fraction=0.3, rng=derive_seed(g_split))
-    figures.update(secagg_figures(train, split, g_sec))
-    figures.update(inversion_figures(train, split, g_inv))
+    if not only_inversion:
+        figures.update(secagg_figures(train, split, g_sec))
+    figures.update(inversion_figures(train, split, g_inv, trials))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     return final_line(figures)
 
@@ -545,4 +550,12 @@ def final_line(figures: dict) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--only-inversion", action="store_true", help="run the gradient-inversion section only"
+    )
+    parser.add_argument("--inversion-trials", type=int, default=INV_TRIALS, metavar="N")
+    arguments = parser.parse_args()
+    print(json.dumps(main(arguments.only_inversion, arguments.inversion_trials)))
