@@ -93,6 +93,8 @@ class LinkExchange:
         if not requests:
             return {}
         calls = self._calls(requests)
+        if not calls:  # every asked user is gone
+            return {}
         counters = self.nodes.link.counters
         before = counters.snapshot()
         results = self.nodes.link.request_many(calls)
