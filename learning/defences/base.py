@@ -146,9 +146,12 @@ class Defence(ABC):
 
     name: ClassVar[str]
 
+    #: the attributes :meth:`describe` reports (the defence's knobs)
+    knobs: ClassVar[tuple[str, ...]] = ()
+
     def describe(self) -> dict[str, Any]:
-        """The defence's name and knobs (JSON-serialisable)."""
-        return {"defence": self.name}
+        """The defence's name and knobs (:attr:`knobs`; JSON-serialisable)."""
+        return {"defence": self.name, **{k: getattr(self, k) for k in self.knobs}}
 
     # ------------------------------------------------------------------ batch hooks
     def transform_batch(

@@ -18,7 +18,6 @@ noise, with the privacy spent reported as ``(epsilon, delta)``.
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +52,7 @@ class DpSgd(Defence):
     """
 
     name = "dpsgd"
+    knobs = ("target_epsilon", "delta", "max_grad_norm", "noise_multiplier")
 
     def __init__(
         self,
@@ -81,15 +81,6 @@ class DpSgd(Defence):
         self._sigma = 0.0
         #: epsilon Opacus's accountant reports for the last target trained (None before)
         self.spent_epsilon: float | None = None
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "defence": self.name,
-            "target_epsilon": self.target_epsilon,
-            "delta": self.delta,
-            "max_grad_norm": self.max_grad_norm,
-            "noise_multiplier": self.noise_multiplier,
-        }
 
     @staticmethod
     def _sample_rate(n: int, settings: TrainSettings) -> float:

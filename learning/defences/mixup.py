@@ -23,8 +23,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -69,6 +67,7 @@ class StaticMixup(Defence):
     """
 
     name = "mixup"
+    knobs = ("alpha", "k")
 
     def __init__(self, alpha: float | None = 1.0, k: int = 2) -> None:
         if alpha is not None and (not np.isfinite(alpha) or alpha <= 0):
@@ -77,9 +76,6 @@ class StaticMixup(Defence):
             raise ValueError(f"k must be an int >= 2, got {k!r}")
         self.alpha = None if alpha is None else float(alpha)
         self.k = int(k)
-
-    def describe(self) -> dict[str, Any]:
-        return {"defence": self.name, "alpha": self.alpha, "k": self.k}
 
     def transform_batch(self, x, y, progress, gen):
         m, b = y.shape[:2]
@@ -109,6 +105,7 @@ class AdaMixup(Defence):
     """
 
     name = "adamixup"
+    knobs = ("lam_start", "lam_end", "dominant_label", "jitter")
 
     def __init__(
         self,
@@ -125,15 +122,6 @@ class AdaMixup(Defence):
         self.lam_start, self.lam_end = float(lam_start), float(lam_end)
         self.dominant_label = bool(dominant_label)
         self.jitter = float(jitter)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "defence": self.name,
-            "lam_start": self.lam_start,
-            "lam_end": self.lam_end,
-            "dominant_label": self.dominant_label,
-            "jitter": self.jitter,
-        }
 
     def coefficient(self, progress: float) -> float:
         """The partner's weight ``lam(p)`` at training progress ``p`` in [0, 1]."""

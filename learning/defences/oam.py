@@ -18,8 +18,6 @@ not simulate fading, power control or receiver noise.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from torch import nn
@@ -46,6 +44,7 @@ class OverTheAirMixup(StaticMixup):
     """
 
     name = "oam"
+    knobs = ("users", "group_size", "channel", "snr_db", "policy", "arch", "feature_dim")
 
     def __init__(
         self,
@@ -63,18 +62,6 @@ class OverTheAirMixup(StaticMixup):
         self.users, self.group_size = int(users), int(group_size)
         self.channel, self.snr_db, self.policy = channel, float(snr_db), policy
         self.arch, self.feature_dim = arch, int(feature_dim)
-
-    def describe(self) -> dict[str, Any]:
-        return {
-            "defence": self.name,
-            "users": self.users,
-            "group_size": self.group_size,
-            "channel": self.channel,
-            "snr_db": self.snr_db,
-            "policy": self.policy,
-            "arch": self.arch,
-            "feature_dim": self.feature_dim,
-        }
 
     def train_target(
         self,

@@ -250,3 +250,24 @@ def test_audit_rejects_unbalanced_challenge(data_and_split):
         audit_membership(
             factory(), data.subset(split.members), data.subset(split.non_members[:10]), None, None
         )
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs", "expected"),
+    [
+        ("none", {}, {}),
+        ("mixup", {"alpha": 0.5, "k": 3}, {"alpha": 0.5, "k": 3}),
+        (
+            "adamixup",
+            {"lam_start": 0.4, "lam_end": 0.1, "dominant_label": False, "jitter": 0.05},
+            {"lam_start": 0.4, "lam_end": 0.1, "dominant_label": False, "jitter": 0.05},
+        ),
+        (
+            "dpsgd",
+            {"target_epsilon": 4.0, "max_grad_norm": 2.0},
+            {"target_epsilon": 4.0, "delta": 1e-5, "max_grad_norm": 2.0, "noise_multiplier": None},
+        ),
+    ],
+)
+def test_describe_reports_the_name_and_every_knob(name, kwargs, expected):
+    assert get_defence(name, **kwargs).describe() == {"defence": name, **expected}
