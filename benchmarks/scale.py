@@ -65,6 +65,9 @@ ROUND_TARGET_S = {1000: 10.0, 10000: 120.0}
 MESSAGING_TARGET = 0.02
 GROUPING_TARGET_S = 10.0
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
+#: users one node hosts at most: each simulated radio (simnet://) holds a ZeroMQ socket,
+#: and a ZeroMQ context opens at most 1,023 (more nodes are used when needed)
+MAX_USERS_PER_NODE = 800
 
 
 def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict[str, Any]:
@@ -165,6 +168,7 @@ def main() -> dict:
         for users in args.users:
             for backend in args.backends:
                 nodes = args.ray_nodes if backend == "ray" else args.nodes
+                nodes = max(nodes, math.ceil(users / MAX_USERS_PER_NODE))
                 r = run_round(users, backend, nodes, out, args.fashion_root)
                 results[users, backend] = r
                 report(users, r)
