@@ -107,7 +107,9 @@ class DiffSemSettings(LinkSettings):
     Attributes:
         noise_level: target total noise-to-signal power ratio ``r_T`` (linear, per real,
             >= 0) the features carry at the receiver: self-noise fills the gap between
-            the channel's own ratio and ``r_T`` (0: no self-noise).
+            the channel's own ratio and ``r_T`` (0: no self-noise). Default 2.5 (-4.0 dB):
+            on digits, the largest of 2, 2.5, 3 whose legitimate accuracy at 23 dB stays
+            within 2 points of the no-channel classifier (``benchmarks/diffsem.py``).
         conditioning: one of :data:`CONDITIONINGS`.
         label_iterations: passes of label-conditioned denoising after the first
             (unconditional) pass (``conditioning="label"`` only), >= 1.
@@ -119,7 +121,7 @@ class DiffSemSettings(LinkSettings):
             label) embedding, in [0, 1).
     """
 
-    noise_level: float = 3.0
+    noise_level: float = 2.5
     conditioning: str = "label"
     label_iterations: int = 2
     sampling_steps: int = 4

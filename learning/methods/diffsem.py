@@ -102,7 +102,7 @@ class DiffSemMethod(Method):
             choices=SLOT_MODES,
         ),
         "noise_level": Option(
-            float, 3.0, "DiffSem: target total noise-to-signal ratio per real (linear)", minimum=0
+            float, 2.5, "DiffSem: target total noise-to-signal ratio per real (linear)", minimum=0
         ),
         "conditioning": Option(
             str, "label", "DiffSem receiver: label embeddings or none", choices=CONDITIONINGS
