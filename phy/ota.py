@@ -50,6 +50,7 @@ __all__ = [
     "acquisition_pair",
     "UserCorrection",
     "acquisition_burst",
+    "composite_gain",
     "estimate_burst",
     "estimate_probe",
     "precompensated_blocks",
@@ -203,9 +204,10 @@ def estimate_probe(
     """Per-user (gain, residual delay, noise variance) from the group's superposed probe
     symbols (:func:`probe_blocks`) starting at capture index ``start``.
 
-    Returns complex gains ``(K,)`` on unit-power symbols, delays ``(K,)`` in samples
-    (positive = late, unambiguous within ``+-n_fft / (2 K)``) and the noise variance per
-    subcarrier ``(K,)`` from each comb's scatter around its delay fit."""
+    Returns complex gains ``(K,)`` on unit-power symbols (each realigned by the whole
+    samples of its delay), delays ``(K,)`` in samples (positive = late, unambiguous within
+    ``+-n_fft / (2 K)``) and the noise variance per subcarrier ``(K,)`` from each comb's
+    scatter around its delay fit."""
     x = np.asarray(capture)
     n = config.n_fft
     # FFT window centred in the cyclic prefix, as the frame's data symbols
@@ -230,7 +232,10 @@ def estimate_probe(
         step = np.angle(np.sum(r[1:] * np.conj(r[:-1])))
         tau = -step * n / (2 * np.pi * group_size)
         aligned = r * np.exp(2j * np.pi * block.bins * tau / n)
-        g = r.mean()  # timing is known to a small fraction of a sample: no noisy slope
+        # the whole-sample part of the delay realigned (a probe a sample off would average
+        # its comb's phase ramp to nearly zero); the fraction is known to a small part of
+        # a sample: no noisy slope
+        g = np.mean(r * np.exp(2j * np.pi * block.bins * round(tau) / n))
         gains.append(g)
         delays.append(tau)
         noise.append(float(np.mean(np.abs(aligned - g) ** 2)) if r.size > 2 else math.nan)
@@ -368,12 +373,17 @@ def estimate_mixup(
     config: OfdmConfig,
     *,
     frame_start: int | None = None,
+    common_phase: bool = False,
 ) -> np.ndarray:
     """Receiver estimate of ``sum_k w_k x_k``, float ``(n_reals,)``, from a capture
     (complex ``(n,)``) of the superposed aligned frames scaled by ``rx_scaling``.
 
     The frame is located by :func:`phy.sync.detect_frames` (the detection nearest to
-    ``frame_start`` when given, else the first); raises ValueError if none is found."""
+    ``frame_start`` when given, else the first); raises ValueError if none is found.
+    ``common_phase``: also remove the phase every user's frame shares (a receiver-side
+    timing or phase reference error common to the slot): the users' pre-compensation
+    makes the composite gain ``a sum_k h_k b_k`` of the long preamble real and positive,
+    so its measured phase is that error (:func:`composite_gain`)."""
     x = np.asarray(capture)
     if x.ndim != 1 or not np.all(np.isfinite(x)):
         raise ValueError("capture must be a finite 1-D complex array")
@@ -390,4 +400,26 @@ def estimate_mixup(
     if start < 0 or start + length > x.size:
         raise ValueError("the detected frame does not fit in the capture")
     data = data_subcarriers(x[start : start + length], n_reals, config)
+    if common_phase:
+        g = a * composite_gain(x[start : start + length], config)
+        if g != 0:
+            a *= abs(g) / g  # the composite's phase turned back to 0
     return symbols_to_payload(a * data, n_reals, config)
+
+
+def composite_gain(frame: np.ndarray, config: OfdmConfig) -> complex:
+    """The complex gain of an aligned frame's long preamble (``frame`` complex, from the
+    frame start), averaged over its blocks and used bins, unit-power symbols: for
+    superposed pre-compensated frames, ``sum_k h_k b_k``. FFT window centred in the
+    preamble's cyclic prefix (as :func:`phy.waveform.symbol_grid`)."""
+    x = np.asarray(frame)
+    n = config.n_fft
+    off = config.long_cp // 2
+    lo = config.long_start - off
+    body = x[lo : lo + config.n_long * n]
+    if body.size != config.n_long * n:
+        raise ValueError("the frame does not hold its long preamble")
+    k = np.fft.fftfreq(n, 1.0 / n)
+    spectrum = np.fft.fft(body.reshape(config.n_long, n), norm="ortho").mean(axis=0)
+    spectrum *= np.exp(2j * np.pi * k * off / n) / config.scale
+    return complex(np.mean(spectrum[config.used_bins % n] / config.long_sequence()))

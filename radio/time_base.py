@@ -55,6 +55,7 @@ from phy.ota import (
     probe_length,
 )
 from phy.power import get_power_policy, mse_of
+from phy.tdd_timing import PulseClocks
 from phy.waveform import OfdmConfig, frame_length
 from radio.ota_session import MixupResult, SlotPlan
 from radio.ota_transmitter import (
@@ -87,6 +88,12 @@ LOST_DELAY = 2.0
 MARGIN = 64
 #: observations (acquisition, probes) the gain tracker fits
 GAIN_POINTS = 8
+#: tdd: probe pulses of every acquired user right after an acquisition (the users'
+#: sample-clock lag walks, :mod:`phy.tdd_timing`)
+CAL_PULSES = 12
+#: tdd: a payload waits up to this many pulses after its probe for one on which every
+#: user's buffer start is sure to the sample (margin from the clock wraps, samples)
+MAX_WAIT, SAFE_MARGIN = 16, 0.05
 
 
 @dataclass
@@ -297,6 +304,10 @@ class TimeBaseReceiver:
         self._buf = np.zeros(0, np.complex64)
         self._buf_start = 0  # receiver stream index of _buf[0]
         self._pulses = 0  # tdd: sync pulses used so far
+        self.clocks = (  # tdd: per-pulse buffer timing of free-running sample clocks
+            PulseClocks(sync_period_s * self.config.sample_rate_hz) if time_base == "tdd" else None
+        )
+        self._tdd_delays: dict[Hashable, float] = {}  # tdd: delays ordered for next pulse
         self.burst_len = acquisition_burst(0, self.config).size
         self._probe_len = probe_length(self.config)
         if time_base == "stream":
@@ -344,11 +355,59 @@ class TimeBaseReceiver:
 
     def _global(self, index: float, pulse: int | None = None) -> float:
         """Global receiver index of capture ``index`` (stream: the same; tdd: plus one
-        sync period of samples per pulse, ``pulse`` defaulting to the latest)."""
+        sync period of samples per pulse and the receiver's own start lag on that pulse,
+        ``pulse`` defaulting to the latest)."""
         if self.time_base != "tdd":
             return float(index)
         pulse = self._pulses if pulse is None else pulse
-        return index + pulse * self.sync_period_s * self.config.sample_rate_hz
+        lag = self.clocks.receiver_lag(pulse) if self.clocks.fitted else 0.0
+        return index + lag + pulse * self.sync_period_s * self.config.sample_rate_hz
+
+    # ------------------------------------------------------------ tdd timing
+    def _fit_clocks(self) -> None:
+        """Refit the sample-clock lag walks with every tracked user's drift per pulse."""
+        period = self.sync_period_s * self.config.sample_rate_hz
+        self.clocks.fit({u: -period * t.sro for u, t in self.tracks.items()})
+
+    def _pulse_delays(self, uids: Sequence[Hashable], pulse: int) -> tuple[list[float], float]:
+        """tdd: where each user's buffer index 0 lands on ``pulse`` (capture index) and
+        the smallest margin of those predictions (:meth:`phy.tdd_timing.PulseClocks.
+        predict`; 0 for a user whose walk is not known yet: its acquisition offset)."""
+        delays, margin = [], math.inf
+        for uid in uids:
+            if uid in self.clocks.obs:
+                d, m = self.clocks.predict(uid, pulse)
+            else:
+                d, m = self.tracks[uid].offset, 0.0
+            delays.append(d)
+            margin = min(margin, m)
+        return delays, margin
+
+    def _calibrate(self) -> None:
+        """tdd: every tracked user probes on :data:`CAL_PULSES` pulses, so the lag walks
+        are known before the first payload and each gain tracker's phase line is fitted
+        over pulses a CFO error cannot turn by half a cycle."""
+        uids = list(self.tracks)
+        for _ in range(CAL_PULSES if uids else 0):
+            gains, delays, at = self.probe(uids)
+            ok = [j for j, tau in enumerate(delays) if abs(tau) <= LOST_DELAY]
+            # a probe every pulse also keeps the gain trackers' phase unambiguous
+            self._update_gains([uids[j] for j in ok], gains[ok], at)
+
+    def _wait_for_safe_pulse(self, uids: Sequence[Hashable]) -> list[float]:
+        """tdd: let pass (idle captures) the pulses on which some user's buffer start is
+        not sure to the sample, up to :data:`MAX_WAIT`; the payload's delays."""
+        best = None
+        for m in range(1, MAX_WAIT + 1):
+            delays, margin = self._pulse_delays(uids, self._pulses + m)
+            if best is None or margin > best[0]:
+                best = (margin, m, delays)
+            if margin >= SAFE_MARGIN:
+                break
+        _, m, delays = best
+        for _ in range(m - 1):
+            self._arm_receive(1)
+        return delays
 
     def new_round(self) -> None:
         """The fading was redrawn: forget the tracked gains (timing and CFO stay) and
@@ -416,6 +475,9 @@ class TimeBaseReceiver:
                     self._silence(uid)
                     continue
                 self._set_track(uid, est, d1, PAIR_LEAD, first=0)
+                self.clocks.observe(uid, self._pulses, self.tracks[uid].offset)
+            self._fit_clocks()
+            self._calibrate()
             return
         base = self.rx_end
         ahead = self._rx_ahead()
@@ -506,10 +568,11 @@ class TimeBaseReceiver:
                     self._count(uid, "underflows")
                 self.acquire(lost)
 
-    def _target(self, tracks: Sequence[LinkTrack]) -> int:
-        """Receiver index of the next placement (tdd: capture index after the pulse)."""
+    def _target(self, tracks: Sequence[LinkTrack], delays: Sequence[float] = ()) -> int:
+        """Receiver index of the next placement (tdd: capture index after the pulse,
+        behind every user's ``delays`` or else acquisition offset)."""
         if self.time_base == "tdd":
-            return int(math.ceil(max(t.offset for t in tracks))) + MARGIN
+            return int(math.ceil(max(delays or [t.offset for t in tracks]))) + MARGIN
         return self._rx_ahead()
 
     def _orders(
@@ -519,13 +582,16 @@ class TimeBaseReceiver:
         scaling: np.ndarray,
         kind: int,
         shift_hz: float = 0.0,
+        delays: Sequence[float] = (),
     ) -> list[SlotOrder]:
         """Per user, the order landing its buffer's first block at ``target``, its CFO
-        pre-rotated but for the receiver's ``shift_hz`` (:func:`common_shift_hz`)."""
+        pre-rotated but for the receiver's ``shift_hz`` (:func:`common_shift_hz`); tdd:
+        ``delays`` per user on the pulse (default: the acquisition offsets)."""
         out = []
-        for t, b in zip(tracks, scaling, strict=True):
+        delays = list(delays) or [t.offset for t in tracks]
+        for t, b, pulse_delay in zip(tracks, scaling, delays, strict=True):
             if self.time_base == "tdd":
-                n0, delay, mode = 0, t.offset, MODE_TDD
+                n0, delay, mode = 0, pulse_delay, MODE_TDD
             else:
                 n0 = int(math.floor(t.tx_index(target))) - MARGIN
                 delay, mode = t.rx_index(n0), MODE_STREAM
@@ -548,14 +614,30 @@ class TimeBaseReceiver:
         (effective gains ``(K,)``, residual delays ``(K,)``, capture index)."""
         tracks = [self.tracks[u] for u in uids]
         kk = len(uids)
-        target = self._target(tracks)
+        ordered: list[float] = []
+        if self.time_base == "tdd":
+            ordered, _ = self._pulse_delays(uids, self._pulses + 1)
+        target = self._target(tracks, ordered)
         shift = common_shift_hz([t.cfo_hz for t in tracks])
-        orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift)
+        orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift, ordered)
         self.send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
         samples, at = self._capture(target, self._probe_len)
         samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
         gains, delays, _ = estimate_probe(samples, at, kk, self.config)
+        # a buffer landing tau late was pre-rotated for the wrong receiver indices: the
+        # gain of one landing where ordered turns back by the CFO over tau
+        fs = self.config.sample_rate_hz
+        gains = gains * np.exp(-2j * np.pi * np.array([o.cfo_hz for o in orders]) * delays / fs)
         self.air.probe += self._probe_len
+        if self.time_base == "tdd":  # where each buffer really landed on this pulse
+            held = [tau for tau in delays if abs(tau) <= LOST_DELAY]
+            if held and self.clocks.fitted:  # their common error is the receiver's own
+                lag = self.clocks.receiver_lag(self._pulses) - float(np.median(held))
+                self.clocks.measured_lag(self._pulses, lag)
+            for uid, d, tau in zip(uids, ordered, delays, strict=True):
+                if abs(tau) <= LOST_DELAY:
+                    self.clocks.observe(uid, self._pulses, d + tau)
+            self._fit_clocks()
         return gains, delays, target
 
     def _update_gains(self, uids: Sequence[Hashable], effective: np.ndarray, at: int) -> None:
@@ -636,7 +718,9 @@ class TimeBaseReceiver:
                 gains, delays, at = self.probe(heard)
             self._update_gains(heard, gains, at)
             tracks = {u: self.tracks[u] for u in heard}
-            target = self._target(list(tracks.values()))
+            if self.time_base == "tdd":
+                self._tdd_delays = dict(zip(heard, self._wait_for_safe_pulse(heard), strict=True))
+            target = self._target(list(tracks.values()), list(self._tdd_delays.values()))
             heard_gains = self._predicted_gains(heard, target)
         silent_track = LinkTrack(0.0, 0.0, 0.0, math.nan, 0j)
         tracks = [tracks.get(u, silent_track) for u in uids]
@@ -649,7 +733,8 @@ class TimeBaseReceiver:
         b = np.where(gains == 0, 0j, np.asarray(scaling.tx_scaling, complex))
         a = complex(np.asarray(scaling.rx_scaling))
         shift = common_shift_hz([t.cfo_hz for t, g in zip(tracks, gains, strict=True) if g != 0])
-        orders = self._orders(target, tracks, b, KIND_PAYLOAD, shift)
+        delays = [self._tdd_delays.get(u, t.offset) for u, t in zip(uids, tracks, strict=True)]
+        orders = self._orders(target, tracks, b, KIND_PAYLOAD, shift, delays)
         return StreamSlotPlan(
             orders,
             target,
@@ -699,7 +784,9 @@ class TimeBaseReceiver:
         self.air.payload += length
         self.last_capture = samples  # the air as received (the live view's spectrum)
         samples = derotate(samples, plan.target - at, plan.shift_hz, self.config.sample_rate_hz)
-        return estimate_mixup(samples, plan.rx_scaling, n_reals, self.config, frame_start=at)
+        return estimate_mixup(
+            samples, plan.rx_scaling, n_reals, self.config, frame_start=at, common_phase=True
+        )
 
 
 class TimeBaseSession:

@@ -1,0 +1,191 @@
+"""Per-pulse buffer timing on the TDD engine with free-running sample clocks.
+
+On the ``tdd`` time base every radio starts its armed buffer on the first edge of its
+own sample clock after the shared sync pulse (:mod:`phy.medium`, the ``axi_tdd``
+engine). The start therefore lags the pulse by a fraction of a sample that depends on
+the clock's phase at that pulse, the *lag* ``L(p) = frac(alpha - p B)`` of pulse ``p``,
+in ``[0, 1)`` samples, where ``B`` is the number of the radio's own samples in one sync
+period (``T fs (1 + ppm 1e-6)``) and ``alpha`` its clock phase. With free-running
+oscillators each radio's lag walks by ``-frac(B)`` per pulse and wraps, so user ``k``'s
+buffer lands at receiver capture index::
+
+    d_k(p) = C_k + L_k(p) - L_r(p)
+
+(``C_k`` constant: propagation and engine delays; ``L_r`` the receiver's own lag). The
+fractional part of ``d_k`` is predictable from the sample-rate offset alone
+(``B_k - B_r = -T fs sro_k``), but the integer part jumps by one sample whenever one of
+the two lags wraps; a frame placed one sample off turns every subcarrier by up to
+``2 pi 26 / 64`` rad, which the receiver cannot undo in the superposition.
+
+:class:`PulseClocks` finds the receiver's lag walk (``alpha_r``, ``frac(B_r)``) and each
+user's constant from the delays measured on past pulses (acquisition, probes): under
+the right hypothesis every user's ``u_k(p) = d_k(p) + L_r(p)`` lies within one sample
+(``u_k - C_k = L_k`` in ``[0, 1)``), under a wrong one the wraps show as spreads above
+one sample. A grid over the two receiver parameters keeps the hypotheses consistent
+with every observation (set membership, tolerance for the delay noise). A delay is
+predicted for a later pulse under every such hypothesis; it is *safe* when they agree
+and the predicted lag lies within the range already observed for that user (else the
+wrap could fall either way). The receiver then picks the first safe pulse for the
+payload. The receiver's lag also enters the phase: capture index ``i`` of pulse ``p``
+is at ``p T fs + L_r(p) + i`` samples of absolute time (:meth:`PulseClocks.receiver_lag`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Hashable, Mapping
+
+import numpy as np
+
+__all__ = ["PulseClocks"]
+
+#: delay observations kept per user (the span the receiver's lag walk is fitted over)
+KEEP = 48
+#: percentile of the kept hypotheses' margins reported (a few outlying hypotheses at the
+#: tolerance's edge would otherwise make every pulse look unsure)
+MARGIN_PERCENTILE = 10
+#: latest observations of a user averaged into its lag walk's phase
+AVERAGE = 16
+#: grid of the receiver's lag walk: steps of frac(B_r) and of alpha_r
+B_STEPS, ALPHA_STEPS = 400, 50
+#: best grid points around which the grid is refined ten times
+REFINE = 40
+#: samples of spread above one sample a consistent hypothesis may show (delay noise)
+TOLERANCE = 0.12
+#: samples by which the users' constants may differ (propagation: 0.05 sample is 15 m at
+#: 1 MS/s; the engines' fixed delays are equal for equal firmware)
+SPREAD = 0.05
+
+
+class PulseClocks:
+    """Sample-clock lag model of the radios on one TDD sync line.
+
+    Args:
+        period_samples: nominal samples per sync period (``T fs``).
+
+    Observations: :meth:`observe` (capture index where user ``uid``'s buffer index 0
+    landed on pulse ``pulse``); :meth:`fit` with each user's per-pulse drift
+    ``v_k = -T fs sro_k`` (receiver samples, :class:`radio.time_base.LinkTrack`).
+    """
+
+    def __init__(self, period_samples: float) -> None:
+        if not (math.isfinite(period_samples) and period_samples > 0):
+            raise ValueError(f"period_samples must be finite and > 0, got {period_samples}")
+        self.period = float(period_samples)
+        self.obs: dict[Hashable, list[tuple[int, float]]] = {}
+        self.drift: dict[Hashable, float] = {}
+        # consistent hypotheses (frac(B_r), alpha_r); before a fit: a constant lag 0
+        self.b = np.zeros(1)
+        self.alpha = np.zeros(1)
+        self.lo = np.zeros(1)  # range of u = d + L_r over all users, per hypothesis
+        self.hi = np.ones(1)
+        self.fitted = False
+        self.measured: dict[int, float] = {}  # receiver lags measured on probed pulses
+
+    def observe(self, uid: Hashable, pulse: int, delay: float) -> None:
+        """User ``uid``'s buffer index 0 landed at capture index ``delay`` on ``pulse``."""
+        if not math.isfinite(delay):
+            return
+        rows = self.obs.setdefault(uid, [])
+        rows.append((int(pulse), float(delay)))
+        del rows[:-KEEP]
+
+    def forget(self, uid: Hashable) -> None:
+        """Drop ``uid``'s observations (its timing changed: re-acquired)."""
+        self.obs.pop(uid, None)
+
+    def fit(self, drift: Mapping[Hashable, float]) -> None:
+        """Keep the receiver lag walks consistent with every observation.
+
+        ``drift``: per user, ``v_k = frac(B_k) - frac(B_r)`` (receiver samples per pulse,
+        ``-T fs sro_k``)."""
+        self.drift = {u: float(v) for u, v in drift.items()}
+        users = [u for u in self.obs if u in self.drift]
+        if not users:
+            return
+        b = np.arange(B_STEPS) / B_STEPS
+        a = np.arange(ALPHA_STEPS) / ALPHA_STEPS
+        bb, aa = (g.ravel() for g in np.meshgrid(b, a, indexing="ij"))
+        excess = self._excess(users, bb, aa)
+        top = np.argsort(excess)[:REFINE]  # a ten times finer grid around the best
+        fb = np.arange(-5, 6) / (10 * B_STEPS)
+        fa = np.arange(-5, 6) / (10 * ALPHA_STEPS)
+        db, da = (g.ravel() for g in np.meshgrid(fb, fa, indexing="ij"))
+        bb = np.mod(bb[top][:, None] + db[None, :], 1.0).ravel()
+        aa = np.mod(aa[top][:, None] + da[None, :], 1.0).ravel()
+        excess = self._excess(users, bb, aa)
+        keep = excess <= float(excess.min()) + TOLERANCE
+        bb, aa = bb[keep], aa[keep]
+        self._excess(users, bb, aa)  # the kept hypotheses' ranges
+        self.b, self.alpha = bb, aa
+        self.fitted = True
+
+    def _excess(self, users: list[Hashable], bb: np.ndarray, aa: np.ndarray) -> np.ndarray:
+        """How far the hypotheses ``(frac(B_r), alpha_r)`` (each ``(H,)``) are from
+        consistent (samples, ``(H,)``): each user's lags and all users' lags together
+        (one constant: equal engine delays, lab distances) must span at most one sample
+        (plus :data:`SPREAD` pooled). Sets :attr:`lo` / :attr:`hi`, the pooled range of
+        ``u = d + L_r`` under each hypothesis."""
+        excess = np.zeros(bb.size)
+        lo = np.full(bb.size, np.inf)
+        hi = np.full(bb.size, -np.inf)
+        for uid in users:
+            pulses, delays = self._rows(uid)
+            u = delays[None, :] + np.mod(aa[:, None] - pulses[None, :] * bb[:, None], 1.0)
+            excess += np.maximum(np.ptp(u, axis=1) - 1.0, 0.0)
+            lo, hi = np.minimum(lo, u.min(axis=1)), np.maximum(hi, u.max(axis=1))
+        excess += len(users) * np.maximum(hi - lo - 1.0 - SPREAD, 0.0)
+        self.lo, self.hi = lo, hi
+        return excess
+
+    def _rows(self, uid: Hashable) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.obs[uid]
+        return np.array([r[0] for r in rows], float), np.array([r[1] for r in rows])
+
+    def _lags(self, pulse: int) -> np.ndarray:
+        """The receiver's lag on ``pulse`` under every kept hypothesis, ``(H,)``."""
+        return np.mod(self.alpha - pulse * self.b, 1.0)
+
+    def measured_lag(self, pulse: int, lag: float) -> None:
+        """The receiver's lag on ``pulse`` as a probe measured it (the common part of
+        the users' delay errors on that pulse), preferred by :meth:`receiver_lag`."""
+        self.measured[int(pulse)] = float(lag)
+        for old in [p for p in self.measured if p < pulse - KEEP]:
+            del self.measured[old]
+
+    def receiver_lag(self, pulse: int) -> float:
+        """The receiver's lag on ``pulse`` (samples; measured on a probed pulse, else the
+        hypothesis nearest the middle of the kept ones: circular median of the lags)."""
+        if int(pulse) in self.measured:
+            return self.measured[int(pulse)]
+        lags = self._lags(pulse)
+        ref = np.angle(np.mean(np.exp(2j * np.pi * lags))) / (2 * np.pi)
+        return float(np.mod(ref + np.median(np.mod(lags - ref + 0.5, 1.0) - 0.5), 1.0))
+
+    def predict(self, uid: Hashable, pulse: int) -> tuple[float, float]:
+        """Capture index where ``uid``'s buffer index 0 lands on ``pulse`` (the median
+        over the kept hypotheses) and the margin of that prediction: the distance
+        (samples) of the user's predicted lag from its wrap (the
+        :data:`MARGIN_PERCENTILE` percentile over the kept hypotheses; 0 before a walk was
+        fitted). A margin above the delay noise makes the integer sure."""
+        rows = self.obs.get(uid)
+        if not rows:
+            raise KeyError(f"no delay observed for user {uid!r}")
+        v = self.drift.get(uid, 0.0)
+        pulses, delays = self._rows(uid)
+        if uid not in self.drift or not self.fitted:
+            return float(delays[-1] - (pulse - pulses[-1]) * v), 0.0
+        # u = d + L_r = C + L_k, with C = (lo + hi - 1) / 2 from the pooled range; the
+        # user's lag walk is frac(phi - p B_k): phi from its last observations (circular
+        # mean: the delay noise averages down)
+        recent, at = delays[-AVERAGE:], pulses[-AVERAGE:]
+        u = recent[None, :] + np.mod(self.alpha[:, None] - at[None, :] * self.b[:, None], 1.0)
+        bk = (self.b + v)[:, None]
+        phi = np.angle(np.mean(np.exp(2j * np.pi * (u + at[None, :] * bk)), axis=1)) / (2 * np.pi)
+        c = (self.lo + self.hi - 1.0) / 2
+        lag = np.mod(phi - pulse * bk[:, 0] - c, 1.0)
+        d = c + lag - self._lags(pulse)
+        # hypotheses may disagree on the receiver's own wrap: a whole sample common to
+        # every user (the frame moves as one: the receiver finds it, see the module doc)
+        margin = float(np.percentile(np.minimum(lag, 1.0 - lag), MARGIN_PERCENTILE))
+        return float(np.median(d)), margin
