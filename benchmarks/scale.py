@@ -55,7 +55,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.config import resolve_experiment  # noqa: E402
+from orchestrator.config import SIM_USERS_PER_NODE, resolve_experiment  # noqa: E402
 from orchestrator.grouping import get_grouping_policy  # noqa: E402
 from orchestrator.main_job import run_experiment  # noqa: E402
 from orchestrator.round_timing import PARTS  # noqa: E402
@@ -65,9 +65,6 @@ ROUND_TARGET_S = {1000: 10.0, 10000: 120.0}
 MESSAGING_TARGET = 0.02
 GROUPING_TARGET_S = 10.0
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
-#: users one node hosts at most: each simulated radio (simnet://) holds a ZeroMQ socket,
-#: and a ZeroMQ context opens at most 1,023 (more nodes are used when needed)
-MAX_USERS_PER_NODE = 800
 
 
 def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict[str, Any]:
@@ -168,7 +165,7 @@ def main() -> dict:
         for users in args.users:
             for backend in args.backends:
                 nodes = args.ray_nodes if backend == "ray" else args.nodes
-                nodes = max(nodes, math.ceil(users / MAX_USERS_PER_NODE))
+                nodes = max(nodes, math.ceil(users / SIM_USERS_PER_NODE))  # config checks it
                 r = run_round(users, backend, nodes, out, args.fashion_root)
                 results[users, backend] = r
                 report(users, r)

@@ -18,6 +18,7 @@ from orchestrator.config import ConfigError, resolve_experiment
 from orchestrator.engine import Engine
 from orchestrator.main_job import run_experiment
 from orchestrator.ray_nodes import RayNodes
+from orchestrator.round_timing import PARTS
 from orchestrator.rundir import RunDirectory
 
 #: metrics that depend on the seed only (not on timing or on where nodes run)
@@ -79,6 +80,12 @@ def test_ray_run_gives_the_metrics_of_local_processes(tmp_path, ray_cluster, cap
     assert on_ray[0]["alive_users"] == 4 and on_ray[0]["slots"] > 0
     assert {k: on_ray[0][k] for k in DETERMINISTIC} == {k: local[0][k] for k in DETERMINISTIC}
     assert on_ray[0]["round_digital_bytes"] == local[0]["round_digital_bytes"]
+    for record in on_ray + local:  # the round's time split adds up to the round
+        split = record["time_split"]
+        assert list(split) == sorted(PARTS)  # (metrics lines are written with sorted keys)
+        assert abs(sum(split.values()) - record["seconds"]) < 0.02 * record["seconds"] + 0.01
+        assert split["medium"] > 0 and split["phy"] > 0 and split["nodes"] > 0
+        assert record["slots_per_second"] > 0
     logs = sorted(p.name for p in (tmp_path).glob("ray-ray-*/logs/*"))
     assert logs == ["node0.log", "node0.timing.json", "node1.log", "node1.timing.json"]
 
@@ -113,6 +120,10 @@ def test_ray_backend_is_validated_and_an_impossible_placement_fails_at_start(ray
         resolve_experiment({"users": {"backend": "ray", "remote_nodes": ["n0"]}})
     with pytest.raises(ConfigError, match="ray.cpus_per_node"):
         resolve_experiment({"ray": {"cpus_per_node": 0.0}})
+    # a node hosts at most 1,000 simulated radios (one ZeroMQ socket each)
+    with pytest.raises(ConfigError, match="users.node_processes: .*at least 3 nodes"):
+        resolve_experiment({"users": {"count": 2001, "node_processes": 2, "backend": "ray"}})
+    assert resolve_experiment({"users": {"count": 2001, "node_processes": 3}})
     config = resolve_experiment({"users": {"backend": "ray"}, "ray": {"cpus_per_node": 1.5}})
     with pytest.raises(RuntimeError, match="offers 2 CPUs; 2 node actors"):
         RayNodes(config, 2)
