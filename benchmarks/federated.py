@@ -57,6 +57,7 @@ from learning.federated.cipher_quality import (  # noqa: E402
     plaintext_sensitivity,
     uaci_critical_interval,
 )
+from learning.federated.distributed_noise import noisy_share  # noqa: E402
 from learning.federated.fedavg import FedAvgConfig, run_fedavg  # noqa: E402
 from learning.federated.gradient_inversion import (  # noqa: E402
     InversionConfig,
@@ -84,6 +85,10 @@ INV_BATCH = 8
 INV_USERS = 8
 INV_TRIALS = 6
 INV_LR = 0.1
+#: distributed Gaussian noise on the secure sum: clip norm (about the median FedSGD update
+#: norm of these batches) and noise multiplier z (learning.federated.distributed_noise)
+DP_CLIP = 0.2
+DP_NOISE = 0.3
 
 
 def section(title: str) -> None:
@@ -398,9 +403,16 @@ def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
     model = build_classifier(train.input_shape, train.n_classes, "mlp")
     flat = get_flat(model).numpy()
     cfg = InversionConfig(iterations=300)
-    views: dict[str, list[dict]] = {"single_update": [], "secure_sum": [], "ota_sum": []}
+    views: dict[str, list[dict]] = {
+        "single_update": [],
+        "secure_sum": [],
+        "ota_sum": [],
+        "secure_sum_noised": [],
+    }
     trials: dict[str, list[list[dict]]] = {v: [] for v in views}
-    pooled: dict[str, list[dict]] = {"secure_sum": [], "ota_sum": []}
+    pooled: dict[str, list[dict]] = {"secure_sum": [], "ota_sum": [], "secure_sum_noised": []}
+    # the noised view draws from its own streams: the other views' figures stay as without it
+    g_noise, g_attack_noised = spawn(g_ota, 1)[0], spawn(g_attack, 1)[0]
     label_hits = []
     g_pick = spawn(g_model, 1)[0]
     for _ in range(trials):
@@ -426,17 +438,24 @@ def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
             "ota_sum": OtaAggregator("fading", snr_db=SNR_DB, group_size=INV_USERS, rng=g_ota)
             .aggregate(ups, weights)
             .estimate.numpy(),
+            "secure_sum_noised": secure_aggregate(
+                np.stack(
+                    [noisy_share(u.numpy(), DP_CLIP, DP_NOISE, INV_USERS, g_noise) for u in ups]
+                )
+                * weights[:, None]
+            ).total,
         }
         for view, observed in sums.items():
+            g_view = g_attack_noised if view == "secure_sum_noised" else g_attack
             victim = UpdateVictims(
                 view, observed, flat, [b.x.numpy() for b in batches], [b.y.numpy() for b in batches]
             )
-            labels, rec = reconstruct(model, victim, INV_LR, aux_x, cfg, g_attack)
+            labels, rec = reconstruct(model, victim, INV_LR, aux_x, cfg, g_view)
             pooled[view].append(
-                score_reconstructions(evaluator, rec, x, y, aux_x, g_attack, aux_y, labels)
+                score_reconstructions(evaluator, rec, x, y, aux_x, g_view, aux_y, labels)
             )
             trials[view].append(
-                score_per_user(victim, labels, rec, evaluator, aux_x, aux_y, g_attack)
+                score_per_user(victim, labels, rec, evaluator, aux_x, aux_y, g_view)
             )
     for view, per_trial in trials.items():
         views[view] = [score for trial in per_trial for score in trial]
@@ -490,7 +509,7 @@ def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
             out[f"inversion_task_accuracy_{view}{tag}_ci95_points"] = 100 * half
             if ref:
                 out[f"inversion_task_accuracy_{view}{tag}_points"] = 100 * mean
-        print(f"{view:<16}" + "".join(f"{c:>18}" for c in cells))
+        print(f"{view:<18}" + "".join(f"{c:>18}" for c in cells))
     single, secure = (
         out["inversion_task_accuracy_single_update"],
         out["inversion_task_accuracy_secure_sum"],
