@@ -39,6 +39,13 @@ Aggregation (option ``aggregation``):
   over the link, four phases): the server learns only the mean of the survivors; users
   that drop out after sharing their keys are recovered from the others' shares.
 
+Options ``noise_multiplier`` ``z`` and ``clip_norm`` ``C`` (digital and secure): each
+user clips its update to norm ``C`` and adds its share ``N(0, (z C)^2 / K)`` of Gaussian
+noise (``K``: all the method's users, one aggregation of everyone as in the FedAvg
+experiments), so the aggregate carries ``N(0, (z C)^2)``
+(:mod:`learning.federated.distributed_noise`): what the exact secure sum still reveals
+(the pooled label counts and class structure) is hidden by noise.
+
 Option ``dropout`` (digital and secure): the probability that a user drops out of an
 aggregation after the key sharing (Bonawitz et al.'s failure case), drawn from the
 user's round generator; such a user answers no further phase. (A user whose node dies is
@@ -59,6 +66,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from learning.federated.distributed_noise import noisy_share
 from learning.federated.secagg import PHASES, SecAggClient, secure_sum
 from learning.federated.updates import (
     LocalUpdate,
@@ -124,6 +132,15 @@ class FederatedAveraging(Method):
             minimum=0.0,
             maximum=1.0,
         ),
+        "noise_multiplier": Option(
+            float,
+            0.0,
+            "distributed Gaussian noise z on a digital aggregate (0: none)",
+            minimum=0.0,
+        ),
+        "clip_norm": Option(
+            float, 1.0, "L2 norm each update is clipped to when noise is added", minimum=1e-9
+        ),
     }
 
     def __init__(self, context: MethodContext) -> None:
@@ -138,6 +155,10 @@ class FederatedAveraging(Method):
         self.dropout = float(context.options.get("dropout", 0.0))
         if not 0.0 <= self.dropout <= 1.0:
             raise ValueError(f"dropout must be in [0, 1], got {self.dropout}")
+        self.noise_multiplier = float(context.options.get("noise_multiplier", 0.0))
+        self.clip_norm = float(context.options.get("clip_norm", 1.0))
+        if self.noise_multiplier < 0 or not self.clip_norm > 0:
+            raise ValueError("need noise_multiplier >= 0 and clip_norm > 0")
         if len(context.split.auxiliary) == 0:
             raise ValueError("the auxiliary split is empty: nothing to calibrate the scale on")
         torch.manual_seed(context.torch_seed_for("fedavg-model"))
@@ -363,6 +384,15 @@ class FedAvgUser(MethodUser):
         vector[: x.numel()] = x.numpy()
         return UserPayload(self.method.spread(vector), update.indices)
 
+    def _sent(self, update: LocalUpdate) -> np.ndarray:
+        """The update a digital aggregation gets: as trained, or clipped and noised
+        (options ``noise_multiplier``, ``clip_norm``), float64 ``(P,)``."""
+        delta = update.delta.numpy().astype(np.float64)
+        if self.method.noise_multiplier == 0:
+            return delta
+        z, c, k = self.method.noise_multiplier, self.method.clip_norm, self.method.context.n_users
+        return noisy_share(delta, c, z, k, self._rng)
+
     def _drops_out(self) -> bool:
         """Whether this user leaves the aggregation now (option ``dropout``)."""
         return self.method.dropout > 0 and bool(self._rng.random() < self.method.dropout)
@@ -376,7 +406,7 @@ class FedAvgUser(MethodUser):
             if self._drops_out():
                 return None
             update = self._train(batch)
-            return Upload(update.delta.numpy().astype(np.float32), indices=update.indices)
+            return Upload(self._sent(update).astype(np.float32), indices=update.indices)
         if request.phase == PHASES[0]:
             self._secagg, self._dropped = SecAggClient(self.index), False
         if self._secagg is None or self._dropped:
@@ -386,7 +416,7 @@ class FedAvgUser(MethodUser):
             if self._dropped:
                 return None
             update = self._train(batch)
-            answer = self._secagg.respond(request, update.delta.numpy().astype(np.float64))
+            answer = self._secagg.respond(request, self._sent(update))
             return Upload(answer.update, answer.blobs, update.indices)
         return self._secagg.respond(request)
 

@@ -36,6 +36,8 @@ def test_fedavg_is_registered_with_its_options():
         "local_steps",
         "local_lr",
         "dropout",
+        "noise_multiplier",
+        "clip_norm",
     }
     assert FederatedAveraging.options["aggregation"].choices == (
         "ota",
@@ -170,3 +172,26 @@ def test_digital_fedavg_learns_in_process(data):
     result = run_method(method, make_channel("ideal"), rounds=2, group_size=4)
     assert result.channel_uses == 0 and result.slots == 0
     assert result.accuracy > 0.5, result.accuracy  # chance 0.1
+
+
+def test_noised_secure_aggregate_is_the_clipped_mean_plus_the_summed_noise(data):
+    """With noise_multiplier z and clip_norm C, each user's share is its update clipped
+    to C plus N(0, (zC)^2/K): the mean applied is within the noise of the clipped mean."""
+    from learning.methods.loop import _direct_exchange
+
+    clip, z = 0.05, 0.5
+    method = make_method("fedavg", context(data, aggregation="secure", noise_multiplier=z,
+                                          clip_norm=clip))  # fmt: skip
+    plain = make_method("fedavg", context(data, aggregation="digital"))
+    users = [method.make_user(i) for i in range(4)]
+    clean = [plain.make_user(i) for i in range(4)]
+    for i in range(4):
+        users[i].start_round(np.random.SeedSequence([9, i]))
+        clean[i].start_round(np.random.SeedSequence([9, i]))
+    (noised,) = method.gather(range(4), _direct_exchange(users), rng=0)
+    updates = [r.estimate for r in plain.gather(range(4), _direct_exchange(clean), rng=0)]
+    clipped = np.mean([u * min(1.0, clip / np.linalg.norm(u)) for u in updates], axis=0)
+    residual = noised.estimate - clipped
+    expected_std = z * clip / 4  # the mean of 4: the sum's noise (zC)^2, divided by K
+    assert np.std(residual) == pytest.approx(expected_std, rel=0.05)
+    assert abs(np.mean(residual)) < 3 * expected_std / np.sqrt(residual.size)
