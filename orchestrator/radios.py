@@ -36,6 +36,7 @@ import numpy as np
 
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
+from phy.eavesdropper import receiver_window
 from phy.link_budget import PATH_LOSS_DB, noise_dbfs_for
 from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
 from phy.registry import Registry
@@ -130,14 +131,11 @@ def add_eavesdropper(
 def capture_receiver_window(
     receiver: MediumPort, eavesdropper: MediumPort, n_samples: int, block: int
 ) -> np.ndarray | None:
-    """``eavesdropper``'s capture of ``n_samples`` from the medium time where
-    ``receiver``'s last read began (that read spanned whole buffers of ``block``
-    samples covering ``n_samples``); None if the receiver never read."""
-    end = receiver.stream_position
-    total = -(-int(n_samples) // block) * block
-    if end is None or end < total:
-        return None
-    return eavesdropper.capture(receiver.stream_time_s(end - total), int(n_samples))
+    """``eavesdropper``'s capture of ``n_samples`` over the air of ``receiver``'s last
+    slot (stream read or TDD capture, :func:`phy.eavesdropper.receiver_window`); None
+    if the receiver never read."""
+    start = receiver_window(receiver, n_samples, block)
+    return None if start is None else eavesdropper.capture(start, int(n_samples))
 
 
 class SimRunRadios(RunRadios):

@@ -57,6 +57,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from phy.link_budget import subcarrier_noise_var
+from phy.medium import MediumPort
 from phy.power import get_power_policy
 from phy.rng import RngLike, spawn
 from phy.sync import detect_frame_arrays
@@ -66,6 +67,7 @@ __all__ = [
     "DETECTION_THRESHOLD",
     "EavesdroppedFrame",
     "eavesdrop_frame",
+    "receiver_window",
     "eavesdropper_gains",
     "eavesdropper_mixture",
     "preamble_detected",
@@ -128,6 +130,31 @@ def eavesdrop_frame(capture: np.ndarray, n_reals: int, config: OfdmConfig) -> Ea
         gain=complex(detections.gain[i]),
         correlation=float(detections.correlation[i]),
     )
+
+
+def receiver_window(receiver: MediumPort, n_samples: int, block: int) -> float | None:
+    """Medium time (seconds) where an eavesdropper's window of ``n_samples`` covering the
+    air of ``receiver``'s last slot starts; None if the receiver read nothing yet.
+
+    The receiver's last read decides: its RX stream (a slot window is the start of the
+    last read, which spanned whole buffers of ``block`` samples covering ``n_samples``:
+    the OTA receivers read so) or, if later, its last capture armed on the TDD engine (a
+    tdd slot's frame and margins are that capture's last ``n_samples``: it starts on the
+    sync pulse, the frame lies behind every user's start)."""
+    n = int(n_samples)
+    fs = receiver.actual_sample_rate_hz
+    stream = None
+    end = receiver.stream_position
+    total = -(-n // block) * block
+    if end is not None and end >= total:
+        stream = (receiver.stream_time_s(end - total), receiver.stream_time_s(end))
+    tdd = receiver.tdd_capture
+    if tdd is not None and tdd[1] >= n:
+        first, length = tdd
+        last = first + length / fs
+        if stream is None or last > stream[1]:
+            return first + (length - n) / fs
+    return None if stream is None else stream[0]
 
 
 def eavesdropper_gains(

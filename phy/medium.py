@@ -396,6 +396,7 @@ class MediumPort:
         # origin of this radio's free-running sample clock (TDD starts on its edges)
         self._clock_origin_s = float(rng.uniform(0.0, 1.0))
         self._armed: list[Transmission] = []  # armed TDD buffers waiting for a pulse
+        self._tdd_capture: tuple[float, int] | None = None  # last armed RX capture
 
     # ----------------------------------------------------------------- validation
     @staticmethod
@@ -553,6 +554,14 @@ class MediumPort:
         flushed since the stream started); None before the first receive."""
         with self.medium.lock:
             return None if self._stream_t0 is None else self._rx_pos
+
+    @property
+    def tdd_capture(self) -> tuple[float, int] | None:
+        """``(medium time of its first sample, samples)`` of the last RX capture armed on
+        the TDD engine (:meth:`arm_receive`), None before one; like
+        :meth:`stream_time_s` for streams, it places a window this radio read."""
+        with self.medium.lock:
+            return self._tdd_capture
 
     def stream_time_s(self, index: int) -> float:
         """Medium time (seconds) of RX stream sample ``index`` at this radio's actual
@@ -848,6 +857,7 @@ class MediumPort:
                 )
             start = self._tdd_start(pulse)
             end = start + n / self.actual_sample_rate_hz
+            self._tdd_capture = (start, n)
             if not medium.realtime:
                 medium._clock = max(medium._clock, end)
         if medium.realtime:

@@ -7,9 +7,10 @@ import math
 import numpy as np
 import pytest
 
+from phy.eavesdropper import eavesdrop_frame, receiver_window
 from phy.medium import SharedMedium
 from phy.sync import detect_frames
-from phy.waveform import OfdmConfig
+from phy.waveform import OfdmConfig, frame_length
 from radio.base import RadioConfig, TimeBaseUnsupported
 from radio.sim import SimRadio
 from radio.time_base import TimeBaseSession, stream_truth
@@ -172,6 +173,22 @@ def test_each_payload_is_on_the_air_once_per_slot(time_base):
     # acquisition bursts carry the users' roots and probes no preamble: every payload
     # preamble detected is a frame on the air; two slots, two frames (nothing repeats)
     assert len(detect_frames(air, OFDM)) == 2
+
+
+@pytest.mark.parametrize("time_base", ["stream", "tdd"])
+def test_eavesdropper_window_covers_the_slots_frame(time_base):
+    # a passive eavesdropper listens over the air of the receiver's last slot window
+    # (stream read or capture armed on the TDD engine): the frame sits where the
+    # receiver's does, MARGIN samples in
+    medium, session = _bed(time_base)
+    eve = medium.add_radio("eve", passive=True, lo_hz=915e6, sample_rate_hz=1e6)
+    for k in range(K):
+        medium.set_link(f"u{k}", "eve", path_loss_db=10.0)
+    _slot(session)
+    n = frame_length(N_REALS, OFDM) + 128  # the plan's buffer_len: frame and margins
+    start = receiver_window(medium.port("rx"), n, 4096)
+    heard = eavesdrop_frame(eve.capture(start, n), N_REALS, OFDM)
+    assert abs(heard.start - 64) < 1.5 and heard.correlation > 0.5
 
 
 def test_bad_combinations_fail_naming_the_cause():
