@@ -20,6 +20,7 @@ the same pipeline fed with random auxiliary images instead of reconstructions.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import torch
@@ -139,13 +140,12 @@ class ModelInversion(MlpAttack):
     """Inversion network (MLP) from observations to ``K`` images.
 
     Args:
-        hidden: width of the hidden layers; depth: number of hidden layers.
-        epochs, batch_size, lr: training settings of the inversion network.
         use_label: feed the observed mixed label and weights to the network too.
         evaluator: a trained classifier (images -> logits) to score reconstructions; when
             None, :meth:`fit` trains one on the distinct auxiliary images.
         evaluator_epochs: training epochs of that classifier.
-        rng: seed for initialization and batch order.
+        settings: the network's size and training (:class:`MlpAttack`: ``hidden``,
+            ``depth``, ``epochs``, ``batch_size``, ``lr``, ``rng``).
     """
 
     name = "model_inversion"
@@ -153,17 +153,12 @@ class ModelInversion(MlpAttack):
 
     def __init__(
         self,
-        hidden: int = 256,
-        depth: int = 2,
-        epochs: int = 20,
-        batch_size: int = 256,
-        lr: float = 2e-3,
         use_label: bool = True,
         evaluator: nn.Module | None = None,
         evaluator_epochs: int = 60,
-        rng: RngLike = None,
+        **settings: Any,
     ) -> None:
-        super().__init__(hidden, depth, epochs, batch_size, lr, rng)
+        super().__init__(**settings)
         self.use_label = bool(use_label)
         self.evaluator = evaluator
         self.evaluator_epochs = int(evaluator_epochs)

@@ -14,6 +14,8 @@ scored the same way in the same process.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -94,27 +96,17 @@ class LabelInference(MlpAttack):
     """Count-per-class network on (payload, mixed label, weights).
 
     Args:
-        hidden, depth: MLP size. epochs, batch_size, lr: training settings.
         use_payload: also feed the payload (else only the mixed label and weights).
         use_label: also feed the observed mixed label and weights (else the payload only).
-        rng: seed for initialization and batch order.
+        settings: the network's size and training (:class:`MlpAttack`: ``hidden``,
+            ``depth``, ``epochs``, ``batch_size``, ``lr``, ``rng``).
     """
 
     name = "label_inference"
     success_figures = ("per_user_accuracy", "exact_set_accuracy")
 
-    def __init__(
-        self,
-        hidden: int = 256,
-        depth: int = 2,
-        epochs: int = 20,
-        batch_size: int = 256,
-        lr: float = 2e-3,
-        use_payload: bool = True,
-        use_label: bool = True,
-        rng: RngLike = None,
-    ) -> None:
-        super().__init__(hidden, depth, epochs, batch_size, lr, rng)
+    def __init__(self, use_payload: bool = True, use_label: bool = True, **settings: Any) -> None:
+        super().__init__(**settings)
         if not (use_payload or use_label):
             raise ValueError("the attack needs the payload, the mixed label, or both")
         self.use_payload, self.use_label = bool(use_payload), bool(use_label)
