@@ -333,19 +333,21 @@ class _Connection:
         self.server.release(session)
         self.status(0)
 
-    def _session(self, cmd: Command) -> tuple[Device, BufferSession] | int:
-        dev = self._device(cmd)
+    def _session(self, cmd: Command) -> tuple[Device, BufferSession] | None:
+        """The device ``cmd`` addresses and its open buffer session, or None after
+        replying -ENODEV (no such device) or -EBADF (no buffer open on it)."""
+        dev = self._device_or_enodev(cmd)
         if dev is None:
-            return -errno.ENODEV
+            return None
         session = self.sessions.get(dev.id)
         if session is None:
-            return -errno.EBADF
+            self.status(-errno.EBADF)
+            return None
         return dev, session
 
     def _do_readbuf(self, cmd: Command) -> None:
         found = self._session(cmd)
-        if isinstance(found, int):
-            self.status(found)
+        if found is None:
             return
         dev, session = found
         if dev.is_output:
@@ -376,8 +378,7 @@ class _Connection:
 
     def _do_writebuf(self, cmd: Command) -> None:
         found = self._session(cmd)
-        if isinstance(found, int):
-            self.status(found)
+        if found is None:
             return
         dev, session = found
         if not dev.is_output:
