@@ -44,6 +44,9 @@ KEEP = 48
 #: percentile of the kept hypotheses' margins reported (a few outlying hypotheses at the
 #: tolerance's edge would otherwise make every pulse look unsure)
 MARGIN_PERCENTILE = 10
+#: a prediction's margin is its distance from the wrap less this many times the user's
+#: delay noise (weak users at low SNR need more room)
+NOISE_MARGINS = 1.5
 #: latest observations of a user averaged into its lag walk's phase
 AVERAGE = 16
 #: grid of the receiver's lag walk: steps of frac(B_r) and of alpha_r
@@ -167,7 +170,8 @@ class PulseClocks:
         over the kept hypotheses) and the margin of that prediction: the distance
         (samples) of the user's predicted lag from its wrap (the
         :data:`MARGIN_PERCENTILE` percentile over the kept hypotheses; 0 before a walk was
-        fitted). A margin above the delay noise makes the integer sure."""
+        fitted), less :data:`NOISE_MARGINS` times the user's delay noise. A margin above
+        zero makes the integer sure."""
         rows = self.obs.get(uid)
         if not rows:
             raise KeyError(f"no delay observed for user {uid!r}")
@@ -181,11 +185,15 @@ class PulseClocks:
         recent, at = delays[-AVERAGE:], pulses[-AVERAGE:]
         u = recent[None, :] + np.mod(self.alpha[:, None] - at[None, :] * self.b[:, None], 1.0)
         bk = (self.b + v)[:, None]
-        phi = np.angle(np.mean(np.exp(2j * np.pi * (u + at[None, :] * bk)), axis=1)) / (2 * np.pi)
+        turns = np.exp(2j * np.pi * (u + at[None, :] * bk))
+        phi = np.angle(np.mean(turns, axis=1)) / (2 * np.pi)
+        # the user's delay noise (circular spread about phi): a margin must exceed it
+        scatter = np.mod(u + at[None, :] * bk - phi[:, None] + 0.5, 1.0) - 0.5
+        noise = float(np.median(np.sqrt(np.mean(scatter**2, axis=1))))
         c = (self.lo + self.hi - 1.0) / 2
         lag = np.mod(phi - pulse * bk[:, 0] - c, 1.0)
         d = c + lag - self._lags(pulse)
         # hypotheses may disagree on the receiver's own wrap: a whole sample common to
         # every user (the frame moves as one: the receiver finds it, see the module doc)
         margin = float(np.percentile(np.minimum(lag, 1.0 - lag), MARGIN_PERCENTILE))
-        return float(np.median(d)), margin
+        return float(np.median(d)), max(margin - NOISE_MARGINS * noise, 0.0)

@@ -93,7 +93,7 @@ GAIN_POINTS = 8
 CAL_PULSES = 12
 #: tdd: a payload waits up to this many pulses after its probe for one on which every
 #: user's buffer start is sure to the sample (margin from the clock wraps, samples)
-MAX_WAIT, SAFE_MARGIN = 16, 0.05
+MAX_WAIT, SAFE_MARGIN = 10, 0.04
 
 
 @dataclass
