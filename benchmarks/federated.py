@@ -391,7 +391,7 @@ def cluster_interval(per_trial: list[float]) -> tuple[float, float]:
     return float(v.mean()), float(half)
 
 
-def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
+def inversion_figures(train, split, rng, n_trials: int = INV_TRIALS) -> dict:
     section(
         f"gradient inversion: FedSGD updates ({INV_BATCH} images, lr {INV_LR}), evaluator on aux"
     )
@@ -415,7 +415,7 @@ def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
     g_noise, g_attack_noised = spawn(g_ota, 1)[0], spawn(g_attack, 1)[0]
     label_hits = []
     g_pick = spawn(g_model, 1)[0]
-    for _ in range(trials):
+    for _ in range(n_trials):
         chosen = g_pick.choice(len(split.users), size=INV_USERS, replace=False)
         batches = [
             train.subset(g_pick.choice(split.users[u], size=INV_BATCH, replace=False))
@@ -488,7 +488,7 @@ def inversion_figures(train, split, rng, trials: int = INV_TRIALS) -> dict:
                     n + "_label_matched_chance"
                 ]
     print(
-        f"task accuracy per user against chance, 95% interval over {trials} trials "
+        f"task accuracy per user against chance, 95% interval over {n_trials} trials "
         f"(a trial's {INV_USERS} users share one sum, so a trial is the independent unit):"
     )
     print(
