@@ -13,7 +13,7 @@ from hardware.virtual_pluto import VirtualPlutoLab
 from phy.waveform import OfdmConfig
 from radio.base import RadioConfig, TimeBaseUnsupported
 from radio.pluto import PlutoRadio
-from radio.time_base import TimeBaseSession, stream_truth
+from tests.radio.test_time_base import truth_session
 
 OFDM = OfdmConfig()
 
@@ -94,18 +94,9 @@ def test_time_base_end_to_end_through_virtual_plutos(time_base):
         size = 16384 if time_base == "tdd" else 4096
         radios = [PlutoRadio(u, config=_config(size)) for u in lab.uris]
         try:
-            names = [f"pluto{k}" for k in range(1, users + 1)]
-            truth, gain = stream_truth(lab.medium, names, "pluto0", OFDM, time_base)
-            session = TimeBaseSession(
-                radios[0],
-                radios[1:],
-                OFDM,
-                time_base=time_base,
-                carrier_hz=915e6,
-                sync_period_s=0.05 if time_base == "tdd" else None,
-                truth=truth,
-                true_gain=gain,
-            )
+            names = [f"pluto{k}" for k in range(users + 1)]
+            period = 0.05 if time_base == "tdd" else None
+            session = truth_session(lab.medium, radios, names, time_base, period)
             rng = np.random.default_rng(0)
             out = [
                 session.mixup(rng.standard_normal((users, 192)), np.full(users, 0.5))

@@ -82,6 +82,20 @@ def rendered(driver, panels) -> list[str]:
     ]
 
 
+def unrendered_after_wait(driver, panels) -> list[str]:
+    """The panels still not rendered after waiting up to WAIT_S for all of them."""
+    deadline = time.monotonic() + WAIT_S
+    while (missing := rendered(driver, panels)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return missing
+
+
+def open_view(driver, port: int, process: subprocess.Popen) -> None:
+    """Load the page the live view ``process`` serves on ``port`` once it answers."""
+    wait_http(f"http://127.0.0.1:{port}/api/snapshot", process)
+    driver.get(f"http://127.0.0.1:{port}/")
+
+
 def wait_http(url: str, process: subprocess.Popen) -> None:
     deadline = time.monotonic() + WAIT_S
     while time.monotonic() < deadline:
@@ -123,8 +137,7 @@ def test_live_run_in_chromium_then_view_of_the_finished_run(tmp_path):
     run = airmix("run", str(experiment), "--live", str(port), output=True)
     driver = browser()
     try:
-        wait_http(f"http://127.0.0.1:{port}/api/snapshot", run)
-        driver.get(f"http://127.0.0.1:{port}/")
+        open_view(driver, port, run)
         wait_for(driver, "return document.getElementById('round').textContent !== '-'", "a round")
         first = int(driver.find_element("id", "round").text)
         # a later round's update arrives over the WebSocket while the page is open
@@ -133,9 +146,7 @@ def test_live_run_in_chromium_then_view_of_the_finished_run(tmp_path):
             f"return Number(document.getElementById('round').textContent) > {first}",
             "the next round's update",
         )
-        deadline = time.monotonic() + WAIT_S
-        while (missing := rendered(driver, RUN_PANELS)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        missing = unrendered_after_wait(driver, RUN_PANELS)
         assert not missing, f"panels never rendered during the run: {missing}"
         assert driver.find_element("id", "connection").text == "live"
         assert len(driver.find_elements("css selector", "#panel-links tbody tr")) == 4
@@ -153,12 +164,8 @@ def test_live_run_in_chromium_then_view_of_the_finished_run(tmp_path):
     view = airmix("view", str(run_dir), "--port", str(view_port), output=False)
     driver = browser()
     try:
-        wait_http(f"http://127.0.0.1:{view_port}/api/snapshot", view)
-        driver.get(f"http://127.0.0.1:{view_port}/")
-        panels = (*RUN_PANELS, "panel-privacy")
-        deadline = time.monotonic() + WAIT_S
-        while (missing := rendered(driver, panels)) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        open_view(driver, view_port, view)
+        missing = unrendered_after_wait(driver, (*RUN_PANELS, "panel-privacy"))
         assert not missing, f"panels missing on the finished run's view: {missing}"
         assert driver.find_element("id", "run-status").text == "finished"
         assert driver.find_element("id", "round").text == "29"

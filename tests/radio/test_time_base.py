@@ -36,8 +36,14 @@ def _bed(time_base="stream", seed=100, snr_db=20.0, **kw):
     radios = [SimRadio(f"sim://tb/{n}", medium=medium) for n in names]
     for r in radios:
         r.configure(rf)
-    truth, gain = stream_truth(medium, names[1:], "rx", OFDM, time_base)
-    session = TimeBaseSession(
+    return medium, truth_session(medium, radios, names, time_base, period)
+
+
+def truth_session(medium, radios, names, time_base, period):
+    """A :class:`TimeBaseSession` of receiver ``radios[0]`` and users ``radios[1:]``
+    (named ``names`` on ``medium``) at 915 MHz that knows the medium's truth (genie)."""
+    truth, gain = stream_truth(medium, names[1:], names[0], OFDM, time_base)
+    return TimeBaseSession(
         radios[0],
         radios[1:],
         OFDM,
@@ -47,7 +53,6 @@ def _bed(time_base="stream", seed=100, snr_db=20.0, **kw):
         truth=truth,
         true_gain=gain,
     )
-    return medium, session
 
 
 def _slot(session, seed=0, genie=False):
