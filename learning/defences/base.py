@@ -43,6 +43,7 @@ __all__ = [
     "DEFENCES",
     "Defence",
     "ModelStack",
+    "TargetTask",
     "TrainSettings",
     "get_defence",
     "register_defence",
@@ -138,6 +139,24 @@ class ModelStack:
         state = {k: v[index].detach().clone() for k, v in {**self.params, **self.buffers}.items()}
         model.load_state_dict(state)
         return model.eval()
+
+
+@dataclass(frozen=True)
+class TargetTask:
+    """What a target model is trained on.
+
+    Attributes:
+        factory: builds a fresh model; x: the pool's inputs ``(N, ...)``; y: its int64
+        labels ``(N,)``; members: int64 ``(n,)`` indices of the target's training
+        samples; n_classes: number of classes; settings: the optimiser settings.
+    """
+
+    factory: ModelFactory
+    x: torch.Tensor
+    y: torch.Tensor
+    members: np.ndarray
+    n_classes: int
+    settings: TrainSettings
 
 
 class Defence(ABC):
@@ -240,9 +259,17 @@ class Defence(ABC):
         rng: RngLike = None,
     ) -> nn.Module:
         """Train the target model on samples ``members`` (``(n,)`` indices into ``x``);
-        returns it in eval mode. Default: :meth:`train_stack` with one model."""
-        members = np.asarray(members, dtype=np.int64).reshape(1, -1)
-        return self.train_stack(factory, x, y, members, n_classes, settings, rng).module(0)
+        returns it in eval mode (the recipe is :meth:`fit_target`)."""
+        members = np.asarray(members, dtype=np.int64).reshape(-1)
+        return self.fit_target(TargetTask(factory, x, y, members, n_classes, settings), rng)
+
+    def fit_target(self, task: TargetTask, rng: RngLike) -> nn.Module:
+        """The recipe of :meth:`train_target`. Default: :meth:`train_stack` with one model."""
+        t = task
+        stack = self.train_stack(
+            t.factory, t.x, t.y, t.members.reshape(1, -1), t.n_classes, t.settings, rng
+        )
+        return stack.module(0)
 
 
 #: defence name -> class (filled by the defence modules on import)

@@ -29,8 +29,8 @@ from torch.func import functional_call, grad
 
 from learning.defences.base import (
     Defence,
-    ModelFactory,
     ModelStack,
+    TargetTask,
     TrainSettings,
     register_defence,
 )
@@ -154,18 +154,9 @@ class DpSgd(Defence):
         }, loss
 
     # ------------------------------------------------------------- target model
-    def train_target(
-        self,
-        factory: ModelFactory,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        members: np.ndarray,
-        n_classes: int,
-        settings: TrainSettings,
-        rng: RngLike = None,
-    ) -> nn.Module:
+    def fit_target(self, task: TargetTask, rng: RngLike) -> nn.Module:
         """Train the target through Opacus (see the module docstring)."""
-        members = np.asarray(members, dtype=np.int64).reshape(-1)
+        factory, x, y, members, settings = task.factory, task.x, task.y, task.members, task.settings
         init_rng, loop_rng, noise_rng = spawn(make_rng(rng), 3)
         sigma = self.sigma(len(members), settings)
         with torch.random.fork_rng(devices=[]), warnings.catch_warnings():

@@ -19,12 +19,11 @@ not simulate fading, power control or receiver noise.
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
 
 from learning.channels import make_channel
 from learning.data import Dataset, UserSplit
-from learning.defences.base import ModelFactory, TrainSettings, register_defence
+from learning.defences.base import TargetTask, register_defence
 from learning.defences.mixup import StaticMixup
 from learning.mixup import make_policy
 from phy.rng import RngLike, make_rng, spawn
@@ -63,24 +62,17 @@ class OverTheAirMixup(StaticMixup):
         self.channel, self.snr_db, self.policy = channel, float(snr_db), policy
         self.arch, self.feature_dim = arch, int(feature_dim)
 
-    def train_target(
-        self,
-        factory: ModelFactory,
-        x: torch.Tensor,
-        y: torch.Tensor,
-        members: np.ndarray,
-        n_classes: int,
-        settings: TrainSettings,
-        rng: RngLike = None,
-    ) -> nn.Module:
-        """Train the server's model over the air on ``members`` spread over the users
-        (``factory`` is unused: the method builds its own classifier from ``arch``)."""
+    def fit_target(self, task: TargetTask, rng: RngLike) -> nn.Module:
+        """Train the server's model over the air on the task's members spread over the
+        users (its ``factory`` is unused: the method builds its own classifier from
+        ``arch``)."""
+        x, y, n_classes, settings = task.x, task.y, task.n_classes, task.settings
         from learning.methods import METHODS  # here: learning.methods imports the defences
         from learning.methods.base import MethodContext
         from learning.methods.loop import run_method
 
         split_rng, channel_rng, seed_rng = spawn(make_rng(rng), 3)
-        members = np.asarray(members, dtype=np.int64).reshape(-1)
+        members = task.members
         users = np.array_split(split_rng.permutation(members), self.users)
         data = Dataset(x, y, n_classes, "membership")
         public = np.setdiff1d(np.arange(len(y)), members)
