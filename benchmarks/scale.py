@@ -20,7 +20,8 @@ Set-up per user count (one round each):
 * 10,000 users: Fashion-MNIST from ``--fashion-root`` (Debian package
   ``dataset-fashion-mnist``: ``/usr/share/datasets/fashion-mnist``), the digits being
   too few, with 75 % held out as the attacker's auxiliary split so that users hold 1-2
-  samples each as at 1,000 users (2,500 groups, 5,000 slots); ``model.batch_size = 1``
+  samples each as at 1,000 users (2,500 groups, 5,000 slots; other counts above 1,500:
+  about 1.5 samples per user, at most 90 % held out); ``model.batch_size = 1``
   and feature payloads (``model.mode = "features"``:
   32 encoder outputs per user per slot, a frame as short as the digits' one; raw
   784-pixel frames peak above full scale after pre-compensation at this population and
@@ -72,12 +73,14 @@ def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict
     data: dict[str, Any] = {"dataset": "digits"}
     model: dict[str, Any] = {"batch_size": 32}
     if users > 1500:  # more users than the digits hold
-        # 75 % held out for the attacker: 1.5 samples per user, two slots each per round
-        # as with the digits at 1,000 users (a round is one pass over the users' data)
+        # about 1.5 samples per user (75 % of the 60,000 held out for the attacker at
+        # 10,000 users), so two slots each per round as the digits give at 1,000 users
+        # (a round is one pass over the users' data)
+        held_out = min(0.9, max(0.2, 1.0 - 1.5 * users / 60000))
         data = {
             "dataset": "fashion_mnist",
             "root": str(fashion_root),
-            "auxiliary_fraction": 0.75,
+            "auxiliary_fraction": round(held_out, 3),
         }
         model = {"batch_size": 1, "mode": "features"}
     return {
