@@ -66,6 +66,10 @@ class Registry(Mapping[str, T], Generic[T]):
         """Decorator form of :meth:`add`."""
         return lambda value: self.add(name, value)
 
+    def add_named(self, value: T) -> T:
+        """Class decorator: register ``value`` under its ``name`` attribute."""
+        return self.add(value.name, value)  # type: ignore[attr-defined]
+
     def get(self, name: str, default: Any = None) -> T:  # type: ignore[override]
         """The implementation named ``name``; :class:`UnknownChoice` if there is none
         (``default`` is not supported: every lookup is of a required choice)."""

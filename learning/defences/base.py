@@ -276,9 +276,8 @@ class Defence(ABC):
 DEFENCES: Registry[type[Defence]] = Registry("defence")
 
 
-def register_defence(cls: type[Defence]) -> type[Defence]:
-    """Class decorator adding ``cls`` to :data:`DEFENCES` under ``cls.name``."""
-    return DEFENCES.add(cls.name, cls)
+#: class decorator adding a defence to :data:`DEFENCES` under its ``name``
+register_defence = DEFENCES.add_named
 
 
 def get_defence(name: str, **kwargs: Any) -> Defence:

@@ -146,9 +146,8 @@ class MembershipAttack(ABC):
 MEMBERSHIP_ATTACKS: Registry[type[MembershipAttack]] = Registry("membership attack")
 
 
-def register_membership_attack(cls: type[MembershipAttack]) -> type[MembershipAttack]:
-    """Class decorator adding ``cls`` to :data:`MEMBERSHIP_ATTACKS` under ``cls.name``."""
-    return MEMBERSHIP_ATTACKS.add(cls.name, cls)
+#: class decorator adding an attack to :data:`MEMBERSHIP_ATTACKS` under its ``name``
+register_membership_attack = MEMBERSHIP_ATTACKS.add_named
 
 
 def get_membership_attack(name: str, **kwargs: Any) -> MembershipAttack:
