@@ -20,6 +20,8 @@ False, or None to use the global one below 32 models per side.
 
 from __future__ import annotations
 
+from abc import abstractmethod
+
 import numpy as np
 from scipy.stats import norm
 
@@ -60,30 +62,44 @@ def _phi(context: MembershipContext, family_logits: np.ndarray) -> tuple[np.ndar
     return true_class_logit(context.logits, y), true_class_logit(family_logits, y)
 
 
+class _Lira(MembershipAttack):
+    """LiRA on the one shadow family it names: ``phi`` of the target and of the family's
+    models on every challenge sample, compared by :meth:`test`."""
+
+    def score(self, context: MembershipContext) -> np.ndarray:
+        (kind,) = self.shadow_families
+        family = context.family(kind)
+        target, phi = _phi(context, family.challenge_logits)
+        return self.test(context, target, phi, family.challenge_in)
+
+    @abstractmethod
+    def test(
+        self, context: MembershipContext, target: np.ndarray, phi: np.ndarray, inside: np.ndarray
+    ) -> np.ndarray:
+        """Scores ``(N,)`` from the target's ``phi`` ``(N,)``, the shadows' ``phi``
+        ``(M, N)`` and which shadows trained on each sample, ``inside`` ``(M, N)``."""
+
+
 @register_membership_attack
-class LiraOffline(MembershipAttack):
+class LiraOffline(_Lira):
     name = "lira_offline"
     shadow_families = ("offline",)
 
-    def score(self, context: MembershipContext) -> np.ndarray:
-        family = context.family("offline")
-        target, phi = _phi(context, family.challenge_logits)
-        mean, std, count = _masked_stats(phi, ~family.challenge_in)
+    def test(self, context, target, phi, inside):
+        mean, std, count = _masked_stats(phi, ~inside)
         if _use_global(context, count):
             std = np.full_like(std, _global(std, count))
         return (target - mean) / (std + 1e-8)
 
 
 @register_membership_attack
-class LiraOnline(MembershipAttack):
+class LiraOnline(_Lira):
     name = "lira_online"
     shadow_families = ("online",)
 
-    def score(self, context: MembershipContext) -> np.ndarray:
-        family = context.family("online")
-        target, phi = _phi(context, family.challenge_logits)
-        mean_in, std_in, n_in = _masked_stats(phi, family.challenge_in)
-        mean_out, std_out, n_out = _masked_stats(phi, ~family.challenge_in)
+    def test(self, context, target, phi, inside):
+        mean_in, std_in, n_in = _masked_stats(phi, inside)
+        mean_out, std_out, n_out = _masked_stats(phi, ~inside)
         if _use_global(context, np.minimum(n_in, n_out)):
             std_in = np.full_like(std_in, _global(std_in, n_in))
             std_out = np.full_like(std_out, _global(std_out, n_out))
