@@ -9,7 +9,10 @@ state first, see ``orchestrator/node.py``). The orchestrator's part holds:
 * ``alive``: users still alive;
 * ``observations`` / ``eavesdropped``: what the server saw and what the eavesdropper
   recorded in the recorded slots (:class:`Observation`, :class:`EavesdropperCapture`),
-  as lists of dicts of numbers, strings and tensors.
+  as lists of dicts of numbers, strings and tensors;
+* ``time_base`` (stream and tdd time bases, added by the engine): the receiver's link
+  knowledge and counters (:meth:`radio.time_base.TimeBaseReceiver.state_dict`); a
+  resumed run continues them, its users' new streams re-acquired once each.
 
 No pickled classes: :func:`to_state` / :func:`from_state` convert the records.
 """

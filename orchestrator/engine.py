@@ -117,6 +117,7 @@ class Engine:
         self.n_reals = self.method.payload_reals
         self.frame_len = frame_length(self.n_reals, self.ofdm) if self.n_reals else 0
         self._time_base: TimeBaseReceiver | None = None  # stream/tdd: lives over rounds
+        self._time_base_state: dict | None = None  # its checkpoint, on resume
         self._round_id = 0
         self.estimate_log = MixupLog.receiver(run.path)  # scored after the run (mixup_error)
         self.totals = Totals()
@@ -154,7 +155,9 @@ class Engine:
                 policy=channel.power_control,
                 carrier_hz=channel.carrier_hz,
                 sync_period_s=channel.sync_period_s if channel.time_base == "tdd" else None,
+                state=self._time_base_state,  # resumed: counters go on, users re-acquired
             )
+            self._time_base_state = None
         self._time_base.new_round()  # block fading redrawn: gains are tracked anew
         return self._time_base
 
@@ -511,6 +514,8 @@ class Engine:
             self.eavesdropped,
         )
         state["link"] = self.link.counters.snapshot()  # cumulative counters continue on resume
+        if self._time_base is not None:  # stream/tdd link knowledge and counters
+            state["time_base"] = self._time_base.state_dict()
         if self.update_views:
             torch.save(self.update_views, self.run.path / UPDATE_VIEWS_FILE)
         self.run.save_checkpoint(state)
@@ -519,6 +524,7 @@ class Engine:
         """Load a checkpoint (:func:`orchestrator.checkpoints.to_state`); returns the next
         round to run."""
         restored = from_state(state)
+        self._time_base_state = state.get("time_base")
         if "link" in state:
             self.link.counters.restore(state["link"])
         self.method.load_state_dict(restored.method_state)

@@ -38,7 +38,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -243,6 +243,8 @@ class TimeBaseReceiver:
             dropped samples, an underflow's gap, a host stall).
         truth, true_gain: genie ``truth(user id) -> LinkTrack`` and ``true_gain(user id,
             receiver index)`` for genie plans and error statistics.
+        state, streams_restarted: continue from a checkpoint (:meth:`state_dict`, see
+            :meth:`load_state_dict`) instead of measuring the noise on silence.
     Raises :class:`radio.base.TimeBaseUnsupported` if the radio cannot run ``time_base``.
     """
 
@@ -264,6 +266,8 @@ class TimeBaseReceiver:
         reach_s: float = 0.5,
         truth: Callable[[Hashable], LinkTrack] | None = None,
         true_gain: Callable[[Hashable, float], complex] | None = None,
+        state: dict | None = None,
+        streams_restarted: bool = True,
     ) -> None:
         if time_base not in ("stream", "tdd"):
             raise ValueError(f"time_base must be 'stream' or 'tdd', got {time_base!r}")
@@ -310,10 +314,94 @@ class TimeBaseReceiver:
         self._tdd_delays: dict[Hashable, float] = {}  # tdd: delays ordered for next pulse
         self.burst_len = acquisition_burst(0, self.config).size
         self._probe_len = probe_length(self.config)
-        if time_base == "stream":
+        self.restarted: set[Hashable] = set()  # tracked before a restart: re-acquire
+        if state is not None:  # a checkpoint (no silence to measure: users may stream)
+            self.load_state_dict(state, streams_restarted)
+            if time_base == "stream":
+                radio.clear_status()
+        elif time_base == "stream":
             silence = self._window(0, 4096)  # no user streams yet: noise only
             self.noise_var = float(np.mean(np.abs(silence) ** 2)) / self.config.scale**2
             radio.clear_status()
+
+    # ------------------------------------------------------------ checkpoint
+    def state_dict(self) -> dict:
+        """The receiver's link knowledge as plain state (numbers, strings, lists: what
+        ``torch.load(weights_only=True)`` reads): per-user stream tracks and parked
+        tracks ``[offset, sro, cfo_hz, noise_var, gain re, gain im]``, ZC roots, silent
+        users, per-user counters, air-time totals, the noise variance, the receiver
+        stream position and (tdd) the pulse count and lag-walk observations. Gain
+        trackers are left out: a checkpoint is taken between rounds, whose fading is
+        redrawn (:meth:`new_round`)."""
+
+        def plain(t: LinkTrack) -> list[float]:
+            values = [t.offset, t.sro, t.cfo_hz, t.noise_var, t.gain.real, t.gain.imag]
+            return [float(v) for v in values]
+
+        air = {
+            k: [float(x) for x in v] if isinstance(v, list) else int(v)
+            for k, v in asdict(self.air).items()
+        }
+
+        return {
+            "time_base": self.time_base,
+            "tracks": {u: plain(t) for u, t in self.tracks.items()},
+            "parked": {u: plain(t) for u, t in self.parked.items()},
+            "roots": {u: int(r) for u, r in self.roots.items()},
+            "silent": sorted(self.silent, key=str),
+            "restarted": sorted(self.restarted, key=str),
+            "counters": {u: {k: int(n) for k, n in c.items()} for u, c in self.counters.items()},
+            "air": air,
+            "noise_var": None if self.noise_var is None else float(self.noise_var),
+            "rx_end": int(self.rx_end),
+            "pulses": int(self._pulses),
+            "clock_obs": {
+                u: [[int(p), float(d)] for p, d in rows] for u, rows in self.clocks.obs.items()
+            }
+            if self.clocks is not None
+            else {},
+        }
+
+    def load_state_dict(self, state: dict, streams_restarted: bool = True) -> None:
+        """Continue from :meth:`state_dict`. ``streams_restarted`` (a resumed run: new
+        processes, so every TX and RX stream and the pulse count started anew): the
+        stream mappings are void, each tracked user is re-acquired at its next slot
+        (counted as a re-acquisition) and the receiver's stream starts at 0; otherwise
+        (the same radios streaming on) tracks, stream position and pulse count continue.
+        Counters, air-time totals, roots and the noise variance continue either way."""
+        if state.get("time_base") != self.time_base:
+            raise ValueError(
+                f"checkpoint of the {state.get('time_base')!r} time base, receiver runs "
+                f"{self.time_base!r}"
+            )
+
+        def track(v: list[float]) -> LinkTrack:
+            return LinkTrack(v[0], v[1], v[2], v[3], complex(v[4], v[5]))
+
+        self.roots = {u: int(r) for u, r in state["roots"].items()}
+        self.counters = {u: {k: int(n) for k, n in c.items()} for u, c in state["counters"].items()}
+        air = state["air"]
+        self.air = AirTime(
+            **{k: list(v) if isinstance(v, list) else int(v) for k, v in air.items()}
+        )
+        self.noise_var = None if state["noise_var"] is None else float(state["noise_var"])
+        self.silent = set(state["silent"])
+        self.gain_tracks = {}
+        tracks = {u: track(v) for u, v in state["tracks"].items()}
+        parked = {u: track(v) for u, v in state["parked"].items()}
+        if streams_restarted:
+            self.tracks, self.parked = {}, {}
+            self.restarted = set(tracks) | set(parked) | set(state.get("restarted", []))
+            return
+        self.tracks, self.parked = tracks, parked
+        self.restarted = set(state.get("restarted", []))
+        self._buf, self._buf_start = np.zeros(0, np.complex64), int(state["rx_end"])
+        self._pulses = int(state["pulses"])
+        if self.clocks is not None:
+            for uid, rows in state["clock_obs"].items():
+                for pulse, delay in rows:
+                    self.clocks.observe(uid, int(pulse), float(delay))
+            self._fit_clocks()
 
     # ------------------------------------------------------------ receiver stream
     @property
@@ -455,12 +543,13 @@ class TimeBaseReceiver:
         uids = list(uids)
         if not uids:
             return
-        again = sum(u in self.tracks for u in uids)
+        again = sum(u in self.tracks or u in self.restarted for u in uids)
         self.air.reacquisitions += again
         for uid in uids:
-            if uid in self.tracks:
+            if uid in self.tracks or uid in self.restarted:
                 self._count(uid, "reacquisitions")
-        known = again + sum(u in self.parked for u in uids)
+        self.restarted.difference_update(uids)
+        known = sum(u in self.tracks or u in self.parked for u in uids)  # streams run on
         if known and self.time_base == "stream":
             reach = max(reach, int(self.reach_s * self.config.sample_rate_hz))
         group = max(len(self.roots), 1)

@@ -13,7 +13,7 @@ from phy.sync import detect_frames
 from phy.waveform import OfdmConfig, frame_length
 from radio.base import RadioConfig, TimeBaseUnsupported
 from radio.sim import SimRadio
-from radio.time_base import TimeBaseSession, stream_truth
+from radio.time_base import TimeBaseReceiver, TimeBaseSession, stream_truth
 
 OFDM = OfdmConfig()
 K = 8
@@ -208,3 +208,58 @@ def test_bad_combinations_fail_naming_the_cause():
         TimeBaseSession(new, [old], time_base="stream")
     with pytest.raises(ValueError, match="sync_period_s"):
         TimeBaseSession(new, [new], time_base="tdd")
+
+
+def _saved(state):
+    """``state`` through a checkpoint file as the run writes and reads it."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    buffer.seek(0)
+    return torch.load(buffer, weights_only=True)
+
+
+def test_checkpointed_receiver_continues_as_the_uninterrupted_one():
+    # two identical beds: one receiver runs on, the other is rebuilt from its
+    # checkpoint between rounds (radios streaming on): the next slots are identical
+    _, a = _bed(seed=3)
+    _, b = _bed(seed=3)
+    for s in range(2):
+        _slot(a, s), _slot(b, s)
+    a.rx.new_round()  # a checkpoint is taken between rounds
+    state = _saved(b.rx.state_dict())
+    old = b.rx
+    b.rx = TimeBaseReceiver(
+        old.radio,
+        OFDM,
+        time_base="stream",
+        send=old.send,
+        carrier_hz=915e6,
+        underflowed=old.underflowed,
+        user_lead=old.user_lead,
+        state=state,
+        streams_restarted=False,
+    )
+    for s in range(2, 4):
+        assert np.array_equal(_slot(a, s).estimate, _slot(b, s).estimate)
+    assert b.rx.air.acquisition == a.rx.air.acquisition  # nobody re-acquired
+
+
+def test_resumed_receiver_reacquires_each_user_once_and_counts_on():
+    # a resumed run: new processes, so new streams; the checkpoint's counters and air
+    # totals continue, every tracked user is re-acquired once and counted so
+    _, a = _bed(seed=4)
+    _slot(a)
+    state = _saved(a.rx.state_dict())
+    medium, b = _bed(seed=4)  # the radios start anew
+    b.rx.load_state_dict(state)
+    out = _slot(b, 1)
+    assert b.rx.air.reacquisitions == K
+    assert all(b.rx.user_counters(k)["reacquisitions"] == 1 for k in range(K))
+    assert b.rx.air.acquisition == 2 * a.rx.air.acquisition
+    assert np.mean((out.estimate - out.target) ** 2) < 0.1 * np.mean(out.target**2)
+    with pytest.raises(ValueError, match="time base"):
+        b.rx.load_state_dict({**state, "time_base": "tdd"})
