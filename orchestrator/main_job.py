@@ -22,6 +22,7 @@ import shlex
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,31 +114,49 @@ def node_arguments(
     return arguments
 
 
+@dataclass(frozen=True)
+class NodeLaunch:
+    """What starting a run's nodes needs, whichever hosts them (local processes or Ray
+    actors: :func:`node_hosts`).
+
+    Attributes:
+        run: the run directory; node_users: node id -> the ids of the users it hosts.
+        address: the orchestrator's link endpoint; keys_dir: the CurveZMQ key folder.
+        uris: user id -> radio URI; restore_round: the checkpoint nodes resume from (None:
+        a fresh start); remote: nodes started by hand on other machines.
+    """
+
+    run: RunDirectory
+    node_users: dict[str, list[str]]
+    address: str
+    keys_dir: Path | None
+    uris: dict[str, str]
+    restore_round: int | None
+    remote: tuple[str, ...] = ()
+
+    def arguments(self, node_id: str) -> list[str]:
+        """Node ``node_id``'s command-line arguments (:func:`node_arguments`)."""
+        users = self.node_users[node_id]
+        return node_arguments(
+            self.run.path, node_id, self.address, self.keys_dir, users, self.uris,
+            self.restore_round,
+        )  # fmt: skip
+
+
 class NodeProcesses:
     """The local node processes of a run (spawned with ``python -m orchestrator.node``)."""
 
     def __init__(self) -> None:
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(
-        self,
-        run: RunDirectory,
-        node_users: dict[str, list[str]],
-        address: str,
-        keys_dir: Path | None,
-        uris: dict[str, str],
-        restore_round: int | None,
-        remote: list[str] | None = None,
-    ) -> None:
-        """Spawn every node of ``node_users`` except the ``remote`` ones, for which the
-        command to run on their own machine is printed instead."""
-        logs = run.path / "logs"
+    def start(self, launch: NodeLaunch) -> None:
+        """Spawn every node of the launch except the remote ones, for which the command to
+        run on their own machine is printed instead."""
+        logs = launch.run.path / "logs"
         logs.mkdir(exist_ok=True)
-        for node_id, users in node_users.items():
-            arguments = node_arguments(
-                run.path, node_id, address, keys_dir, users, uris, restore_round
-            )
-            if node_id in (remote or ()):
+        for node_id in launch.node_users:
+            arguments = launch.arguments(node_id)
+            if node_id in launch.remote:
                 print(f"start remote node {node_id}: airmix node {shlex.join(arguments)}")
                 continue
             lifeline = ["--parent-pid", str(os.getpid())]  # the node dies with this process
@@ -233,8 +252,9 @@ def run_experiment(
             experiment_file=run.config_path,
             radios=provenance.run_radios(radios, ex.user_ids(config)),
         )
-        remote = list(config.users.remote_nodes)
-        nodes.start(run, node_users, link.address, keys_dir, uris, restore_round, remote)
+        remote = tuple(config.users.remote_nodes)
+        launch = NodeLaunch(run, node_users, link.address, keys_dir, uris, restore_round, remote)
+        nodes.start(launch)
         engine = engine_class(config, run, link, radios, node_users, progress=say)
         engine.wait_for_nodes(JOIN_TIMEOUT_S, nodes.all_running)
         start = 0

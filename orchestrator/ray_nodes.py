@@ -37,8 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from orchestrator.config import ExperimentConfig
-from orchestrator.main_job import node_arguments
-from orchestrator.rundir import RunDirectory
+from orchestrator.main_job import NodeLaunch
 
 __all__ = ["NodeHost", "RayNodes"]
 
@@ -127,29 +126,19 @@ class RayNodes:
         self.pids: dict[str, int] = {}
         self.logs: Path | None = None
 
-    def start(
-        self,
-        run: RunDirectory,
-        node_users: dict[str, list[str]],
-        address: str,
-        keys_dir: Path | None,
-        uris: dict[str, str],
-        restore_round: int | None,
-        remote: list[str] | None = None,
-    ) -> None:
-        """Start one node actor per node of ``node_users`` (``remote`` must be empty:
-        Ray places every node)."""
-        if remote:
+    def start(self, launch: NodeLaunch) -> None:
+        """Start one node actor per node of the launch (its ``remote`` must be empty: Ray
+        places every node)."""
+        run = launch.run
+        if launch.remote:
             raise ValueError("users.remote_nodes cannot be combined with users.backend = 'ray'")
         ray = self._ray
         logs = self.logs = run.path / "logs"
         logs.mkdir(exist_ok=True)
         host = ray.remote(NodeHost)
         pids: dict[str, Any] = {}
-        for node_id, users in node_users.items():
-            arguments = node_arguments(
-                run.path, node_id, address, keys_dir, users, uris, restore_round
-            )
+        for node_id in launch.node_users:
+            arguments = launch.arguments(node_id)
             actor = host.options(
                 name=f"airmix-{run.path.name}-{node_id}",
                 num_cpus=self.cpus_per_node,
