@@ -73,6 +73,8 @@ __all__ = ["UPDATE_VIEWS_FILE", "Engine", "NodeLost"]
 #: the model updates the server saw in the recorded round (the gradient-inversion audit's
 #: input; a list of plain dicts, ``torch.load(weights_only=True)`` reads it)
 UPDATE_VIEWS_FILE = "server_updates.pt"
+#: update views kept from the recorded round (the first ones; the audit inverts a few)
+UPDATE_VIEWS_KEPT = 8
 
 log = logging.getLogger(__name__)
 
@@ -317,6 +319,7 @@ class Engine:
             for feedback in outcome.feedback:
                 self._feedback(feedback, round_id, slot_id - 1)
         if record:
+            room = max(0, UPDATE_VIEWS_KEPT - len(self.update_views))
             self.update_views += [
                 {
                     "round": round_id,
@@ -327,7 +330,7 @@ class Engine:
                     "model": torch.as_tensor(np.asarray(v.model, np.float64)),
                     "air_scale": float(v.air_scale),
                 }
-                for v in outcome.update_views
+                for v in outcome.update_views[:room]
             ]
             for view in outcome.views:
                 self.observations.append(

@@ -39,7 +39,7 @@ from learning.federated.update_audit import FIGURES, UpdateVictims, invert_view,
 from learning.methods.base import Method
 from orchestrator import experiment as ex
 from orchestrator.config import ExperimentConfig
-from orchestrator.engine import UPDATE_VIEWS_FILE
+from orchestrator.engine import UPDATE_VIEWS_FILE, UPDATE_VIEWS_KEPT
 from orchestrator.privacy_audit import read_audit
 from phy.eavesdropper import eavesdrop_frame
 
@@ -53,6 +53,7 @@ __all__ = [
 
 #: views inverted per party (the first ones of the recorded round)
 MAX_VIEWS = 4
+assert MAX_VIEWS <= UPDATE_VIEWS_KEPT, "the engine keeps fewer update views than inverted"
 #: the attack's optimisation (Adam steps on the dummies' logits)
 INVERSION = InversionConfig(iterations=200)
 #: epochs of the attacker's evaluation classifier on the auxiliary split
