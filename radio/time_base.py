@@ -88,6 +88,13 @@ LOST_DELAY = 2.0
 MARGIN = 64
 #: observations (acquisition, probes) the gain tracker fits
 GAIN_POINTS = 8
+#: GainTrack: receiver samples between observations beyond which the phase line restarts,
+#: and the line span over which a CFO counts as settled (a restarted line shorter than
+#: that only moves the phase)
+PHASE_GAP, SETTLE_SPAN = 100_000, 50_000
+#: the same gap for a line still on its acquisition's CFO (the acquisition point weighs
+#: most; a re-acquisition's pair lies up to its reach, 0.5 s, before the next probe)
+FRESH_PHASE_GAP = 300_000
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -120,10 +127,21 @@ class GainTrack:
     (G - ref)))`` at global receiver index ``G`` (stream index; tdd: capture index plus
     one sync period per pulse): a weighted least-squares line through the unwrapped
     phases of the last ``GAIN_POINTS`` observations (acquisition, probes), each weighted
-    by its subcarrier observations; magnitude their weighted mean."""
+    by its subcarrier observations; magnitude their weighted mean. An observation more
+    than ``PHASE_GAP`` samples after the previous one starts the phase line anew from
+    the CFO fitted so far (a CFO error of a Hz turns the phase by half a cycle in 0.5 s:
+    the cycle count over such a gap is unknown; a re-acquisition or a stalled receiver
+    leaves one); once a CFO was fitted over ``SETTLE_SPAN`` samples, a restarted line
+    shorter than that moves only the phase. The magnitude keeps every point."""
 
-    def __init__(self, raw: complex, at: float, nu: float, weight: float) -> None:
+    def __init__(
+        self, raw: complex, at: float, nu: float, weight: float, settled: bool = False
+    ) -> None:
         self.points: list[tuple[float, complex, float]] = [(at, complex(raw), weight)]
+        self.phased = 1  # the latest points the phase line goes through
+        #: nu fitted over SETTLE_SPAN samples of phase line (or carried from an earlier
+        #: round's track: ``settled``)
+        self.settled = settled
         self.nu = nu
         self._fit()
 
@@ -135,8 +153,11 @@ class GainTrack:
         """Fold in an observation; a jump (fading redrawn) restarts the track."""
         pred = self.predict(at)
         if abs(abs(raw) - abs(pred)) > 0.5 * abs(pred):  # (phase: CFO error, fitted)
-            self.points = []
+            self.points, self.phased = [], 0
+        elif at - self.points[-1][0] > (PHASE_GAP if self.settled else FRESH_PHASE_GAP):
+            self.phased = 0  # too far to count the cycles in between: the line restarts
         self.points = [*self.points, (at, complex(raw), weight)][-GAIN_POINTS:]
+        self.phased = min(self.phased + 1, len(self.points))
         self._fit()
 
     def _fit(self) -> None:
@@ -144,17 +165,20 @@ class GainTrack:
         z = np.array([p[1] for p in self.points])
         w = np.array([p[2] for p in self.points])
         self.ref = float(g[-1])
-        phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
         self.magnitude = float(np.sum(w * np.abs(z)) / np.sum(w))
-        if len(g) >= 2 and np.ptp(g) > 0:
-            # phases: no observation outweighs the latest (an old, heavy one would pin the
-            # line and turn any offset into a CFO error); magnitude: all weights
-            phase_w = np.minimum(w, w[-1])
+        g, z, w = g[-self.phased :], z[-self.phased :], w[-self.phased :]
+        phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
+        # phases: no observation outweighs the latest (an old, heavy one would pin the
+        # line and turn any offset into a CFO error); magnitude: all weights
+        phase_w = np.minimum(w, w[-1])
+        span = float(np.ptp(g)) if len(g) else 0.0
+        if len(g) >= 2 and span > 0 and (not self.settled or span >= SETTLE_SPAN):
             slope, intercept = np.polyfit(g - self.ref, phases, 1, w=np.sqrt(phase_w))
             self.nu += slope / (2 * np.pi)
             self.phase = float(intercept)
-        else:
-            self.phase = float(phases[-1])
+            self.settled = self.settled or span >= SETTLE_SPAN
+        else:  # one point, or a restarted line too short to improve a settled CFO
+            self.phase = float(np.average(phases, weights=phase_w))
 
 
 @dataclass
@@ -739,13 +763,19 @@ class TimeBaseReceiver:
             t = self.tracks[uid]
             raw = eff * np.exp(2j * np.pi * t.cfo_hz / fs * at)
             tr = self.gain_tracks.get(uid)
-            if tr is None:
-                self.gain_tracks[uid] = GainTrack(raw, g_at, t.cfo_hz / fs, n_bins)
+            if tr is None:  # a new round: the CFO is the one tracked in earlier rounds
+                self.gain_tracks[uid] = GainTrack(raw, g_at, t.cfo_hz / fs, n_bins, settled=True)
                 continue
             tr.add(raw, g_at, n_bins)
             t.cfo_hz = tr.nu * fs
             if self.carrier_hz:
                 t.sro = -t.cfo_hz / self.carrier_hz
+
+    def _known_gain(self, uid: Hashable) -> float:
+        """``uid``'s gain magnitude as last known: tracked, or (fading redrawn since) the
+        acquisition's; a probe 20 dB below it means the user is no longer heard."""
+        track = self.gain_tracks.get(uid)
+        return track.magnitude if track is not None else abs(self.tracks[uid].gain)
 
     def _predicted_gains(self, uids: Sequence[Hashable], target: int) -> np.ndarray:
         """Effective gains of a frame landing at capture index ``target`` (tdd: on the
@@ -795,8 +825,7 @@ class TimeBaseReceiver:
             lost = [
                 u
                 for j, u in enumerate(heard)
-                if abs(delays[j]) > LOST_DELAY
-                or (u in self.gain_tracks and abs(gains[j]) < 0.1 * self.gain_tracks[u].magnitude)
+                if abs(delays[j]) > LOST_DELAY or abs(gains[j]) < 0.1 * self._known_gain(u)
             ]
             if lost:  # tracking lost: re-acquire those users, probe again
                 self.air.lost_tracking += len(lost)
@@ -806,6 +835,12 @@ class TimeBaseReceiver:
                     return self._silent_plan(uids, n_reals)
                 gains, delays, at = self.probe(heard)
             self._update_gains(heard, gains, at)
+            if self.time_base == "stream" and any(
+                not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2 for u in heard
+            ):  # a fresh acquisition's phase line restarted (its pair lay far back): a
+                # second probe gives the CFO before the frame relies on it
+                gains, delays, at = self.probe(heard)
+                self._update_gains(heard, gains, at)
             tracks = {u: self.tracks[u] for u in heard}
             if self.time_base == "tdd":
                 self._tdd_delays = dict(zip(heard, self._wait_for_safe_pulse(heard), strict=True))
