@@ -30,7 +30,7 @@ import tomli_w
 
 ROOT = Path(__file__).resolve().parents[2]
 #: metric fields that legitimately differ between runs of the same experiment
-VARYING = frozenset({"seconds", "messaging_seconds"})
+VARYING = frozenset({"seconds", "messaging_seconds", "time_split", "slots_per_second"})
 RUN_TIMEOUT_S = 300.0
 
 

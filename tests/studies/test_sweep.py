@@ -233,10 +233,13 @@ def test_label_identical_grouping_puts_alike_users_together():
 # --------------------------------------------------------------------------- running (real)
 
 
-#: wall-clock dependent: round time, and digital-link counters that include heartbeats
+#: wall-clock dependent: round time and its split, and digital-link counters that include
+#: heartbeats
 TIMING = {
     "seconds",
     "messaging_seconds",
+    "time_split",
+    "slots_per_second",
     "digital_bytes",
     "round_digital_bytes",
     "digital_messages",
