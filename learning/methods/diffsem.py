@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import fields
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -78,7 +78,7 @@ from learning.mixup import soft_cross_entropy
 from learning.training import User
 from phy.rng import RngLike, make_rng, spawn, torch_generator
 
-__all__ = ["DiffSemMethod", "DiffSemUser"]
+__all__ = ["DiffSemMethod", "DiffSemUser", "IbalSemantic", "PlainSemantic"]
 
 SLOT_MODES = ("orthogonal", "simix")
 
@@ -127,7 +127,7 @@ class DiffSemMethod(Method):
         super().__init__(context)
         opts = {name: spec.default for name, spec in self.options.items()}
         opts.update(context.options)
-        self.link_name, self.slot_mode = str(opts["link"]), str(opts["slots"])
+        self.link_name, self.slot_mode = self.link_of(opts), str(opts["slots"])
         if self.link_name not in LINKS or self.slot_mode not in SLOT_MODES:
             raise ValueError(f"link {self.link_name!r} or slots {self.slot_mode!r} unknown")
         if len(context.split.auxiliary) < 2:
@@ -148,6 +148,14 @@ class DiffSemMethod(Method):
         self.evaluations = 0
         self._server_ready = False
 
+    #: the link of a peer method (None: the ``link`` option chooses)
+    fixed_link: ClassVar[str | None] = None
+
+    @classmethod
+    def link_of(cls, options: Mapping[str, Any]) -> str:
+        """The link name for ``options``: the class's own, else the ``link`` option."""
+        return cls.fixed_link or str(options.get("link", cls.options["link"].default))
+
     #: link setting -> the option that sets it, where the names differ
     SETTING_OPTIONS = {"epochs": "link_epochs", "train_snr_db": "train_snr_low_db"}
 
@@ -160,7 +168,7 @@ class DiffSemMethod(Method):
         values = {k: opts[k] for k in opts if k not in ("link", "slots", "attack_epochs")}
         values["epochs"] = values.pop("link_epochs")
         values["train_snr_db"] = (values.pop("train_snr_low_db"), values.pop("train_snr_high_db"))
-        known = {f.name for f in fields(LINKS[str(opts["link"])].settings_type)}
+        known = {f.name for f in fields(LINKS[cls.link_of(opts)].settings_type)}
         return {k: v for k, v in values.items() if k in known}
 
     @classmethod
@@ -170,9 +178,10 @@ class DiffSemMethod(Method):
         validation (:mod:`orchestrator.config`)."""
         from learning.diffsem.settings import settings_from_dict
 
-        link = str(options.get("link", cls.options["link"].default))
         try:
-            settings_from_dict(LINKS[link].settings_type, cls.link_settings(options))
+            settings_from_dict(
+                LINKS[cls.link_of(options)].settings_type, cls.link_settings(options)
+            )
         except ValueError as error:
             setting, _, problem = str(error).partition(": ")
             return cls.SETTING_OPTIONS.get(setting, setting), problem
@@ -337,6 +346,40 @@ class DiffSemMethod(Method):
         return DiffSemUser(self, index, self.context.user_data(index))
 
 
+#: options that only DiffSem's link reads
+_DIFFSEM_ONLY = (
+    "noise_level",
+    "conditioning",
+    "label_iterations",
+    "sampling_steps",
+    "denoiser_width",
+    "denoiser_epochs",
+    "head_epochs",
+)
+
+
+class PlainSemantic(DiffSemMethod):
+    """Peer baseline: the plain task-oriented link (``diffsem`` with ``link = "plain"``),
+    a method name of its own so sweeps can put it on the ``method.name`` axis."""
+
+    name = "semantic_plain"
+    summary = "task-oriented semantic link without self-noise or diffusion (DiffSem's baseline)"
+    fixed_link = "plain"
+    options = {
+        k: v for k, v in DiffSemMethod.options.items() if k not in ("link", "beta", *_DIFFSEM_ONLY)
+    }
+
+
+class IbalSemantic(DiffSemMethod):
+    """Peer baseline: the information-bottleneck adversarial link (``diffsem`` with
+    ``link = "ibal"``) under a method name of its own."""
+
+    name = "semantic_ibal"
+    summary = "information-bottleneck adversarial semantic link, IBAL (DiffSem's baseline)"
+    fixed_link = "ibal"
+    options = {k: v for k, v in DiffSemMethod.options.items() if k not in ("link", *_DIFFSEM_ONLY)}
+
+
 class DiffSemUser(MethodUser):
     """User half: next batch -> encoder -> transmit rule at the last ratio the receiver
     reported -> framed payload with the label tail."""
@@ -376,4 +419,5 @@ class DiffSemUser(MethodUser):
         self.nsr = float(state["nsr"])
 
 
-METHODS.add(DiffSemMethod.name, DiffSemMethod)
+for _cls in (DiffSemMethod, PlainSemantic, IbalSemantic):
+    METHODS.add(_cls.name, _cls)

@@ -14,7 +14,7 @@ from learning.diffsem.reading import slot_marginal, tail_noise_var, user_channel
 from learning.diffsem.schedule import abar, timestep_for_abar
 from learning.diffsem.selfnoise import effective_nsr, receiver_scale, self_noise_keep
 from learning.framing import label_tail
-from learning.methods import make_method
+from learning.methods import METHODS, make_method
 from learning.methods.base import MethodContext
 from learning.methods.diffsem import DiffSemMethod
 from learning.methods.loop import run_method
@@ -114,11 +114,18 @@ def test_same_seed_same_metrics_and_simix_slots(data, one_thread):
     )
 
 
-@pytest.mark.parametrize("link", ["plain", "ibal"])
-def test_baseline_links_send_no_self_noise(data, link, one_thread):
+@pytest.mark.parametrize(("link", "peer"), [("plain", "semantic_plain"), ("ibal", "semantic_ibal")])
+def test_baseline_links_send_no_self_noise(data, link, peer, one_thread):
     """The plain and information-bottleneck links keep the whole signal whatever the
-    channel; DiffSem keeps (1 + r_c) / (1 + r_T) of it."""
-    method = _method(data, link=link)
-    np.testing.assert_allclose(method.keep(np.array([0.0, 1.0])), 1.0)
+    channel, chosen by the ``link`` option or as peer methods; DiffSem keeps
+    (1 + r_c) / (1 + r_T) of it."""
+    train, test, split = data
+    context = MethodContext(
+        train, test, split, {**MODEL, "batch_size": 32}, make_policy("equal"), options=TINY
+    )
+    for method in (_method(data, link=link), make_method(peer, context)):
+        assert method.link.name == link
+        np.testing.assert_allclose(method.keep(np.array([0.0, 1.0])), 1.0)
+    assert "noise_level" not in METHODS[peer].options
     diffsem = _method(data, noise_level=3.0)
     np.testing.assert_allclose(diffsem.keep(np.array([0.0, 1.0])), [0.25, 0.5])

@@ -166,3 +166,13 @@ def test_bad_settings_exit_2_naming_the_field(tmp_path, capsys, method, expected
     assert main(["run", str(experiment)]) == 2
     assert expected in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.toml"]
+
+
+def test_peer_baseline_refuses_diffsem_settings(tmp_path, capsys):
+    """The peer baselines take no DiffSem setting: the field is named."""
+    from orchestrator.cli import main
+
+    method = {"name": "semantic_plain", "noise_level": 1.0}
+    experiment = write_experiment(tmp_path / "bad.toml", tmp_path / "runs", method=method)
+    assert main(["run", str(experiment)]) == 2
+    assert "method.noise_level: unknown field; allowed: [" in capsys.readouterr().err
