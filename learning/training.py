@@ -20,6 +20,7 @@ classifier) and :func:`iterate_batches`. The training *loops* of the privacy met
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Iterator
@@ -138,6 +139,12 @@ class User:
         lr: Adam learning rate of the encoder.
         batch_size: samples per :meth:`sample_batch`.
         rng: seed or Generator for the batch order.
+        shared_encoder: ``encoder`` is an instance other users hold too (the common
+            initial weights): it is never modified; the user copies it at its first
+            :meth:`user_backward` (copy on write) and only then holds weights and Adam
+            moments of its own. Payloads and updates are those of a private copy from the
+            start; a user that never trains costs no encoder memory, and one that does
+            keeps no gradients between updates.
     """
 
     def __init__(
@@ -148,6 +155,7 @@ class User:
         lr: float = 1e-3,
         batch_size: int = 32,
         rng: RngLike = None,
+        shared_encoder: bool = False,
     ) -> None:
         if (encoder is None) == (codec is None):
             raise ValueError("give exactly one of encoder (feature mode) or codec (raw mode)")
@@ -157,14 +165,36 @@ class User:
         self.encoder = encoder
         self.codec = codec
         self.batch_size = _check_positive_int("batch_size", batch_size)
+        self.lr = _check_lr(lr)
+        #: True while ``encoder`` is the instance shared with other users (copy on write)
+        self.shares_encoder = encoder is not None and shared_encoder
+        #: built on a shared encoder: also drops its gradients after each update (the
+        #: encoder's size again); other users keep them for inspection
+        self.lean = self.shares_encoder
         self.optimizer = (
-            torch.optim.Adam(encoder.parameters(), lr=_check_lr(lr))
-            if encoder is not None
+            torch.optim.Adam(encoder.parameters(), lr=self.lr)
+            if encoder is not None and not self.shares_encoder
             else None
         )
         self._generator = torch_generator(rng)
         self._batches: Iterator[torch.Tensor] = iter(())
         self._output: torch.Tensor | None = None
+        self._input: torch.Tensor | None = None  # shared encoder: the last encoded batch
+
+    def own_encoder(self) -> None:
+        """Copy the shared encoder into one of this user's own, with its own Adam
+        optimiser (no-op when the user already owns its encoder)."""
+        if not self.shares_encoder:
+            return
+        self.encoder = copy.deepcopy(self.encoder)
+        self.optimizer = torch.optim.Adam(self.encoder.parameters(), lr=self.lr)
+        self.shares_encoder = False
+
+    def optimizer_state(self) -> dict:
+        """The Adam optimiser's state dict (a fresh optimiser's while the encoder is shared)."""
+        if self.optimizer is None:
+            return torch.optim.Adam(self.encoder.parameters(), lr=self.lr).state_dict()
+        return self.optimizer.state_dict()
 
     @property
     def mode(self) -> str:
@@ -194,6 +224,11 @@ class User:
         if self.encoder is None:
             return self.codec.encode(x)
         self.encoder.train()
+        if self.shares_encoder:  # no graph on shared weights: user_backward recomputes it
+            self._input = x
+            with torch.no_grad():
+                self._output = self.encoder(x)
+            return self._output
         self._output = self.encoder(x)
         return self._output.detach()
 
@@ -211,9 +246,15 @@ class User:
             )
         if not np.isfinite(weight):
             raise ValueError(f"weight must be finite, got {weight}")
+        if self.shares_encoder:  # first update: a copy of its own, the same forward on it
+            self.own_encoder()
+            self._output = self.encoder(self._input)
+            self._input = None
         self.optimizer.zero_grad(set_to_none=True)
         self._output.backward(grad * float(weight))
         self.optimizer.step()
+        if self.lean:  # no gradient kept between updates
+            self.optimizer.zero_grad(set_to_none=True)
         self._output = None
 
 

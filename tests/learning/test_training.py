@@ -213,3 +213,36 @@ def test_accuracy_targets(digits):
     oam = run_method(method, channel, 100, grouping=grouping).accuracy
     assert central >= 0.97
     assert oam >= central - 0.03
+
+
+def test_shared_encoder_is_copied_on_write_with_private_results(digits):
+    """Users on one shared initial encoder give the payloads and updated weights of
+    users holding private copies; the shared instance never changes, and only a user
+    that trained holds an encoder (and Adam moments) of its own, without gradients."""
+    train, encoders, _, xs, _ = _group(digits, k=1, seed=4)
+    shared = encoders[0]
+    initial = [p.detach().clone() for p in shared.parameters()]
+    private = User(train, encoder=copy.deepcopy(shared), lr=1e-2)
+    lean = User(train, encoder=shared, lr=1e-2, shared_encoder=True)
+    idle = User(train, encoder=shared, lr=1e-2, shared_encoder=True)
+    grad = torch.randn(5, 8, generator=torch.Generator().manual_seed(1))
+    for _ in range(2):
+        a, b = private.user_encode(xs[0]), lean.user_encode(xs[0])
+        torch.testing.assert_close(b, a)
+        private.user_backward(grad, 0.5)
+        lean.user_backward(grad, 0.5)
+        assert lean.encoder is not shared and not lean.shares_encoder
+    for p, q, s, s0 in zip(
+        private.encoder.parameters(),
+        lean.encoder.parameters(),
+        shared.parameters(),
+        initial,
+        strict=True,
+    ):
+        torch.testing.assert_close(q, p)
+        assert not torch.equal(q, s0)  # trained
+        assert torch.equal(s, s0)  # the shared instance untouched
+        assert q.grad is None
+    assert idle.encoder is shared and idle.optimizer is None
+    assert idle.optimizer_state()["state"] == {}
+    assert lean.optimizer_state()["state"]  # its own Adam moments
