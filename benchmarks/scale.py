@@ -56,7 +56,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from orchestrator.config import SIM_USERS_PER_NODE, resolve_experiment  # noqa: E402
+from orchestrator.config import resolve_experiment  # noqa: E402
 from orchestrator.grouping import get_grouping_policy  # noqa: E402
 from orchestrator.main_job import run_experiment  # noqa: E402
 from orchestrator.round_timing import PARTS  # noqa: E402
@@ -168,7 +168,6 @@ def main() -> dict:
         for users in args.users:
             for backend in args.backends:
                 nodes = args.ray_nodes if backend == "ray" else args.nodes
-                nodes = max(nodes, math.ceil(users / SIM_USERS_PER_NODE))  # config checks it
                 r = run_round(users, backend, nodes, out, args.fashion_root)
                 results[users, backend] = r
                 report(users, r)

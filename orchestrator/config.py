@@ -27,10 +27,6 @@ import tomli_w
 
 from radio.pluto_limits import LO_RANGE_HZ, SAMPLE_RATE_RANGE_HZ
 
-#: most users one node hosts on the ``sim`` back-end: each of its simulated radios
-#: (``simnet://``) holds a ZeroMQ socket, and a ZeroMQ context opens at most 1,023
-SIM_USERS_PER_NODE = 1000
-
 
 class ConfigError(ValueError):
     """An experiment file is invalid; ``field`` is the dotted path of the bad field."""
@@ -434,16 +430,6 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
         raise ConfigError(
             "users.remote_nodes",
             f"more nodes ({len(config.users.remote_nodes)}) than users ({config.users.count})",
-        )
-    nodes = len(config.users.remote_nodes) or config.users.node_processes
-    if config.channel.radio == "sim" and -(-config.users.count // nodes) > SIM_USERS_PER_NODE:
-        field_name = "users.remote_nodes" if config.users.remote_nodes else "users.node_processes"
-        raise ConfigError(
-            field_name,
-            f"{config.users.count} users on {nodes} nodes is more than {SIM_USERS_PER_NODE} "
-            "per node, the most a node can host on the sim back-end (each simulated radio "
-            "holds a ZeroMQ socket; a node opens at most 1,023); allowed: at least "
-            f"{-(-config.users.count // SIM_USERS_PER_NODE)} nodes",
         )
     if config.users.node_processes > config.users.count:
         raise ConfigError(

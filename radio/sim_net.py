@@ -9,11 +9,13 @@ executed by a real radio (normally a :class:`~radio.sim.SimRadio`) in the servic
 
 Wire format (msgpack): request ``{"radio", "op", "args"}``; reply ``{"ok": True,
 "value"}`` or ``{"ok": False, "error": <RadioError class name>, "message"}``.
-Sample arrays travel as raw complex64 bytes.
+Sample arrays travel as raw complex64 bytes. The radios of one process share one REQ
+socket per service (a node hosting thousands of users holds one socket, not one each).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -184,6 +186,74 @@ class RadioService:
         self.close()
 
 
+class _Requester:
+    """One REQ socket to a radio service, shared by every :class:`NetSimRadio` of this
+    process on that endpoint (calls serialised by a lock; the service answers one at a
+    time anyway). A node hosting thousands of users thus holds one socket, not one per
+    radio (a ZeroMQ context opens at most 1,023 by default). Reference-counted: the
+    socket closes with the last radio using it."""
+
+    _lock = threading.Lock()
+    _open: dict[tuple[int, str], _Requester] = {}
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.users = 0
+        self.lock = threading.Lock()
+        self._socket: zmq.Socket | None = None
+        self._timeout_ms = -1
+        self.connect()
+
+    @classmethod
+    def acquire(cls, endpoint: str) -> _Requester:
+        """The process's requester for ``endpoint`` (created on first use)."""
+        with cls._lock:
+            key = (os.getpid(), endpoint)
+            requester = cls._open.get(key)
+            if requester is None:
+                requester = cls._open[key] = cls(endpoint)
+            requester.users += 1
+            return requester
+
+    def release(self) -> None:
+        """One radio less; the last closes the socket."""
+        with _Requester._lock:
+            self.users -= 1
+            if self.users > 0:
+                return
+            _Requester._open.pop((os.getpid(), self.endpoint), None)
+        with self.lock:
+            if self._socket is not None:
+                self._socket.close(linger=0)
+                self._socket = None
+
+    def connect(self) -> None:
+        """(Re)open the socket: a REQ socket cannot continue after a lost reply."""
+        if self._socket is not None:
+            self._socket.close(linger=0)
+        self._socket = zmq.Context.instance().socket(zmq.REQ)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        self._socket.connect(self.endpoint)
+        self._timeout_ms = -1
+
+    def request(self, message: bytes, timeout_ms: int) -> bytes:
+        """Send ``message`` and return the reply; raises ``zmq.Again`` after
+        ``timeout_ms`` (the socket is then re-opened)."""
+        with self.lock:
+            if self._socket is None:
+                self.connect()
+            if timeout_ms != self._timeout_ms:
+                self._socket.setsockopt(zmq.RCVTIMEO, timeout_ms)
+                self._socket.setsockopt(zmq.SNDTIMEO, timeout_ms)
+                self._timeout_ms = timeout_ms
+            try:
+                self._socket.send(message)
+                return self._socket.recv()
+            except zmq.Again:
+                self.connect()
+                raise
+
+
 class NetSimRadio(Radio):
     """A :class:`Radio` served by a :class:`RadioService` in another process.
 
@@ -201,29 +271,17 @@ class NetSimRadio(Radio):
         self.uri = uri
         self._endpoint = f"tcp://{host_port}"
         self._timeout_ms = int(timeout_s * 1000)
-        self._context = zmq.Context.instance()
-        self._socket: zmq.Socket | None = None
+        self._requester: _Requester | None = _Requester.acquire(self._endpoint)
         self._closed = False
-        self._connect()
-
-    def _connect(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
-        self._socket = self._context.socket(zmq.REQ)
-        self._socket.setsockopt(zmq.LINGER, 0)
-        self._socket.setsockopt(zmq.RCVTIMEO, self._timeout_ms)
-        self._socket.setsockopt(zmq.SNDTIMEO, self._timeout_ms)
-        self._socket.connect(self._endpoint)
 
     def _call(self, op: str, **args: Any) -> Any:
-        if self._closed:
+        if self._closed or self._requester is None:
             raise RadioDisconnected(f"{self.uri} is closed")
         request = {"radio": self._name, "op": op, "args": args}
         try:
-            self._socket.send(msgpack.packb(request, use_bin_type=True))
-            reply = msgpack.unpackb(self._socket.recv(), raw=False)
+            message = msgpack.packb(request, use_bin_type=True)
+            reply = msgpack.unpackb(self._requester.request(message, self._timeout_ms), raw=False)
         except zmq.Again as error:
-            self._connect()
             raise RadioTimeout(f"{self.uri}: no reply to {op!r} within the timeout") from error
         if not reply["ok"]:
             raise _ERRORS.get(reply["error"], RadioError)(f"{self.uri}: {reply['message']}")
@@ -273,8 +331,12 @@ class NetSimRadio(Radio):
         self._call("arm_transmit", samples=_pack_samples(samples))
 
     def reconnect(self) -> None:
+        if self._requester is None:
+            self._requester = _Requester.acquire(self._endpoint)
+        else:
+            with self._requester.lock:
+                self._requester.connect()
         self._closed = False
-        self._connect()
 
     def close(self) -> None:
         if self._closed:
@@ -285,5 +347,6 @@ class NetSimRadio(Radio):
             pass  # the service may already be gone; closing must not fail
         finally:
             self._closed = True
-            if self._socket is not None:
-                self._socket.close(linger=0)
+            if self._requester is not None:
+                self._requester.release()
+                self._requester = None

@@ -83,3 +83,25 @@ def test_reset_moves_served_radios_to_a_new_medium():
         served.reset()
         client.stop_transmit()  # same client, same URI: now on the second medium
         assert "u" in second.radios and served.open("u") is served.open("u")
+
+
+def test_radios_of_one_process_share_one_socket_beyond_the_context_limit():
+    """More radios than a ZeroMQ context has sockets (1,023 by default) in one process:
+    they share one REQ socket to the service, every call still reaches its own radio,
+    and the socket closes with the last radio."""
+    medium = SharedMedium(rng=2)
+    register_medium("simnet-many", medium)
+    with RadioService(lambda name: open_radio(f"sim://simnet-many/{name}")) as served:
+        radios = [NetSimRadio(served.uri(f"u{i}")) for i in range(1100)]
+        for i, radio in enumerate(radios):
+            radio.configure(RadioConfig(rx_gain_db=float(i % 50)))
+        assert [r.config.rx_gain_db for r in radios[::100]] == [
+            float(i % 50) for i in range(0, 1100, 100)
+        ]
+        assert len(medium.radios) >= 1100
+        (requester,) = {id(r._requester) for r in radios}
+        assert requester == id(radios[0]._requester) and radios[0]._requester.users == 1100
+        shared = radios[0]._requester
+        for radio in radios:
+            radio.close()
+        assert shared.users == 0 and shared._socket is None
