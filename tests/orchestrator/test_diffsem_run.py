@@ -31,8 +31,6 @@ from tests.orchestrator.test_main_job import (  # noqa: F401 - airmix_runs: the 
 
 #: a link trained in about a second (the real settings are the defaults)
 TINY_METHOD = {"name": "diffsem", **TINY, "attack_epochs": 5}
-#: metric fields measuring wall time besides test_main_job.VARYING
-WALL_CLOCK = frozenset({"time_split", "slots_per_second"})
 
 
 def diffsem_experiment(
@@ -115,15 +113,11 @@ def test_same_file_gives_the_same_metrics_and_privacy_figures(tmp_path, airmix_r
         )
         runs.append(airmix_runs(str(experiment), out_dir=out))
     run_dirs = [finished_run(run) for run in runs]
-    metrics = [_without_wall_clock(read_metrics(d)) for d in run_dirs]
+    metrics = [comparable(read_metrics(d)) for d in run_dirs]
     assert metrics[0] == metrics[1]
     summaries = [json.loads((d / "summary.json").read_text()) for d in run_dirs]
     assert summaries[0]["privacy"] == summaries[1]["privacy"]
     _eavesdropper_figures(summaries[0])
-
-
-def _without_wall_clock(metrics: list[dict]) -> list[dict]:
-    return [{k: v for k, v in row.items() if k not in WALL_CLOCK} for row in comparable(metrics)]
 
 
 @pytest.mark.slow
@@ -141,9 +135,7 @@ def test_resume_after_mid_round_kill_matches_uninterrupted_run(tmp_path, airmix_
     run_dir = wait_until(first.run_dir, 120, "the run directory")
     kill_mid_round(first, run_dir, 2, killed)
     assert finished_run(airmix_runs("--resume", str(run_dir), out_dir=killed)) == run_dir
-    assert _without_wall_clock(read_metrics(run_dir)) == _without_wall_clock(
-        read_metrics(reference_dir)
-    )
+    assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference_dir))
 
 
 @pytest.mark.parametrize(
