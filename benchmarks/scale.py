@@ -105,6 +105,9 @@ def run_round(users: int, backend: str, nodes: int, out: Path, fashion_root: Pat
     run_experiment(config, run, False, progress=True)
     (record,) = run.read_metrics()
     record["run_seconds"] = time.perf_counter() - started
+    timings = [json.loads(p.read_text()) for p in (run.path / "logs").glob("*.timing.json")]
+    record["node_max_rss_mb"] = max((t.get("max_rss_mb", 0.0) for t in timings), default=0.0)
+    record["node_users"] = max((t.get("users", 0) for t in timings), default=0)
     record["nodes"] = nodes
     record["backend"] = backend
     return record
@@ -150,6 +153,9 @@ def report(users: int, r: dict) -> None:
         f"({r['link_requests']} requests); target <= 2 %: {_ratio(fraction, MESSAGING_TARGET)}"
     )
     print(f"  grouping in the round {split['grouping']:.2f} s")
+    print(
+        f"  node peak memory {r['node_max_rss_mb']:.0f} MiB (largest node: {r['node_users']} users)"
+    )
 
 
 def main() -> dict:
@@ -196,6 +202,7 @@ def main() -> dict:
         result[f"messaging_overhead_fraction_{tag}"] = figure(users, backend, "fraction")
         result[f"slots_per_second_{tag}"] = r["slots_per_second"]
         result[f"time_split_{tag}"] = r["time_split"]
+        result[f"node_max_rss_mb_{tag}"] = round(r["node_max_rss_mb"], 1)
     result["load_average"] = round(os.getloadavg()[0], 2)
     result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
     print(json.dumps(result))

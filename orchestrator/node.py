@@ -37,6 +37,7 @@ import io
 import json
 import logging
 import os
+import resource
 import sys
 import threading
 import time
@@ -275,12 +276,15 @@ class Node:
 
     def write_timing(self) -> None:
         """``logs/<node>.timing.json``: requests served and seconds spent serving them,
-        per message type, and frames the node's link rejected, by reason."""
+        per message type, frames the node's link rejected, by reason, and the process's
+        peak resident memory (``max_rss_mb``, MiB: what its users cost, e.g. at scale)."""
         counters = self.link_counters
         timing = {
             "handler_seconds": counters.get("answer_seconds_by_type", {}),
             "handled": counters.get("answered_by_type", {}),
             "link_rejects": counters.get("rejects", {}),
+            "max_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "users": len(self.users),
         }
         path = self.run_dir / "logs" / f"{self.node_id}.timing.json"
         atomic_write_bytes(path, json.dumps(timing, sort_keys=True).encode())
