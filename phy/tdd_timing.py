@@ -55,6 +55,8 @@ B_STEPS, ALPHA_STEPS = 400, 50
 REFINE = 40
 #: samples of spread above one sample a consistent hypothesis may show (delay noise)
 TOLERANCE = 0.12
+#: summed lag spread (samples, over users) within which hypotheses count as tightest
+TIGHT = 0.5
 #: samples by which the users' constants may differ (propagation: 0.05 sample is 15 m at
 #: 1 MS/s; the engines' fixed delays are equal for equal firmware)
 SPREAD = 0.05
@@ -83,6 +85,8 @@ class PulseClocks:
         self.lo = np.zeros(1)  # range of u = d + L_r over all users, per hypothesis
         self.hi = np.ones(1)
         self.fitted = False
+        self.best = np.ones(1, bool)  # kept hypotheses with the tightest lag spreads
+        self.spread = np.zeros(1)
         self.measured: dict[int, float] = {}  # receiver lags measured on probed pulses
 
     def observe(self, uid: Hashable, pulse: int, delay: float) -> None:
@@ -119,7 +123,8 @@ class PulseClocks:
         excess = self._excess(users, bb, aa)
         keep = excess <= float(excess.min()) + TOLERANCE
         bb, aa = bb[keep], aa[keep]
-        self._excess(users, bb, aa)  # the kept hypotheses' ranges
+        self._excess(users, bb, aa)  # the kept hypotheses' ranges and spreads
+        self.best = self.spread <= float(self.spread.min()) + TIGHT
         self.b, self.alpha = bb, aa
         self.fitted = True
 
@@ -130,15 +135,17 @@ class PulseClocks:
         (plus :data:`SPREAD` pooled). Sets :attr:`lo` / :attr:`hi`, the pooled range of
         ``u = d + L_r`` under each hypothesis."""
         excess = np.zeros(bb.size)
+        spread = np.zeros(bb.size)
         lo = np.full(bb.size, np.inf)
         hi = np.full(bb.size, -np.inf)
         for uid in users:
             pulses, delays = self._rows(uid)
             u = delays[None, :] + np.mod(aa[:, None] - pulses[None, :] * bb[:, None], 1.0)
             excess += np.maximum(np.ptp(u, axis=1) - 1.0, 0.0)
+            spread += np.ptp(u, axis=1)
             lo, hi = np.minimum(lo, u.min(axis=1)), np.maximum(hi, u.max(axis=1))
         excess += len(users) * np.maximum(hi - lo - 1.0 - SPREAD, 0.0)
-        self.lo, self.hi = lo, hi
+        self.lo, self.hi, self.spread = lo, hi, spread
         return excess
 
     def _rows(self, uid: Hashable) -> tuple[np.ndarray, np.ndarray]:
@@ -158,16 +165,18 @@ class PulseClocks:
 
     def receiver_lag(self, pulse: int) -> float:
         """The receiver's lag on ``pulse`` (samples; measured on a probed pulse, else the
-        hypothesis nearest the middle of the kept ones: circular median of the lags)."""
+        circular median under the tightest kept hypotheses, as :meth:`predict`)."""
         if int(pulse) in self.measured:
             return self.measured[int(pulse)]
-        lags = self._lags(pulse)
+        lags = self._lags(pulse)[self.best]
         ref = np.angle(np.mean(np.exp(2j * np.pi * lags))) / (2 * np.pi)
         return float(np.mod(ref + np.median(np.mod(lags - ref + 0.5, 1.0) - 0.5), 1.0))
 
     def predict(self, uid: Hashable, pulse: int) -> tuple[float, float]:
         """Capture index where ``uid``'s buffer index 0 lands on ``pulse`` (the median
-        over the kept hypotheses) and the margin of that prediction: the distance
+        under the kept hypotheses that make the users' lags tightest, within
+        :data:`TIGHT`: the true walk adds no spread, a slightly wrong one does; a shared
+        reference's standing lags pick it out) and the margin of that prediction: the distance
         (samples) of the user's predicted lag from its wrap (the
         :data:`MARGIN_PERCENTILE` percentile over the kept hypotheses; 0 before a walk was
         fitted), less :data:`NOISE_MARGINS` times the user's delay noise. A margin above
@@ -196,4 +205,4 @@ class PulseClocks:
         # hypotheses may disagree on the receiver's own wrap: a whole sample common to
         # every user (the frame moves as one: the receiver finds it, see the module doc)
         margin = float(np.percentile(np.minimum(lag, 1.0 - lag), MARGIN_PERCENTILE))
-        return float(np.median(d)), max(margin - NOISE_MARGINS * noise, 0.0)
+        return float(np.median(d[self.best])), max(margin - NOISE_MARGINS * noise, 0.0)
