@@ -152,17 +152,19 @@ def _check_axis_key(key: str, values: Any) -> list[Any]:
     parts = key.split(".")
     if parts[0] not in SCHEMA:
         raise SweepError(where, f"unknown section {parts[0]!r}; allowed: {sorted(SCHEMA)}")
+    # a method's own fields depend on its name: resolve_experiment checks them per point
+    open_section = parts[0] == "method"
     if len(parts) == 1:
         for item in values:
             if not isinstance(item, dict) or not item:
                 raise SweepError(where, "a section axis takes non-empty tables of its fields")
             for name in item:
-                if name not in SCHEMA[key]:
+                if name not in SCHEMA[key] and not open_section:
                     raise SweepError(
                         f"{where}.{name}", f"unknown field; allowed: {sorted(SCHEMA[key])}"
                     )
     elif len(parts) == 2:
-        if parts[1] not in SCHEMA[parts[0]]:
+        if parts[1] not in SCHEMA[parts[0]] and not open_section:
             raise SweepError(where, f"unknown field; allowed: {sorted(SCHEMA[parts[0]])}")
         if any(isinstance(item, dict) for item in values):
             raise SweepError(where, "a field axis takes values, not tables")

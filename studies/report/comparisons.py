@@ -175,3 +175,84 @@ def _paired_column(a: Setting, b: Setting, column: str) -> Estimate:
     """Per-seed ``a[column] - b[column]`` over the seeds both ran."""
     seeds = sorted(set(a.frame.index) & set(b.frame.index))
     return estimate(a.frame.at[s, column] - b.frame.at[s, column] for s in seeds)
+
+
+# --------------------------------------------------------------------------- semantic links
+
+#: method name -> the semantic link it runs (``learning.methods.diffsem``); ``diffsem``
+#: runs the link its ``method.link`` option names
+SEMANTIC_PEERS = {"semantic_plain": "plain", "semantic_ibal": "ibal"}
+
+
+def semantic_link(setting: Setting) -> str | None:
+    """The semantic link a setting ran (``"diffsem"``, ``"plain"``, ``"ibal"``), None
+    for other methods."""
+    name = setting.get("method.name")
+    if name == "diffsem":
+        return setting.get("method.link", "diffsem")
+    return SEMANTIC_PEERS.get(name)
+
+
+def semantic_method(setting: Setting) -> str:
+    """The label of a semantic setting's method in plots and tables: its link, with the
+    DiffSem receiver's conditioning and SIMix slots when they are not the defaults."""
+    link = semantic_link(setting) or str(setting.get("method.name"))
+    extra = []
+    if link == "diffsem" and setting.get("method.conditioning", "label") != "label":
+        extra.append("no label embeddings")
+    if setting.get("method.slots", "orthogonal") != "orthogonal":
+        extra.append(f"{setting.get('method.slots')} slots")
+    return link + (f" ({', '.join(extra)})" if extra else "")
+
+
+def semantic_rows(settings: Sequence[Setting]) -> list[dict[str, Any]]:
+    """One row per semantic-link setting whose eavesdropper ran model inversion (issue
+    11): the method label, legitimate and eavesdropper SNRs (dB) and their offset
+    (eavesdropper minus legitimate), the legitimate final accuracy, the eavesdropper's
+    inversion task accuracy, PSNR (dB) and SSIM (Estimates over seeds, fractions) with
+    their mean chance levels, and ``gap``: per seed, legitimate minus eavesdropper task
+    accuracy (fractions). Sorted by method, then SNRs."""
+    rows = []
+    for s in settings:
+        link = semantic_link(s)
+        attacker = s.stats["eavesdropper.model_inversion.task_accuracy"]
+        if link is None or not attacker.measured:
+            continue
+        legit, eve = float(s.get("channel.snr_db")), float(s.get("attacks.eavesdropper_snr_db"))
+        row: dict[str, Any] = {
+            "setting": s.label,
+            "method": semantic_method(s),
+            "link": link,
+            "legit_snr_db": legit,
+            "eve_snr_db": eve,
+            "offset_db": eve - legit,
+            "legit_accuracy": s.stats["final_accuracy"],
+            "gap": s.stats["eavesdropper_gap"],
+            "n": s.stats["n"],
+        }
+        for figure in ("task_accuracy", "psnr_db", "ssim"):
+            key = f"eavesdropper.model_inversion.{figure}"
+            row[figure] = s.stats[key]
+            row[f"{figure}_chance"] = s.stats[f"{key}_chance"].mean
+        rows.append(row)
+    return sorted(rows, key=lambda r: (r["method"], r["legit_snr_db"], r["eve_snr_db"]))
+
+
+def semantic_pairs(
+    settings: Sequence[Setting], link: str, baseline: str
+) -> list[tuple[Setting, Setting]]:
+    """(``link`` setting, ``baseline`` setting) pairs equal in everything but the method
+    fields, at the same legitimate and eavesdropper SNR, both with the eavesdropper's
+    inversion measured."""
+    measured = [
+        s for s in settings if s.stats["eavesdropper.model_inversion.task_accuracy"].measured
+    ]
+    free = {n for s in settings for n in s.fields if n.startswith("method.")}
+    eve = "attacks.eavesdropper_snr_db"
+    return [
+        (a, b)
+        for a in measured
+        if semantic_link(a) == link
+        for b in measured
+        if semantic_link(b) == baseline and matches(a, b, free) and a.get(eve) == b.get(eve)
+    ]

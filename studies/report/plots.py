@@ -142,3 +142,42 @@ def plot_mse(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
     axis.set_title("mixup MSE vs SNR (points: runs, 95% CI over seeds; lines: closed form)")
     axis.legend(fontsize=6)
     return save_figure(figure, path)
+
+
+def plot_gap(rows: Sequence[dict[str, Any]], path: Path) -> Path | None:
+    """DiffSem's privacy figure against the legitimate SNR: one panel per semantic
+    method (:func:`studies.report.comparisons.semantic_rows`), the accuracy gap in
+    points (legitimate accuracy minus the eavesdropper's inversion task accuracy, mean
+    and 95% CI over seeds) against the legitimate SNR (dB), one line per eavesdropper
+    SNR offset (eavesdropper minus legitimate, dB). None without rows."""
+    if not rows:
+        return None
+    plt = _plt()
+    methods = sorted({r["method"] for r in rows})
+    offsets = sorted({r["offset_db"] for r in rows})
+    figure, axes = plt.subplots(
+        1, len(methods), figsize=(5 * len(methods), 4.5), sharey=True, squeeze=False
+    )
+    for axis, method in zip(axes[0], methods, strict=True):
+        for i, offset in enumerate(offsets):
+            line = sorted(
+                (r for r in rows if r["method"] == method and r["offset_db"] == offset),
+                key=lambda r: r["legit_snr_db"],
+            )
+            if not line:
+                continue
+            axis.errorbar(
+                [r["legit_snr_db"] for r in line],
+                [100 * r["gap"].mean for r in line],
+                yerr=[100 * _bar(r["gap"]) for r in line],
+                fmt="o-",
+                color=f"C{i % 10}",
+                capsize=3,
+                label=f"eavesdropper {offset:+g} dB",
+            )
+        axis.axhline(0.0, color="k", lw=0.8)
+        axis.set(xlabel="legitimate SNR (dB)", title=method)
+        axis.legend(fontsize=7)
+    axes[0][0].set_ylabel("accuracy gap (points): legitimate - eavesdropper inversion")
+    figure.suptitle("accuracy gap vs legitimate SNR (mean, 95% CI over seeds)")
+    return save_figure(figure, path)

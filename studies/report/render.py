@@ -18,8 +18,14 @@ import jinja2
 import numpy as np
 
 from orchestrator.rundir import atomic_write_text
-from studies.report.claims import claims, tally
-from studies.report.comparisons import communication_rows, mse_rows, privacy_families, radio_rows
+from studies.report.claims import claims, diffsem_claims, tally
+from studies.report.comparisons import (
+    communication_rows,
+    mse_rows,
+    privacy_families,
+    radio_rows,
+    semantic_rows,
+)
 from studies.report.loading import (
     degraded,
     load_runs,
@@ -27,7 +33,7 @@ from studies.report.loading import (
     provenance_warnings,
     sweep_problems,
 )
-from studies.report.plots import plot_accuracy, plot_frontier, plot_mse
+from studies.report.plots import plot_accuracy, plot_frontier, plot_gap, plot_mse
 from studies.report.reference import REFERENCE_DRAWS, subcarrier_snr_offset_db
 from studies.report.statistics import INTERVAL_METHOD, Estimate, group_settings
 
@@ -105,12 +111,14 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
     comm, families = communication_rows(settings), privacy_families(settings)
     mse, radios = mse_rows(settings), radio_rows(settings)
     claim_rows = claims(settings)
+    semantic, semantic_claims = semantic_rows(settings), diffsem_claims(settings)
     plots = {
         "accuracy": plot_accuracy(
             settings, targets.pop() if len(targets) == 1 else None, out / "accuracy.png"
         ),
         "frontier": plot_frontier(settings, out / "privacy_utility_frontier.png"),
         "mse": plot_mse(mse, out / "mse_vs_snr.png"),
+        "gap": plot_gap(semantic, out / "accuracy_gap_vs_snr.png"),
     }
     plot_names = {k: v.name if v is not None else None for k, v in plots.items()}
     warnings = [f"`{r.path.name}`: {why}" for r in runs if (why := degraded(r))]
@@ -133,6 +141,9 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
         "subcarrier_offset_db": subcarrier_snr_offset_db(),
         "radios": radios,
         "membership": [s for s in settings if s.stats["membership.auc"].measured],
+        "semantic": semantic,
+        "semantic_claims": semantic_claims,
+        "semantic_tally": tally(semantic_claims),
         "provenance": provenance,
         "plots": plot_names,
         "warnings": warnings,
@@ -146,6 +157,9 @@ def build_report(paths: Sequence[str | Path], out_dir: str | Path) -> Path:
         "settings": [{"label": s.label, "fields": s.fields, "stats": s.stats} for s in settings],
         "claims": claim_rows,
         "tally": tally(claim_rows),
+        "diffsem_claims": semantic_claims,
+        "diffsem_tally": tally(semantic_claims),
+        "semantic": semantic,
         "communication": comm,
         "mse": mse,
         "radios": radios,

@@ -41,8 +41,13 @@ NEUTRAL = (
         for name in ("curve", "heartbeat_s", "liveness_s", "request_timeout_s", "retries")
     }
 )
+#: neutral fields still named in setting labels when they vary (settings that differ
+#: only in them are distinct settings and must be told apart)
+LABELLED = {"attacks.eavesdropper_snr_db"}
 #: varying fields named first in setting labels
 LABEL_ORDER = [
+    "method.name",
+    "method.link",
     "users.grouping",
     "users.group_size",
     "channel.snr_db",
@@ -52,6 +57,7 @@ LABEL_ORDER = [
     "data.split",
     "data.alpha",
     "data.labels_per_user",
+    "attacks.eavesdropper_snr_db",
 ]
 #: (attack, figure) pairs the report reads from ``summary.privacy.attacks``
 ATTACK_FIGURES = (
@@ -159,6 +165,22 @@ def attack_figure(run: Run, attack: str, figure: str) -> float | None:
     return run.summary.get("privacy", {}).get("attacks", {}).get(attack, {}).get(figure)
 
 
+def eavesdropper_figure(run: Run, attack: str, figure: str) -> float | None:
+    """An attack figure on the passive eavesdropper radio's view
+    (``summary.privacy.eavesdropper.attacks``; None when the run had no eavesdropper)."""
+    eavesdropper = run.summary.get("privacy", {}).get("eavesdropper") or {}
+    return eavesdropper.get("attacks", {}).get(attack, {}).get(figure)
+
+
+def eavesdropper_gap(run: Run) -> float | None:
+    """Legitimate final accuracy minus the eavesdropper's model-inversion task accuracy
+    (fractions; None when either is missing): DiffSem's privacy figure (issue 11)."""
+    attacker = eavesdropper_figure(run, "model_inversion", "task_accuracy")
+    if not run.metrics or attacker is None or run.metrics[-1].get("accuracy") is None:
+        return None
+    return float(run.metrics[-1]["accuracy"]) - float(attacker)
+
+
 #: membership-inference figures of the strongest attack on the final model
 #: (``summary.privacy.membership.best``, :mod:`orchestrator.membership_audit`)
 MEMBERSHIP_FIGURES = ("auc", "tpr_at_0_1pct_fpr", "tpr_at_1pct_fpr")
@@ -198,6 +220,10 @@ def run_figures(run: Run) -> dict[str, Any]:
     for attack, figure in ATTACK_FIGURES:
         figures[f"{attack}.{figure}"] = attack_figure(run, attack, figure)
         figures[f"{attack}.{figure}_chance"] = attack_figure(run, attack, f"{figure}_chance")
+    for attack, figure in ATTACK_FIGURES:
+        for name in (figure, f"{figure}_chance"):
+            figures[f"eavesdropper.{attack}.{name}"] = eavesdropper_figure(run, attack, name)
+    figures["eavesdropper_gap"] = eavesdropper_gap(run)
     for figure in MEMBERSHIP_FIGURES:
         figures[f"membership.{figure}"] = membership_figure(run, figure)
         figures[f"membership.{figure}_chance"] = membership_figure(run, f"{figure}_chance")
@@ -260,7 +286,7 @@ def group_settings(runs: Sequence[Run]) -> tuple[list[Setting], list[str]]:
     names = sorted({n for f in all_fields for n in f} - IGNORED)
     varying = [n for n in names if len({f.get(n) for f in all_fields}) > 1]
     varying.sort(key=lambda n: (LABEL_ORDER.index(n) if n in LABEL_ORDER else len(LABEL_ORDER), n))
-    shown = [n for n in varying if n not in NEUTRAL] or varying
+    shown = [n for n in varying if n not in NEUTRAL - LABELLED] or varying
     by_key: dict[tuple, Setting] = {}
     for run, fields in zip(runs, all_fields, strict=True):
         key = tuple((n, fields.get(n)) for n in names)

@@ -16,6 +16,11 @@ from typing import Any
 from orchestrator.config import resolve_experiment
 
 USERS = 4
+#: fields that name a synthetic run directory
+NAMED = (
+    *("seed", "grouping", "group_size", "snr_db", "radio", "split"),
+    *("name", "link", "eavesdropper_snr_db"),
+)
 
 
 def write_run(
@@ -33,6 +38,7 @@ def write_run(
     sections: dict[str, dict[str, Any]] | None = None,
     provenance: dict[str, Any] | None = None,
     membership: dict[str, float] | None = None,
+    eavesdropper: dict[str, dict[str, float]] | None = None,
 ) -> Path:
     """One finished run under ``root``; returns its directory.
 
@@ -48,6 +54,8 @@ def write_run(
         provenance: written as ``provenance.json`` when given.
         membership: the strongest membership attack's figures
             (``summary.privacy.membership.best``), when given.
+        eavesdropper: the eavesdropper view's ``attacks`` (attack -> figure -> value,
+            ``summary.privacy.eavesdropper.attacks``), when given.
     """
     size = 1 if grouping == "orthogonal" else group_size
     raw: dict[str, dict[str, Any]] = {
@@ -86,6 +94,8 @@ def write_run(
         lines.append(json.dumps(line))
     (path / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     summary = {"rounds": len(accuracy), "privacy": {"attacks": attacks or {}}}
+    if eavesdropper is not None:
+        summary["privacy"]["eavesdropper"] = {"attacks": eavesdropper}
     if membership is not None:
         summary["privacy"]["membership"] = {"best_attack": "lira_online", "best": membership}
     (path / "summary.json").write_text(json.dumps(summary))
@@ -96,10 +106,7 @@ def write_run(
 
 def _flat(raw: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return {
-        name: value
-        for fields in raw.values()
-        for name, value in fields.items()
-        if name in ("seed", "grouping", "group_size", "snr_db", "radio", "split")
+        name: value for fields in raw.values() for name, value in fields.items() if name in NAMED
     }
 
 
@@ -113,4 +120,18 @@ def attacks(inversion: float, label_set: float, chance: float = 0.1) -> dict[str
             "per_user_accuracy": label_set,
             "per_user_accuracy_chance": chance,
         },
+    }
+
+
+def inversion(task_accuracy: float, chance: float = 0.1) -> dict[str, dict[str, float]]:
+    """An eavesdropper's model-inversion figures (PSNR and SSIM fixed) with chance."""
+    return {
+        "model_inversion": {
+            "task_accuracy": task_accuracy,
+            "task_accuracy_chance": chance,
+            "psnr_db": 13.0,
+            "psnr_db_chance": 8.5,
+            "ssim": 0.7,
+            "ssim_chance": 0.4,
+        }
     }
