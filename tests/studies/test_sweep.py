@@ -95,7 +95,10 @@ def test_base_file_is_merged_and_the_written_sweep_reloads_identically(tmp_path)
     assert [p.name for p in copy.points] == [p.name for p in sweep.points]
 
 
-@pytest.mark.parametrize("name", ["smoke", "medium", "full", "virtual_pluto", "snr", "paper"])
+@pytest.mark.parametrize(
+    "name",
+    ["smoke", "medium", "full", "virtual_pluto", "snr", "paper", "diffsem", "diffsem_smoke"],
+)
 def test_shipped_sweeps_validate(name, tmp_path):
     sweep = load_sweep(REPO / "experiments" / "sweeps" / f"{name}.toml", out_dir=tmp_path)
     assert sweep.points and all(
@@ -116,6 +119,13 @@ def test_shipped_sweeps_validate(name, tmp_path):
         ({"channel.snr_db": ["loud"]}, {}, "channel.snr_db", "expected float"),
         ({"data": [{"split": "iid", "alfa": 1}]}, {}, "sweep.grid.data.alfa", "unknown field"),
         ({"model.mode": ["raw"]}, {"modle": {"mode": "raw"}}, "modle", "unknown section"),
+        # a method's own fields are checked against the method the point names
+        (
+            {"method": [{"name": "diffsem", "link_epochs": 2}, {"name": "semantic_plain", "x": 1}]},
+            {"model": {"mode": "features"}},
+            "method.x",
+            "unknown field",
+        ),
     ],
 )
 def test_invalid_points_name_the_field(tmp_path, grid, sections, field, words):
@@ -124,6 +134,17 @@ def test_invalid_points_name_the_field(tmp_path, grid, sections, field, words):
     assert caught.value.field == field
     assert words in str(caught.value)
     assert not (tmp_path / "t").exists()  # nothing written
+
+
+def test_method_axis_carries_each_method_its_own_options(tmp_path):
+    grid = {
+        "method": [{"name": "diffsem", "link_epochs": 2}, {"name": "semantic_plain"}],
+        "method.link_epochs": [3],
+    }
+    sweep = parse_sweep(sweep_of(grid, tmp_path, model={"mode": "features"}), out_dir=tmp_path)
+    methods = {p.config.method.name: p.config.method for p in sweep.points}
+    assert set(methods) == {"diffsem", "semantic_plain"}
+    assert methods["diffsem"].link_epochs == 3  # the later axis wins
 
 
 def test_invalid_point_message_names_the_grid_point(tmp_path):
