@@ -16,13 +16,20 @@ Registry :data:`OTA_CHANNELS` / :func:`make_channel`:
 
 ``snr_db`` is the per-user receive SNR at unit channel gain and full power, per sample
 over the full band as in a run (:mod:`phy.link_budget`): the payload symbols see
-``noise_var = p_max * subcarrier_noise_var(snr_db)``. The estimate is differentiable with
-respect to the payloads for every channel here. Received samples from real radios plug in as a peer
-subclass implementing :meth:`OtaChannel.transmit` (the orchestrator provides it).
+``noise_var = p_max * subcarrier_noise_var(snr_db)``. Reals are packed into symbols as the
+radios' waveform packs them (:func:`phy.waveform.payload_to_symbols`,
+``X = (x[2i] + j x[2i+1]) / sqrt 2``: unit-power reals give unit-power symbols), so after
+equalisation each received real carries the noise ``noise_var`` at unit gain, as over the
+sim radios, the virtual Plutos and :mod:`learning.diffsem.air`; the MSE is per complex
+symbol, which is per real of unit-power payloads (:mod:`orchestrator.mixup_error`). The
+estimate is differentiable with respect to the payloads for every channel here. Received
+samples from real radios plug in as a peer subclass implementing
+:meth:`OtaChannel.transmit` (the orchestrator provides it).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any
@@ -43,6 +50,9 @@ __all__ = [
     "PhyChannel",
     "make_channel",
 ]
+
+#: two reals per subcarrier symbol, divided by this on packing (phy.waveform)
+SQRT2 = math.sqrt(2.0)
 
 
 @dataclass
@@ -149,8 +159,9 @@ class PhyChannel(OtaChannel):
 
         w = check_payloads(payloads, weights)
         h = self.fading.generate((payloads.shape[0],), self._rng)
+        # ota_mixture pairs reals as x[2i] + j x[2i+1]; the waveform divides by sqrt 2
         estimate, result = ota_mixture(
-            payloads,
+            payloads / SQRT2,
             w,
             h,
             self.noise_var,
@@ -159,7 +170,7 @@ class PhyChannel(OtaChannel):
             generator=self._generator,
         )
         return OtaOutput(
-            estimate,
+            estimate * SQRT2,
             np.asarray(result.effective_weights, dtype=np.float64).reshape(-1),
             float(np.mean(result.mse)),
         )

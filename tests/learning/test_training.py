@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from learning.channels import IdealChannel, make_channel
+from learning.channels import SQRT2, IdealChannel, make_channel
 from learning.data import Dataset, load_dataset, split_users
 from learning.methods import make_method
 from learning.methods.base import MethodContext
@@ -96,8 +96,9 @@ def test_feature_mode_gradient_routing_matches_autograd_fading(digits):
     h = twin.fading.generate((4,), twin._rng)
 
     def through_phy(p):
-        est, _ = ota_mixture(p, weights, h, twin.noise_var, generator=twin._generator)
-        return est
+        # reals packed as the waveform packs them (learning.channels)
+        est, _ = ota_mixture(p / SQRT2, weights, h, twin.noise_var, generator=twin._generator)
+        return est * SQRT2
 
     ref_enc, _ = _reference_grads(encoders, head, xs, ys, weights, through_phy)
     got_enc, _ = _step_api_grads(train, encoders, head, xs, ys, channel, weights)
