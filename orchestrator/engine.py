@@ -488,7 +488,12 @@ class Engine:
             body = {"round_id": round_id, "user_ids": users, "arrays": arrays}
             with contextlib.suppress(NodeLost):
                 nodes.request_many([(node_id, "eval_request", body)])
-        deadline = time.monotonic() + self.config.link.request_timeout_s
+        # a node acked and evaluates; it reports when done and retries its report as long
+        # as a request may take (timeout x attempts): wait that long, not one timeout
+        # (thousands of users per node evaluate for minutes; a report left unanswered
+        # blocked the node until its retries ran out while the next request waited on it)
+        link = self.config.link
+        deadline = time.monotonic() + link.request_timeout_s * (link.retries + 1)
         while not set(nodes.alive_nodes) <= set(nodes.eval_reports):
             if time.monotonic() >= deadline:
                 break
