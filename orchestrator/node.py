@@ -33,7 +33,6 @@ Run as ``python -m orchestrator.node --run-dir DIR --node-id ID --address ADDR``
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import os
@@ -55,7 +54,7 @@ from orchestrator.lifeline import watch_parent
 from orchestrator.link import LinkConfig, LinkError, NodeLink
 from orchestrator.messages import Message
 from orchestrator.mixup_error import MixupLog
-from orchestrator.rundir import CONFIG_FILE, atomic_write_bytes
+from orchestrator.rundir import CONFIG_FILE, atomic_write, atomic_write_bytes
 from radio import Radio, open_radio
 from radio.ota_transmitter import OtaTransmitter
 
@@ -140,9 +139,8 @@ class Node:
             "round": round_id,
             "users": {u: user.learner.state_dict() for u, user in self.users.items()},
         }
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        atomic_write_bytes(self.checkpoint_path(round_id), buffer.getvalue())
+        # straight to the file: thousands of users' state is not copied in memory twice
+        atomic_write(self.checkpoint_path(round_id), lambda handle: torch.save(state, handle))
         self.checkpoint_path(round_id - 2).unlink(missing_ok=True)  # keep the last two
 
     # --------------------------------------------------------------- handlers
