@@ -17,12 +17,13 @@ parameter. Registry :data:`AGGREGATORS` / :func:`make_aggregator`:
   closed-form MSE-optimal power control of :mod:`phy.power`, receiver noise at ``snr_db``
   with the link-budget convention of :mod:`learning.channels`), and the server adds the
   groups' estimates. Payload convention (the one :mod:`phy.ota_model` assumes): user ``k``
-  sends its update divided by its RMS per complex symbol, ``x_k = delta_k / s_k`` with
-  ``s_k = sqrt(2 mean(delta_k^2))`` (unit power per complex symbol, pairs of reals form
-  one complex symbol), and the target weight of the slot is ``w_k = p_k s_k``, so the
+  sends its update divided by its RMS per real, ``x_k = delta_k / s_k`` with
+  ``s_k = sqrt(mean(delta_k^2))`` (unit-power reals; the channel packs pairs of reals as
+  ``(x[2i] + j x[2i+1]) / sqrt 2``, so unit-power symbols), and the target weight of the
+  slot is ``w_k = p_k s_k``, so the
   receiver's estimate of ``sum_k w_k x_k`` is ``sum_k p_k delta_k``. The scalar ``s_k``
-  goes over the digital link (4 bytes). The predicted MSE per parameter is the power
-  control's MSE per complex symbol halved (per real component), summed over groups; it
+  goes over the digital link (4 bytes). The predicted MSE per parameter is the channel's
+  MSE per real of unit-power payloads (:mod:`learning.channels`), summed over groups; it
   is exact in expectation when the users' normalised updates are uncorrelated.
 """
 
@@ -178,7 +179,7 @@ class OtaAggregator(Aggregator):
         k, p = u.shape
         d = p + (p % 2)
         x = torch.nn.functional.pad(u, (0, d - p)) if d != p else u
-        scale = torch.sqrt(2.0 * x.double().pow(2).mean(dim=1))  # RMS per complex symbol
+        scale = torch.sqrt(x.double().pow(2).mean(dim=1))  # RMS per real: unit-power reals
         safe = torch.where(scale > 0, scale, torch.ones_like(scale))
         payloads = (x.double() / safe[:, None]).float()
         target = w * scale.numpy()
@@ -193,7 +194,7 @@ class OtaAggregator(Aggregator):
             with np.errstate(divide="ignore", invalid="ignore"):
                 s = scale[sl].numpy()
                 realised[sl] = np.where(s > 0, out.effective_weights / np.where(s > 0, s, 1), 0)
-            mse += out.mse / 2.0
+            mse += out.mse  # per real of unit-power payloads (learning.channels)
             slots += 1
         return AggregateResult(
             estimate[:p].float(),
