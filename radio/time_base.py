@@ -92,9 +92,16 @@ GAIN_POINTS = 8
 #: and the line span over which a CFO counts as settled (a restarted line shorter than
 #: that only moves the phase)
 PHASE_GAP, SETTLE_SPAN = 100_000, 50_000
-#: the same gap for a line still on its acquisition's CFO (the acquisition point weighs
-#: most; a re-acquisition's pair lies up to its reach, 0.5 s, before the next probe)
+#: the longest gap a line not yet settled unwraps (its CFO fitted over 30k samples)
 FRESH_PHASE_GAP = 300_000
+#: an unsettled line carries its phase at most ten times the span its CFO was measured
+#: over (FRESH_PHASE_GAP at most): the acquisition's CFO alone is measured over
+#: BURST_GAP samples and at low SNR is off by several Hz (default run: 3.7 Hz at -1.4 dB,
+#: 8.6 Hz at 3.8 dB), which over a 77k or 181k-sample gap slipped a cycle for good
+ACQ_PHASE_GAP = 10 * BURST_GAP
+#: stream: extra probes at most, right after a fresh acquisition, until its phase line
+#: has two points (a restarted line: its pair lay far back, or a magnitude jump)
+FRESH_PROBES = 3
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -154,11 +161,21 @@ class GainTrack:
         pred = self.predict(at)
         if abs(abs(raw) - abs(pred)) > 0.5 * abs(pred):  # (phase: CFO error, fitted)
             self.points, self.phased = [], 0
-        elif at - self.points[-1][0] > (PHASE_GAP if self.settled else FRESH_PHASE_GAP):
+        elif at - self.points[-1][0] > self._gap():
             self.phased = 0  # too far to count the cycles in between: the line restarts
         self.points = [*self.points, (at, complex(raw), weight)][-GAIN_POINTS:]
         self.phased = min(self.phased + 1, len(self.points))
         self._fit()
+
+    def _gap(self) -> float:
+        """Samples from the latest point over which the line still counts the cycles:
+        settled, ``PHASE_GAP``; else ten times the span its CFO was measured over (the
+        acquisition's ``BURST_GAP``, or the phased points'), at most ``FRESH_PHASE_GAP``."""
+        if self.settled:
+            return PHASE_GAP
+        g = [p[0] for p in self.points[-self.phased :]] if self.phased else []
+        span = max(g) - min(g) if g else 0.0
+        return min(FRESH_PHASE_GAP, ACQ_PHASE_GAP * max(1.0, span / BURST_GAP))
 
     def _fit(self) -> None:
         g = np.array([p[0] for p in self.points])
@@ -835,10 +852,17 @@ class TimeBaseReceiver:
                     return self._silent_plan(uids, n_reals)
                 gains, delays, at = self.probe(heard)
             self._update_gains(heard, gains, at)
-            if self.time_base == "stream" and any(
-                not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2 for u in heard
-            ):  # a fresh acquisition's phase line restarted (its pair lay far back): a
-                # second probe gives the CFO before the frame relies on it
+            for _ in range(FRESH_PROBES):
+                if self.time_base != "stream" or not any(
+                    not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2
+                    for u in heard
+                ):
+                    break
+                # a fresh acquisition's phase line restarted (its pair lay far back, or a
+                # magnitude jump at low SNR): probe again until the line has two points
+                # a probe apart, so it has a CFO before the frame relies on it and before
+                # the next probe, maybe a group period later, unwraps across that gap (on
+                # the acquisition's CFO alone, a low-SNR one slipped a cycle there)
                 gains, delays, at = self.probe(heard)
                 self._update_gains(heard, gains, at)
             tracks = {u: self.tracks[u] for u in heard}

@@ -263,3 +263,48 @@ def test_resumed_receiver_reacquires_each_user_once_and_counts_on():
     assert np.mean((out.estimate - out.target) ** 2) < 0.1 * np.mean(out.target**2)
     with pytest.raises(ValueError, match="time base"):
         b.rx.load_state_dict({**state, "time_base": "tdd"})
+
+
+@pytest.mark.parametrize(
+    "cfo_error_hz, outlier, gap",
+    [(-3.7, 0.15, 0), (8.6, None, 72_000)],
+    ids=["outlier-probe-restarts-the-line", "one-probe-far-after-the-pair"],
+)
+def test_a_low_snr_reacquisitions_cfo_is_refined_by_close_probes_before_long_gaps(
+    cfo_error_hz, outlier, gap
+):
+    """Default run: users re-acquired in deep fades got the acquisition's CFO off by a
+    few Hz (u006, round 28, -1.4 dB: 3.7 Hz; u003, round 42, 3.8 dB: 8.6 Hz). Their
+    phase lines were unwrapped from it across gaps where that error is more than half a
+    cycle: the first probe 77k samples after the pair (u003), or, the re-probe being a
+    magnitude outlier whose jump restarted the line, the next slot's probe a group period
+    (180,768 samples) later (u006). The CFO slipped a cycle (13 Hz, 5.5 Hz) and stayed
+    wrong for the rest of the run (probes that far apart never refine a settled CFO):
+    a constant 1.3 rad error on every payload of the user's group."""
+    _, session = _bed()
+    rx = session.rx
+    fs = OFDM.sample_rate_hz
+    _slot(session)
+    rx.new_round()
+    rx.acquire([3])  # the low-SNR re-acquisition: its CFO off by a few Hz
+    rx.tracks[3].cfo_hz += cfo_error_hz
+    rx.gain_tracks[3].nu = rx.tracks[3].cfo_hz / fs
+    session.skip(gap)
+    probe, outliers = rx.probe, [outlier] if outlier else []
+
+    def probe_with_an_outlier(uids):  # u3's next probe: a magnitude outlier
+        gains, delays, at = probe(uids)
+        if outliers and 3 in uids:
+            gains[list(uids).index(3)] *= outliers.pop()
+        return gains, delays, at
+
+    rx.probe = probe_with_an_outlier
+    outs = []
+    for s in range(4):  # slots a group period apart (the default run's 180,768 samples)
+        outs.append(_slot(session, 1 + s))
+        session.skip(180_768 - 2 * 2368)
+    assert not outliers
+    assert abs(rx.tracks[3].cfo_hz - rx.truth(3).cfo_hz) < 1.0  # Hz (5.5 / 13 before)
+    late = outs[1:]
+    ratio = np.mean([o.mse_vs_target for o in late]) / np.mean([o.closed_form_mse for o in late])
+    assert 10 * math.log10(ratio) < 3.0
