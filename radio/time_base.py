@@ -99,6 +99,9 @@ FRESH_PHASE_GAP = 300_000
 #: BURST_GAP samples and at low SNR is off by several Hz (default run: 3.7 Hz at -1.4 dB,
 #: 8.6 Hz at 3.8 dB), which over a 77k or 181k-sample gap slipped a cycle for good
 ACQ_PHASE_GAP = 10 * BURST_GAP
+#: stream: the timing weight behind an offset is capped at this many acquisitions at
+#: 30 dB (so a probe's residual delay still moves it)
+TIMING_WEIGHT_CAP = 1
 #: stream: extra probes at most, right after a fresh acquisition, until its phase line
 #: has two points (a restarted line: its pair lay far back, or a magnitude jump)
 FRESH_PROBES = 3
@@ -342,6 +345,9 @@ class TimeBaseReceiver:
         #: timing of users silenced after being tracked: their streams run on, so a later
         #: acquisition places its pair by this track, not as on a fresh stream
         self.parked: dict[Hashable, LinkTrack] = {}
+        #: stream: per user, the weight (observations x SNR) behind its track's offset;
+        #: each probe's residual delay moves the offset by its share (:meth:`_retime`)
+        self.timing_weight: dict[Hashable, float] = {}
         self.air = AirTime()
         #: per user: "reacquisitions" and "underflows" (the live view's link table)
         self.counters: dict[Hashable, dict[str, int]] = {}
@@ -369,7 +375,8 @@ class TimeBaseReceiver:
     def state_dict(self) -> dict:
         """The receiver's link knowledge as plain state (numbers, strings, lists: what
         ``torch.load(weights_only=True)`` reads): per-user stream tracks and parked
-        tracks ``[offset, sro, cfo_hz, noise_var, gain re, gain im]``, ZC roots, silent
+        tracks ``[offset, sro, cfo_hz, noise_var, gain re, gain im]`` and the timing
+        weight behind each offset, ZC roots, silent
         users, per-user counters, air-time totals, the noise variance, the receiver
         stream position and (tdd) the pulse count and lag-walk observations. Gain
         trackers are left out: a checkpoint is taken between rounds, whose fading is
@@ -388,6 +395,7 @@ class TimeBaseReceiver:
             "time_base": self.time_base,
             "tracks": {u: plain(t) for u, t in self.tracks.items()},
             "parked": {u: plain(t) for u, t in self.parked.items()},
+            "timing_weight": {u: float(w) for u, w in self.timing_weight.items()},
             "roots": {u: int(r) for u, r in self.roots.items()},
             "silent": sorted(self.silent, key=str),
             "restarted": sorted(self.restarted, key=str),
@@ -435,6 +443,7 @@ class TimeBaseReceiver:
             self.restarted = set(tracks) | set(parked) | set(state.get("restarted", []))
             return
         self.tracks, self.parked = tracks, parked
+        self.timing_weight = {u: float(w) for u, w in state.get("timing_weight", {}).items()}
         self.restarted = set(state.get("restarted", []))
         self._buf, self._buf_start = np.zeros(0, np.complex64), int(state["rx_end"])
         self._pulses = int(state["pulses"])
@@ -668,6 +677,9 @@ class TimeBaseReceiver:
         offset = d1 - n * (1.0 + est.sro)
         self.parked.pop(uid, None)
         self.tracks[uid] = LinkTrack(offset, est.sro, est.cfo_hz, est.noise_var, est.gain)
+        self.timing_weight[uid] = (
+            2 * ACQ_REPS * len(self.config.used_bins) * 10 ** (est.snr_db / 10)
+        )
         weight = 2 * ACQ_REPS * len(self.config.used_bins)
         g0 = self._global(est.delay_samples)  # stream: receiver index; tdd: capture index
         self.gain_tracks[uid] = GainTrack(
@@ -788,6 +800,24 @@ class TimeBaseReceiver:
             if self.carrier_hz:
                 t.sro = -t.cfo_hz / self.carrier_hz
 
+    def _retime(self, uids: Sequence[Hashable], effective: np.ndarray, delays: np.ndarray) -> None:
+        """Stream: fold the probe's residual delays into the tracks' offsets, each by its
+        share of the weight (subcarrier observations x SNR) behind the offset (capped at
+        ``TIMING_WEIGHT_CAP`` acquisitions at 30 dB, so a drift still moves it). A
+        low-SNR re-acquisition's offset is off by up to half a sample (default run:
+        u000 at 0.1 dB, 0.46 samples, a phase ramp across the band on every payload);
+        its probes see the same residual every slot."""
+        n_bins = PROBE_REPS * len(self.config.used_bins) / len(uids)
+        cap = TIMING_WEIGHT_CAP * 2 * ACQ_REPS * len(self.config.used_bins) * 1e3
+        for uid, eff, tau in zip(uids, effective, delays, strict=True):
+            t = self.tracks[uid]
+            if not abs(tau) <= LOST_DELAY or not t.noise_var > 0:
+                continue
+            w = n_bins * abs(eff) ** 2 / t.noise_var
+            total = self.timing_weight.get(uid, 0.0) + w
+            t.offset += float(tau) * w / total
+            self.timing_weight[uid] = min(total, cap)
+
     def _known_gain(self, uid: Hashable) -> float:
         """``uid``'s gain magnitude as last known: tracked, or (fading redrawn since) the
         acquisition's; a probe 20 dB below it means the user is no longer heard."""
@@ -865,6 +895,8 @@ class TimeBaseReceiver:
                 # the acquisition's CFO alone, a low-SNR one slipped a cycle there)
                 gains, delays, at = self.probe(heard)
                 self._update_gains(heard, gains, at)
+            if self.time_base == "stream":
+                self._retime(heard, gains, delays)
             tracks = {u: self.tracks[u] for u in heard}
             if self.time_base == "tdd":
                 self._tdd_delays = dict(zip(heard, self._wait_for_safe_pulse(heard), strict=True))

@@ -308,3 +308,25 @@ def test_a_low_snr_reacquisitions_cfo_is_refined_by_close_probes_before_long_gap
     late = outs[1:]
     ratio = np.mean([o.mse_vs_target for o in late]) / np.mean([o.closed_form_mse for o in late])
     assert 10 * math.log10(ratio) < 3.0
+
+
+def test_a_low_snr_reacquisitions_timing_error_is_taken_out_by_the_probes():
+    """Default run, round 51: u000 re-acquired at 0.1 dB SNR got its stream offset 0.46
+    samples off; every later probe measured that residual delay (-0.46 +- 0.02) but the
+    stream track never used it: a phase ramp across the band on every payload of its
+    group (measured 5-12 dB above prediction to the end). The probes' residual delays
+    now move the offset by their share of the weight (observations x SNR) behind it."""
+    medium, session = _bed()
+    rx = session.rx
+    _slot(session)
+    rx.new_round()
+    medium.port("u3").tx_attenuation_db = 20.0  # a deep fade at the re-acquisition
+    rx.acquire([3])  # at about 0 dB: its offset half a sample off
+    rx.tracks[3].offset += 0.46
+    medium.port("u3").tx_attenuation_db = 0.0  # the fading changes
+    rx.new_round()
+    outs = [_slot(session, 1 + s) for s in range(6)]
+    assert abs(rx.tracks[3].offset - rx.truth(3).offset) < 0.05  # samples (0.46 before)
+    late = outs[3:]
+    ratio = np.mean([o.mse_vs_target for o in late]) / np.mean([o.closed_form_mse for o in late])
+    assert 10 * math.log10(ratio) < 3.0
