@@ -145,8 +145,19 @@ class GainTrack:
     shorter than that moves only the phase. The magnitude keeps every point."""
 
     def __init__(
-        self, raw: complex, at: float, nu: float, weight: float, settled: bool = False
+        self,
+        raw: complex,
+        at: float,
+        nu: float,
+        weight: float,
+        settled: bool = False,
+        bounded_unwrap: bool = True,
     ) -> None:
+        #: stream: an unsettled line unwraps over at most ``ACQ_PHASE_GAP`` per
+        #: ``BURST_GAP`` of CFO span (its probes can lie a group period apart); tdd probes
+        #: every pulse and its calibration pulses fit the CFO, so it keeps
+        #: ``FRESH_PHASE_GAP``
+        self.bounded_unwrap = bounded_unwrap
         self.points: list[tuple[float, complex, float]] = [(at, complex(raw), weight)]
         self.phased = 1  # the latest points the phase line goes through
         #: nu fitted over SETTLE_SPAN samples of phase line (or carried from an earlier
@@ -176,6 +187,8 @@ class GainTrack:
         acquisition's ``BURST_GAP``, or the phased points'), at most ``FRESH_PHASE_GAP``."""
         if self.settled:
             return PHASE_GAP
+        if not self.bounded_unwrap:
+            return FRESH_PHASE_GAP
         g = [p[0] for p in self.points[-self.phased :]] if self.phased else []
         span = max(g) - min(g) if g else 0.0
         return min(FRESH_PHASE_GAP, ACQ_PHASE_GAP * max(1.0, span / BURST_GAP))
@@ -683,7 +696,11 @@ class TimeBaseReceiver:
         weight = 2 * ACQ_REPS * len(self.config.used_bins)
         g0 = self._global(est.delay_samples)  # stream: receiver index; tdd: capture index
         self.gain_tracks[uid] = GainTrack(
-            est.gain, g0, est.cfo_hz / self.config.sample_rate_hz, weight
+            est.gain,
+            g0,
+            est.cfo_hz / self.config.sample_rate_hz,
+            weight,
+            bounded_unwrap=self.time_base == "stream",
         )
         self.air.acquisition += 2 * self.burst_len
         if self.truth is not None:
