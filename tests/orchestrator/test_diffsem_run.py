@@ -21,11 +21,10 @@ from phy.link_budget import subcarrier_noise_var
 from tests.learning.test_diffsem_method import TINY
 from tests.orchestrator.test_main_job import (  # noqa: F401 - airmix_runs: the fixture
     airmix_runs,
+    assert_resume_matches_uninterrupted,
     comparable,
     finished_run,
-    kill_mid_round,
     read_metrics,
-    wait_until,
     write_experiment,
 )
 
@@ -129,13 +128,7 @@ def test_resume_after_mid_round_kill_matches_uninterrupted_run(tmp_path, airmix_
     experiment = diffsem_experiment(tmp_path / "resume.toml", out, channel={"time_base": "ideal"})
     text = experiment.read_text().replace("rounds = 1", "rounds = 3")
     experiment.write_text(text)
-    reference_dir = finished_run(airmix_runs(str(experiment), out_dir=out))
-    killed = tmp_path / "killed"
-    first = airmix_runs(str(experiment), "--out", str(killed), out_dir=killed)
-    run_dir = wait_until(first.run_dir, 120, "the run directory")
-    kill_mid_round(first, run_dir, 2, killed)
-    assert finished_run(airmix_runs("--resume", str(run_dir), out_dir=killed)) == run_dir
-    assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference_dir))
+    assert_resume_matches_uninterrupted(airmix_runs, experiment, out, tmp_path / "killed")
 
 
 @pytest.mark.parametrize(

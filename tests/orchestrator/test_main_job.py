@@ -369,6 +369,20 @@ def kill_mid_round(run: AirmixRun, run_dir: Path, round_id: int, out: Path) -> s
     return orphans
 
 
+def assert_resume_matches_uninterrupted(
+    airmix_runs, experiment: Path, out: Path, killed: Path
+) -> None:
+    """Run ``experiment`` to the end into ``out``; run it again into ``killed``, kill it
+    mid-round 2, resume it: its metrics equal the uninterrupted run's line for line
+    (apart from :data:`VARYING`)."""
+    reference_dir = finished_run(airmix_runs(str(experiment), out_dir=out))
+    first = airmix_runs(str(experiment), "--out", str(killed), out_dir=killed)
+    run_dir = wait_until(first.run_dir, 120, "the run directory")
+    kill_mid_round(first, run_dir, 2, killed)
+    assert finished_run(airmix_runs("--resume", str(run_dir), out_dir=killed)) == run_dir
+    assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference_dir))
+
+
 def test_resume_after_mid_round_kill_matches_uninterrupted_run(reference, tmp_path, airmix_runs):
     """SIGKILL the orchestrator mid-round 2 (round 1 is checkpointed), resume: the final
     metrics equal the uninterrupted reference run's, round by round. Rounds 0-1 come
@@ -558,10 +572,4 @@ def test_feature_mode_resume_matches_uninterrupted_run(tmp_path, airmix_runs):
         model={"mode": "features"},
         channel={"time_base": "ideal"},  # identical resume: see the reference fixture
     )
-    reference_dir = finished_run(airmix_runs(str(experiment), out_dir=out))
-    killed = tmp_path / "killed"
-    first = airmix_runs(str(experiment), "--out", str(killed), out_dir=killed)
-    run_dir = wait_until(first.run_dir, 120, "the run directory")
-    kill_mid_round(first, run_dir, 2, killed)
-    assert finished_run(airmix_runs("--resume", str(run_dir), out_dir=killed)) == run_dir
-    assert comparable(read_metrics(run_dir)) == comparable(read_metrics(reference_dir))
+    assert_resume_matches_uninterrupted(airmix_runs, experiment, out, tmp_path / "killed")
