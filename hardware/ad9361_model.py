@@ -938,27 +938,32 @@ class AD9361Model:
             Attribute("sync_start_enable_available", _ro(" ".join(SYNC_START_MODES))),
         ]
 
-    def _build_adc(self) -> Device:
-        def adc_channel(index: int) -> Channel:
-            return Channel(
-                f"voltage{index}",
-                False,
-                scan=ScanElement(index, "le:S12/16>>0"),
-                attrs=[
-                    *self._calib("adc", index, bias=True),
-                    Attribute(
-                        "samples_pps",
-                        _fails(errno.ENODEV, "no PPS receiver in the core"),
-                        shared=True,
-                    ),
-                    *self._fpga_rate("rx"),
-                ],
-            )
+    def _sample_channel(self, index: int, output: bool, *extra: Attribute) -> Channel:
+        """Sample channel ``voltage<index>`` of the DAC core (``output``) or the ADC core:
+        its scan element, calibration, any ``extra`` attributes, then the FPGA rate."""
+        core, direction, fmt = (
+            ("dac", "tx", "le:S16/16>>0") if output else ("adc", "rx", "le:S12/16>>0")
+        )
+        return Channel(
+            f"voltage{index}",
+            output,
+            scan=ScanElement(index, fmt),
+            attrs=[
+                *self._calib(core, index, bias=not output),
+                *extra,
+                *self._fpga_rate(direction),
+            ],
+        )
 
+    def _build_adc(self) -> Device:
+        no_pps = _fails(errno.ENODEV, "no PPS receiver in the core")
         return Device(
             "iio:device3",
             "cf-ad9361-lpc",
-            channels=[adc_channel(0), adc_channel(1)],
+            channels=[
+                self._sample_channel(i, False, Attribute("samples_pps", no_pps, shared=True))
+                for i in range(2)
+            ],
             attrs=[
                 *self._sync_start("adc"),
             ],
@@ -1008,14 +1013,6 @@ class AD9361Model:
         )
 
     def _build_dac(self) -> Device:
-        def dac_channel(index: int) -> Channel:
-            return Channel(
-                f"voltage{index}",
-                True,
-                scan=ScanElement(index, "le:S16/16>>0"),
-                attrs=[*self._calib("dac", index, bias=False), *self._fpga_rate("tx")],
-            )
-
         # the core's reset values (register 0 of the tone generators): 9279985 Hz-ish
         for tone, phase in zip(self.dds.tones, (90_000, 90_000, 0, 0), strict=True):
             tone.set_frequency(9_279_985, self.state.sample_rate_hz)
@@ -1023,7 +1020,8 @@ class AD9361Model:
         return Device(
             "iio:device2",
             "cf-ad9361-dds-core-lpc",
-            channels=[dac_channel(0), dac_channel(1)] + [self._dds_channel(i) for i in range(4)],
+            channels=[self._sample_channel(i, True) for i in range(2)]
+            + [self._dds_channel(i) for i in range(4)],
             attrs=[
                 *self._sync_start("dac"),
             ],
