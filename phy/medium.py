@@ -100,8 +100,11 @@ import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
 
 import numpy as np
 from scipy.constants import speed_of_light
@@ -336,6 +339,39 @@ class _Link:
     delay_s: float | None = None
 
 
+def _non_negative(name: str, value: float, note: str = "") -> float:
+    """``value`` as a float; raises (naming ``name``, then ``note``) unless finite and >= 0."""
+    value = finite_scalar(name, value)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0{note}, got {value}")
+    return value
+
+
+class _Setting:
+    """A :class:`MediumPort` setting ``name`` stored in ``_name``: read as is; written
+    under the medium's lock as ``check(name, value)``, and with ``restarts_stream`` the
+    RX stream restarts."""
+
+    def __init__(
+        self, doc: str, check: Callable[[str, Any], Any], restarts_stream: bool = False
+    ) -> None:
+        self.__doc__ = doc
+        self.check = check
+        self.restarts_stream = restarts_stream
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.attr = name, f"_{name}"
+
+    def __get__(self, port: MediumPort | None, owner: type | None = None) -> Any:
+        return self if port is None else getattr(port, self.attr)
+
+    def __set__(self, port: MediumPort, value: Any) -> None:
+        with port.medium.lock:
+            setattr(port, self.attr, self.check(self.name, value))
+            if self.restarts_stream:
+                port._stream_t0 = None
+
+
 class MediumPort:
     """One radio on a :class:`SharedMedium` (create with :meth:`SharedMedium.add_radio`).
 
@@ -372,7 +408,7 @@ class MediumPort:
         self._noise_key = derive_seed(rng)
         self._noise_cache: dict[int, np.ndarray] = {}
         self._ppm = finite_scalar("ppm", ppm)
-        self._latency_s = self._check_latency(latency_s)
+        self._latency_s = _non_negative("latency_s", latency_s)
         self._position = self._check_position(position)
         self._lo_hz = positive_scalar("lo_hz", lo_hz)
         self._lo_phase = float(rng.uniform(0.0, 2.0 * np.pi))
@@ -380,7 +416,9 @@ class MediumPort:
         self._rf_bandwidth_hz = (
             None if rf_bandwidth_hz is None else positive_scalar("rf_bandwidth_hz", rf_bandwidth_hz)
         )
-        self._tx_attenuation_db = self._check_attenuation(tx_attenuation_db)
+        self._tx_attenuation_db = _non_negative(
+            "tx_attenuation_db", tx_attenuation_db, " (an attenuation)"
+        )
         self._rx_gain_db = finite_scalar("rx_gain_db", rx_gain_db)
         self._rx_buffer_size = count("rx_buffer_size", rx_buffer_size, 1)
         self._kernel_buffers = count("kernel_buffers", kernel_buffers, 1)
@@ -392,27 +430,13 @@ class MediumPort:
         self._tx_stream: _TxStream | None = None
         self._underflow_cleared_s = -math.inf
         self._tdd_engine = bool(tdd_engine)
-        self._tdd_delay_s = self._check_latency(tdd_delay_s)
+        self._tdd_delay_s = _non_negative("latency_s", tdd_delay_s)
         # origin of this radio's free-running sample clock (TDD starts on its edges)
         self._clock_origin_s = float(rng.uniform(0.0, 1.0))
         self._armed: list[Transmission] = []  # armed TDD buffers waiting for a pulse
         self._tdd_capture: tuple[float, int] | None = None  # last armed RX capture
 
     # ----------------------------------------------------------------- validation
-    @staticmethod
-    def _check_latency(value: float) -> float:
-        value = finite_scalar("latency_s", value)
-        if value < 0:
-            raise ValueError(f"latency_s must be >= 0, got {value}")
-        return value
-
-    @staticmethod
-    def _check_attenuation(value: float) -> float:
-        value = finite_scalar("tx_attenuation_db", value)
-        if value < 0:
-            raise ValueError(f"tx_attenuation_db must be >= 0 (an attenuation), got {value}")
-        return value
-
     @staticmethod
     def _check_position(position: tuple[float, float, float] | None) -> np.ndarray | None:
         if position is None:
@@ -423,25 +447,12 @@ class MediumPort:
         return np.pad(pos, (0, 3 - pos.size))
 
     # ----------------------------------------------------------------- properties
-    @property
-    def ppm(self) -> float:
-        """Oscillator error, parts per million (scales LO and sample clock)."""
-        return self._ppm
-
-    @ppm.setter
-    def ppm(self, value: float) -> None:
-        with self.medium.lock:
-            self._ppm = finite_scalar("ppm", value)
-
-    @property
-    def latency_s(self) -> float:
-        """Constant part of the transmit start latency, seconds (>= 0)."""
-        return self._latency_s
-
-    @latency_s.setter
-    def latency_s(self, value: float) -> None:
-        with self.medium.lock:
-            self._latency_s = self._check_latency(value)
+    ppm = _Setting(
+        "Oscillator error, parts per million (scales LO and sample clock).", finite_scalar
+    )
+    latency_s = _Setting(
+        "Constant part of the transmit start latency, seconds (>= 0).", _non_negative
+    )
 
     @property
     def position(self) -> np.ndarray | None:
@@ -469,16 +480,11 @@ class MediumPort:
         """Current random LO phase, radians (genie value)."""
         return self._lo_phase
 
-    @property
-    def sample_rate_hz(self) -> float:
-        """Nominal sample rate, samples/s (the actual clock is off by ``ppm``)."""
-        return self._sample_rate_hz
-
-    @sample_rate_hz.setter
-    def sample_rate_hz(self, value: float) -> None:
-        with self.medium.lock:
-            self._sample_rate_hz = positive_scalar("sample_rate_hz", value)
-            self._stream_t0 = None
+    sample_rate_hz = _Setting(
+        "Nominal sample rate, samples/s (the actual clock is off by ``ppm``).",
+        positive_scalar,
+        restarts_stream=True,
+    )
 
     @property
     def actual_sample_rate_hz(self) -> float:
@@ -497,46 +503,22 @@ class MediumPort:
                 None if value is None else positive_scalar("rf_bandwidth_hz", value)
             )
 
-    @property
-    def tx_attenuation_db(self) -> float:
-        """TX attenuation, dB >= 0 (signal amplitude scales by 10**(-dB/20))."""
-        return self._tx_attenuation_db
-
-    @tx_attenuation_db.setter
-    def tx_attenuation_db(self, value: float) -> None:
-        with self.medium.lock:
-            self._tx_attenuation_db = self._check_attenuation(value)
-
-    @property
-    def rx_gain_db(self) -> float:
-        """RX gain, dB (scales received signal and front-end noise alike)."""
-        return self._rx_gain_db
-
-    @rx_gain_db.setter
-    def rx_gain_db(self, value: float) -> None:
-        with self.medium.lock:
-            self._rx_gain_db = finite_scalar("rx_gain_db", value)
-
-    @property
-    def rx_buffer_size(self) -> int:
-        """Samples per RX kernel buffer (setting it restarts the RX stream)."""
-        return self._rx_buffer_size
-
-    @rx_buffer_size.setter
-    def rx_buffer_size(self, value: int) -> None:
-        with self.medium.lock:
-            self._rx_buffer_size = count("rx_buffer_size", value, 1)
-            self._stream_t0 = None
-
-    @property
-    def kernel_buffers(self) -> int:
-        """How many filled RX buffers the kernel holds before dropping old ones."""
-        return self._kernel_buffers
-
-    @kernel_buffers.setter
-    def kernel_buffers(self, value: int) -> None:
-        with self.medium.lock:
-            self._kernel_buffers = count("kernel_buffers", value, 1)
+    tx_attenuation_db = _Setting(
+        "TX attenuation, dB >= 0 (signal amplitude scales by 10**(-dB/20)).",
+        partial(_non_negative, note=" (an attenuation)"),
+    )
+    rx_gain_db = _Setting(
+        "RX gain, dB (scales received signal and front-end noise alike).", finite_scalar
+    )
+    rx_buffer_size = _Setting(
+        "Samples per RX kernel buffer (setting it restarts the RX stream).",
+        partial(count, minimum=1),
+        restarts_stream=True,
+    )
+    kernel_buffers = _Setting(
+        "How many filled RX buffers the kernel holds before dropping old ones.",
+        partial(count, minimum=1),
+    )
 
     @property
     def overflows(self) -> int:
@@ -701,9 +683,7 @@ class MediumPort:
         runs dry, the DAC sends zeros until the feeder resumes (plus one push jitter):
         every later stream index is shifted by that gap, and the sticky underflow flag
         rises when the queue runs dry. Returns the gap in seconds (0: no underflow)."""
-        seconds = finite_scalar("seconds", seconds)
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        seconds = _non_negative("seconds", seconds)
         with self.medium.lock:
             st = self._require_stream()
             stop = max(self.medium.now_s, st.stall_until_s)
@@ -858,12 +838,8 @@ class MediumPort:
             start = self._tdd_start(pulse)
             end = start + n / self.actual_sample_rate_hz
             self._tdd_capture = (start, n)
-            if not medium.realtime:
-                medium._clock = max(medium._clock, end)
-        if medium.realtime:
-            delay = end - medium.now_s
-            if delay > 0:
-                time.sleep(delay)
+            medium._advance_to(end)
+        medium._sleep_until(end)
         return self.capture(start, n)
 
     def stop_transmit(self) -> None:
@@ -951,12 +927,8 @@ class MediumPort:
             end = self._rx_pos + n
             ready_s = self._stream_t0 + (-(-end // b)) * b / fs
             self._rx_pos = end
-            if not medium.realtime:
-                medium._clock = max(medium._clock, ready_s)
-        if medium.realtime:
-            delay = ready_s - medium.now_s
-            if delay > 0:
-                time.sleep(delay)
+            medium._advance_to(ready_s)
+        medium._sleep_until(ready_s)
         return start_s
 
     def _wait_for_pushers(self, n: int) -> None:
@@ -1124,21 +1096,31 @@ class SharedMedium:
 
     def advance(self, seconds: float) -> None:
         """Advance the deterministic clock by ``seconds`` (>= 0)."""
-        seconds = finite_scalar("seconds", seconds)
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds}")
+        seconds = _non_negative("seconds", seconds)
         if self.realtime:
             raise RuntimeError("advance() is for deterministic mode; real-time follows the wall")
         with self.lock:
             self._clock += seconds
 
+    def _advance_to(self, t: float) -> None:
+        """Deterministic mode: move the clock to medium time ``t`` unless it is already
+        later (call with the lock held). Real-time mode: nothing (see :meth:`_sleep_until`)."""
+        if not self.realtime:
+            self._clock = max(self._clock, t)
+
+    def _sleep_until(self, t: float) -> None:
+        """Real-time mode: sleep until medium time ``t`` (call without the lock).
+        Deterministic mode: nothing (see :meth:`_advance_to`)."""
+        if self.realtime:
+            delay = t - self.now_s
+            if delay > 0:
+                time.sleep(delay)
+
     # ----------------------------------------------------------------- TDD sync line
     def pulse(self, delay_s: float = 0.0) -> float:
         """Pulse the shared sync line on demand, ``delay_s`` (>= 0) from now; armed TDD
         buffers that reached their DMA by then start on it. Returns the pulse time."""
-        delay_s = finite_scalar("delay_s", delay_s)
-        if delay_s < 0:
-            raise ValueError(f"delay_s must be >= 0, got {delay_s}")
+        delay_s = _non_negative("delay_s", delay_s)
         with self.lock:
             t = self.now_s + delay_s
             self._pulses.append(t)
