@@ -12,8 +12,9 @@ GPS-disciplined shared reference (``tdd_gpsdo``: the sync pulse derived from it)
 
 Also: the air-time ratio of the default experiment (``airmix run`` for 3 rounds,
 extrapolated to its 60: acquisition once, a probe per slot), and injected feeder stalls
-(detected from the underflow flag, the user re-acquired, the next slot within 1 dB of
-genie).
+(detected from the underflow flag, the user alone re-acquired, and the four slots after
+it within 1 dB of the same four slots of a control run without the stall: same seed,
+same fading; the first slot's excess over genie is printed beside it).
 
 Ends with one JSON line. Run: ``nice -n 10 .venv/bin/python benchmarks/time_base.py``
 (``--quick``: fewer slots and draws; ``--realtime``: virtual Plutos on the wall clock).
@@ -162,40 +163,65 @@ def run_time_base(
         bench.close()
 
 
-def underflow_recovery(trials: int, seed: int) -> float:
-    """Fraction of injected feeder stalls detected from the underflow flag, the user
-    alone re-acquired and the next slot within 1 dB of genie."""
-    recovered = 0
+RECOVERY_SLOTS = 4
+
+
+def _slots_after_stall(t: int, seed: int, stall: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Trial ``t``: 8 users at 20 dB on the stream time base, one slot, then (``stall``)
+    user ``t % 8``'s feeder stalled 20 + 10 t ms while the receiver reads on 80k
+    samples, then ``RECOVERY_SLOTS`` slots. Returns their measured and genie MSEs and
+    whether the stall was handled as it should: seen from the underflow flag once and
+    only that user re-acquired (one acquisition pair)."""
+    bench = Bench("sim", 8, seed + t, False, **medium_kwargs(20.0, "stream"))
+    try:
+        truth, true_gain = stream_truth(bench.medium, bench.names[1:], "rx", OFDM)
+        session = TimeBaseSession(
+            bench.radios[0],
+            bench.radios[1:],
+            OFDM,
+            carrier_hz=915e6,
+            truth=truth,
+            true_gain=true_gain,
+        )
+        rng = np.random.default_rng(seed + t)
+        w = np.full(8, 1.0 / 8)
+        session.mixup(rng.standard_normal((8, N_REALS)), w)
+        gap = bench.medium.port(f"u{t % 8}").stall_feeder(0.02 + 0.01 * t) if stall else 0.0
+        session.skip(80_000)  # the receiver reads on while the queue runs dry
+        before = (session.air.underflows, session.air.acquisition)
+        outs = [session.mixup(rng.standard_normal((8, N_REALS)), w) for _ in range(RECOVERY_SLOTS)]
+        handled = (
+            gap > 0
+            and session.air.underflows == before[0] + 1
+            and session.air.acquisition == before[1] + 2 * session.rx.burst_len
+        )
+        measured = np.array([o.mse_vs_target for o in outs])
+        return measured, np.array([o.closed_form_mse for o in outs]), handled
+    finally:
+        bench.close()
+
+
+def underflow_recovery(trials: int, seed: int) -> tuple[float, float]:
+    """(fraction of injected feeder stalls recovered, fraction whose first slot after
+    the stall was within 1 dB of genie). Recovered: detected from the underflow flag,
+    the user alone re-acquired, and the ``RECOVERY_SLOTS`` slots after it within 1 dB
+    (mean MSE) of the same slots of a control run without the stall. The control
+    isolates the stall: a single slot at 20 dB is itself 1 dB above genie about one
+    time in four (a user missed in a deep fade, tracking noise)."""
+    recovered = first_ok = 0
     for t in range(trials):
-        bench = Bench("sim", 8, seed + t, False, **medium_kwargs(20.0, "stream"))
-        try:
-            truth, true_gain = stream_truth(bench.medium, bench.names[1:], "rx", OFDM)
-            session = TimeBaseSession(
-                bench.radios[0],
-                bench.radios[1:],
-                OFDM,
-                carrier_hz=915e6,
-                truth=truth,
-                true_gain=true_gain,
-            )
-            rng = np.random.default_rng(seed + t)
-            w = np.full(8, 1.0 / 8)
-            session.mixup(rng.standard_normal((8, N_REALS)), w)
-            victim = t % 8
-            gap = bench.medium.port(f"u{victim}").stall_feeder(0.02 + 0.01 * t)
-            session.skip(80_000)  # the receiver reads on while the queue runs dry
-            before = (session.air.underflows, session.air.acquisition)
-            out = session.mixup(rng.standard_normal((8, N_REALS)), w)
-            ok = (
-                gap > 0
-                and session.air.underflows == before[0] + 1
-                and session.air.acquisition == before[1] + 2 * session.rx.burst_len
-                and 10 * math.log10(out.mse_vs_target / out.closed_form_mse) < 1.0
-            )
-            recovered += bool(ok)
-        finally:
-            bench.close()
-    return recovered / trials
+        measured, genie, handled = _slots_after_stall(t, seed, True)
+        control, _, _ = _slots_after_stall(t, seed, False)
+        excess_db = 10 * math.log10(measured.mean() / control.mean())
+        first_db = 10 * math.log10(measured[0] / genie[0])
+        print(
+            f"  stall {t}: handled {handled}, next {RECOVERY_SLOTS} slots {excess_db:+.2f} dB "
+            f"over control, first slot {first_db:+.2f} dB over genie",
+            flush=True,
+        )
+        recovered += bool(handled and excess_db < 1.0)
+        first_ok += bool(first_db < 1.0)
+    return recovered / trials, first_ok / trials
 
 
 def default_experiment_airtime(rounds_run: int = 3, rounds: int = 60) -> tuple[float, float]:
@@ -252,8 +278,12 @@ def main() -> int:
                     f"  {r['acquisition_over_payload']:9.3f}",
                     flush=True,
                 )
-    recovered = underflow_recovery(3 if args.quick else 5, 7)
-    print(f"injected feeder stalls recovered: {recovered:.2f} (target 1.0)", flush=True)
+    recovered, first_slot = underflow_recovery(3 if args.quick else 8, 7)
+    print(
+        f"injected feeder stalls recovered: {recovered:.2f} (target 1.0); first slot after "
+        f"the stall within 1 dB of genie: {first_slot:.2f}",
+        flush=True,
+    )
     airtime, accuracy = (
         (math.nan, math.nan) if args.no_default_run else default_experiment_airtime()
     )
@@ -270,6 +300,7 @@ def main() -> int:
                 "cyclic_jitter_mse_over_genie_db": worst["cyclic_jitter"],
                 "acquisition_airtime_over_payload": airtime,
                 "stream_underflow_recovered": recovered,
+                "stream_underflow_first_slot_within_1db": first_slot,
             }
         )
     )
