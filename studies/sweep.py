@@ -16,6 +16,9 @@ A sweep file is an experiment file (sections ``[experiment]``, ``[data]``, ... a
     "experiment.seed" = [0, 1, 2]
     # an axis named after a section takes tables: fields that change together
     "data" = [{split = "iid"}, {split = "dirichlet", alpha = 0.1}]
+    # fields of different sections that change together: joined by "+", each value a
+    # list with one entry per field (here the eavesdropper always 5 dB better)
+    "channel.snr_db+attacks.eavesdropper_snr_db" = [[7, 12], [23, 28]]
 
 Every point is resolved with :func:`orchestrator.config.resolve_experiment` before
 anything runs; an invalid point stops the sweep with a message naming the point and the
@@ -149,6 +152,18 @@ def _check_axis_key(key: str, values: Any) -> list[Any]:
     where = f"sweep.grid.{key}"
     if not isinstance(values, list) or not values:
         raise SweepError(where, "must be a non-empty list of values")
+    if "+" in key:  # a joint axis: one value list per field
+        fields = key.split("+")
+        for item in values:
+            if not isinstance(item, list) or len(item) != len(fields):
+                raise SweepError(
+                    where, f"a joint axis takes lists of {len(fields)} values, one per field"
+                )
+        for n, name in enumerate(fields):
+            if len(name.split(".")) != 2:
+                raise SweepError(where, "a joint axis joins 'section.field' names with '+'")
+            _check_axis_key(name, [item[n] for item in values])
+        return values
     parts = key.split(".")
     if parts[0] not in SCHEMA:
         raise SweepError(where, f"unknown section {parts[0]!r}; allowed: {sorted(SCHEMA)}")
@@ -175,6 +190,8 @@ def _check_axis_key(key: str, values: Any) -> list[Any]:
 
 def _assignments(key: str, value: Any) -> dict[str, Any]:
     """Dotted field -> value set by one axis value."""
+    if "+" in key:
+        return dict(zip(key.split("+"), value, strict=True))
     if isinstance(value, dict):
         return {f"{key}.{name}": item for name, item in value.items()}
     return {key: value}

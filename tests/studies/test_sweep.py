@@ -75,6 +75,20 @@ def test_section_axis_sets_fields_together_and_split_ignores_irrelevant_fields(t
     assert "data.alpha" not in iid.overrides and iid.name.startswith("split-iid")
 
 
+def test_joint_axis_sets_fields_of_different_sections_together(tmp_path):
+    grid = {
+        "channel.snr_db+attacks.eavesdropper_snr_db": [[7, 12], [23, 28]],
+        "experiment.seed": [0, 1],
+    }
+    sweep = parse_sweep(sweep_of(grid, tmp_path), out_dir=tmp_path)
+    pairs = sorted(
+        (p.config.channel.snr_db, p.config.attacks.eavesdropper_snr_db, p.config.experiment.seed)
+        for p in sweep.points
+    )
+    assert pairs == [(7, 12, 0), (7, 12, 1), (23, 28, 0), (23, 28, 1)]
+    assert all("snr_db-" in p.name and "eavesdropper_snr_db-" in p.name for p in sweep.points)
+
+
 def test_point_names_are_deterministic_and_follow_the_experiment(tmp_path):
     grid = {"users.grouping": ["label_aware", "random"], "experiment.seed": [0, 1]}
     first = parse_sweep(sweep_of(grid, tmp_path, users={"count": 4}), out_dir=tmp_path)
@@ -119,6 +133,18 @@ def test_shipped_sweeps_validate(name, tmp_path):
         ({"channel.snr_db": ["loud"]}, {}, "channel.snr_db", "expected float"),
         ({"data": [{"split": "iid", "alfa": 1}]}, {}, "sweep.grid.data.alfa", "unknown field"),
         ({"model.mode": ["raw"]}, {"modle": {"mode": "raw"}}, "modle", "unknown section"),
+        (
+            {"channel.snr_db+attacks.eavesdropper_snr_db": [[7, 12], [23]]},
+            {},
+            "sweep.grid.channel.snr_db+attacks.eavesdropper_snr_db",
+            "lists of 2 values",
+        ),
+        (
+            {"channel.snr_db+attacks.eavsdropper_snr_db": [[7, 12]]},
+            {},
+            "sweep.grid.attacks.eavsdropper_snr_db",
+            "unknown field",
+        ),
         # a method's own fields are checked against the method the point names
         (
             {"method": [{"name": "diffsem", "link_epochs": 2}, {"name": "semantic_plain", "x": 1}]},
