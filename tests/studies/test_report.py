@@ -32,10 +32,9 @@ from studies.report.claims import (
 from studies.report.loading import find_run_dirs, load_runs
 from studies.report.reference import closed_form_mse, subcarrier_snr_offset_db
 from studies.report.statistics import estimate, group_settings, predicted_mse_db, to_target
-from studies.sweep import load_sweep, run_sweep
+from tests.studies.shipped import run_and_report
 from tests.studies.synthetic import attacks, write_run
 
-REPO = Path(__file__).resolve().parents[2]
 SEEDS = (0, 1, 2)
 
 
@@ -327,18 +326,14 @@ def test_report_lists_provenance_per_group_and_warns_on_different_versions(tmp_p
 def test_smoke_sweep_and_its_report(tmp_path):
     """The CI smoke sweep as shipped (about a minute, in the default run), then its report:
     one seed per point, so every measured claim is inconclusive."""
-    sweep = load_sweep(REPO / "experiments" / "sweeps" / "smoke.toml", out_dir=tmp_path)
-    result = run_sweep(sweep, progress=None)
-    assert result.remaining == 0 and not result.failed
-    path = build_report([sweep.path], tmp_path / "report")
-    data = json.loads((path.parent / "report.json").read_text())
+    sweep_dir, data = run_and_report("smoke", tmp_path)
     claimed = {c["claim"]: c for c in data["claims"]}
     assert all(c["verdict"] in (INCONCLUSIVE, MISSING) for c in claimed.values())
     for name in ("less communication", "closed-form MSE-optimal scaling"):
         assert claimed[name]["verdict"] == INCONCLUSIVE and claimed[name]["seeds"] == "1"
         assert re.search(r"\d", claimed[name]["measured"])
     # every run scored its receiver's estimates against what its users sent
-    for run in find_run_dirs([sweep.path]):
+    for run in find_run_dirs([sweep_dir]):
         scored = json.loads((run / "mixup_error.json").read_text())["overall"]
         lines = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
         measured = [m["measured_mixup_mse_db"] for m in lines]
@@ -350,4 +345,4 @@ def test_smoke_sweep_and_its_report(tmp_path):
     # (several groups when commits land during the sweep; the report then warns)
     assert sum(g["count"] for g in data["provenance"]) == 4
     assert all(g["description"].startswith("commit ") for g in data["provenance"])
-    assert json.loads((sweep.path / "provenance.json").read_text())["packages"]["torch"]
+    assert json.loads((sweep_dir / "provenance.json").read_text())["packages"]["torch"]

@@ -14,10 +14,9 @@ from studies.report.claims import FAILS, HOLDS, INCONCLUSIVE, MISSING, diffsem_c
 from studies.report.comparisons import semantic_rows
 from studies.report.loading import load_runs
 from studies.report.statistics import group_settings
-from studies.sweep import load_sweep, run_sweep
+from tests.studies.shipped import run_and_report
 from tests.studies.synthetic import inversion, write_run
 
-REPO = Path(__file__).resolve().parents[2]
 GAP_PLAIN = "DiffSem's gap exceeds the plain link's at every SNR"
 GAP_IBAL = "DiffSem's gap exceeds the ibal link's at every SNR"
 ACCURACY = "DiffSem's legitimate accuracy at 23 dB keeps up"
@@ -122,11 +121,7 @@ def test_report_without_semantic_runs_has_no_diffsem_section(tmp_path):
 def test_diffsem_smoke_sweep_and_its_report(tmp_path):
     """The DiffSem smoke sweep as shipped (4 tiny runs, a few minutes), then its report:
     one seed per point, so the measured claims are inconclusive."""
-    sweep = load_sweep(REPO / "experiments" / "sweeps" / "diffsem_smoke.toml", out_dir=tmp_path)
-    result = run_sweep(sweep, progress=None)
-    assert result.remaining == 0 and not result.failed
-    path = build_report([sweep.path], tmp_path / "report")
-    data = json.loads((path.parent / "report.json").read_text())
+    _, data = run_and_report("diffsem_smoke", tmp_path)
     assert data["plots"]["gap"] == "accuracy_gap_vs_snr.png"
     assert {r["method"] for r in data["semantic"]} == {"diffsem", "plain"}
     verdicts = {c["claim"]: c["verdict"] for c in data["diffsem_claims"]}
