@@ -15,10 +15,9 @@ from learning.diffsem.schedule import abar, timestep_for_abar
 from learning.diffsem.selfnoise import effective_nsr, receiver_scale, self_noise_keep
 from learning.framing import label_tail
 from learning.methods import METHODS, make_method
-from learning.methods.base import MethodContext
 from learning.methods.diffsem import DiffSemMethod
 from learning.methods.loop import run_method
-from learning.mixup import make_policy
+from tests.learning.contexts import method_context
 
 #: a link trained in about a second (the real settings are the defaults)
 TINY = {
@@ -39,15 +38,8 @@ def data():
 
 
 def _method(data, seed: int = 0, **options) -> DiffSemMethod:
-    train, test, split = data
-    context = MethodContext(
-        train,
-        test,
-        split,
-        {**MODEL, "batch_size": 32},
-        make_policy("equal"),
-        seed=seed,
-        options={**TINY, **options},
+    context = method_context(
+        data, {**MODEL, "batch_size": 32}, seed=seed, options={**TINY, **options}
     )
     return make_method("diffsem", context)  # type: ignore[return-value]
 
@@ -119,10 +111,7 @@ def test_baseline_links_send_no_self_noise(data, link, peer, one_thread):
     """The plain and information-bottleneck links keep the whole signal whatever the
     channel, chosen by the ``link`` option or as peer methods; DiffSem keeps
     (1 + r_c) / (1 + r_T) of it."""
-    train, test, split = data
-    context = MethodContext(
-        train, test, split, {**MODEL, "batch_size": 32}, make_policy("equal"), options=TINY
-    )
+    context = method_context(data, {**MODEL, "batch_size": 32}, options=TINY)
     for method in (_method(data, link=link), make_method(peer, context)):
         assert method.link.name == link
         np.testing.assert_allclose(method.keep(np.array([0.0, 1.0])), 1.0)

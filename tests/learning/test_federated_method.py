@@ -13,7 +13,7 @@ from learning.federated.updates import get_flat
 from learning.methods import METHODS, make_method
 from learning.methods.base import MethodContext, Reception
 from learning.methods.loop import run_method
-from learning.mixup import make_policy
+from tests.learning.contexts import method_context
 
 MODEL = {"mode": "raw", "arch": "mlp", "feature_dim": 32, "learning_rate": 1e-3, "batch_size": 16}
 
@@ -25,8 +25,7 @@ def data():
 
 
 def context(data, **options) -> MethodContext:
-    train, test, split = data
-    return MethodContext(train, test, split, MODEL, make_policy("equal"), seed=3, options=options)
+    return method_context(data, MODEL, seed=3, options=options)
 
 
 def test_fedavg_is_registered_with_its_options():

@@ -18,13 +18,13 @@ from learning.channels import IdealChannel
 from learning.data import load_dataset, split_users
 from learning.defences import TrainSettings, get_defence
 from learning.methods import make_method
-from learning.methods.base import MethodContext, Reception
+from learning.methods.base import Reception
 from learning.methods.loop import run_method
-from learning.mixup import make_policy
 from learning.models import build_classifier
 from orchestrator import experiment as ex
 from orchestrator.config import ConfigError, resolve_experiment
 from orchestrator.membership_audit import membership_figures, membership_headline, membership_table
+from tests.learning.contexts import method_context
 from tests.orchestrator.test_main_job import (
     AirmixRun,
     finished_run,
@@ -125,13 +125,9 @@ def test_adamixup_method_runs_in_the_run_loop():
     train, test = load_dataset("digits", rng=0)
     split = split_users(train, 4, "iid", auxiliary_fraction=0.2, rng=1)
     model = {"mode": "raw", "arch": "mlp", "feature_dim": 16, "learning_rate": 3e-3}
-    context = MethodContext(
-        train,
-        test,
-        split,
+    context = method_context(
+        (train, test, split),
         {**model, "batch_size": 16},
-        make_policy("equal"),
-        seed=0,
         options={"lam_start": 0.5, "lam_end": 0.1, "decay_rounds": 2},
     )
     method = make_method("adamixup", context)

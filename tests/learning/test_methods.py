@@ -11,11 +11,11 @@ from learning.channels import IdealChannel, make_channel
 from learning.data import load_dataset, split_users
 from learning.framing import frame_reals, label_tail_amplitude, split_payload
 from learning.methods import METHODS, make_method
-from learning.methods.base import MethodContext, Reception
+from learning.methods.base import Reception
 from learning.methods.loop import channel_uses_to_reach, run_method
-from learning.mixup import make_policy
 from orchestrator.grouping import get_grouping_policy
 from phy.registry import UnknownChoice
+from tests.learning.contexts import method_context
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tests/learning/conftest.py
 
@@ -27,7 +27,6 @@ def digits():
 
 
 def context(digits, mode="raw", seed=0, mixing="equal", batch=8):
-    train, test, split = digits
     model = {
         "mode": mode,
         "arch": "mlp",
@@ -35,7 +34,7 @@ def context(digits, mode="raw", seed=0, mixing="equal", batch=8):
         "learning_rate": 3e-3,
         "batch_size": batch,
     }
-    return MethodContext(train, test, split, model, make_policy(mixing), seed=seed)
+    return method_context(digits, model, mixing=mixing, seed=seed)
 
 
 def test_registry_lists_the_choices_on_an_unknown_name(digits):

@@ -11,9 +11,8 @@ import torch
 from learning.channels import SQRT2, IdealChannel, make_channel
 from learning.data import Dataset, load_dataset, split_users
 from learning.methods import make_method
-from learning.methods.base import MethodContext
 from learning.methods.loop import run_method
-from learning.mixup import make_policy, mix_labels, soft_cross_entropy
+from learning.mixup import mix_labels, soft_cross_entropy
 from learning.models import RawCodec, build_classifier, build_encoder, build_head
 from learning.training import (
     RawModel,
@@ -24,6 +23,7 @@ from learning.training import (
 )
 from orchestrator.grouping import get_grouping_policy
 from phy.ota_model import ota_mixture
+from tests.learning.contexts import method_context
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +153,8 @@ def test_user_batches_cycle_through_data_deterministically(digits):
 
 def _method(name, train, test, split, mode="features", seed=1, mixing="equal", arch="mlp"):
     model = {"mode": mode, "arch": arch, "feature_dim": 32, "learning_rate": 1e-3}
-    context = MethodContext(
-        train, test, split, {**model, "batch_size": 32}, make_policy(mixing), seed=seed
+    context = method_context(
+        (train, test, split), {**model, "batch_size": 32}, mixing=mixing, seed=seed
     )
     return make_method(name, context)
 
