@@ -214,6 +214,55 @@ class MlpAttack(Attack):
         self._rng = make_rng(rng)
         self.net: nn.Module | None = None
 
+    #: whether the network also sees the observed mixed label and weights
+    use_label: bool = True
+
+    def _inputs(self, obs: Observation) -> np.ndarray:
+        """The network's input ``(B, D')`` for ``obs`` (:func:`observation_matrix`)."""
+        return observation_matrix(obs, self.use_label)
+
+    def _train_net(
+        self,
+        x: np.ndarray,
+        d_out: int,
+        target: torch.Tensor,
+        loss: Callable[..., torch.Tensor],
+        rng_init: RngLike,
+        rng_train: RngLike,
+        output: nn.Module | None = None,
+    ) -> None:
+        """Fit the input standardizer on ``x``, build the MLP ``D' -> d_out`` (followed by
+        ``output`` when given) initialized from ``rng_init``, and train it on ``(x, target)``
+        with ``loss(model, xb, tb)`` and batches drawn from ``rng_train``; sets ``net`` and
+        ``history``."""
+        self._scaler = Standardizer(x)
+
+        def build() -> nn.Module:
+            body = mlp(x.shape[1], d_out, self.hidden, self.depth)
+            return body if output is None else nn.Sequential(body, output)
+
+        net = build_seeded(build, rng_init)
+        self.history = train_model(
+            net, (self._scaler(x), target), loss, self.epochs, self.batch_size, self.lr, rng_train
+        )
+        self.net = net
+
+    def _net_input(self, observations: Observation) -> torch.Tensor:
+        """The standardized network input for ``observations``, after checking that the
+        attack is fitted, for their group size and their width."""
+        if self.net is None:
+            raise RuntimeError("fit the attack before using it")
+        if observations.group_size != self.group_size:
+            raise ValueError(
+                f"attack fitted for K={self.group_size}, got {observations.group_size}"
+            )
+        x = self._inputs(observations)
+        if x.shape[1] != self._scaler.mean.shape[1]:
+            raise ValueError(
+                f"observation width {x.shape[1]} != fitted {self._scaler.mean.shape[1]}"
+            )
+        return self._scaler(x)
+
 
 def observation_matrix(obs: Observation, use_label: bool) -> np.ndarray:
     """The attacker's input vector per observation: payload, then the mixed label and

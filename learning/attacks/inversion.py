@@ -31,11 +31,8 @@ from learning.attacks.base import (
     GroupTruth,
     MlpAttack,
     Observation,
-    Standardizer,
     build_seeded,
     check_pair,
-    mlp,
-    observation_matrix,
     register,
     train_model,
 )
@@ -171,16 +168,8 @@ class ModelInversion(MlpAttack):
         k, b = aux_truth.group_size, aux_truth.n
         self.group_size, self.input_shape = k, aux_truth.input_shape
         self.n_classes = aux_truth.n_classes
-        x = observation_matrix(aux_observations, self.use_label)
-        self._scaler = Standardizer(x)
         pixels = int(np.prod(self.input_shape))
         target = torch.from_numpy(aux_truth.inputs.reshape(k, b, pixels).transpose(1, 0, 2).copy())
-        net = build_seeded(
-            lambda: nn.Sequential(
-                mlp(x.shape[1], k * pixels, self.hidden, self.depth), nn.Sigmoid()
-            ),
-            g_init,
-        )
         perms = (
             torch.tensor(list(itertools.permutations(range(k))))
             if 1 < k <= _MAX_EXHAUSTIVE_K
@@ -190,10 +179,8 @@ class ModelInversion(MlpAttack):
         def loss(m: nn.Module, xb: torch.Tensor, tb: torch.Tensor) -> torch.Tensor:
             return _perm_invariant_mse(m(xb).view(-1, k, pixels), tb, perms)
 
-        self.history = train_model(
-            net, (self._scaler(x), target), loss, self.epochs, self.batch_size, self.lr, g_train
-        )
-        self.net = net
+        x = self._inputs(aux_observations)
+        self._train_net(x, k * pixels, target, loss, g_init, g_train, output=nn.Sigmoid())
         # distinct auxiliary images: the evaluator's training set and the chance baseline
         flat = aux_truth.inputs.reshape(k * b, -1)
         _, first = np.unique(flat, axis=0, return_index=True)
@@ -212,18 +199,7 @@ class ModelInversion(MlpAttack):
     @torch.no_grad()
     def attack(self, observations: Observation) -> np.ndarray:
         """Reconstructions ``(K, B, C, H, W)`` in [0, 1], in the network's own order."""
-        if self.net is None:
-            raise RuntimeError("fit the attack before using it")
-        if observations.group_size != self.group_size:
-            raise ValueError(
-                f"attack fitted for K={self.group_size}, got {observations.group_size}"
-            )
-        x = observation_matrix(observations, self.use_label)
-        if x.shape[1] != self._scaler.mean.shape[1]:
-            raise ValueError(
-                f"observation width {x.shape[1]} != fitted {self._scaler.mean.shape[1]}"
-            )
-        out = self.net(self._scaler(x)).numpy()
+        out = self.net(self._net_input(observations)).numpy()
         k, b = self.group_size, observations.n
         return out.reshape(b, k, *self.input_shape).transpose(1, 0, 2, 3, 4).copy()
 

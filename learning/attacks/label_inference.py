@@ -20,18 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from learning.attacks.base import (
-    GroupTruth,
-    MlpAttack,
-    Observation,
-    Standardizer,
-    build_seeded,
-    check_pair,
-    mlp,
-    observation_matrix,
-    register,
-    train_model,
-)
+from learning.attacks.base import GroupTruth, MlpAttack, Observation, check_pair, register
 from learning.metrics import exact_set_accuracy, per_user_accuracy, random_group_guess
 from phy.rng import RngLike, make_rng, spawn
 
@@ -112,7 +101,7 @@ class LabelInference(MlpAttack):
         self.use_payload, self.use_label = bool(use_payload), bool(use_label)
 
     def _inputs(self, obs: Observation) -> np.ndarray:
-        x = observation_matrix(obs, use_label=self.use_label)
+        x = super()._inputs(obs)
         if not self.use_payload:
             if obs.mixed_label is None:
                 raise ValueError("use_payload=False needs observations with a mixed label")
@@ -126,36 +115,22 @@ class LabelInference(MlpAttack):
         k, c = aux_truth.group_size, aux_truth.n_classes
         self.group_size, self.n_classes = k, c
         x = self._inputs(aux_observations)
-        self._scaler = Standardizer(x)
         counts = torch.from_numpy(label_counts(aux_truth.labels, c))
-        net = build_seeded(lambda: mlp(x.shape[1], c * (k + 1), self.hidden, self.depth), g_init)
         ce = nn.CrossEntropyLoss()
 
         def loss(m: nn.Module, xb: torch.Tensor, nb: torch.Tensor) -> torch.Tensor:
             return ce(m(xb).view(-1, k + 1), nb.reshape(-1))
 
-        self.history = train_model(
-            net, (self._scaler(x), counts), loss, self.epochs, self.batch_size, self.lr, g_train
-        )
-        self.net = net
+        self._train_net(x, c * (k + 1), counts, loss, g_init, g_train)
         self._aux_groups = np.sort(aux_truth.labels.T, axis=1)
         return self
 
     @torch.no_grad()
     def attack(self, observations: Observation) -> np.ndarray:
         """Inferred label multisets ``(K, B)`` (each column sorted)."""
-        if self.net is None:
-            raise RuntimeError("fit the attack before using it")
-        if observations.group_size != self.group_size:
-            raise ValueError(
-                f"attack fitted for K={self.group_size}, got {observations.group_size}"
-            )
-        x = self._inputs(observations)
-        if x.shape[1] != self._scaler.mean.shape[1]:
-            raise ValueError(
-                f"observation width {x.shape[1]} != fitted {self._scaler.mean.shape[1]}"
-            )
-        logits = self.net(self._scaler(x)).view(-1, self.n_classes, self.group_size + 1)
+        logits = self.net(self._net_input(observations)).view(
+            -1, self.n_classes, self.group_size + 1
+        )
         return counts_to_labels(decode_counts(torch.log_softmax(logits, -1).numpy()))
 
     def evaluate(
