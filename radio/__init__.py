@@ -5,32 +5,7 @@
 >>> with open_radio("ip:192.168.2.1") as r: ...           # PlutoRadio through pyadi-iio
 """
 
-from radio.base import (
-    TIME_BASES,
-    Radio,
-    RadioConfig,
-    RadioConfigError,
-    RadioDisconnected,
-    RadioError,
-    RadioTimeout,
-    StreamTooLate,
-    TimeBaseUnsupported,
-    TransmitClippingError,
-    open_radio,
-    register_backend,
-)
+from radio import base
+from radio.base import *  # noqa: F403  (the package's API is radio.base's __all__)
 
-__all__ = [
-    "Radio",
-    "RadioConfig",
-    "RadioConfigError",
-    "RadioDisconnected",
-    "RadioError",
-    "RadioTimeout",
-    "StreamTooLate",
-    "TIME_BASES",
-    "TimeBaseUnsupported",
-    "TransmitClippingError",
-    "open_radio",
-    "register_backend",
-]
+__all__ = base.__all__

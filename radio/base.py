@@ -19,6 +19,22 @@ from typing import Any
 
 import numpy as np
 
+#: the radio interface (re-exported by the :mod:`radio` package)
+__all__ = [
+    "Radio",
+    "RadioConfig",
+    "RadioConfigError",
+    "RadioDisconnected",
+    "RadioError",
+    "RadioTimeout",
+    "StreamTooLate",
+    "TIME_BASES",
+    "TimeBaseUnsupported",
+    "TransmitClippingError",
+    "open_radio",
+    "register_backend",
+]
+
 
 class RadioError(RuntimeError):
     """Base class of all radio errors."""
