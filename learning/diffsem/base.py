@@ -28,6 +28,7 @@ from torch import nn
 
 from learning.data import Dataset
 from learning.diffsem import air
+from learning.diffsem.selfnoise import add_self_noise
 from learning.diffsem.settings import LinkSettings
 from learning.models import build_encoder, build_head
 from phy.rng import RngLike, derive_seed, make_rng, spawn, torch_generator
@@ -84,6 +85,13 @@ class Link(ABC):
         self.noise = torch.Generator().manual_seed(derive_seed(self._g_air))
         self.training_seconds = 0.0
 
+    @property
+    def noise_level(self) -> float | None:
+        """The target total noise-to-signal ratio ``r_T`` up to which the users add
+        self-noise (:mod:`learning.diffsem.selfnoise`), or None: they send their features
+        as they are."""
+        return None
+
     def transmit(
         self,
         features: torch.Tensor,
@@ -91,10 +99,12 @@ class Link(ABC):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """What the user sends for power-normalised ``features`` ``(B, D)`` when its
-        legitimate channel has noise-to-signal ratios ``channel_nsr`` ``(B,)``; random
-        draws (self-noise) come from ``generator`` (default: the features themselves)."""
-        del channel_nsr, generator
-        return features
+        legitimate channel has noise-to-signal ratios ``channel_nsr`` ``(B,)``: the
+        features self-noised up to :attr:`noise_level` (draws from ``generator``), or the
+        features themselves when the link has no self-noise."""
+        if self.noise_level is None:
+            return features
+        return add_self_noise(features, channel_nsr, self.noise_level, generator)
 
     @abstractmethod
     def predict(self, received: torch.Tensor, channel_nsr: np.ndarray) -> torch.Tensor:

@@ -27,7 +27,6 @@ from learning.data import Dataset
 from learning.diffsem.base import AirPass, Link, air_pass, register
 from learning.diffsem.denoiser import train_denoiser
 from learning.diffsem.receiver import DiffusionReceiver
-from learning.diffsem.selfnoise import add_self_noise
 from learning.diffsem.settings import DiffSemSettings
 
 __all__ = ["DiffSemLink"]
@@ -45,13 +44,10 @@ class DiffSemLink(Link):
         self.receiver: DiffusionReceiver | None = None
         self._transmitter_fitted = False
 
-    def transmit(
-        self,
-        features: torch.Tensor,
-        channel_nsr: np.ndarray,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        return add_self_noise(features, channel_nsr, self.settings.noise_level, generator)
+    @property
+    def noise_level(self) -> float:
+        """``settings.noise_level``: the users self-noise up to it."""
+        return self.settings.noise_level  # type: ignore[attr-defined]
 
     def _first_pass(self, step: AirPass) -> torch.Tensor:
         receiver = self._receiver_for(self.head)

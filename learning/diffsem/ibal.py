@@ -33,7 +33,8 @@ from torch import nn
 
 from learning.attacks.base import build_seeded
 from learning.data import Dataset
-from learning.diffsem.base import AirPass, Link, air_pass, register
+from learning.diffsem.base import AirPass, air_pass, register
+from learning.diffsem.plain import PlainLink
 from learning.diffsem.settings import IbalSettings
 
 __all__ = ["IbalLink", "kl_log_uniform"]
@@ -50,8 +51,9 @@ def kl_log_uniform(alpha_squared: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class IbalLink(Link):
-    """Information-bottleneck adversarial link (module doc)."""
+class IbalLink(PlainLink):
+    """Information-bottleneck adversarial link (module doc): the plain link's encoder,
+    air and receiver, trained against a simulated adversary."""
 
     name = "ibal"
     settings_type = IbalSettings
@@ -63,10 +65,6 @@ class IbalLink(Link):
             lambda: nn.Sequential(nn.Linear(settings.feature_dim, pixels), nn.Sigmoid()),
             self._g_train,
         )
-
-    def predict(self, received: torch.Tensor, channel_nsr: np.ndarray) -> torch.Tensor:
-        del channel_nsr
-        return self.head(received)
 
     def _reconstruction_mse(self, step: AirPass, images: torch.Tensor) -> torch.Tensor:
         return (self.decoder(step.received) - images.flatten(1)).pow(2).mean()
@@ -97,12 +95,4 @@ class IbalLink(Link):
             mse = self._reconstruction_mse(step, images)
             return s.beta * anneal * kl - s.adversary_weight / (1.0 + sigma) * mse
 
-        params = [*self.encoder.parameters(), *self.head.parameters()]
-        self.training_seconds = self.train_through_air(
-            train,
-            params,
-            lambda step: self.predict(step.received, step.channel_nsr),
-            extra_loss=extra,
-            before_epoch=adversary_epoch,
-        )
-        return self
+        return self._fit_end_to_end(train, extra_loss=extra, before_epoch=adversary_epoch)

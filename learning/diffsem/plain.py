@@ -4,6 +4,8 @@ SNRs drawn over ``settings.train_snr_db``; the receiver classifies what it demod
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -24,8 +26,14 @@ class PlainLink(Link):
         return self.head(received)
 
     def fit(self, train: Dataset) -> PlainLink:
+        return self._fit_end_to_end(train)
+
+    def _fit_end_to_end(self, train: Dataset, **hooks: Any) -> PlainLink:
+        """Train encoder and head end to end on the receiver's logits
+        (:meth:`~learning.diffsem.base.Link.train_through_air`, which also takes the
+        ``hooks``: ``extra_loss``, ``before_epoch``); returns ``self``."""
         params = [*self.encoder.parameters(), *self.head.parameters()]
         self.training_seconds = self.train_through_air(
-            train, params, lambda step: self.predict(step.received, step.channel_nsr)
+            train, params, lambda step: self.predict(step.received, step.channel_nsr), **hooks
         )
         return self

@@ -141,7 +141,7 @@ class DiffSemMethod(Method):
             values,
             rng=make_rng(context.seed_for("diffsem-link")),
         )
-        self.noise_level = float(getattr(self.link.settings, "noise_level", 0.0))
+        self.noise_level = float(self.link.noise_level or 0.0)
         self.dim, self.batch = int(values["feature_dim"]), context.slot_batch
         self.attack_epochs = int(opts["attack_epochs"])
         self.told = np.zeros(context.n_users)  # the channel ratio each user adapts to
