@@ -356,11 +356,8 @@ def train_model(
 ATTACKS: Registry[type[Attack]] = Registry("attack")
 
 
-def register(cls: type[Attack]) -> type[Attack]:
-    """Class decorator adding ``cls`` to :data:`ATTACKS` under ``cls.name``."""
-    if cls.name in ATTACKS:
-        raise ValueError(f"attack {cls.name!r} registered twice")
-    return ATTACKS.add(cls.name, cls)
+#: class decorator adding an attack class to :data:`ATTACKS` under its ``name``
+register = ATTACKS.add_named
 
 
 def get_attack(name: str, **kwargs: Any) -> Attack:

@@ -31,6 +31,7 @@ from learning.diffsem import air
 from learning.diffsem.selfnoise import add_self_noise
 from learning.diffsem.settings import LinkSettings
 from learning.models import build_encoder, build_head
+from phy.registry import Registry, UnknownChoice
 from phy.rng import RngLike, derive_seed, make_rng, spawn, torch_generator
 
 __all__ = ["LINKS", "AirPass", "Link", "air_pass", "link_accuracy", "make_link", "register"]
@@ -181,15 +182,9 @@ def link_accuracy(link: Link, test: Dataset, snr_db: float, rng: RngLike = None)
 
 
 #: link name -> class
-LINKS: dict[str, type[Link]] = {}
-
-
-def register(cls: type[Link]) -> type[Link]:
-    """Class decorator adding ``cls`` to :data:`LINKS` under ``cls.name``."""
-    if cls.name in LINKS:
-        raise ValueError(f"link {cls.name!r} registered twice")
-    LINKS[cls.name] = cls
-    return cls
+LINKS: Registry[type[Link]] = Registry("link")
+#: class decorator adding a link class to :data:`LINKS` under its ``name``
+register = LINKS.add_named
 
 
 def make_link(
@@ -202,9 +197,10 @@ def make_link(
     """Build the link registered as ``name``; ``settings`` may be a mapping of fields."""
     import learning.diffsem  # noqa: F401  (registers the built-in links)
 
-    if name not in LINKS:
-        raise ValueError(f"method: unknown link {name!r}; allowed: {sorted(LINKS)}")
-    cls = LINKS[name]
+    try:
+        cls = LINKS[name]
+    except UnknownChoice as error:  # the field is the method's
+        raise ValueError(f"method: {error}") from None
     if settings is None:
         settings = cls.settings_type()
     elif isinstance(settings, dict):
