@@ -62,15 +62,30 @@ def test_pushed_stream_underflow_is_read_from_the_dac_status_register():
         try:
             tx.start_stream()
             rx.read_stream(8192)
-            tx.clear_status()
-            rx.read_stream(8192)
-            assert not tx.status()["tx_underflow"]
             lab.medium.advance(0.2)  # the host falls behind: the queue runs dry
             rx.read_stream(8192)
             assert tx.status()["tx_underflow"]  # the sticky flag, bit 0 of 0x80000088
             tx.clear_status()
             assert not tx.status()["tx_underflow"]
             assert rx.status()["rx_overflow"]  # and the receiver dropped samples
+        finally:
+            rx.close()
+            tx.close()
+
+
+# behind -m slow: on the deterministic clock a reader can outpace the feeder thread under
+# load and run its queue dry (a push then arrives a push latency late: README, time
+# bases, missed targets); seen once in a default-suite run on 2 loaded cores
+@pytest.mark.slow
+def test_a_pushed_stream_that_keeps_up_raises_no_underflow():
+    with VirtualPlutoLab(2, seed=2, medium_name=None) as lab:
+        rx, tx = (PlutoRadio(u, config=_config()) for u in lab.uris)
+        try:
+            tx.start_stream()
+            rx.read_stream(8192)
+            tx.clear_status()
+            rx.read_stream(8192)
+            assert not tx.status()["tx_underflow"]
         finally:
             rx.close()
             tx.close()
