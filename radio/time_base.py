@@ -94,13 +94,11 @@ GAIN_POINTS = 8
 PHASE_GAP, SETTLE_SPAN = 100_000, 50_000
 #: the longest gap a line not yet settled unwraps (its CFO fitted over 30k samples)
 FRESH_PHASE_GAP = 300_000
-#: stream: an unsettled line unwraps a gap only while its CFO's standard deviation
-#: (from the fit's precision and the acquisition's SNR) turns the phase by at most this
-#: much over it (radians; FRESH_PHASE_GAP at most): the acquisition's CFO alone is
-#: measured over BURST_GAP samples and at low SNR is off by several Hz (default run:
-#: 3.7 Hz at -1.4 dB, 8.6 Hz at 3.8 dB), which over a 77k or 181k-sample gap slipped a
-#: cycle for good; at 20 dB it is good for a few hundred thousand samples
-UNWRAP_PHASE_SIGMA = 0.25
+#: an unsettled line carries its phase at most ten times the span its CFO was measured
+#: over (FRESH_PHASE_GAP at most): the acquisition's CFO alone is measured over
+#: BURST_GAP samples and at low SNR is off by several Hz (default run: 3.7 Hz at -1.4 dB,
+#: 8.6 Hz at 3.8 dB), which over a 77k or 181k-sample gap slipped a cycle for good
+ACQ_PHASE_GAP = 10 * BURST_GAP
 #: stream: the timing weight behind an offset is capped at this many acquisitions at
 #: 30 dB (so a probe's residual delay still moves it)
 TIMING_WEIGHT_CAP = 1
@@ -144,18 +142,7 @@ class GainTrack:
     the CFO fitted so far (a CFO error of a Hz turns the phase by half a cycle in 0.5 s:
     the cycle count over such a gap is unknown; a re-acquisition or a stalled receiver
     leaves one); once a CFO was fitted over ``SETTLE_SPAN`` samples, a restarted line
-    shorter than that moves only the phase. The magnitude keeps every point.
-
-    Stream: an unsettled line unwraps a gap only as far as its CFO's precision carries
-    the phase (``nu_weight``: the precision of the phase slope in radians per sample,
-    in the points' weight units times samples squared; its variance is
-    ``1 / (2 snr nu_weight)``; an
-    acquisition's pair ``BURST_GAP`` apart gives ``weight * BURST_GAP**2 / 4``, a line
-    adds its own, a restarted line starts from the closed one's). A fixed bound of ten
-    times the CFO's span restarted every user's line across the half-second a
-    re-acquisition reads, and two close probes then measured each CFO afresh, a few
-    tenths of a Hz to 2 Hz off at 20 dB: the first slot after a TX underflow sat 1-4 dB
-    above genie."""
+    shorter than that moves only the phase. The magnitude keeps every point."""
 
     def __init__(
         self,
@@ -165,23 +152,18 @@ class GainTrack:
         weight: float,
         settled: bool = False,
         bounded_unwrap: bool = True,
-        nu_weight: float = 0.0,
-        snr: float = 1.0,
     ) -> None:
-        #: stream: an unsettled line unwraps a gap only as far as its CFO's precision
-        #: carries the phase (``UNWRAP_PHASE_SIGMA``; its probes can lie a group period
-        #: apart); tdd probes every pulse and its calibration pulses fit the CFO, so it
-        #: keeps ``FRESH_PHASE_GAP``
+        #: stream: an unsettled line unwraps over at most ``ACQ_PHASE_GAP`` per
+        #: ``BURST_GAP`` of CFO span (its probes can lie a group period apart); tdd probes
+        #: every pulse and its calibration pulses fit the CFO, so it keeps
+        #: ``FRESH_PHASE_GAP``
         self.bounded_unwrap = bounded_unwrap
-        self.snr = snr  # linear, per subcarrier observation: scales the precisions
         self.points: list[tuple[float, complex, float]] = [(at, complex(raw), weight)]
         self.phased = 1  # the latest points the phase line goes through
         #: nu fitted over SETTLE_SPAN samples of phase line (or carried from an earlier
         #: round's track: ``settled``)
         self.settled = settled
         self.nu = nu
-        #: the fitted CFO's precision, and the part of it from before the current line
-        self.nu_weight = self.prior_weight = nu_weight
         self._fit()
 
     def predict(self, at: float) -> complex:
@@ -195,23 +177,21 @@ class GainTrack:
             self.points, self.phased = [], 0
         elif at - self.points[-1][0] > self._gap():
             self.phased = 0  # too far to count the cycles in between: the line restarts
-        if self.phased == 0:  # the new line starts from the CFO fitted so far
-            self.prior_weight = self.nu_weight
         self.points = [*self.points, (at, complex(raw), weight)][-GAIN_POINTS:]
         self.phased = min(self.phased + 1, len(self.points))
         self._fit()
 
     def _gap(self) -> float:
         """Samples from the latest point over which the line still counts the cycles:
-        settled, ``PHASE_GAP``; else as far as the fitted CFO's standard deviation
-        (phase slope variance ``1 / (2 snr nu_weight)``) turns the phase by
-        ``UNWRAP_PHASE_SIGMA``, at most ``FRESH_PHASE_GAP``."""
+        settled, ``PHASE_GAP``; else ten times the span its CFO was measured over (the
+        acquisition's ``BURST_GAP``, or the phased points'), at most ``FRESH_PHASE_GAP``."""
         if self.settled:
             return PHASE_GAP
         if not self.bounded_unwrap:
             return FRESH_PHASE_GAP
-        slope_sd = 1.0 / math.sqrt(max(2 * self.snr * self.nu_weight, 1e-300))
-        return min(FRESH_PHASE_GAP, UNWRAP_PHASE_SIGMA / slope_sd)
+        g = [p[0] for p in self.points[-self.phased :]] if self.phased else []
+        span = max(g) - min(g) if g else 0.0
+        return min(FRESH_PHASE_GAP, ACQ_PHASE_GAP * max(1.0, span / BURST_GAP))
 
     def _fit(self) -> None:
         g = np.array([p[0] for p in self.points])
@@ -230,9 +210,6 @@ class GainTrack:
             self.nu += slope / (2 * np.pi)
             self.phase = float(intercept)
             self.settled = self.settled or span >= SETTLE_SPAN
-            x = g - self.ref  # the slope's precision: the line's, plus what came before
-            sw, swx = phase_w.sum(), (phase_w * x).sum()
-            self.nu_weight = self.prior_weight + (phase_w * x * x).sum() - swx**2 / sw
         else:  # one point, or a restarted line too short to improve a settled CFO
             self.phase = float(np.average(phases, weights=phase_w))
 
@@ -724,8 +701,6 @@ class TimeBaseReceiver:
             est.cfo_hz / self.config.sample_rate_hz,
             weight,
             bounded_unwrap=self.time_base == "stream",
-            nu_weight=weight * BURST_GAP**2 / 4,  # the pair's phase step over BURST_GAP
-            snr=10 ** (est.snr_db / 10),
         )
         self.air.acquisition += 2 * self.burst_len
         if self.truth is not None:

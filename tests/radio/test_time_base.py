@@ -266,12 +266,12 @@ def test_resumed_receiver_reacquires_each_user_once_and_counts_on():
 
 
 @pytest.mark.parametrize(
-    "cfo_error_hz, snr_db, outlier, gap",
-    [(-3.7, -1.4, 0.15, 0), (8.6, 3.8, None, 72_000)],
+    "cfo_error_hz, outlier, gap",
+    [(-3.7, 0.15, 0), (8.6, None, 72_000)],
     ids=["outlier-probe-restarts-the-line", "one-probe-far-after-the-pair"],
 )
 def test_a_low_snr_reacquisitions_cfo_is_refined_by_close_probes_before_long_gaps(
-    cfo_error_hz, snr_db, outlier, gap
+    cfo_error_hz, outlier, gap
 ):
     """Default run: users re-acquired in deep fades got the acquisition's CFO off by a
     few Hz (u006, round 28, -1.4 dB: 3.7 Hz; u003, round 42, 3.8 dB: 8.6 Hz). Their
@@ -280,8 +280,7 @@ def test_a_low_snr_reacquisitions_cfo_is_refined_by_close_probes_before_long_gap
     magnitude outlier whose jump restarted the line, the next slot's probe a group period
     (180,768 samples) later (u006). The CFO slipped a cycle (13 Hz, 5.5 Hz) and stayed
     wrong for the rest of the run (probes that far apart never refine a settled CFO):
-    a constant 1.3 rad error on every payload of the user's group. Emulated at the bed's
-    SNR: the acquisition's CFO and the SNR its tracker believes are set to theirs."""
+    a constant 1.3 rad error on every payload of the user's group."""
     _, session = _bed()
     rx = session.rx
     fs = OFDM.sample_rate_hz
@@ -290,7 +289,6 @@ def test_a_low_snr_reacquisitions_cfo_is_refined_by_close_probes_before_long_gap
     rx.acquire([3])  # the low-SNR re-acquisition: its CFO off by a few Hz
     rx.tracks[3].cfo_hz += cfo_error_hz
     rx.gain_tracks[3].nu = rx.tracks[3].cfo_hz / fs
-    rx.gain_tracks[3].snr = 10 ** (snr_db / 10)
     session.skip(gap)
     probe, outliers = rx.probe, [outlier] if outlier else []
 
