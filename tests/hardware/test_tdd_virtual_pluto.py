@@ -4,6 +4,7 @@ it, older firmware refused for ``tdd`` with the cause named, host-pushed TX stre
 with the underflow flag read through ``direct_reg_access``, and the closed loop end to
 end on the ``stream`` and ``tdd`` time bases (deterministic medium)."""
 
+import contextlib
 import math
 
 import numpy as np
@@ -56,21 +57,29 @@ def test_tdd_is_refused_on_older_firmware_with_the_cause():
             radio.close()
 
 
-def test_pushed_stream_underflow_is_read_from_the_dac_status_register():
+@contextlib.contextmanager
+def _streaming_pair():
+    """Two virtual Plutos on one deterministic medium: (lab, receiver, user), the user's
+    TX stream started and one RX buffer pair read."""
     with VirtualPlutoLab(2, seed=2, medium_name=None) as lab:
         rx, tx = (PlutoRadio(u, config=_config()) for u in lab.uris)
         try:
             tx.start_stream()
             rx.read_stream(8192)
-            lab.medium.advance(0.2)  # the host falls behind: the queue runs dry
-            rx.read_stream(8192)
-            assert tx.status()["tx_underflow"]  # the sticky flag, bit 0 of 0x80000088
-            tx.clear_status()
-            assert not tx.status()["tx_underflow"]
-            assert rx.status()["rx_overflow"]  # and the receiver dropped samples
+            yield lab, rx, tx
         finally:
             rx.close()
             tx.close()
+
+
+def test_pushed_stream_underflow_is_read_from_the_dac_status_register():
+    with _streaming_pair() as (lab, rx, tx):
+        lab.medium.advance(0.2)  # the host falls behind: the queue runs dry
+        rx.read_stream(8192)
+        assert tx.status()["tx_underflow"]  # the sticky flag, bit 0 of 0x80000088
+        tx.clear_status()
+        assert not tx.status()["tx_underflow"]
+        assert rx.status()["rx_overflow"]  # and the receiver dropped samples
 
 
 # behind -m slow: on the deterministic clock a reader can outpace the feeder thread under
@@ -78,17 +87,10 @@ def test_pushed_stream_underflow_is_read_from_the_dac_status_register():
 # bases, missed targets); seen once in a default-suite run on 2 loaded cores
 @pytest.mark.slow
 def test_a_pushed_stream_that_keeps_up_raises_no_underflow():
-    with VirtualPlutoLab(2, seed=2, medium_name=None) as lab:
-        rx, tx = (PlutoRadio(u, config=_config()) for u in lab.uris)
-        try:
-            tx.start_stream()
-            rx.read_stream(8192)
-            tx.clear_status()
-            rx.read_stream(8192)
-            assert not tx.status()["tx_underflow"]
-        finally:
-            rx.close()
-            tx.close()
+    with _streaming_pair() as (_, rx, tx):
+        tx.clear_status()
+        rx.read_stream(8192)
+        assert not tx.status()["tx_underflow"]
 
 
 # stream through virtual Plutos is behind -m slow: its host-pushed streams intermittently
