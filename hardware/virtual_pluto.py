@@ -45,7 +45,9 @@ from hardware.iiod import (
 )
 from hardware.registers import ADC_OVERFLOW, DAC_UNDERFLOW
 from hardware.tdd import TddEngine, firmware_at_least
+from phy.link_budget import PATH_LOSS_DB, noise_dbfs_for
 from phy.medium import MediumPort, SharedMedium, register_medium, unregister_medium
+from radio.pluto import CLOCK_ATTR
 
 RX_FULL_SCALE = 2048  # 12-bit ADC codes, le:S12/16>>0
 TX_FULL_SCALE = 32768  # 16-bit DAC words, 12 MSBs used
@@ -198,6 +200,9 @@ class VirtualPluto(BufferBackend):
         # firmware v0.39+: the TDD engine (hardware.tdd), its sync input on the medium's
         # shared line
         self.model.context.attrs["fw_version"] = firmware
+        # a client that must drain its RX stream in the background (the wall clock runs
+        # while it computes) tells a deterministic medium, which waits for it, by this
+        self.model.context.attrs[CLOCK_ATTR] = "realtime" if medium.realtime else "deterministic"
         self.tdd: TddEngine | None = None
         if self.port.tdd_engine:
             self.tdd = TddEngine(lambda: self.port.sample_rate_hz, lambda: medium.pulse())
@@ -445,6 +450,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--channel", default="rayleigh", help="medium channel model")
     parser.add_argument(
+        "--snr-db",
+        type=float,
+        default=20.0,
+        help="link budget as in a simulated run (phy.link_budget): every link at the "
+        "run's path loss, the receiver noise for this full-power SNR (default 20, the "
+        "default experiment's)",
+    )
+    parser.add_argument(
         "--firmware", default="v0.39", help="fw_version (v0.39+ has the TDD engine)"
     )
     parser.add_argument(
@@ -481,6 +494,8 @@ def main(args: argparse.Namespace) -> int:
         host=args.host,
         variant=args.variant,
         channel_model=args.channel,
+        noise_dbfs=noise_dbfs_for(args.snr_db),
+        default_path_loss_db=PATH_LOSS_DB,
         firmware=args.firmware,
         sync_period_s=args.sync_period_s,
     )

@@ -65,6 +65,7 @@ from orchestrator.rundir import RunDirectory
 from orchestrator.uplink import LinkExchange
 from phy.medium import medium_seconds
 from phy.waveform import frame_length
+from radio.base import stream_lead_of
 from radio.ota_session import OtaReceiver, SlotPlan
 from radio.time_base import TimeBaseReceiver
 
@@ -157,6 +158,10 @@ class Engine:
                 policy=channel.power_control,
                 carrier_hz=channel.carrier_hz,
                 sync_period_s=channel.sync_period_s if channel.time_base == "tdd" else None,
+                # the users' radios live in the nodes: their back-ends' feeder lead
+                user_lead=max(
+                    stream_lead_of(self.radios.user_uri(u)) for u in ex.user_ids(self.config)
+                ),
                 state=self._time_base_state,  # resumed: counters go on, users re-acquired
             )
             self._time_base_state = None

@@ -730,7 +730,8 @@ class MediumPort:
                     st.dry_at_s.append(dry)
             start = st.time_of(st.pushed_end)
             tr = Transmission(x, False, start, st.fs, start - now, start + x.size / st.fs)
-            self._keep(tr, now)
+            if np.any(x):  # a block of zeros adds nothing to any capture: not kept (a
+                self._keep(tr, now)  # stream is mostly zeros between placements)
             st.pushed_end += x.size
             st.pushes += 1
             st.last_push_wall = time.monotonic()

@@ -33,6 +33,7 @@ __all__ = [
     "TransmitClippingError",
     "open_radio",
     "register_backend",
+    "stream_lead_of",
 ]
 
 
@@ -203,6 +204,17 @@ class Radio(ABC):
         """Read and drop the next ``n_samples`` of the RX stream."""
         self.read_stream(n_samples)
 
+    #: the radio runs on the wall clock: its RX stream fills (and overflows) while the
+    #: host computes, and a placement must reach its TX queue in time (real hardware;
+    #: a virtual Pluto or medium in real-time mode). False: the air waits for the host.
+    realtime: bool = False
+
+    def rx_stream_head(self) -> int | None:
+        """RX stream samples the host holds so far, read or not (a real-time radio drains
+        its RX stream in the background, so this follows the air); None when the
+        stream only moves on :meth:`read_stream` (the air waits for the reader)."""
+        return None
+
     def status(self) -> dict[str, bool]:
         """Sticky status flags ``{"tx_underflow": ..., "rx_overflow": ...}`` (the DAC and
         ADC cores' status registers); reading does not clear them."""
@@ -259,6 +271,13 @@ _BACKENDS: dict[str, str] = {
 }
 
 
+def stream_lead_of(uri: str) -> int:
+    """:attr:`Radio.stream_lead` of the back-end that serves ``uri`` (its default
+    configuration), without opening the radio: what a receiver must allow for users
+    whose radios live in other processes."""
+    return int(_backend_class(uri).stream_lead)
+
+
 def register_backend(scheme: str, target: str) -> None:
     """Register ``target`` ("module:ClassName") as the back-end for ``scheme:`` URIs."""
     if ":" not in target:
@@ -272,11 +291,15 @@ def open_radio(uri: str, **kwargs: Any) -> Radio:
     Examples: ``sim://lab/user0``, ``simnet://127.0.0.1:5555/user0``,
     ``ip:127.0.0.1:30431``, ``usb:1.4.5``, ``serial:104473dc59910004f7ff18001e5ea5e4e1``.
     """
+    return _backend_class(uri)(uri, **kwargs)
+
+
+def _backend_class(uri: str) -> type[Radio]:
+    """The :class:`Radio` class registered for ``uri``'s scheme (RadioConfigError if none)."""
     scheme = uri.split(":", 1)[0] if ":" in uri else ""
     if scheme not in _BACKENDS:
         raise RadioConfigError(
             f"unknown radio URI {uri!r}: scheme must be one of {sorted(_BACKENDS)}"
         )
     module_name, class_name = _BACKENDS[scheme].split(":")
-    backend = getattr(importlib.import_module(module_name), class_name)
-    return backend(uri, **kwargs)
+    return getattr(importlib.import_module(module_name), class_name)

@@ -19,9 +19,11 @@ lost connections (``EPIPE``, ``ECONNRESET``, ``ECONNREFUSED``, ``ENOTCONN``, ``E
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import errno
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -46,6 +48,14 @@ STATUS_REG = 0x80000088
 RX_OVERFLOW_BIT, TX_UNDERFLOW_BIT = 0x4, 0x1
 #: TX stream feeder: buffers of this many samples (the kernel queues a few)
 STREAM_BLOCK = 4096
+#: RX kernel buffers a PlutoRadio asks for by default
+KERNEL_BUFFERS = 4
+#: context attribute of a virtual Pluto telling its medium's clock ("realtime" or
+#: "deterministic"); a real Pluto has none and runs on the wall clock
+CLOCK_ATTR = "airmix_clock"
+#: a real-time RX stream drain holds at most this many unread samples (16 s at 1 MS/s);
+#: older ones are dropped as an overflow of the host's own queue
+DRAIN_MAX_SAMPLES = 1 << 24
 
 
 def firmware_at_least(version: str, minimum: tuple[int, int] = FIRST_TDD_FIRMWARE) -> bool:
@@ -137,6 +147,12 @@ def resolve_serial(serial: str, extra_uris: Sequence[str] = ()) -> str:
 class PlutoRadio(Radio):
     """An ADALM-PLUTO through pyadi-iio.
 
+    On the wall clock (:attr:`realtime`: real hardware, or a virtual Pluto in real-time
+    mode) the RX stream of the ``stream`` time base is drained in the background from
+    the first :meth:`read_stream` on, so the kernel's few buffers never overflow while
+    the host computes (a training step, a round trip to the nodes); :meth:`read_stream`
+    takes from what the drain holds and :meth:`rx_stream_head` says how far it got.
+
     Args:
         uri: ``ip:...``, ``usb:...`` or ``serial:<hw_serial>``.
         config: applied at open (default :class:`RadioConfig()`).
@@ -145,13 +161,16 @@ class PlutoRadio(Radio):
         search_uris: extra URIs probed when resolving ``serial:`` (e.g. virtual Plutos).
     """
 
+    #: the default feeder's lead (kernel queue, the block it builds, one spare)
+    stream_lead = (KERNEL_BUFFERS + 2) * STREAM_BLOCK
+
     def __init__(
         self,
         uri: str,
         *,
         config: RadioConfig | None = None,
         timeout_ms: int = DEFAULT_TIMEOUT_MS,
-        kernel_buffers: int = 4,
+        kernel_buffers: int = KERNEL_BUFFERS,
         search_uris: Sequence[str] = (),
     ) -> None:
         if not isinstance(uri, str) or uri.split(":", 1)[0] not in ("ip", "usb", "serial"):
@@ -193,6 +212,7 @@ class PlutoRadio(Radio):
                 if exc.errno != errno.EBUSY:
                     raise
         self._sdr = sdr
+        self.realtime = sdr.ctx.attrs.get(CLOCK_ATTR, "realtime") != "deterministic"
 
     @property
     def sdr(self):  # noqa: ANN201 - adi.Pluto, imported lazily
@@ -246,6 +266,7 @@ class PlutoRadio(Radio):
             if changed("tx_attenuation_db"):
                 sdr.tx_hardwaregain_chan0 = -float(config.tx_attenuation_db)
             if changed("rx_buffer_size"):
+                self._stop_drain()
                 sdr.rx_destroy_buffer()
                 sdr.rx_buffer_size = int(config.rx_buffer_size)
             # read back what the device applied (gain steps, rounding)
@@ -295,6 +316,7 @@ class PlutoRadio(Radio):
         sdr = self.sdr
         parts: list[np.ndarray] = []
         have = 0
+        self._stop_drain()
         with _libiio("receive", self.uri):
             sdr.rx_destroy_buffer()  # flush: a new buffer starts a fresh stream
             while have < n_samples:
@@ -360,7 +382,10 @@ class PlutoRadio(Radio):
         return feeder
 
     def read_stream(self, n_samples: int) -> np.ndarray:
-        """The next ``n_samples`` of the RX stream, contiguous with the previous read."""
+        """The next ``n_samples`` of the RX stream, contiguous with the previous read
+        (on the wall clock: from the background drain, started by the first call)."""
+        if self.realtime:
+            return self._drain().take(int(n_samples))
         sdr = self.sdr
         left = getattr(self, "_rx_left", np.zeros(0, np.complex64))
         parts, have = [left], left.size
@@ -373,15 +398,43 @@ class PlutoRadio(Radio):
         self._rx_left = x[int(n_samples) :]
         return x[: int(n_samples)]
 
+    def discard_stream(self, n_samples: int) -> None:
+        """Drop the next ``n_samples`` of the RX stream."""
+        if self.realtime:
+            self._drain().take(int(n_samples), keep=False)
+        else:
+            self.read_stream(n_samples)
+
+    def rx_stream_head(self) -> int | None:
+        """On the wall clock, the RX stream index on the air now, estimated from when
+        the drain's buffers arrived (:meth:`_Drain.air_index`); else None."""
+        drain = getattr(self, "_rx_drain", None)
+        return drain.air_index() if drain is not None else None
+
+    def _drain(self) -> _Drain:
+        drain = getattr(self, "_rx_drain", None)
+        if drain is None:
+            drain = self._rx_drain = _Drain(self)
+        if drain.error is not None:
+            raise drain.error
+        return drain
+
+    def _stop_drain(self) -> None:
+        """Stop the background drain (the RX buffer is destroyed or re-armed next)."""
+        drain, self._rx_drain = getattr(self, "_rx_drain", None), None
+        if drain is not None:
+            drain.stop()
+
     def status(self) -> dict[str, bool]:
         """The sticky flags of the cores' status registers (``direct_reg_access``)."""
         sdr = self.sdr
         with _libiio("status", self.uri):
             dac = int(sdr._txdac.reg_read(STATUS_REG))
             adc = int(sdr._rxadc.reg_read(STATUS_REG))
+        drain = getattr(self, "_rx_drain", None)
         return {
             "tx_underflow": bool(dac & TX_UNDERFLOW_BIT),
-            "rx_overflow": bool(adc & RX_OVERFLOW_BIT),
+            "rx_overflow": bool(adc & RX_OVERFLOW_BIT) or (drain is not None and drain.dropped),
         }
 
     def clear_status(self) -> None:
@@ -390,6 +443,9 @@ class PlutoRadio(Radio):
         with _libiio("clear_status", self.uri):
             sdr._txdac.reg_write(STATUS_REG, TX_UNDERFLOW_BIT)
             sdr._rxadc.reg_write(STATUS_REG, RX_OVERFLOW_BIT)
+        drain = getattr(self, "_rx_drain", None)
+        if drain is not None:
+            drain.dropped = False
 
     def _tdd(self, frame_samples: int):  # noqa: ANN202 - adi.tddn, imported lazily
         """The TDD engine (``adi.tddn``) set up as ``pluto_tddn.py`` does: channel 1 gates
@@ -440,6 +496,7 @@ class PlutoRadio(Radio):
             )
         self._tdd(size)
         sdr = self.sdr
+        self._stop_drain()
         with _libiio("arm_receive", self.uri):
             sdr.rx_destroy_buffer()  # the next buffer is armed anew on the engine
             x = np.asarray(sdr.rx())
@@ -451,6 +508,7 @@ class PlutoRadio(Radio):
         feeder = getattr(self, "_feeder", None)
         if feeder is not None:
             feeder.stop()
+        self._stop_drain()
         sdr, self._sdr = self._sdr, None
         if sdr is None:
             return
@@ -530,6 +588,90 @@ class _Feeder:
                 return
             with self.lock:
                 self.pushed += 1
+
+    def stop(self) -> None:
+        self.running = False
+        if self.thread.is_alive() and threading.current_thread() is not self.thread:
+            self.thread.join(timeout=2.0)
+
+
+class _Drain:
+    """The host side of a continuous RX stream on the wall clock: a thread that reads
+    whole RX buffers back to back and holds them until :meth:`take` (at most
+    ``DRAIN_MAX_SAMPLES``; older ones are dropped and :attr:`dropped` set, like the
+    hardware's overflow flag). :attr:`head` counts the samples drained so far."""
+
+    def __init__(self, radio: PlutoRadio) -> None:
+        self.radio = radio
+        self.rate = float(radio.config.sample_rate_hz)
+        #: (head, wall time) at the latest buffer arrivals (air_index)
+        self.arrivals: collections.deque[tuple[int, float]] = collections.deque(maxlen=64)
+        self.blocks: collections.deque[np.ndarray] = collections.deque()
+        self.held = 0  # samples in blocks
+        self.head = 0  # samples drained since the start
+        self.dropped = False
+        self.error: RadioError | None = None
+        self.running = True
+        self.ready = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name=f"drain-{radio.uri}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        sdr = self.radio.sdr
+        while self.running:
+            try:
+                block = (np.asarray(sdr.rx()) / RX_FULL_SCALE).astype(np.complex64)
+            except Exception as exc:  # noqa: BLE001 - reported to the next take
+                with self.ready:
+                    if self.running:
+                        self.error = _map_error(exc, "stream drain", self.radio.uri)
+                    self.running = False
+                    self.ready.notify_all()
+                return
+            with self.ready:
+                self.blocks.append(block)
+                self.held += block.size
+                self.head += block.size
+                self.arrivals.append((self.head, time.monotonic()))
+                while self.held - self.blocks[0].size >= DRAIN_MAX_SAMPLES:
+                    self.held -= self.blocks.popleft().size
+                    self.dropped = True
+                self.ready.notify_all()
+
+    def air_index(self) -> int:
+        """The RX stream index on the air now: a buffer arrives at least as late as its
+        last sample was on the air, so the least delayed of the recent arrivals, carried
+        forward at the sample rate, bounds it from below (the host's scheduling delays
+        of the others drop out)."""
+        with self.ready:
+            if not self.arrivals:
+                return self.head
+            now = time.monotonic()
+            return max(self.head, max(int(h + (now - t) * self.rate) for h, t in self.arrivals))
+
+    def take(self, n: int, keep: bool = True) -> np.ndarray:
+        """The next ``n`` samples (waiting for the air to bring them; ``keep=False``:
+        dropped, an empty array returned)."""
+        timeout_s = max(1.0, 4 * self.radio.timeout_ms / 1e3)
+        parts: list[np.ndarray] = []
+        with self.ready:
+            while n > 0:
+                if not self.blocks:
+                    if self.error is not None:
+                        raise self.error
+                    if not self.ready.wait(timeout_s) and not self.blocks:
+                        raise RadioTimeout(f"{self.radio.uri}: RX stream drain brought nothing")
+                    continue
+                block = self.blocks[0]
+                if block.size <= n:
+                    self.blocks.popleft()
+                else:
+                    self.blocks[0], block = block[n:], block[:n]
+                self.held -= block.size
+                n -= block.size
+                if keep:
+                    parts.append(block)
+        return np.concatenate(parts) if parts else np.zeros(0, np.complex64)
 
     def stop(self) -> None:
         self.running = False

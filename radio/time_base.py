@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import logging
 import math
+import time
+from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -105,6 +107,11 @@ TIMING_WEIGHT_CAP = 1
 #: stream: extra probes at most, right after a fresh acquisition, until its phase line
 #: has two points (a restarted line: its pair lay far back, or a magnitude jump)
 FRESH_PROBES = 3
+#: stream on the wall clock: a send's round trip assumed before the first is timed, s
+REALTIME_SEND_GUESS_S = 0.01
+#: stream on the wall clock: placements are this much further ahead than the sends'
+#: round trips ask, for host scheduling hiccups (a busy node process, the GIL), s
+REALTIME_GUARD_S = 0.03
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -292,7 +299,8 @@ class TimeBaseReceiver:
             pulses; the phase in between is predicted from it). pulse: tdd: pulses the
             line on demand before each capture (None: it pulses by itself).
         user_lead: samples a user's feeder keeps queued (stream: placements must be
-            that far ahead); slack_s: extra time for a request to reach the users.
+            that far ahead); slack_s: extra time for a request to reach the users (on
+            the wall clock, ``radio.realtime``, twice the slowest recent ``send`` is added).
         underflowed: optional ``f(user ids) -> ids`` whose sticky TX underflow flag is
             up (read and cleared); without it, a shifted user is found by its probe.
         reach_s: a re-acquisition asks for the pairs that many seconds later and
@@ -345,6 +353,8 @@ class TimeBaseReceiver:
         self.pulse = pulse
         self.user_lead = int(user_lead)
         self.slack = int(round(slack_s * self.config.sample_rate_hz))
+        self.realtime = bool(getattr(radio, "realtime", False))
+        self._send_seconds: deque[float] = deque(maxlen=16)  # recent send round trips
         self.underflowed = underflowed
         self.reach_s = float(reach_s)
         self.truth = truth
@@ -569,7 +579,29 @@ class TimeBaseReceiver:
     def _rx_ahead(self) -> int:
         """Receiver index every user can still place at: the receiver's reads lag the
         air by up to ``kernel`` buffers, then the feeders' queues and the slack."""
-        return self.rx_end + 2 * self.rx_block + self.user_lead + self.slack + MARGIN
+        return self._now() + 2 * self.rx_block + self.user_lead + self._slack() + MARGIN
+
+    def _now(self) -> int:
+        """Receiver stream index the host has reached: what it read, or (a real-time
+        radio draining in the background) what the drain holds, read or not."""
+        head = getattr(self.radio, "rx_stream_head", lambda: None)()
+        return self.rx_end if head is None else max(self.rx_end, head)
+
+    def _send(self, items: list[tuple[Hashable, int, int, SlotOrder]]) -> None:
+        """:attr:`send`, timed: on the wall clock its round trip is what a placement
+        must be ahead by (see :meth:`_slack`)."""
+        started = time.perf_counter()
+        self.send(items)
+        self._send_seconds.append(time.perf_counter() - started)
+
+    def _slack(self) -> int:
+        """Samples a placement allows for its order to reach the users: ``slack_s``, and
+        on the wall clock twice the slowest of the last sends (``REALTIME_SEND_GUESS_S``
+        before the first) and ``REALTIME_GUARD_S``."""
+        if not self.realtime:
+            return self.slack
+        slowest = max(self._send_seconds, default=REALTIME_SEND_GUESS_S)
+        return self.slack + int((2 * slowest + REALTIME_GUARD_S) * self.config.sample_rate_hz)
 
     # ------------------------------------------------------------ acquisition
     def _root(self, uid: Hashable) -> int:
@@ -615,11 +647,13 @@ class TimeBaseReceiver:
         known = sum(u in self.tracks or u in self.parked for u in uids)  # streams run on
         if known and self.time_base == "stream":
             reach = max(reach, int(self.reach_s * self.config.sample_rate_hz))
+        if self.realtime:  # a fresh stream starts when its order arrives: look further
+            max_search += int(self.reach_s * self.config.sample_rate_hz)
         group = max(len(self.roots), 1)
         if self.time_base == "tdd":
             for uid in uids:
                 order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_TDD, 0, KIND_ACQUISITION)
-                self.send([(uid, self._root(uid), group, order)])
+                self._send([(uid, self._root(uid), group, order)])
                 n = PAIR_LEAD + BURST_GAP + self.burst_len + 4 * MARGIN
                 try:
                     est, d1 = self._estimate(self._root(uid), self._arm_receive(n), 0)
@@ -631,21 +665,24 @@ class TimeBaseReceiver:
             self._fit_clocks()
             self._calibrate()
             return
-        base = self.rx_end
+        base = self._now()
         ahead = self._rx_ahead()
+        spacing = ACQ_SPACING
+        if self.realtime and known < len(uids):  # fresh streams start one after the other,
+            spacing += self._slack()  # each when its order arrives: keep their pairs apart
         items, placed = [], {}
         for j, uid in enumerate(uids):
             track = self.tracks.get(uid) or self.parked.get(uid)
-            extra = j * ACQ_SPACING
+            extra = j * spacing
             if track is None:  # a fresh stream: index 0 plays about now
-                n = self.user_lead + self.slack + (ahead - base) + extra
+                n = self.user_lead + self._slack() + (ahead - base) + extra
             else:
                 n = int(math.ceil(track.tx_index(ahead + reach + extra)))
             placed[uid] = n
             order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_STREAM, n, KIND_ACQUISITION)
             items.append((uid, self._root(uid), group, order))
-        self.send(items)
-        span = ahead - base + reach + (len(uids) + 4) * ACQ_SPACING
+        self._send(items)
+        span = ahead - base + reach + (len(uids) + 4) * spacing
         max_search += reach
         pending = list(uids)
         while pending:
@@ -659,6 +696,10 @@ class TimeBaseReceiver:
                 pending.remove(uid)
             if pending and span >= max_search:  # deep fades: silent until the fading changes
                 for uid in pending:
+                    if uid not in self.tracks and uid not in self.parked:
+                        # a fresh stream runs on from about now: its next pair is
+                        # placed (and searched for) as for a user silenced later
+                        self.parked[uid] = LinkTrack(float(base), 0.0, 0.0, math.nan, 0j)
                     self._silence(uid)
                 break
             span *= 2
@@ -779,7 +820,7 @@ class TimeBaseReceiver:
         target = self._target(tracks, ordered)
         shift = common_shift_hz([t.cfo_hz for t in tracks])
         orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift, ordered)
-        self.send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
+        self._send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
         samples, at = self._capture(target, self._probe_len)
         samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
         gains, delays, _ = estimate_probe(samples, at, kk, self.config)
@@ -873,8 +914,8 @@ class TimeBaseReceiver:
         w = np.asarray(weights, float)
         if w.shape != (kk,) or not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"weights must be finite, >= 0, shape ({kk},)")
+        self._check_flags(uids)  # first: an overflow before anyone was tracked breaks nothing
         self.acquire([u for u in uids if u not in self.tracks and u not in self.silent])
-        self._check_flags(uids)
         heard = [u for u in uids if u in self.tracks]  # the others are silent (deep fade)
         if not heard:  # nobody to plan for: a silent slot (receive finds no frame)
             return self._silent_plan(uids, n_reals)
