@@ -112,6 +112,8 @@ REALTIME_SEND_GUESS_S = 0.01
 #: stream on the wall clock: placements are this much further ahead than the sends'
 #: round trips ask, for host scheduling hiccups (a busy node process, the GIL), s
 REALTIME_GUARD_S = 0.03
+#: tdd on the wall clock: orders wait this long past a pulse that came too close, s
+PULSE_SETTLE_S = 0.005
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -378,6 +380,10 @@ class TimeBaseReceiver:
         self._buf = np.zeros(0, np.complex64)
         self._buf_start = 0  # receiver stream index of _buf[0]
         self._pulses = 0  # tdd: sync pulses used so far
+        #: tdd on the wall clock with a free-running sync line (no pulse callable)
+        self._wall_pulses = time_base == "tdd" and self.realtime and pulse is None
+        self._pulse_anchor: float | None = None  # its monotonic time of pulse 0
+        self._payload_pulse = 0  # tdd: the pulse the planned payload takes
         self.clocks = (  # tdd: per-pulse buffer timing of free-running sample clocks
             PulseClocks(sync_period_s * self.config.sample_rate_hz) if time_base == "tdd" else None
         )
@@ -506,13 +512,43 @@ class TimeBaseReceiver:
         """Read on ``n`` stream samples nobody needs (stream base)."""
         self._window(self.rx_end + int(n), self.rx_end + int(n))
 
-    def _arm_receive(self, n: int) -> np.ndarray:
+    def _arm_receive(self, n: int, pulse: int | None = None) -> np.ndarray:
         """tdd capture on the next pulse (pulsed on demand if a pulse callable was
-        given); every capture is assumed to take the pulse after the previous one."""
+        given), counted as pulse ``pulse`` (default: the one after the previous
+        capture's). On the wall clock with a free-running sync line the pulse a capture
+        took is read from when it returned (:meth:`_next_pulse`)."""
         if self.pulse is not None:
             self.pulse()
-        self._pulses += 1
-        return np.asarray(self.radio.arm_receive(n))
+        pulse = self._pulses + 1 if pulse is None else int(pulse)
+        samples = np.asarray(self.radio.arm_receive(n))
+        if self._wall_pulses:
+            period = float(self.sync_period_s)
+            started = time.monotonic() - n / self.config.sample_rate_hz  # >= its pulse
+            if self._pulse_anchor is not None:  # the pulse it took, by the wall clock
+                pulse = max(self._pulses + 1, round((started - self._pulse_anchor) / period))
+            anchor = started - pulse * period  # late by the transfer: keep the earliest
+            self._pulse_anchor = min(anchor, self._pulse_anchor or anchor)
+        self._pulses = pulse
+        return samples
+
+    def _next_pulse(self) -> int:
+        """tdd: the pulse the next capture (and the orders sent before it) will take.
+        Pulsed on demand, or on a deterministic clock: the one after the previous. On
+        the wall clock with a free-running line: the first pulse far enough ahead for
+        the orders' round trip and the arming (``REALTIME_GUARD_S``); when the coming
+        one is too close, wait until it has passed (a buffer armed before a pulse
+        starts on it)."""
+        if not self._wall_pulses or self._pulse_anchor is None:
+            return self._pulses + 1
+        period = float(self.sync_period_s)
+        need = 2 * max(self._send_seconds, default=REALTIME_SEND_GUESS_S) + REALTIME_GUARD_S
+        now = time.monotonic()
+        k = max(self._pulses + 1, math.floor((now - self._pulse_anchor) / period) + 1)
+        at = self._pulse_anchor + k * period
+        if at - now < need:
+            time.sleep(max(0.0, at - now) + PULSE_SETTLE_S)
+            k += 1
+        return k
 
     def _global(self, index: float, pulse: int | None = None) -> float:
         """Global receiver index of capture ``index`` (stream: the same; tdd: plus one
@@ -557,17 +593,22 @@ class TimeBaseReceiver:
 
     def _wait_for_safe_pulse(self, uids: Sequence[Hashable]) -> list[float]:
         """tdd: let pass (idle captures) the pulses on which some user's buffer start is
-        not sure to the sample, up to :data:`MAX_WAIT`; the payload's delays."""
+        not sure to the sample, up to :data:`MAX_WAIT`; the payload's delays (for
+        :attr:`_payload_pulse`)."""
         best = None
+        base = self._next_pulse() - 1
         for m in range(1, MAX_WAIT + 1):
-            delays, margin = self._pulse_delays(uids, self._pulses + m)
+            delays, margin = self._pulse_delays(uids, base + m)
             if best is None or margin > best[0]:
                 best = (margin, m, delays)
             if margin >= SAFE_MARGIN:
                 break
         _, m, delays = best
         for _ in range(m - 1):
-            self._arm_receive(1)
+            self._arm_receive(1, self._next_pulse())
+        self._payload_pulse = self._next_pulse()
+        if self._payload_pulse != base + m:  # the host was slower than the pulses
+            delays, _ = self._pulse_delays(uids, self._payload_pulse)
         return delays
 
     def new_round(self) -> None:
@@ -653,10 +694,11 @@ class TimeBaseReceiver:
         if self.time_base == "tdd":
             for uid in uids:
                 order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_TDD, 0, KIND_ACQUISITION)
+                pulse = self._next_pulse()
                 self._send([(uid, self._root(uid), group, order)])
                 n = PAIR_LEAD + BURST_GAP + self.burst_len + 4 * MARGIN
                 try:
-                    est, d1 = self._estimate(self._root(uid), self._arm_receive(n), 0)
+                    est, d1 = self._estimate(self._root(uid), self._arm_receive(n, pulse), 0)
                 except NoPilotError:  # a deep fade: silent until the fading changes
                     self._silence(uid)
                     continue
@@ -802,11 +844,11 @@ class TimeBaseReceiver:
             )
         return out
 
-    def _capture(self, target: int, n: int) -> tuple[np.ndarray, int]:
-        """Samples around ``target`` (stream) or from the pulse (tdd) and the index of
-        ``target`` in them."""
+    def _capture(self, target: int, n: int, pulse: int | None = None) -> tuple[np.ndarray, int]:
+        """Samples around ``target`` (stream) or from the pulse (tdd: ``pulse``, see
+        :meth:`_arm_receive`) and the index of ``target`` in them."""
         if self.time_base == "tdd":
-            return self._arm_receive(target + n + MARGIN), target
+            return self._arm_receive(target + n + MARGIN, pulse), target
         return self._window(target - MARGIN, target + n + MARGIN), MARGIN
 
     def probe(self, uids: Sequence[Hashable]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -815,13 +857,15 @@ class TimeBaseReceiver:
         tracks = [self.tracks[u] for u in uids]
         kk = len(uids)
         ordered: list[float] = []
+        pulse = None
         if self.time_base == "tdd":
-            ordered, _ = self._pulse_delays(uids, self._pulses + 1)
+            pulse = self._next_pulse()
+            ordered, _ = self._pulse_delays(uids, pulse)
         target = self._target(tracks, ordered)
         shift = common_shift_hz([t.cfo_hz for t in tracks])
         orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift, ordered)
         self._send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
-        samples, at = self._capture(target, self._probe_len)
+        samples, at = self._capture(target, self._probe_len, pulse)
         samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
         gains, delays, _ = estimate_probe(samples, at, kk, self.config)
         # a buffer landing tau late was pre-rotated for the wrong receiver indices: the
@@ -886,7 +930,7 @@ class TimeBaseReceiver:
         """Effective gains of a frame landing at capture index ``target`` (tdd: on the
         next pulse), pre-rotated by each track's CFO."""
         fs = self.config.sample_rate_hz
-        pulse = self._pulses + 1 if self.time_base == "tdd" else None
+        pulse = self._payload_pulse if self.time_base == "tdd" else None
         g = self._global(target, pulse)
         return np.array(
             [
@@ -923,6 +967,7 @@ class TimeBaseReceiver:
             if self.truth is None or self.true_gain is None:
                 raise ValueError("genie plans need truth and true_gain")
             tracks = {u: self.truth(u) for u in uids}
+            self._payload_pulse = self._next_pulse()
             target = self._target(list(tracks.values()))
             heard_gains = np.array([self.true_gain(u, target) for u in heard])
         else:
@@ -1018,7 +1063,7 @@ class TimeBaseReceiver:
             reads = -(-plan.buffer_len // self.rx_block) * self.rx_block
             samples, at = self._window(start, start + reads)[: plan.buffer_len], MARGIN
         else:
-            samples, at = self._capture(plan.target, length)
+            samples, at = self._capture(plan.target, length, self._payload_pulse)
         self.air.payload += length
         self.last_capture = samples  # the air as received (the live view's spectrum)
         samples = derotate(samples, plan.target - at, plan.shift_hz, self.config.sample_rate_hz)
