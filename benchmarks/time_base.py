@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import subprocess
 import sys
 import tempfile
@@ -44,15 +45,17 @@ from radio.base import RadioConfig  # noqa: E402
 from radio.ota_session import OtaSession, medium_truth  # noqa: E402
 from radio.pluto import PlutoRadio  # noqa: E402
 from radio.sim import SimRadio  # noqa: E402
-from radio.time_base import TimeBaseSession, stream_truth  # noqa: E402
+from radio.time_base import LinkTrack, TimeBaseSession, stream_truth  # noqa: E402
 
 PATH_LOSS_DB = 10.0
 N_REALS = 960
 SYNC_PERIOD_S = 0.02
+#: on the wall clock the sync line pulses slower: orders need a round trip between pulses
+REALTIME_SYNC_PERIOD_S = 0.1
 OFDM = OfdmConfig()
 
 
-def medium_kwargs(snr_db: float, time_base: str) -> dict:
+def medium_kwargs(snr_db: float, time_base: str, realtime: bool = False) -> dict:
     """Medium settings: SNR convention of orchestrator.radios, timing per time base."""
     kw = {
         "noise_dbfs": 10 * math.log10(OFDM.amplitude**2) - PATH_LOSS_DB - snr_db,
@@ -62,21 +65,106 @@ def medium_kwargs(snr_db: float, time_base: str) -> dict:
         "timing": "ideal" if time_base == "ideal" else "realistic",
     }
     if time_base in ("tdd", "tdd_gpsdo"):
-        kw["sync_period_s"] = SYNC_PERIOD_S
+        kw["sync_period_s"] = REALTIME_SYNC_PERIOD_S if realtime else SYNC_PERIOD_S
     if time_base == "tdd_gpsdo":
         kw.update(shared_reference=True, ppm_range=0.0)
     return kw
 
 
+def _serve_lab(conn: object, radios: int, seed: int, kw: dict) -> None:
+    """Child process of a real-time :class:`Bench`: virtual Plutos on the wall clock,
+    away from the measuring process's GIL (as ``airmix virtual-pluto --realtime`` runs
+    in a lab), answering genie queries about its medium over ``conn``."""
+    lab = VirtualPlutoLab(radios, seed=seed, realtime=True, medium_name=None, **kw)
+    lab.start()
+    names = [f"pluto{k}" for k in range(radios)]
+    genies = {}
+    conn.send(lab.uris)
+    while True:
+        what, *args = conn.recv()
+        if what == "stop":
+            lab.stop()
+            conn.send(None)
+            return
+        if what == "stream_truth":
+            genies["stream"] = stream_truth(lab.medium, names[1:], names[0], OFDM, *args)
+        elif what == "truth":
+            t = genies["stream"][0](*args)
+            conn.send((t.offset, t.sro, t.cfo_hz, t.noise_var, t.gain))
+        elif what == "true_gain":
+            conn.send(genies["stream"][1](*args))
+        elif what == "medium_truth":
+            est = medium_truth(lab.medium, names[1:], names[0], OFDM)(*args)
+            conn.send(est)
+
+
+def _serve_users(conn: object, uris: list[str], rf: RadioConfig) -> None:
+    """Child process hosting the users' PlutoRadios (their TX feeders run here, as in a
+    lab's node processes, not beside the receiver's computing): serves
+    ``(user, method, args)`` calls over ``conn``, replying ``(ok, value or error)``."""
+    radios = [PlutoRadio(uri, config=rf) for uri in uris]
+    conn.send([r.stream_lead for r in radios])
+    while True:
+        user, method, args = conn.recv()
+        if method == "stop":
+            for radio in radios:
+                radio.close()
+            conn.send((True, None))
+            return
+        try:
+            conn.send((True, getattr(radios[user], method)(*args)))
+        except Exception as error:  # noqa: BLE001 - raised again in the caller
+            conn.send((False, error))
+
+
+class RemoteRadio:
+    """A user's PlutoRadio in the :func:`_serve_users` process: method calls forwarded."""
+
+    def __init__(self, conn: object, user: int, stream_lead: int) -> None:
+        self.conn, self.user, self.stream_lead = conn, user, stream_lead
+
+    def __getattr__(self, method: str) -> object:
+        def call(*args: object) -> object:
+            self.conn.send((self.user, method, args))
+            ok, value = self.conn.recv()
+            if not ok:
+                raise value
+            return value
+
+        return call
+
+
 class Bench:
-    """Radios for one measurement: SimRadios on a medium or PlutoRadios on virtual Plutos;
-    ``radios[0]`` receives, the others (named ``u*``/``pluto*`` on the medium) send."""
+    """Radios for one measurement: SimRadios on a medium or PlutoRadios on virtual Plutos
+    (on the wall clock: served by a child process); ``radios[0]`` receives, the others
+    (named ``u*``/``pluto*`` on the medium) send. :meth:`stream_truth` and
+    :meth:`medium_truth` give the genie either way."""
 
     def __init__(self, backend: str, users: int, seed: int, realtime: bool, **kw: object):
         size = 16384 if kw.get("sync_period_s") else 4096
         rf = RadioConfig(915e6, 1e6, tx_attenuation_db=0.0, rx_gain_db=0.0, rx_buffer_size=size)
-        self.lab = None
-        if backend == "sim":
+        self.lab = self.child = None
+        self.sync_period_s = kw.get("sync_period_s")
+        if backend == "virtual-pluto" and realtime:
+            context = multiprocessing.get_context("spawn")
+            self.conn, child_conn = context.Pipe()
+            self.child = context.Process(
+                target=_serve_lab, args=(child_conn, users + 1, seed, kw), daemon=True
+            )
+            self.child.start()
+            uris = self.conn.recv()
+            self.medium = None
+            self.names = [f"pluto{k}" for k in range(users + 1)]
+            self.users_conn, child_conn = context.Pipe()
+            self.users_child = context.Process(
+                target=_serve_users, args=(child_conn, uris[1:], rf), daemon=True
+            )
+            self.users_child.start()
+            leads = self.users_conn.recv()
+            self.radios = [PlutoRadio(uris[0], config=rf)] + [
+                RemoteRadio(self.users_conn, k, lead) for k, lead in enumerate(leads)
+            ]
+        elif backend == "sim":
             self.medium = SharedMedium(seed=seed, **kw)
             self.names = ["rx"] + [f"u{k}" for k in range(users)]
             self.radios = [SimRadio(f"sim://tb/{n}", medium=self.medium) for n in self.names]
@@ -91,11 +179,42 @@ class Bench:
             self.names = [f"pluto{k}" for k in range(users + 1)]
             self.radios = [PlutoRadio(uri, config=rf) for uri in self.lab.uris]
 
+    def _ask(self, *message: object) -> object:
+        self.conn.send(message)
+        return self.conn.recv()
+
+    def stream_truth(self, time_base: str = "stream") -> tuple:
+        """``(truth, true_gain)`` of :func:`radio.time_base.stream_truth`."""
+        if self.child is None:
+            return stream_truth(self.medium, self.names[1:], self.names[0], OFDM, time_base)
+        self.conn.send(("stream_truth", time_base))
+
+        def truth(k: int) -> LinkTrack:
+            return LinkTrack(*self._ask("truth", k))
+
+        def true_gain(k: int, i: float) -> complex:
+            return self._ask("true_gain", k, i)
+
+        return truth, true_gain
+
+    def medium_truth(self) -> object:
+        """:func:`radio.ota_session.medium_truth` of the bench's medium."""
+        if self.child is None:
+            return medium_truth(self.medium, self.names[1:], self.names[0], OFDM)
+        return lambda k, clock: self._ask("medium_truth", k, clock)
+
     def close(self) -> None:
-        for radio in self.radios:
+        for radio in self.radios[: 1 if self.child is not None else None]:
             radio.close()
+        if self.child is not None:
+            self.users_conn.send((0, "stop", ()))
+            self.users_conn.recv()
+            self.users_child.join(timeout=10)
         if self.lab is not None:
             self.lab.stop()
+        if self.child is not None:
+            self._ask("stop")
+            self.child.join(timeout=10)
 
 
 def run_time_base(
@@ -104,14 +223,14 @@ def run_time_base(
     """MSE over genie (dB), errors and air-time ratio of ``slots`` mixups, one draw."""
     users = 8 if backend == "sim" else 4
     rng = np.random.default_rng(seed)
-    bench = Bench(backend, users, seed, realtime, **medium_kwargs(snr_db, time_base))
+    bench = Bench(backend, users, seed, realtime, **medium_kwargs(snr_db, time_base, realtime))
     try:
         rx, tx = bench.radios[0], bench.radios[1:]
         measured, genie = [], []
         w = np.full(users, 1.0 / users)
         if time_base in ("ideal", "cyclic_jitter"):
             session = OtaSession(rx, tx, OFDM)
-            session.truth = medium_truth(bench.medium, bench.names[1:], bench.names[0], OFDM)
+            session.truth = bench.medium_truth()
             for _ in range(slots):
                 x = rng.standard_normal((users, N_REALS))
                 try:
@@ -135,14 +254,14 @@ def run_time_base(
                 / (slots * session.rx.rx_block),
             }
         base = "tdd" if time_base.startswith("tdd") else time_base
-        truth, true_gain = stream_truth(bench.medium, bench.names[1:], bench.names[0], OFDM, base)
+        truth, true_gain = bench.stream_truth(base)
         session = TimeBaseSession(
             rx,
             tx,
             OFDM,
             time_base=base,
             carrier_hz=915e6,
-            sync_period_s=SYNC_PERIOD_S if base == "tdd" else None,
+            sync_period_s=bench.sync_period_s if base == "tdd" else None,
             truth=truth,
             true_gain=true_gain,
         )

@@ -112,8 +112,15 @@ REALTIME_SEND_GUESS_S = 0.01
 #: stream on the wall clock: placements are this much further ahead than the sends'
 #: round trips ask, for host scheduling hiccups (a busy node process, the GIL), s
 REALTIME_GUARD_S = 0.03
+#: on the wall clock a settled phase line unwraps over this many samples (probes lie a
+#: round trip apart, slots a few; its CFO, fitted over SETTLE_SPAN or more, is good to a
+#: small fraction of a cycle over a second)
+REALTIME_PHASE_GAP = 1_000_000
 #: tdd on the wall clock: orders wait this long past a pulse that came too close, s
 PULSE_SETTLE_S = 0.005
+#: stream on the wall clock: a fresh phase line gets this many probes this far apart in
+#: one request (their span a little over SETTLE_SPAN; each gap within ACQ_PHASE_GAP)
+TRAIN_PROBES, TRAIN_SPACING = 5, 13_000
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -161,12 +168,16 @@ class GainTrack:
         weight: float,
         settled: bool = False,
         bounded_unwrap: bool = True,
+        settled_gap: float = PHASE_GAP,
     ) -> None:
         #: stream: an unsettled line unwraps over at most ``ACQ_PHASE_GAP`` per
         #: ``BURST_GAP`` of CFO span (its probes can lie a group period apart); tdd probes
         #: every pulse and its calibration pulses fit the CFO, so it keeps
         #: ``FRESH_PHASE_GAP``
         self.bounded_unwrap = bounded_unwrap
+        #: a settled line's gap (PHASE_GAP; on the wall clock REALTIME_PHASE_GAP, where
+        #: probes lie a round trip apart)
+        self.settled_gap = float(settled_gap)
         self.points: list[tuple[float, complex, float]] = [(at, complex(raw), weight)]
         self.phased = 1  # the latest points the phase line goes through
         #: nu fitted over SETTLE_SPAN samples of phase line (or carried from an earlier
@@ -192,10 +203,10 @@ class GainTrack:
 
     def _gap(self) -> float:
         """Samples from the latest point over which the line still counts the cycles:
-        settled, ``PHASE_GAP``; else ten times the span its CFO was measured over (the
+        settled, ``settled_gap``; else ten times the span its CFO was measured over (the
         acquisition's ``BURST_GAP``, or the phased points'), at most ``FRESH_PHASE_GAP``."""
         if self.settled:
-            return PHASE_GAP
+            return self.settled_gap
         if not self.bounded_unwrap:
             return FRESH_PHASE_GAP
         g = [p[0] for p in self.points[-self.phased :]] if self.phased else []
@@ -357,6 +368,7 @@ class TimeBaseReceiver:
         self.slack = int(round(slack_s * self.config.sample_rate_hz))
         self.realtime = bool(getattr(radio, "realtime", False))
         self._send_seconds: deque[float] = deque(maxlen=16)  # recent send round trips
+        self._phase_gap = REALTIME_PHASE_GAP if self.realtime else PHASE_GAP
         self.underflowed = underflowed
         self.reach_s = float(reach_s)
         self.truth = truth
@@ -784,6 +796,7 @@ class TimeBaseReceiver:
             est.cfo_hz / self.config.sample_rate_hz,
             weight,
             bounded_unwrap=self.time_base == "stream",
+            settled_gap=self._phase_gap,
         )
         self.air.acquisition += 2 * self.burst_len
         if self.truth is not None:
@@ -865,14 +878,7 @@ class TimeBaseReceiver:
         shift = common_shift_hz([t.cfo_hz for t in tracks])
         orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift, ordered)
         self._send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
-        samples, at = self._capture(target, self._probe_len, pulse)
-        samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
-        gains, delays, _ = estimate_probe(samples, at, kk, self.config)
-        # a buffer landing tau late was pre-rotated for the wrong receiver indices: the
-        # gain of one landing where ordered turns back by the CFO over tau
-        fs = self.config.sample_rate_hz
-        gains = gains * np.exp(-2j * np.pi * np.array([o.cfo_hz for o in orders]) * delays / fs)
-        self.air.probe += self._probe_len
+        gains, delays = self._read_probe(orders, target, shift, pulse)
         if self.time_base == "tdd":  # where each buffer really landed on this pulse
             held = [tau for tau in delays if abs(tau) <= LOST_DELAY]
             if held and self.clocks.fitted:  # their common error is the receiver's own
@@ -884,18 +890,72 @@ class TimeBaseReceiver:
             self._fit_clocks()
         return gains, delays, target
 
-    def _update_gains(self, uids: Sequence[Hashable], effective: np.ndarray, at: int) -> None:
+    def _read_probe(
+        self, orders: list[SlotOrder], target: int, shift: float, pulse: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Capture the probe ``orders`` placed at ``target``: effective gains and
+        residual delays per order."""
+        samples, at = self._capture(target, self._probe_len, pulse)
+        samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
+        gains, delays, _ = estimate_probe(samples, at, len(orders), self.config)
+        # a buffer landing tau late was pre-rotated for the wrong receiver indices: the
+        # gain of one landing where ordered turns back by the CFO over tau
+        fs = self.config.sample_rate_hz
+        gains = gains * np.exp(-2j * np.pi * np.array([o.cfo_hz for o in orders]) * delays / fs)
+        self.air.probe += self._probe_len
+        return gains, delays
+
+    def _probe_train(self, uids: Sequence[Hashable]) -> None:
+        """Stream on the wall clock: ``TRAIN_PROBES`` probes of ``uids``,
+        ``TRAIN_SPACING`` apart, in one request, each folded into the gain trackers: a
+        fresh phase line gets a CFO measured over their span (``SETTLE_SPAN``) before
+        the frame, a round trip later, relies on it (probes a round trip apart each
+        would be too far apart to count the cycles between them)."""
+        tracks = [self.tracks[u] for u in uids]
+        kk = len(uids)
+        shift = common_shift_hz([t.cfo_hz for t in tracks])
+        first = self._target(tracks)
+        trains = []
+        for j in range(TRAIN_PROBES):
+            target = first + j * TRAIN_SPACING
+            trains.append((target, self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift)))
+        self._send(
+            [
+                (u, p, kk, o)
+                for _, orders in trains
+                for p, (u, o) in enumerate(zip(uids, orders, strict=True))
+            ]
+        )
+        for target, orders in trains:
+            gains, delays = self._read_probe(orders, target, shift)
+            ok = [j for j, tau in enumerate(delays) if abs(tau) <= LOST_DELAY]
+            if ok:  # pre-rotated with the CFOs of before the train's first update
+                ordered = np.array([orders[j].cfo_hz + shift for j in ok])
+                self._update_gains([uids[j] for j in ok], gains[ok], target, ordered)
+
+    def _update_gains(
+        self,
+        uids: Sequence[Hashable],
+        effective: np.ndarray,
+        at: int,
+        ordered_cfo_hz: np.ndarray | None = None,
+    ) -> None:
         """Fold the probe's effective gains (at capture index ``at``, pre-rotated by each
-        track's CFO) into the trackers; refine each track's CFO (and tied SRO)."""
+        track's CFO, or by ``ordered_cfo_hz`` if the orders were made with others) into
+        the trackers; refine each track's CFO (and tied SRO)."""
         fs = self.config.sample_rate_hz
         n_bins = PROBE_REPS * len(self.config.used_bins) / len(uids)
         g_at = self._global(at)
-        for uid, eff in zip(uids, effective, strict=True):
+        if ordered_cfo_hz is None:
+            ordered_cfo_hz = np.array([self.tracks[u].cfo_hz for u in uids])
+        for uid, eff, cfo in zip(uids, effective, ordered_cfo_hz, strict=True):
             t = self.tracks[uid]
-            raw = eff * np.exp(2j * np.pi * t.cfo_hz / fs * at)
+            raw = eff * np.exp(2j * np.pi * cfo / fs * at)
             tr = self.gain_tracks.get(uid)
             if tr is None:  # a new round: the CFO is the one tracked in earlier rounds
-                self.gain_tracks[uid] = GainTrack(raw, g_at, t.cfo_hz / fs, n_bins, settled=True)
+                self.gain_tracks[uid] = GainTrack(
+                    raw, g_at, t.cfo_hz / fs, n_bins, settled=True, settled_gap=self._phase_gap
+                )
                 continue
             tr.add(raw, g_at, n_bins)
             t.cfo_hz = tr.nu * fs
@@ -985,7 +1045,12 @@ class TimeBaseReceiver:
                     return self._silent_plan(uids, n_reals)
                 gains, delays, at = self.probe(heard)
             self._update_gains(heard, gains, at)
-            for _ in range(FRESH_PROBES):
+            fresh = any(
+                not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2 for u in heard
+            )
+            if fresh and self.time_base == "stream" and self.realtime:
+                self._probe_train(heard)  # a round trip per probe is too far apart
+            for _ in range(FRESH_PROBES if not self.realtime else 0):
                 if self.time_base != "stream" or not any(
                     not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2
                     for u in heard
