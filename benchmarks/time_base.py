@@ -109,14 +109,14 @@ def _serve_users(conn: object, uris: list[str], rf: RadioConfig) -> None:
     radios = [PlutoRadio(uri, config=rf) for uri in uris]
     conn.send([r.stream_lead for r in radios])
     while True:
-        user, method, args = conn.recv()
+        user, method, args, kwargs = conn.recv()
         if method == "stop":
             for radio in radios:
                 radio.close()
             conn.send((True, None))
             return
         try:
-            conn.send((True, getattr(radios[user], method)(*args)))
+            conn.send((True, getattr(radios[user], method)(*args, **kwargs)))
         except Exception as error:  # noqa: BLE001 - raised again in the caller
             conn.send((False, error))
 
@@ -128,8 +128,8 @@ class RemoteRadio:
         self.conn, self.user, self.stream_lead = conn, user, stream_lead
 
     def __getattr__(self, method: str) -> object:
-        def call(*args: object) -> object:
-            self.conn.send((self.user, method, args))
+        def call(*args: object, **kwargs: object) -> object:
+            self.conn.send((self.user, method, args, kwargs))
             ok, value = self.conn.recv()
             if not ok:
                 raise value
@@ -211,7 +211,7 @@ class Bench:
         for radio in self.radios[: 1 if self.child is not None else None]:
             radio.close()
         if self.child is not None:
-            self.users_conn.send((0, "stop", ()))
+            self.users_conn.send((0, "stop", (), {}))
             self.users_conn.recv()
             self.users_child.join(timeout=10)
         if self.lab is not None:
