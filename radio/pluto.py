@@ -46,8 +46,10 @@ MAX_STREAM_RATE_HZ = 4e6
 #: status register of the ADC and DAC cores (bit 2: RX overflow, bit 0: TX underflow)
 STATUS_REG = 0x80000088
 RX_OVERFLOW_BIT, TX_UNDERFLOW_BIT = 0x4, 0x1
-#: TX stream feeder: buffers of this many samples (the kernel queues a few)
-STREAM_BLOCK = 4096
+#: TX stream feeder: buffers of this many samples (the kernel queues a few); on the wall
+#: clock four times more, so the queue (4 of them: 65 ms at 1 MS/s) rides out the host's
+#: scheduling hiccups, and the RX kernel queue is deeper for the drain likewise
+STREAM_BLOCK, REALTIME_STREAM_BLOCK, REALTIME_RX_KERNEL_BUFFERS = 4096, 16384, 16
 #: RX kernel buffers a PlutoRadio asks for by default
 KERNEL_BUFFERS = 4
 #: context attribute of a virtual Pluto telling its medium's clock ("realtime" or
@@ -162,7 +164,9 @@ class PlutoRadio(Radio):
     """
 
     #: the default feeder's lead (kernel queue, the block it builds, one spare)
-    stream_lead = (KERNEL_BUFFERS + 2) * STREAM_BLOCK
+    #: the default feeder's lead on the wall clock (the larger: a receiver elsewhere
+    #: cannot tell the radio's clock from its URI)
+    stream_lead = (KERNEL_BUFFERS + 2) * REALTIME_STREAM_BLOCK
 
     def __init__(
         self,
@@ -180,8 +184,6 @@ class PlutoRadio(Radio):
         self.uri = uri
         self.timeout_ms = int(timeout_ms)
         self.kernel_buffers = int(kernel_buffers)
-        # the feeder runs ahead by the kernel's queue, the block it builds and one spare
-        self.stream_lead = (self.kernel_buffers + 2) * STREAM_BLOCK
         self.search_uris = tuple(search_uris)
         self._sdr = None
         self._config: RadioConfig | None = None
@@ -204,15 +206,22 @@ class PlutoRadio(Radio):
             sdr = adi.Pluto(target)
         except Exception as exc:  # pyadi-iio wraps every failure in Exception("No device found")
             raise RadioDisconnected(f"cannot open Pluto at {target}: {exc}") from exc
+        self.realtime = sdr.ctx.attrs.get(CLOCK_ATTR, "realtime") != "deterministic"
+        self.stream_block = REALTIME_STREAM_BLOCK if self.realtime else STREAM_BLOCK
+        # the feeder runs ahead by the kernel's TX queue (libiio's default 4 buffers),
+        # the block it builds and one spare
+        self.stream_lead = (KERNEL_BUFFERS + 2) * self.stream_block
+        rx_buffers = self.kernel_buffers
+        if self.realtime:
+            rx_buffers = max(rx_buffers, REALTIME_RX_KERNEL_BUFFERS)
         with _libiio("setting up the context", self.uri):
             sdr.ctx.set_timeout(self.timeout_ms)
             try:
-                sdr._rxadc.set_kernel_buffers_count(self.kernel_buffers)
+                sdr._rxadc.set_kernel_buffers_count(rx_buffers)
             except OSError as exc:  # EBUSY: another client is streaming; keep its count
                 if exc.errno != errno.EBUSY:
                     raise
         self._sdr = sdr
-        self.realtime = sdr.ctx.attrs.get(CLOCK_ATTR, "realtime") != "deterministic"
 
     @property
     def sdr(self):  # noqa: ANN201 - adi.Pluto, imported lazily
@@ -356,7 +365,7 @@ class PlutoRadio(Radio):
 
     def start_stream(self) -> None:
         """Start the TX stream: a feeder thread pushes non-cyclic buffers of
-        ``STREAM_BLOCK`` samples back to back (zeros unless content was placed); each
+        ``stream_block`` samples back to back (zeros unless content was placed); each
         push blocks while the kernel queue is full, which paces it to the DAC."""
         self.stop_transmit()
         with _libiio("start_stream", self.uri):
@@ -529,13 +538,13 @@ class PlutoRadio(Radio):
 
 class _Feeder:
     """The host side of a continuous TX stream on a Pluto: a thread that pushes
-    non-cyclic buffers of ``STREAM_BLOCK`` samples back to back, each holding the placed
+    non-cyclic buffers of ``stream_block`` samples back to back, each holding the placed
     content that falls in it (zeros elsewhere). A push blocks while the kernel's queue
     is full, so the thread runs a few buffers ahead of the DAC."""
 
     def __init__(self, radio: PlutoRadio) -> None:
         self.radio = radio
-        self.block = STREAM_BLOCK
+        self.block = radio.stream_block
         self.pushed = 0  # blocks pushed so far
         self.segments: list[tuple[int, np.ndarray]] = []
         self.lock = threading.Lock()
