@@ -119,8 +119,8 @@ REALTIME_PHASE_GAP = 1_000_000
 #: tdd on the wall clock: orders wait this long past a pulse that came too close, s
 PULSE_SETTLE_S = 0.005
 #: stream on the wall clock: a fresh phase line gets this many probes this far apart in
-#: one request (their span a little over SETTLE_SPAN; each gap within ACQ_PHASE_GAP)
-TRAIN_PROBES, TRAIN_SPACING = 5, 13_000
+#: one request (their span about twice SETTLE_SPAN; each gap within ACQ_PHASE_GAP)
+TRAIN_PROBES, TRAIN_SPACING = 8, 13_000
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -550,8 +550,10 @@ class TimeBaseReceiver:
         the orders' round trip and the arming (``REALTIME_GUARD_S``); when the coming
         one is too close, wait until it has passed (a buffer armed before a pulse
         starts on it)."""
-        if not self._wall_pulses or self._pulse_anchor is None:
+        if not self._wall_pulses:
             return self._pulses + 1
+        if self._pulse_anchor is None:  # an idle capture first: the pulses' phase
+            self._arm_receive(1)
         period = float(self.sync_period_s)
         need = 2 * max(self._send_seconds, default=REALTIME_SEND_GUESS_S) + REALTIME_GUARD_S
         now = time.monotonic()
