@@ -945,6 +945,8 @@ class TimeBaseReceiver:
         """Fold the probe's effective gains (at capture index ``at``, pre-rotated by each
         track's CFO, or by ``ordered_cfo_hz`` if the orders were made with others) into
         the trackers; refine each track's CFO (and tied SRO)."""
+        if not uids:
+            return
         fs = self.config.sample_rate_hz
         n_bins = PROBE_REPS * len(self.config.used_bins) / len(uids)
         g_at = self._global(at)
