@@ -228,12 +228,13 @@ def _same_length(*arrays: str) -> Callable[[dict[str, Any]], None]:
     return check
 
 
-def _ids_match(*names: str) -> Callable[[dict[str, Any]], None]:
-    """A check that int lists have one entry per ``user_ids`` and ids are unique."""
+def _ids_match(*names: str, unique: bool = True) -> Callable[[dict[str, Any]], None]:
+    """A check that int lists have one entry per ``user_ids`` and (``unique``) ids are
+    unique."""
 
     def check(body: dict[str, Any]) -> None:
         ids = body["user_ids"]
-        if len(set(ids)) != len(ids):
+        if unique and len(set(ids)) != len(ids):
             raise ProtocolError("bad_value", "user_ids contains duplicates")
         for name in names:
             if name in body and len(body[name]) != len(ids):
@@ -417,11 +418,12 @@ class StartRound:
         return RadioConfig(**given)
 
 
-@message("send_pilots", "orchestrator", _ids_match("pilot_ids", "orders"))
+@message("send_pilots", "orchestrator", _ids_match("pilot_ids", "orders", unique=False))
 class SendPilots:
     """each listed user transmits its cyclic pilot pilot_ids[k] (of a group of
     group_size), or with orders (stream/tdd time bases) its acquisition pair or probe once
-    as orders[k] says; stop_user_ids stop first (saves a round trip)"""
+    as orders[k] says (a user listed several times plays each: a probe train); stop_user_ids
+    stop first (saves a round trip)"""
 
     round_id: int
     slot_id: int

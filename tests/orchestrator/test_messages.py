@@ -246,6 +246,13 @@ def test_body_validation_failures(msg_type, body, reason):
     assert reason_of(raw(type=msg_type, body=body)) == reason
 
 
+def test_a_probe_train_lists_a_user_once_per_probe_other_requests_refuse_repeats():
+    train = {"round_id": 1, "slot_id": 0, "user_ids": ["a", "b", "a", "b"], "pilot_ids": [0, 1] * 2}
+    assert m.decode(raw(type="send_pilots", body=train)).body["user_ids"] == train["user_ids"]
+    stop = {"user_ids": ["a", "a"]}
+    assert reason_of(raw(type="stop_transmit", body=stop)) == "bad_value"
+
+
 def _array(**over):
     arr = {"dtype": "float64", "shape": [2], "data": np.zeros(2).tobytes()}
     arr.update(over)
