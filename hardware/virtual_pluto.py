@@ -148,7 +148,7 @@ class _Session(BufferSession):
         if self.closed:
             return
         self.closed = True
-        if self.device.is_output and self.cyclic and self.pushed:
+        if self.device.is_output and self.pushed:  # the DMA stops: cyclic or streamed
             self.radio.port.stop_transmit()
         if self.device.is_output:
             self.radio.model.dac.close_dma()
@@ -328,7 +328,8 @@ class VirtualPluto(BufferBackend):
         session = _Session(self, device, samples_count, mask, cyclic)
         if not session.lanes:
             raise IIOError(errno.EINVAL, "no scan channel enabled in the mask")
-        if device.is_output:
+        if device.is_output:  # a new TX buffer starts a new DMA stream: the old one ended
+            self.port.stop_transmit()
             self.model.dac.open_dma()
         if not device.is_output:
             if cyclic:
