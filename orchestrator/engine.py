@@ -248,7 +248,10 @@ class Engine:
         power_rng = ex.rng_for(self.config, "power", round_id, slot_id)
         plan = receiver.plan(estimates, weights, self.n_reals, rng=power_rng)
         try:
+            started = time.perf_counter()
             self._transmit(plan, weights, round_id, slot_id, users)
+            if isinstance(receiver, TimeBaseReceiver):  # on the wall clock the next
+                receiver.observe_send(time.perf_counter() - started)  # plans allow for it
             try:
                 estimate = receiver.receive(plan, self.n_reals)
             except ValueError as error:  # the frame was on the air but not found

@@ -50,6 +50,8 @@ RX_OVERFLOW_BIT, TX_UNDERFLOW_BIT = 0x4, 0x1
 #: clock four times more, so the queue (4 of them: 65 ms at 1 MS/s) rides out the host's
 #: scheduling hiccups, and the RX kernel queue is deeper for the drain likewise
 STREAM_BLOCK, REALTIME_STREAM_BLOCK, REALTIME_RX_KERNEL_BUFFERS = 4096, 16384, 16
+#: the TDD engine's IIO device (firmware v0.39+, pyadi-iio ``adi.tddn``)
+TDD_DEVICE = "iio-axi-tdd-0"
 #: RX kernel buffers a PlutoRadio asks for by default
 KERNEL_BUFFERS = 4
 #: context attribute of a virtual Pluto telling its medium's clock ("realtime" or
@@ -352,7 +354,7 @@ class PlutoRadio(Radio):
                     "base needs Pluto firmware v0.39 or later (update it, or use the stream "
                     "time base)"
                 )
-            if self.sdr.ctx.find_device("iio-axi-tdd-0") is None:
+            if self.sdr.ctx.find_device(TDD_DEVICE) is None:
                 raise TimeBaseUnsupported(
                     f"{self.uri}: firmware {self.firmware} but no TDD engine device "
                     "(iio-axi-tdd-0) in the context"
@@ -367,6 +369,7 @@ class PlutoRadio(Radio):
         """Start the TX stream: a feeder thread pushes non-cyclic buffers of
         ``stream_block`` samples back to back (zeros unless content was placed); each
         push blocks while the kernel queue is full, which paces it to the DAC."""
+        self.release_tdd()
         self.stop_transmit()
         with _libiio("start_stream", self.uri):
             self.sdr.tx_cyclic_buffer = False
@@ -393,6 +396,8 @@ class PlutoRadio(Radio):
     def read_stream(self, n_samples: int) -> np.ndarray:
         """The next ``n_samples`` of the RX stream, contiguous with the previous read
         (on the wall clock: from the background drain, started by the first call)."""
+        if getattr(self, "_rx_left", None) is None and getattr(self, "_rx_drain", None) is None:
+            self.release_tdd()  # the first read of a stream
         if self.realtime:
             return self._drain().take(int(n_samples))
         sdr = self.sdr
@@ -455,6 +460,19 @@ class PlutoRadio(Radio):
         drain = getattr(self, "_rx_drain", None)
         if drain is not None:
             drain.dropped = False
+
+    def release_tdd(self) -> None:
+        """Disable the TDD engine if it is on (an earlier ``tdd`` run leaves it armed, and
+        it gates the DMAs a stream needs); a radio without the engine: nothing to do."""
+        tdd = getattr(self, "_tddn", None)
+        device = self.sdr.ctx.find_device(TDD_DEVICE)
+        if device is None:
+            return
+        with _libiio("release_tdd", self.uri):
+            if device.attrs["enable"].value.strip() != "0":
+                device.attrs["enable"].value = "0"
+        if tdd is not None:
+            self._tddn, self._tdd_frame_ms = None, None
 
     def _tdd(self, frame_samples: int):  # noqa: ANN202 - adi.tddn, imported lazily
         """The TDD engine (``adi.tddn``) set up as ``pluto_tddn.py`` does: channel 1 gates

@@ -649,6 +649,11 @@ class TimeBaseReceiver:
         self.send(items)
         self._send_seconds.append(time.perf_counter() - started)
 
+    def observe_send(self, seconds: float) -> None:
+        """A request to the users made elsewhere (the payload's) took ``seconds``: later
+        placements allow for it as for :meth:`_send`'s own."""
+        self._send_seconds.append(float(seconds))
+
     def _slack(self) -> int:
         """Samples a placement allows for its order to reach the users: ``slack_s``, and
         on the wall clock twice the slowest of the last sends (``REALTIME_SEND_GUESS_S``

@@ -57,6 +57,23 @@ def test_tdd_is_refused_on_older_firmware_with_the_cause():
             radio.close()
 
 
+def test_a_stream_after_a_tdd_run_disables_the_engine_first():
+    with VirtualPlutoLab(1, seed=1, medium_name=None, sync_period_s=0.01) as lab:
+        radio = PlutoRadio(lab.uris[0], config=_config())
+        try:
+            radio._tdd(4096)  # as a tdd run leaves it: armed on the external sync line
+            engine = lab.radios[0].tdd
+            assert engine.enable
+            fresh = PlutoRadio(lab.uris[0], config=_config())  # the next run's client
+            try:
+                assert fresh.read_stream(8192).size == 8192  # not gated by the engine
+                assert not engine.enable
+            finally:
+                fresh.close()
+        finally:
+            radio.close()
+
+
 @contextlib.contextmanager
 def _streaming_pair():
     """Two virtual Plutos on one deterministic medium: (lab, receiver, user), the user's
