@@ -116,8 +116,9 @@ REALTIME_GUARD_S = 0.03
 #: round trip apart, slots a few; its CFO, fitted over SETTLE_SPAN or more, is good to a
 #: small fraction of a cycle over a second)
 REALTIME_PHASE_GAP = 1_000_000
-#: tdd on the wall clock: orders wait this long past a pulse that came too close, s
-PULSE_SETTLE_S = 0.005
+#: tdd on the wall clock: orders wait this long past a pulse that came too close, s,
+#: and go only with at least this fraction of a period left before the next pulse
+PULSE_SETTLE_S, PULSE_ROOM = 0.005, 0.6
 #: stream on the wall clock: a fresh phase line gets this many probes this far apart in
 #: one request (their span about twice SETTLE_SPAN; each gap within ACQ_PHASE_GAP)
 TRAIN_PROBES, TRAIN_SPACING = 8, 13_000
@@ -547,8 +548,9 @@ class TimeBaseReceiver:
         """tdd: the pulse the next capture (and the orders sent before it) will take.
         Pulsed on demand, or on a deterministic clock: the one after the previous. On
         the wall clock with a free-running line: the first pulse far enough ahead for
-        the orders' round trip and the arming (``REALTIME_GUARD_S``); when the coming
-        one is too close, wait until it has passed (a buffer armed before a pulse
+        the orders' round trip and the arming (``REALTIME_GUARD_S``; at least
+        ``PULSE_ROOM`` of a period); when the coming one is too close, wait until it has
+        passed (a buffer armed before a pulse
         starts on it)."""
         if not self._wall_pulses:
             return self._pulses + 1
@@ -556,6 +558,7 @@ class TimeBaseReceiver:
             self._arm_receive(1)
         period = float(self.sync_period_s)
         need = 2 * max(self._send_seconds, default=REALTIME_SEND_GUESS_S) + REALTIME_GUARD_S
+        need = max(need, PULSE_ROOM * period)  # the first payload's arming is not timed yet
         now = time.monotonic()
         k = max(self._pulses + 1, math.floor((now - self._pulse_anchor) / period) + 1)
         at = self._pulse_anchor + k * period
@@ -1218,8 +1221,10 @@ class TimeBaseSession:
         if x.ndim != 2 or x.shape[0] != kk:
             raise ValueError(f"payloads must have shape ({kk}, n_reals), got {x.shape}")
         plan = self.rx.plan(range(kk), w, x.shape[1], genie=genie)
+        started = time.perf_counter()
         for k in range(kk):
             self.tx[k].play_payload(x[k], plan.order(k))
+        self.rx.observe_send(time.perf_counter() - started)
         try:
             estimate = self.rx.receive(plan, x.shape[1])
         except ValueError:
