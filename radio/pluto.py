@@ -165,7 +165,6 @@ class PlutoRadio(Radio):
         search_uris: extra URIs probed when resolving ``serial:`` (e.g. virtual Plutos).
     """
 
-    #: the default feeder's lead (kernel queue, the block it builds, one spare)
     #: the default feeder's lead on the wall clock (the larger: a receiver elsewhere
     #: cannot tell the radio's clock from its URI)
     stream_lead = (KERNEL_BUFFERS + 2) * REALTIME_STREAM_BLOCK
@@ -396,8 +395,9 @@ class PlutoRadio(Radio):
     def read_stream(self, n_samples: int) -> np.ndarray:
         """The next ``n_samples`` of the RX stream, contiguous with the previous read
         (on the wall clock: from the background drain, started by the first call)."""
-        if getattr(self, "_rx_left", None) is None and getattr(self, "_rx_drain", None) is None:
-            self.release_tdd()  # the first read of a stream
+        if not getattr(self, "_rx_streaming", False):  # the first read of a stream
+            self.release_tdd()
+            self._rx_streaming = True
         if self.realtime:
             return self._drain().take(int(n_samples))
         sdr = self.sdr
@@ -405,7 +405,7 @@ class PlutoRadio(Radio):
         parts, have = [left], left.size
         with _libiio("read_stream", self.uri):
             while have < n_samples:
-                block = (np.asarray(sdr.rx()) / RX_FULL_SCALE).astype(np.complex64)
+                block = _stream_block(sdr)
                 parts.append(block)
                 have += block.size
         x = np.concatenate(parts)
@@ -436,6 +436,7 @@ class PlutoRadio(Radio):
     def _stop_drain(self) -> None:
         """Stop the background drain (the RX buffer is destroyed or re-armed next)."""
         drain, self._rx_drain = getattr(self, "_rx_drain", None), None
+        self._rx_streaming = False  # the RX buffer is destroyed or re-armed next
         if drain is not None:
             drain.stop()
 
@@ -464,15 +465,13 @@ class PlutoRadio(Radio):
     def release_tdd(self) -> None:
         """Disable the TDD engine if it is on (an earlier ``tdd`` run leaves it armed, and
         it gates the DMAs a stream needs); a radio without the engine: nothing to do."""
-        tdd = getattr(self, "_tddn", None)
         device = self.sdr.ctx.find_device(TDD_DEVICE)
         if device is None:
             return
         with _libiio("release_tdd", self.uri):
             if device.attrs["enable"].value.strip() != "0":
                 device.attrs["enable"].value = "0"
-        if tdd is not None:
-            self._tddn, self._tdd_frame_ms = None, None
+        self._tddn = self._tdd_frame_ms = None  # the next tdd use sets it up anew
 
     def _tdd(self, frame_samples: int):  # noqa: ANN202 - adi.tddn, imported lazily
         """The TDD engine (``adi.tddn``) set up as ``pluto_tddn.py`` does: channel 1 gates
@@ -552,6 +551,11 @@ class PlutoRadio(Radio):
         self._config = None
         self._open()
         self.configure(config)
+
+
+def _stream_block(sdr: object) -> np.ndarray:
+    """The next RX buffer of ``sdr`` (``adi.Pluto``) as complex64 at full scale 1.0."""
+    return (np.asarray(sdr.rx()) / RX_FULL_SCALE).astype(np.complex64)
 
 
 class _Feeder:
@@ -647,7 +651,7 @@ class _Drain:
         sdr = self.radio.sdr
         while self.running:
             try:
-                block = (np.asarray(sdr.rx()) / RX_FULL_SCALE).astype(np.complex64)
+                block = _stream_block(sdr)
             except Exception as exc:  # noqa: BLE001 - reported to the next take
                 with self.ready:
                     if self.running:

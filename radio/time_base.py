@@ -550,15 +550,14 @@ class TimeBaseReceiver:
         the wall clock with a free-running line: the first pulse far enough ahead for
         the orders' round trip and the arming (``REALTIME_GUARD_S``; at least
         ``PULSE_ROOM`` of a period); when the coming one is too close, wait until it has
-        passed (a buffer armed before a pulse
-        starts on it)."""
+        passed (a buffer armed before a pulse starts on it)."""
         if not self._wall_pulses:
             return self._pulses + 1
         if self._pulse_anchor is None:  # an idle capture first: the pulses' phase
             self._arm_receive(1)
         period = float(self.sync_period_s)
-        need = 2 * max(self._send_seconds, default=REALTIME_SEND_GUESS_S) + REALTIME_GUARD_S
-        need = max(need, PULSE_ROOM * period)  # the first payload's arming is not timed yet
+        need = max(self._round_trip_s(), PULSE_ROOM * period)  # the first payload's arming
+        # is not timed yet
         now = time.monotonic()
         k = max(self._pulses + 1, math.floor((now - self._pulse_anchor) / period) + 1)
         at = self._pulse_anchor + k * period
@@ -635,8 +634,9 @@ class TimeBaseReceiver:
         self.silent.clear()
 
     def _rx_ahead(self) -> int:
-        """Receiver index every user can still place at: the receiver's reads lag the
-        air by up to ``kernel`` buffers, then the feeders' queues and the slack."""
+        """Receiver index every user can still place at: the host's position
+        (:meth:`_now`) lags the air by up to two receive buffers, then the feeders'
+        queues and the slack (:meth:`_slack`)."""
         return self._now() + 2 * self.rx_block + self.user_lead + self._slack() + MARGIN
 
     def _now(self) -> int:
@@ -663,8 +663,13 @@ class TimeBaseReceiver:
         before the first) and ``REALTIME_GUARD_S``."""
         if not self.realtime:
             return self.slack
-        slowest = max(self._send_seconds, default=REALTIME_SEND_GUESS_S)
-        return self.slack + int((2 * slowest + REALTIME_GUARD_S) * self.config.sample_rate_hz)
+        return self.slack + int(self._round_trip_s() * self.config.sample_rate_hz)
+
+    def _round_trip_s(self) -> float:
+        """On the wall clock, seconds an order needs to be played: twice the slowest of
+        the last sends (``REALTIME_SEND_GUESS_S`` before the first) and
+        ``REALTIME_GUARD_S``."""
+        return 2 * max(self._send_seconds, default=REALTIME_SEND_GUESS_S) + REALTIME_GUARD_S
 
     # ------------------------------------------------------------ acquisition
     def _root(self, uid: Hashable) -> int:
@@ -887,7 +892,7 @@ class TimeBaseReceiver:
         target = self._target(tracks, ordered)
         shift = common_shift_hz([t.cfo_hz for t in tracks])
         orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift, ordered)
-        self._send([(u, j, kk, o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))])
+        self._send(_probe_items(uids, orders))
         gains, delays = self._read_probe(orders, target, shift, pulse)
         if self.time_base == "tdd":  # where each buffer really landed on this pulse
             held = [tau for tau in delays if abs(tau) <= LOST_DELAY]
@@ -915,6 +920,10 @@ class TimeBaseReceiver:
         self.air.probe += self._probe_len
         return gains, delays
 
+    def _fresh_line(self, uids: Sequence[Hashable]) -> bool:
+        """Some user's phase line restarted and has no CFO of its own yet."""
+        return any(not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2 for u in uids)
+
     def _probe_train(self, uids: Sequence[Hashable]) -> None:
         """Stream on the wall clock: ``TRAIN_PROBES`` probes of ``uids``,
         ``TRAIN_SPACING`` apart, in one request, each folded into the gain trackers: a
@@ -924,18 +933,12 @@ class TimeBaseReceiver:
         tracks = [self.tracks[u] for u in uids]
         kk = len(uids)
         shift = common_shift_hz([t.cfo_hz for t in tracks])
-        first = self._target(tracks)
+        first = self._target(tracks)  # the later probes: one request, so no round trip
         trains = []
         for j in range(TRAIN_PROBES):
             target = first + j * TRAIN_SPACING
             trains.append((target, self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift)))
-        self._send(
-            [
-                (u, p, kk, o)
-                for _, orders in trains
-                for p, (u, o) in enumerate(zip(uids, orders, strict=True))
-            ]
-        )
+        self._send([item for _, orders in trains for item in _probe_items(uids, orders)])
         for target, orders in trains:
             gains, delays = self._read_probe(orders, target, shift)
             ok = [j for j, tau in enumerate(delays) if abs(tau) <= LOST_DELAY]
@@ -1057,16 +1060,10 @@ class TimeBaseReceiver:
                     return self._silent_plan(uids, n_reals)
                 gains, delays, at = self.probe(heard)
             self._update_gains(heard, gains, at)
-            fresh = any(
-                not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2 for u in heard
-            )
-            if fresh and self.time_base == "stream" and self.realtime:
+            if self.time_base == "stream" and self.realtime and self._fresh_line(heard):
                 self._probe_train(heard)  # a round trip per probe is too far apart
-            for _ in range(FRESH_PROBES if not self.realtime else 0):
-                if self.time_base != "stream" or not any(
-                    not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2
-                    for u in heard
-                ):
+            for _ in range(0 if self.realtime else FRESH_PROBES):
+                if self.time_base != "stream" or not self._fresh_line(heard):
                     break
                 # a fresh acquisition's phase line restarted (its pair lay far back, or a
                 # magnitude jump at low SNR): probe again until the line has two points
@@ -1147,6 +1144,11 @@ class TimeBaseReceiver:
         return estimate_mixup(
             samples, plan.rx_scaling, n_reals, self.config, frame_start=at, common_phase=True
         )
+
+
+def _probe_items(uids: Sequence[Hashable], orders: Sequence[SlotOrder]) -> list[tuple]:
+    """The ``send`` items of one probe: user ``uids[j]`` plays comb ``j`` of the group."""
+    return [(u, j, len(uids), o) for j, (u, o) in enumerate(zip(uids, orders, strict=True))]
 
 
 class TimeBaseSession:
