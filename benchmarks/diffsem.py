@@ -25,7 +25,6 @@ Run: ``nice -n 10 .venv/bin/python benchmarks/diffsem.py`` (minutes on 2 cores);
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from learning.diffsem.experiment import METHODS, GridSpec, grid_summary, run_grid  # noqa: E402
 
@@ -153,4 +154,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    print_figures(main())

@@ -28,7 +28,6 @@ Ends with one JSON line. Run: ``nice -n 10 .venv/bin/python benchmarks/federated
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -41,22 +40,14 @@ from scipy import stats
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM, ChaCha20Poly1305  # noqa: E402
+from figures_line import print_figures  # noqa: E402
 
 from learning.attacks.inversion import train_evaluation_classifier  # noqa: E402
 from learning.data import load_dataset, split_users  # noqa: E402
+from learning.federated import cipher_quality as quality  # noqa: E402
 from learning.federated.aggregation import OtaAggregator  # noqa: E402
 from learning.federated.cipher import FlepCipher  # noqa: E402
 from learning.federated.cipher_attack import chosen_plaintext_attack  # noqa: E402
-from learning.federated.cipher_quality import (  # noqa: E402
-    IDEAL,
-    adjacent_correlation,
-    entropy,
-    histogram_chi_square,
-    key_sensitivity,
-    npcr_critical,
-    plaintext_sensitivity,
-    uaci_critical_interval,
-)
 from learning.federated.distributed_noise import noisy_share  # noqa: E402
 from learning.federated.fedavg import FedAvgConfig, run_fedavg  # noqa: E402
 from learning.federated.gradient_inversion import (  # noqa: E402
@@ -220,37 +211,37 @@ def cipher_figures() -> dict:
     for name, img in images().items():
         n = img.size
         body = flep.encrypt(img, nonces.bytes(16)).body
-        npcr, uaci = plaintext_sensitivity(
+        npcr, uaci = quality.plaintext_sensitivity(
             lambda x: flep.encrypt(x, nonces.bytes(16)).body, img, rng=1
         )
-        knpcr, kuaci = key_sensitivity(
+        knpcr, kuaci = quality.key_sensitivity(
             lambda k, x: FlepCipher(k).encrypt(x, b"\0" * 16).body, key, img, bit=5
         )
         # AEAD baseline: a one-pixel change with the same nonce gives a one-byte change
         # (stream cipher); fresh nonces are what make it pass, so that is what is measured
         a_body = aead_body(aes.encrypt(os.urandom(12), img.tobytes(), None), img.shape)
-        a_npcr, a_uaci = plaintext_sensitivity(
+        a_npcr, a_uaci = quality.plaintext_sensitivity(
             lambda x: aead_body(aes.encrypt(os.urandom(12), x.tobytes(), None), x.shape), img, rng=1
         )
         ct = flep.encrypt(img)
         row = {
             "image": name,
             "shape": img.shape,
-            "plain_entropy": entropy(img),
-            "flep_entropy": entropy(body),
-            "aead_entropy": entropy(a_body),
+            "plain_entropy": quality.entropy(img),
+            "flep_entropy": quality.entropy(body),
+            "aead_entropy": quality.entropy(a_body),
             "flep_npcr": npcr,
             "flep_uaci": uaci,
             "aead_npcr": a_npcr,
             "aead_uaci": a_uaci,
-            "npcr_critical": npcr_critical(n, ALPHA),
-            "uaci_interval": uaci_critical_interval(n, ALPHA),
-            "plain_corr": adjacent_correlation(img, max_pairs=20000, rng=0),
-            "flep_corr": adjacent_correlation(body, max_pairs=20000, rng=0),
-            "aead_corr": adjacent_correlation(a_body, max_pairs=20000, rng=0),
-            "plain_chi2": histogram_chi_square(img),
-            "flep_chi2": histogram_chi_square(body),
-            "aead_chi2": histogram_chi_square(a_body),
+            "npcr_critical": quality.npcr_critical(n, ALPHA),
+            "uaci_interval": quality.uaci_critical_interval(n, ALPHA),
+            "plain_corr": quality.adjacent_correlation(img, max_pairs=20000, rng=0),
+            "flep_corr": quality.adjacent_correlation(body, max_pairs=20000, rng=0),
+            "aead_corr": quality.adjacent_correlation(a_body, max_pairs=20000, rng=0),
+            "plain_chi2": quality.histogram_chi_square(img),
+            "flep_chi2": quality.histogram_chi_square(body),
+            "aead_chi2": quality.histogram_chi_square(a_body),
             "key_npcr": knpcr,
             "key_uaci": kuaci,
             "flep_enc_mbps": mbps(lambda img=img: flep.encrypt(img), img.nbytes),
@@ -272,13 +263,13 @@ def cipher_figures() -> dict:
             f"(/8 = {row['flep_entropy'] / 8:.5f}), AEAD {row['aead_entropy']:.4f}"
         )
         print(
-            f"NPCR: FLEP {100 * npcr:.4f}% (ideal {100 * IDEAL['npcr']:.4f}%, ratio "
-            f"{npcr / IDEAL['npcr']:.5f}; critical {100 * row['npcr_critical']:.4f}% -> "
+            f"NPCR: FLEP {100 * npcr:.4f}% (ideal {100 * quality.IDEAL['npcr']:.4f}%, ratio "
+            f"{npcr / quality.IDEAL['npcr']:.5f}; critical {100 * row['npcr_critical']:.4f}% -> "
             f"{'PASS' if row['npcr_pass'] else 'FAIL'}), AEAD {100 * a_npcr:.4f}%"
         )
         print(
-            f"UACI: FLEP {100 * uaci:.4f}% (ideal {100 * IDEAL['uaci']:.4f}%, ratio "
-            f"{uaci / IDEAL['uaci']:.5f}; interval {100 * lo:.4f}-{100 * hi:.4f}% -> "
+            f"UACI: FLEP {100 * uaci:.4f}% (ideal {100 * quality.IDEAL['uaci']:.4f}%, ratio "
+            f"{uaci / quality.IDEAL['uaci']:.5f}; interval {100 * lo:.4f}-{100 * hi:.4f}% -> "
             f"{'PASS' if row['uaci_pass'] else 'FAIL'}), AEAD {100 * a_uaci:.4f}%"
         )
         for d in ("horizontal", "vertical", "diagonal"):
@@ -577,4 +568,4 @@ if __name__ == "__main__":
     )
     parser.add_argument("--inversion-trials", type=int, default=INV_TRIALS, metavar="N")
     arguments = parser.parse_args()
-    print(json.dumps(main(arguments.only_inversion, arguments.inversion_trials)))
+    print_figures(main(arguments.only_inversion, arguments.inversion_trials))

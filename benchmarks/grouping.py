@@ -17,7 +17,6 @@ and ends with one JSON line. Run: ``.venv/bin/python benchmarks/grouping.py``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from orchestrator.grouping import (  # noqa: E402
     LabelAwareGrouping,
@@ -96,4 +97,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    print_figures(main())

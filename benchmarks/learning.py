@@ -26,7 +26,6 @@ Ends with one JSON line. Run: ``.venv/bin/python benchmarks/learning.py``.
 from __future__ import annotations
 
 import copy
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from learning.channels import make_channel  # noqa: E402
 from learning.data import load_dataset, split_users  # noqa: E402
@@ -168,7 +169,7 @@ def main() -> dict[str, float]:
 
     print("\n--- privacy: attacks on unmixed and OTA-mixed payloads ---")
     figures.update(privacy_main())
-    print(json.dumps(figures))
+    print_figures(figures)
     return figures
 
 

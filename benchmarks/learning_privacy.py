@@ -27,7 +27,6 @@ Ends with one JSON line. Run: ``.venv/bin/python benchmarks/learning_privacy.py`
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -35,6 +34,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from learning.attacks.inversion import train_evaluation_classifier  # noqa: E402
 from learning.channels import make_channel  # noqa: E402
@@ -218,4 +219,4 @@ def main() -> dict:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    print_figures(main())

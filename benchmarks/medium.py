@@ -10,7 +10,6 @@ Pluto streams. Ends with one JSON line.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
+from figures_line import print_figures  # noqa: E402
 
 from phy.medium import SharedMedium
 from phy.rng import make_rng
@@ -73,4 +73,4 @@ def main() -> dict[str, float]:
 
 if __name__ == "__main__":
     result = main()
-    print(json.dumps({k: round(v, 2) for k, v in result.items()}))
+    print_figures({k: round(v, 2) for k, v in result.items()})

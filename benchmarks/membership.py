@@ -24,7 +24,6 @@ Run: ``nice -n 10 .venv/bin/python benchmarks/membership.py [EXPERIMENT.toml]``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import tomllib
@@ -34,6 +33,8 @@ from typing import Any
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from learning.data import load_dataset  # noqa: E402
 from learning.defences import DpSgd, TrainSettings, get_defence  # noqa: E402
@@ -186,7 +187,7 @@ def main(path: Path = DEFAULT_EXPERIMENT) -> dict[str, Any]:
             f"per family) trained in {sum(audit.shadow_seconds.values()):.0f} s"
         )
     print(f"total {time.perf_counter() - started:.0f} s; plots: {OUT_DIR}")
-    print(json.dumps(figures))
+    print_figures(figures)
     return figures
 
 

@@ -15,7 +15,6 @@ Run: ``.venv/bin/python benchmarks/phy.py [--trials N]`` (fading draws per SNR, 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -27,6 +26,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
 sys.path.insert(0, str(_HERE.parent))
 
 import numpy as np  # noqa: E402
+from figures_line import print_figures  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from phy.bounds import (  # noqa: E402
@@ -294,7 +294,7 @@ def main() -> None:
     res["rx_throughput_msps_wall"] = rx["msps_wall"]
     res["rx_payload_mse_over_noise_floor"] = rx["mse_over_floor"]
     res["bad_input_raises"] = ok
-    print(json.dumps(res))
+    print_figures(res)
 
 
 if __name__ == "__main__":

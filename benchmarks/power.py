@@ -12,7 +12,6 @@ and ends with one JSON line. Run: ``.venv/bin/python benchmarks/power.py``.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path
@@ -20,6 +19,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from phy.channel import db_to_linear, make_channel_model  # noqa: E402
 from phy.power import (  # noqa: E402
@@ -50,7 +51,8 @@ def main() -> dict[str, float]:
 
     ratios = np.array(
         [
-            opt.mse[i] / numerical_optimum(h[i], weights[i], p_max[i], noise_var[i], 6, brute_rng)
+            opt.mse[i]
+            / numerical_optimum(h[i], weights[i], p_max[i], noise_var[i], restarts=6, rng=brute_rng)
             for i in range(N_BRUTE)
         ]
     )
@@ -81,4 +83,4 @@ def main() -> dict[str, float]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(main()))
+    print_figures(main())

@@ -1084,6 +1084,8 @@ class SharedMedium:
         # render visits what was on the air, not every radio of the medium
         self._on_air: list[tuple[MediumPort, Transmission]] = []
         self._on_air_pruned = 0  # its length after the last prune
+        self._added: dict[str, int] = {}  # radio name -> when it was added (a count)
+        self._radios_added = 0
         self._linked: dict[str, int] = {}  # rx -> ports whose link to it exists (in order)
         self._pushers: dict[str, MediumPort] = {}  # ports that started a host-pushed stream
 
@@ -1197,6 +1199,8 @@ class SharedMedium:
                 tdd_delay_s=tdd_delay_s,
             )
             self._ports[name] = port
+            self._added[name] = self._radios_added
+            self._radios_added += 1
             return port
 
     def port(self, name: str) -> MediumPort:
@@ -1387,7 +1391,9 @@ class SharedMedium:
 
     def _jobs(self, rx: MediumPort, start_s: float, end_s: float) -> list:
         """(transmission, link truth) of every kept transmission heard by ``rx`` within
-        ``[start_s, end_s)``, in push order. Call with the lock held."""
+        ``[start_s, end_s)``, by transmitter in the order the radios were added, then in
+        push order: the sum does not depend on which node process pushed first (float
+        sums in another order differ in the last bits). Call with the lock held."""
         self._ensure_links(rx)
         jobs, truths = [], {}
         for txp, tr in self._on_air:
@@ -1403,8 +1409,9 @@ class SharedMedium:
             if truth is None:
                 truth = truths[txp.name] = self.link_truth(txp.name, rx.name)
             if truth.coupled and truth.gain != 0:
-                jobs.append((tr, truth))
-        return jobs
+                jobs.append((self._added[txp.name], tr, truth))
+        jobs.sort(key=lambda job: job[0])  # stable: push order within a transmitter
+        return [(tr, truth) for _, tr, truth in jobs]
 
     def _render(self, rx: MediumPort, start_s: float, n: int) -> np.ndarray:
         """The ADC output of ``rx`` for ``n`` samples from ``start_s`` (see module doc).

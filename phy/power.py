@@ -246,6 +246,7 @@ def airmixml_dirichlet(
     weights: Any,
     p_max: Any = 1.0,
     noise_var: Any = 0.0,
+    *,
     alpha: float = 1.0,
     rng: RngLike = None,
 ) -> PowerControlResult:
@@ -291,6 +292,7 @@ def numerical_optimum(
     weights: Any,
     p_max: Any = 1.0,
     noise_var: float = 0.0,
+    *,
     restarts: int = 6,
     rng: RngLike = None,
 ) -> float:

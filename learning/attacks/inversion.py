@@ -41,16 +41,13 @@ from learning.models import build_classifier
 from phy.rng import RngLike, make_rng, spawn
 
 _MAX_EXHAUSTIVE_K = 6
+#: The evaluation classifier's fixed recipe: Adam at this rate, these batches, L2 1e-4.
+EVALUATOR_LR = 2e-3
+EVALUATOR_BATCH_SIZE = 64
 
 
 def train_evaluation_classifier(
-    images: np.ndarray,
-    labels: np.ndarray,
-    n_classes: int,
-    epochs: int = 60,
-    batch_size: int = 64,
-    lr: float = 2e-3,
-    rng: RngLike = None,
+    images: np.ndarray, labels: np.ndarray, n_classes: int, *, epochs: int = 60, rng: RngLike = None
 ) -> nn.Module:
     """Train the attacker's independent evaluation classifier (``build_classifier``, CNN).
 
@@ -58,6 +55,9 @@ def train_evaluation_classifier(
         images: ``(N, C, H, W)`` float images in [0, 1] (auxiliary data only).
         labels: ``(N,)`` int labels.
         n_classes: number of classes.
+        epochs: passes over the images (batches of ``EVALUATOR_BATCH_SIZE``).
+        rng: seeds the initial weights and the batch order.
+
     Returns:
         The trained classifier in eval mode (images -> logits).
     """
@@ -73,8 +73,8 @@ def train_evaluation_classifier(
         (x, y),
         lambda m, xb, yb: ce(m(xb), yb),
         epochs,
-        batch_size,
-        lr,
+        EVALUATOR_BATCH_SIZE,
+        EVALUATOR_LR,
         gen_train,
         weight_decay=1e-4,
     )

@@ -1,157 +1,32 @@
 """The filenames a real Pluto Rev.C (stock firmware v0.32, AD9363A) publishes for its
 channel attributes, as ``channel/direction/attribute=filename`` (direction ``i``/``o``),
-taken from that unit's context description (test data for tests/hardware/test_context.py)."""
+taken from that unit's context description (test data for tests/hardware/test_context.py).
+
+The data is ``pluto_filenames.txt`` beside this module: one ``[device]`` section a
+device, one line an attribute, ``#`` comments."""
 
 from __future__ import annotations
 
-REAL_PLUTO_FILENAMES: dict[str, frozenset[str]] = {
-    "ad9361-phy": frozenset(
-        """
-        altvoltage0/o/external=out_altvoltage0_RX_LO_external
-        altvoltage0/o/fastlock_load=out_altvoltage0_RX_LO_fastlock_load
-        altvoltage0/o/fastlock_recall=out_altvoltage0_RX_LO_fastlock_recall
-        altvoltage0/o/fastlock_save=out_altvoltage0_RX_LO_fastlock_save
-        altvoltage0/o/fastlock_store=out_altvoltage0_RX_LO_fastlock_store
-        altvoltage0/o/frequency=out_altvoltage0_RX_LO_frequency
-        altvoltage0/o/frequency_available=out_altvoltage0_RX_LO_frequency_available
-        altvoltage0/o/powerdown=out_altvoltage0_RX_LO_powerdown
-        altvoltage1/o/external=out_altvoltage1_TX_LO_external
-        altvoltage1/o/fastlock_load=out_altvoltage1_TX_LO_fastlock_load
-        altvoltage1/o/fastlock_recall=out_altvoltage1_TX_LO_fastlock_recall
-        altvoltage1/o/fastlock_save=out_altvoltage1_TX_LO_fastlock_save
-        altvoltage1/o/fastlock_store=out_altvoltage1_TX_LO_fastlock_store
-        altvoltage1/o/frequency=out_altvoltage1_TX_LO_frequency
-        altvoltage1/o/frequency_available=out_altvoltage1_TX_LO_frequency_available
-        altvoltage1/o/powerdown=out_altvoltage1_TX_LO_powerdown
-        out/i/voltage_filter_fir_en=in_out_voltage_filter_fir_en
-        temp0/i/input=in_temp0_input
-        voltage0/i/bb_dc_offset_tracking_en=in_voltage_bb_dc_offset_tracking_en
-        voltage0/i/filter_fir_en=in_voltage_filter_fir_en
-        voltage0/i/gain_control_mode=in_voltage0_gain_control_mode
-        voltage0/i/gain_control_mode_available=in_voltage_gain_control_mode_available
-        voltage0/i/hardwaregain=in_voltage0_hardwaregain
-        voltage0/i/hardwaregain_available=in_voltage0_hardwaregain_available
-        voltage0/i/quadrature_tracking_en=in_voltage_quadrature_tracking_en
-        voltage0/i/rf_bandwidth=in_voltage_rf_bandwidth
-        voltage0/i/rf_bandwidth_available=in_voltage_rf_bandwidth_available
-        voltage0/i/rf_dc_offset_tracking_en=in_voltage_rf_dc_offset_tracking_en
-        voltage0/i/rf_port_select=in_voltage0_rf_port_select
-        voltage0/i/rf_port_select_available=in_voltage_rf_port_select_available
-        voltage0/i/rssi=in_voltage0_rssi
-        voltage0/i/sampling_frequency=in_voltage_sampling_frequency
-        voltage0/i/sampling_frequency_available=in_voltage_sampling_frequency_available
-        voltage0/o/filter_fir_en=out_voltage_filter_fir_en
-        voltage0/o/hardwaregain=out_voltage0_hardwaregain
-        voltage0/o/hardwaregain_available=out_voltage0_hardwaregain_available
-        voltage0/o/rf_bandwidth=out_voltage_rf_bandwidth
-        voltage0/o/rf_bandwidth_available=out_voltage_rf_bandwidth_available
-        voltage0/o/rf_port_select=out_voltage0_rf_port_select
-        voltage0/o/rf_port_select_available=out_voltage_rf_port_select_available
-        voltage0/o/rssi=out_voltage0_rssi
-        voltage0/o/sampling_frequency=out_voltage_sampling_frequency
-        voltage0/o/sampling_frequency_available=out_voltage_sampling_frequency_available
-        voltage2/i/bb_dc_offset_tracking_en=in_voltage_bb_dc_offset_tracking_en
-        voltage2/i/filter_fir_en=in_voltage_filter_fir_en
-        voltage2/i/gain_control_mode_available=in_voltage_gain_control_mode_available
-        voltage2/i/offset=in_voltage2_offset
-        voltage2/i/quadrature_tracking_en=in_voltage_quadrature_tracking_en
-        voltage2/i/raw=in_voltage2_raw
-        voltage2/i/rf_bandwidth=in_voltage_rf_bandwidth
-        voltage2/i/rf_bandwidth_available=in_voltage_rf_bandwidth_available
-        voltage2/i/rf_dc_offset_tracking_en=in_voltage_rf_dc_offset_tracking_en
-        voltage2/i/rf_port_select_available=in_voltage_rf_port_select_available
-        voltage2/i/sampling_frequency=in_voltage_sampling_frequency
-        voltage2/i/sampling_frequency_available=in_voltage_sampling_frequency_available
-        voltage2/i/scale=in_voltage2_scale
-        voltage2/o/filter_fir_en=out_voltage_filter_fir_en
-        voltage2/o/raw=out_voltage2_raw
-        voltage2/o/rf_bandwidth=out_voltage_rf_bandwidth
-        voltage2/o/rf_bandwidth_available=out_voltage_rf_bandwidth_available
-        voltage2/o/rf_port_select_available=out_voltage_rf_port_select_available
-        voltage2/o/sampling_frequency=out_voltage_sampling_frequency
-        voltage2/o/sampling_frequency_available=out_voltage_sampling_frequency_available
-        voltage2/o/scale=out_voltage2_scale
-        voltage3/o/filter_fir_en=out_voltage_filter_fir_en
-        voltage3/o/raw=out_voltage3_raw
-        voltage3/o/rf_bandwidth=out_voltage_rf_bandwidth
-        voltage3/o/rf_bandwidth_available=out_voltage_rf_bandwidth_available
-        voltage3/o/rf_port_select_available=out_voltage_rf_port_select_available
-        voltage3/o/sampling_frequency=out_voltage_sampling_frequency
-        voltage3/o/sampling_frequency_available=out_voltage_sampling_frequency_available
-        voltage3/o/scale=out_voltage3_scale
-        """.split()
-    ),
-    "xadc": frozenset(
-        """
-        temp0/i/offset=in_temp0_offset
-        temp0/i/raw=in_temp0_raw
-        temp0/i/scale=in_temp0_scale
-        voltage0/i/raw=in_voltage0_vccint_raw
-        voltage0/i/scale=in_voltage0_vccint_scale
-        voltage1/i/raw=in_voltage1_vccaux_raw
-        voltage1/i/scale=in_voltage1_vccaux_scale
-        voltage2/i/raw=in_voltage2_vccbram_raw
-        voltage2/i/scale=in_voltage2_vccbram_scale
-        voltage3/i/raw=in_voltage3_vccpint_raw
-        voltage3/i/scale=in_voltage3_vccpint_scale
-        voltage4/i/raw=in_voltage4_vccpaux_raw
-        voltage4/i/scale=in_voltage4_vccpaux_scale
-        voltage5/i/raw=in_voltage5_vccoddr_raw
-        voltage5/i/scale=in_voltage5_vccoddr_scale
-        voltage6/i/raw=in_voltage6_vrefp_raw
-        voltage6/i/scale=in_voltage6_vrefp_scale
-        voltage7/i/raw=in_voltage7_vrefn_raw
-        voltage7/i/scale=in_voltage7_vrefn_scale
-        voltage8/i/raw=in_voltage8_raw
-        voltage8/i/scale=in_voltage8_scale
-        """.split()
-    ),
-    "cf-ad9361-dds-core-lpc": frozenset(
-        """
-        altvoltage0/o/frequency=out_altvoltage0_TX1_I_F1_frequency
-        altvoltage0/o/phase=out_altvoltage0_TX1_I_F1_phase
-        altvoltage0/o/raw=out_altvoltage0_TX1_I_F1_raw
-        altvoltage0/o/sampling_frequency=out_altvoltage_sampling_frequency
-        altvoltage0/o/scale=out_altvoltage0_TX1_I_F1_scale
-        altvoltage1/o/frequency=out_altvoltage1_TX1_I_F2_frequency
-        altvoltage1/o/phase=out_altvoltage1_TX1_I_F2_phase
-        altvoltage1/o/raw=out_altvoltage1_TX1_I_F2_raw
-        altvoltage1/o/sampling_frequency=out_altvoltage_sampling_frequency
-        altvoltage1/o/scale=out_altvoltage1_TX1_I_F2_scale
-        altvoltage2/o/frequency=out_altvoltage2_TX1_Q_F1_frequency
-        altvoltage2/o/phase=out_altvoltage2_TX1_Q_F1_phase
-        altvoltage2/o/raw=out_altvoltage2_TX1_Q_F1_raw
-        altvoltage2/o/sampling_frequency=out_altvoltage_sampling_frequency
-        altvoltage2/o/scale=out_altvoltage2_TX1_Q_F1_scale
-        altvoltage3/o/frequency=out_altvoltage3_TX1_Q_F2_frequency
-        altvoltage3/o/phase=out_altvoltage3_TX1_Q_F2_phase
-        altvoltage3/o/raw=out_altvoltage3_TX1_Q_F2_raw
-        altvoltage3/o/sampling_frequency=out_altvoltage_sampling_frequency
-        altvoltage3/o/scale=out_altvoltage3_TX1_Q_F2_scale
-        voltage0/o/calibphase=out_voltage0_calibphase
-        voltage0/o/calibscale=out_voltage0_calibscale
-        voltage0/o/sampling_frequency=out_voltage_sampling_frequency
-        voltage0/o/sampling_frequency_available=out_voltage_sampling_frequency_available
-        voltage1/o/calibphase=out_voltage1_calibphase
-        voltage1/o/calibscale=out_voltage1_calibscale
-        voltage1/o/sampling_frequency=out_voltage_sampling_frequency
-        voltage1/o/sampling_frequency_available=out_voltage_sampling_frequency_available
-        """.split()
-    ),
-    "cf-ad9361-lpc": frozenset(
-        """
-        voltage0/i/calibbias=in_voltage0_calibbias
-        voltage0/i/calibphase=in_voltage0_calibphase
-        voltage0/i/calibscale=in_voltage0_calibscale
-        voltage0/i/samples_pps=in_voltage_samples_pps
-        voltage0/i/sampling_frequency=in_voltage_sampling_frequency
-        voltage0/i/sampling_frequency_available=in_voltage_sampling_frequency_available
-        voltage1/i/calibbias=in_voltage1_calibbias
-        voltage1/i/calibphase=in_voltage1_calibphase
-        voltage1/i/calibscale=in_voltage1_calibscale
-        voltage1/i/samples_pps=in_voltage_samples_pps
-        voltage1/i/sampling_frequency=in_voltage_sampling_frequency
-        voltage1/i/sampling_frequency_available=in_voltage_sampling_frequency_available
-        """.split()
-    ),
-}
+from pathlib import Path
+
+
+def _read(path: Path) -> dict[str, frozenset[str]]:
+    """``{device name: frozenset of "channel/direction/attribute=filename"}``."""
+    sections: dict[str, set[str]] = {}
+    current: set[str] | None = None
+    for raw in path.read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], set())
+        elif current is None:
+            raise ValueError(f"{path}: {line!r} comes before any [device] section")
+        else:
+            current.add(line)
+    return {device: frozenset(names) for device, names in sections.items()}
+
+
+REAL_PLUTO_FILENAMES: dict[str, frozenset[str]] = _read(
+    Path(__file__).with_name("pluto_filenames.txt")
+)

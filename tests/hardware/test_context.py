@@ -5,8 +5,10 @@ read-only writes refused with the kernel's errno and no state change."""
 from __future__ import annotations
 
 import copy
+import csv
 import ctypes
 import errno
+from pathlib import Path
 
 import iio
 import pytest
@@ -175,70 +177,13 @@ def test_iio_attr_reads_and_writes_channel_attributes(model_server):
     assert written_count > 60
 
 
-#: A value each writable attribute refuses, with the driver's errno. ``None`` as the
-#: channel means a device / debug / buffer attribute (the kind is in the key).
+#: A value each writable attribute refuses, with the driver's errno, from
+#: ``bad_writes.csv`` (columns device, kind, attribute, value, errno name, why). The kind
+#: is a channel type, or ``device`` / ``debug`` / ``buffer`` for those attributes.
 _ADI_DT = ("x", errno.EINVAL)
 BAD_WRITES: dict[tuple[str, str, str], tuple[str, int]] = {
-    # ad9361-phy channel attributes
-    ("ad9361-phy", "altvoltage", "external"): ("maybe", errno.EINVAL),
-    ("ad9361-phy", "altvoltage", "powerdown"): ("maybe", errno.EINVAL),
-    ("ad9361-phy", "altvoltage", "frequency"): ("100000000", errno.EINVAL),  # below 325 MHz
-    ("ad9361-phy", "altvoltage", "fastlock_load"): ("1,2,3", errno.EINVAL),
-    ("ad9361-phy", "altvoltage", "fastlock_recall"): ("3", errno.EINVAL),  # nothing stored
-    ("ad9361-phy", "altvoltage", "fastlock_save"): ("8", errno.EINVAL),
-    ("ad9361-phy", "altvoltage", "fastlock_store"): ("8", errno.EINVAL),
-    ("ad9361-phy", "voltage", "bb_dc_offset_tracking_en"): ("maybe", errno.EINVAL),
-    ("ad9361-phy", "voltage", "quadrature_tracking_en"): ("maybe", errno.EINVAL),
-    ("ad9361-phy", "voltage", "rf_dc_offset_tracking_en"): ("maybe", errno.EINVAL),
-    ("ad9361-phy", "voltage", "filter_fir_en"): ("1", errno.EINVAL),  # no FIR loaded
-    ("ad9361-phy", "voltage", "gain_control_mode"): ("auto", errno.EINVAL),
-    ("ad9361-phy", "voltage", "hardwaregain"): ("80", errno.EINVAL),
-    ("ad9361-phy", "voltage", "rf_bandwidth"): ("99999999999", errno.ERANGE),
-    ("ad9361-phy", "voltage", "rf_port_select"): ("D_BALANCED", errno.EINVAL),
-    ("ad9361-phy", "voltage", "sampling_frequency"): ("70000000", errno.EINVAL),
-    ("ad9361-phy", "voltage", "raw"): ("5000", errno.EINVAL),  # AUXDAC mV
-    ("ad9361-phy", "out", "voltage_filter_fir_en"): ("1", errno.EINVAL),
-    # ad9361-phy device attributes
-    ("ad9361-phy", "device", "calib_mode"): ("sometimes", errno.EINVAL),
-    ("ad9361-phy", "device", "dcxo_tune_coarse"): ("x", errno.EINVAL),
-    ("ad9361-phy", "device", "dcxo_tune_fine"): ("x", errno.EINVAL),
-    ("ad9361-phy", "device", "ensm_mode"): ("tx", errno.EINVAL),  # FDD: no tx state
-    ("ad9361-phy", "device", "filter_fir_config"): ("RX 3 GAIN 0 DEC 3", errno.EINVAL),
-    ("ad9361-phy", "device", "gain_table_config"): ("junk", errno.EINVAL),
-    ("ad9361-phy", "device", "multichip_sync"): ("9", errno.EINVAL),
-    ("ad9361-phy", "device", "trx_rate_governor"): ("fast", errno.EINVAL),
-    ("ad9361-phy", "device", "xo_correction"): ("41000000", errno.EINVAL),
-    # ad9361-phy debug attributes
-    ("ad9361-phy", "debug", "digital_tune"): ("x", errno.EINVAL),
-    ("ad9361-phy", "debug", "calibration_switch_control"): ("1", errno.ENODEV),
-    ("ad9361-phy", "debug", "multichip_sync"): ("9", errno.EINVAL),
-    ("ad9361-phy", "debug", "gpo_set"): ("1", errno.EINVAL),
-    ("ad9361-phy", "debug", "bist_tone"): ("1", errno.EINVAL),
-    ("ad9361-phy", "debug", "bist_prbs"): ("3", errno.EINVAL),
-    ("ad9361-phy", "debug", "loopback"): ("3", errno.EINVAL),
-    ("ad9361-phy", "debug", "initialize"): ("2", errno.EINVAL),
-    ("ad9361-phy", "debug", "direct_reg_access"): ("x", errno.EINVAL),
-    # xadc
-    ("xadc", "device", "sampling_frequency"): ("0", errno.EINVAL),
-    # DAC core
-    ("cf-ad9361-dds-core-lpc", "voltage", "calibphase"): ("2", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "voltage", "calibscale"): ("2", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "voltage", "sampling_frequency"): ("12345", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "altvoltage", "frequency"): ("20000000", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "altvoltage", "phase"): ("360001", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "altvoltage", "raw"): ("2", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "altvoltage", "scale"): ("1.5", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "device", "sync_start_enable"): ("go", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "buffer", "watermark"): ("0", errno.EINVAL),
-    ("cf-ad9361-dds-core-lpc", "debug", "direct_reg_access"): ("x", errno.EINVAL),
-    # ADC core
-    ("cf-ad9361-lpc", "voltage", "calibbias"): ("40000", errno.EINVAL),
-    ("cf-ad9361-lpc", "voltage", "calibphase"): ("2", errno.EINVAL),
-    ("cf-ad9361-lpc", "voltage", "calibscale"): ("2", errno.EINVAL),
-    ("cf-ad9361-lpc", "voltage", "sampling_frequency"): ("12345", errno.EINVAL),
-    ("cf-ad9361-lpc", "device", "sync_start_enable"): ("go", errno.EINVAL),
-    ("cf-ad9361-lpc", "buffer", "watermark"): ("0", errno.EINVAL),
-    ("cf-ad9361-lpc", "debug", "direct_reg_access"): ("x", errno.EINVAL),
+    (row["device"], row["kind"], row["attribute"]): (row["value"], getattr(errno, row["errno"]))
+    for row in csv.DictReader((Path(__file__).parent / "bad_writes.csv").read_text().splitlines())
 }
 
 

@@ -324,9 +324,10 @@ def test_report_lists_provenance_per_group_and_warns_on_different_versions(tmp_p
 
 
 def test_smoke_sweep_and_its_report(tmp_path):
-    """The CI smoke sweep as shipped (about a minute, in the default run), then its report:
-    one seed per point, so every measured claim is inconclusive."""
-    sweep_dir, data = run_and_report("smoke", tmp_path)
+    """The CI smoke sweep as shipped (its runs in this process: child processes are
+    tested in tests/studies/test_sweep.py), then its report: one seed per point, so every
+    measured claim is inconclusive."""
+    sweep_dir, data = run_and_report("smoke", tmp_path, in_process=True)
     claimed = {c["claim"]: c for c in data["claims"]}
     assert all(c["verdict"] in (INCONCLUSIVE, MISSING) for c in claimed.values())
     for name in ("less communication", "closed-form MSE-optimal scaling"):
