@@ -52,7 +52,13 @@ AVERAGE = 16
 #: grid of the receiver's lag walk: steps of frac(B_r) and of alpha_r
 B_STEPS, ALPHA_STEPS = 400, 50
 #: best grid points around which the grid is refined ten times
-REFINE = 40
+REFINE = 20
+#: pulses back from the latest observation the coarse grid scores
+COARSE_SPAN = 24
+#: kept walks of the previous fit refined again
+WARM_SEEDS = 10
+#: strides of observed pulses whose aliases of the receiver's walk are refined too
+ALIAS_STRIDES = (2, 3)
 #: samples of spread above one sample a consistent hypothesis may show (delay noise)
 TOLERANCE = 0.12
 #: summed lag spread (samples, over users) within which hypotheses count as tightest
@@ -110,16 +116,41 @@ class PulseClocks:
         users = [u for u in self.obs if u in self.drift]
         if not users:
             return
+        # the grid is over frac(B_r) and the receiver's lag on the latest observed pulse
+        # (not alpha_r, its lag on pulse 0: a step of frac(B_r) turns that by a hundred
+        # steps a hundred pulses on, and the grid missed the true walk)
+        ref = max(p for u in users for p, _ in self.obs[u])
         b = np.arange(B_STEPS) / B_STEPS
         a = np.arange(ALPHA_STEPS) / ALPHA_STEPS
-        bb, aa = (g.ravel() for g in np.meshgrid(b, a, indexing="ij"))
-        excess = self._excess(users, bb, aa)
-        top = np.argsort(excess)[:REFINE]  # a ten times finer grid around the best
+        bb, rr = (g.ravel() for g in np.meshgrid(b, a, indexing="ij"))
+        # the coarse grid scores the recent pulses only: over a long span its steps turn
+        # the lags too far to land near the true walk (the fine grid scores them all)
+        excess = self._excess(users, bb, np.mod(rr + ref * bb, 1.0), since=ref - COARSE_SPAN)
+        # a ten times finer grid around the best, and around points spread over all
+        # those that tie with them (a few recent pulses may fit a range of walks: the
+        # best alone left the others out, and with them the doubt)
+        order = np.argsort(excess)
+        tied = np.flatnonzero(excess <= excess[order[0]] + TOLERANCE)
+        spread = tied[np.linspace(0, tied.size - 1, min(REFINE // 2, tied.size)).astype(int)]
+        top = np.unique(np.concatenate([order[: REFINE // 2], spread]))
+        # and around their aliases: pulses observed s apart only (a probe every slot of s
+        # pulses) cannot tell frac(B_r) from frac(B_r) + j / s (with the same lag on the
+        # latest pulse); refining one of them alone made predictions on the pulses in
+        # between sure and a sample off
+        alias = np.concatenate([[0.0], *(np.arange(1, s) / s for s in ALIAS_STRIDES)])
+        seeds_b = np.mod(bb[top][:, None] + alias[None, :], 1.0).ravel()
+        seeds_r = np.repeat(rr[top], alias.size)
+        if self.fitted:  # and around the walks kept so far: the true one, once found,
+            # stays (the coarse grid alone lost it when its recent pulses tied)
+            kept = np.linspace(0, self.b.size - 1, min(WARM_SEEDS, self.b.size)).astype(int)
+            seeds_b = np.concatenate([seeds_b, self.b[kept]])
+            seeds_r = np.concatenate([seeds_r, np.mod(self.alpha[kept] - ref * self.b[kept], 1.0)])
         fb = np.arange(-5, 6) / (10 * B_STEPS)
         fa = np.arange(-5, 6) / (10 * ALPHA_STEPS)
         db, da = (g.ravel() for g in np.meshgrid(fb, fa, indexing="ij"))
-        bb = np.mod(bb[top][:, None] + db[None, :], 1.0).ravel()
-        aa = np.mod(aa[top][:, None] + da[None, :], 1.0).ravel()
+        bb = np.mod(seeds_b[:, None] + db[None, :], 1.0).ravel()
+        rr = np.mod(seeds_r[:, None] + da[None, :], 1.0).ravel()
+        aa = np.mod(rr + ref * bb, 1.0)
         excess = self._excess(users, bb, aa)
         keep = excess <= float(excess.min()) + TOLERANCE
         bb, aa = bb[keep], aa[keep]
@@ -128,18 +159,25 @@ class PulseClocks:
         self.b, self.alpha = bb, aa
         self.fitted = True
 
-    def _excess(self, users: list[Hashable], bb: np.ndarray, aa: np.ndarray) -> np.ndarray:
+    def _excess(
+        self, users: list[Hashable], bb: np.ndarray, aa: np.ndarray, since: float = -math.inf
+    ) -> np.ndarray:
         """How far the hypotheses ``(frac(B_r), alpha_r)`` (each ``(H,)``) are from
         consistent (samples, ``(H,)``): each user's lags and all users' lags together
         (one constant: equal engine delays, lab distances) must span at most one sample
-        (plus :data:`SPREAD` pooled). Sets :attr:`lo` / :attr:`hi`, the pooled range of
-        ``u = d + L_r`` under each hypothesis."""
+        (plus :data:`SPREAD` pooled); the observations on pulses from ``since`` on. Sets
+        :attr:`lo` / :attr:`hi`, the pooled range of ``u = d + L_r`` under each
+        hypothesis."""
         excess = np.zeros(bb.size)
         spread = np.zeros(bb.size)
         lo = np.full(bb.size, np.inf)
         hi = np.full(bb.size, -np.inf)
         for uid in users:
             pulses, delays = self._rows(uid)
+            recent = pulses >= since
+            if not recent.any():
+                continue
+            pulses, delays = pulses[recent], delays[recent]
             u = delays[None, :] + np.mod(aa[:, None] - pulses[None, :] * bb[:, None], 1.0)
             excess += np.maximum(np.ptp(u, axis=1) - 1.0, 0.0)
             spread += np.ptp(u, axis=1)
@@ -205,4 +243,9 @@ class PulseClocks:
         # hypotheses may disagree on the receiver's own wrap: a whole sample common to
         # every user (the frame moves as one: the receiver finds it, see the module doc)
         margin = float(np.percentile(np.minimum(lag, 1.0 - lag), MARGIN_PERCENTILE))
-        return float(np.median(d[self.best])), max(margin - NOISE_MARGINS * noise, 0.0)
+        # the tightest hypotheses must agree on the delay itself: each may put its lag
+        # well clear of the wrap while they disagree on the integer (an aliased walk)
+        best = d[self.best]
+        chosen = float(np.median(best))
+        margin = min(margin, 0.5 - float(np.max(np.abs(best - chosen))))
+        return chosen, max(margin - NOISE_MARGINS * noise, 0.0)

@@ -128,6 +128,12 @@ CAL_PULSES = 12
 #: tdd: a payload waits up to this many pulses after its probe for one on which every
 #: user's buffer start is sure to the sample (margin from the clock wraps, samples)
 MAX_WAIT, SAFE_MARGIN = 10, 0.04
+#: tdd: when no pulse within MAX_WAIT is sure, the slot's users probe on this many
+#: consecutive pulses and the search starts again, at most this many times
+UNSURE_PROBES, UNSURE_CALIBRATIONS = 4, 2
+#: tdd: after those, the payload waits up to this many pulses for a sure one (then it
+#: goes on the surest)
+LAST_WAIT = 40
 
 
 @dataclass
@@ -596,29 +602,42 @@ class TimeBaseReceiver:
             margin = min(margin, m)
         return delays, margin
 
-    def _calibrate(self) -> None:
-        """tdd: every tracked user probes on :data:`CAL_PULSES` pulses, so the lag walks
-        are known before the first payload and each gain tracker's phase line is fitted
-        over pulses a CFO error cannot turn by half a cycle."""
-        uids = list(self.tracks)
-        for _ in range(CAL_PULSES if uids else 0):
+    def _calibrate(self, uids: Sequence[Hashable] | None = None, pulses: int = CAL_PULSES) -> None:
+        """tdd: users ``uids`` (default: every tracked user) probe on ``pulses``
+        consecutive pulses, so the lag walks are known before the first payload and each
+        gain tracker's phase line is fitted over pulses a CFO error cannot turn by half a
+        cycle."""
+        uids = list(self.tracks if uids is None else uids)
+        for _ in range(pulses if uids else 0):
             gains, delays, at = self.probe(uids)
             ok = [j for j, tau in enumerate(delays) if abs(tau) <= LOST_DELAY]
             # a probe every pulse also keeps the gain trackers' phase unambiguous
             self._update_gains([uids[j] for j in ok], gains[ok], at)
 
     def _wait_for_safe_pulse(self, uids: Sequence[Hashable]) -> list[float]:
-        """tdd: let pass (idle captures) the pulses on which some user's buffer start is
-        not sure to the sample, up to :data:`MAX_WAIT`; the payload's delays (for
-        :attr:`_payload_pulse`)."""
-        best = None
-        base = self._next_pulse() - 1
-        for m in range(1, MAX_WAIT + 1):
-            delays, margin = self._pulse_delays(uids, base + m)
-            if best is None or margin > best[0]:
-                best = (margin, m, delays)
-            if margin >= SAFE_MARGIN:
+        """tdd: the payload's delays on its pulse (:attr:`_payload_pulse`), the first
+        within :data:`MAX_WAIT` on which every user's buffer start is sure to the sample
+        (earlier ones pass as idle captures). If none is, the users probe on
+        :data:`UNSURE_PROBES` consecutive pulses (measure rather than guess: a frame one
+        sample off is 10-20 dB over genie) and the search starts again, at most
+        :data:`UNSURE_CALIBRATIONS` times, the last over :data:`LAST_WAIT` pulses; then
+        the surest pulse. Static walks (a shared reference: every pulse alike) go on
+        the next pulse: neither probing nor waiting changes them."""
+        for attempt in range(UNSURE_CALIBRATIONS + 1):
+            base = self._next_pulse() - 1
+            found = []
+            for m in range(1, (LAST_WAIT if attempt == UNSURE_CALIBRATIONS else MAX_WAIT) + 1):
+                delays, margin = self._pulse_delays(uids, base + m)
+                found.append((margin, m, delays))
+                if margin >= SAFE_MARGIN:
+                    break
+            best = max(found, key=lambda f: f[0])
+            if best[0] >= SAFE_MARGIN or attempt == UNSURE_CALIBRATIONS:
                 break
+            if all(np.allclose(f[2], found[0][2], atol=1e-3) for f in found):
+                best = found[0]
+                break
+            self._calibrate(uids, UNSURE_PROBES)
         _, m, delays = best
         for _ in range(m - 1):
             self._arm_receive(1, self._next_pulse())
