@@ -134,6 +134,9 @@ UNSURE_PROBES, UNSURE_CALIBRATIONS = 4, 2
 #: tdd: after those, the payload waits up to this many pulses for a sure one (then it
 #: goes on the surest)
 LAST_WAIT = 40
+#: tdd: a payload this many pulses or more after its probe gets a probe on the pulse
+#: before it (its users' phases drift with their CFO errors over the wait)
+REPROBE_AFTER = 3
 
 
 @dataclass
@@ -639,11 +642,15 @@ class TimeBaseReceiver:
                 break
             self._calibrate(uids, UNSURE_PROBES)
         _, m, delays = best
-        for _ in range(m - 1):
+        for _ in range(m - 2):
+            self._arm_receive(1, self._next_pulse())
+        if m >= REPROBE_AFTER:  # the phases were last seen several pulses back: a probe
+            self._calibrate(uids, 1)  # on the pulse before the payload's refreshes them
+        elif m >= 2:
             self._arm_receive(1, self._next_pulse())
         self._payload_pulse = self._next_pulse()
-        if self._payload_pulse != base + m:  # the host was slower than the pulses
-            delays, _ = self._pulse_delays(uids, self._payload_pulse)
+        if self._payload_pulse != base + m or m >= REPROBE_AFTER:  # the host was slower
+            delays, _ = self._pulse_delays(uids, self._payload_pulse)  # or a probe refit
         return delays
 
     def new_round(self) -> None:
