@@ -642,15 +642,17 @@ class TimeBaseReceiver:
                 break
             self._calibrate(uids, UNSURE_PROBES)
         _, m, delays = best
-        for _ in range(m - 2):
+        # the phases were last seen several pulses back: a probe on the pulse before the
+        # payload's refreshes them (not on the wall clock: the probe's refit takes
+        # longer than a pulse, and the payload would go on a later one, maybe unsure)
+        reprobe = m >= REPROBE_AFTER and not self.realtime
+        for _ in range(m - 2 if reprobe else m - 1):
             self._arm_receive(1, self._next_pulse())
-        if m >= REPROBE_AFTER:  # the phases were last seen several pulses back: a probe
-            self._calibrate(uids, 1)  # on the pulse before the payload's refreshes them
-        elif m >= 2:
-            self._arm_receive(1, self._next_pulse())
+        if reprobe:
+            self._calibrate(uids, 1)
         self._payload_pulse = self._next_pulse()
-        if self._payload_pulse != base + m or m >= REPROBE_AFTER:  # the host was slower
-            delays, _ = self._pulse_delays(uids, self._payload_pulse)  # or a probe refit
+        if self._payload_pulse != base + m or reprobe:  # the host was slower, or a refit
+            delays, _ = self._pulse_delays(uids, self._payload_pulse)
         return delays
 
     def new_round(self) -> None:
