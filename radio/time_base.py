@@ -137,6 +137,8 @@ LAST_WAIT = 40
 #: tdd: a payload this many pulses or more after its probe gets a probe on the pulse
 #: before it (its users' phases drift with their CFO errors over the wait)
 REPROBE_AFTER = 3
+#: tdd: searches for a sure payload pulse at most (the host may reach a later one)
+HOST_RETRIES = 3
 
 
 @dataclass
@@ -618,14 +620,38 @@ class TimeBaseReceiver:
             self._update_gains([uids[j] for j in ok], gains[ok], at)
 
     def _wait_for_safe_pulse(self, uids: Sequence[Hashable]) -> list[float]:
-        """tdd: the payload's delays on its pulse (:attr:`_payload_pulse`), the first
-        within :data:`MAX_WAIT` on which every user's buffer start is sure to the sample
-        (earlier ones pass as idle captures). If none is, the users probe on
-        :data:`UNSURE_PROBES` consecutive pulses (measure rather than guess: a frame one
-        sample off is 10-20 dB over genie) and the search starts again, at most
-        :data:`UNSURE_CALIBRATIONS` times, the last over :data:`LAST_WAIT` pulses; then
-        the surest pulse. Static walks (a shared reference: every pulse alike) go on
-        the next pulse: neither probing nor waiting changes them."""
+        """tdd: the payload's delays on its pulse (:attr:`_payload_pulse`), one on which
+        every user's buffer start is sure to the sample (:meth:`_search_safe_pulse`;
+        earlier pulses pass as idle captures). A payload several pulses after its probe
+        gets a probe on the pulse before it (its users' phases drift with their CFO
+        errors over the wait; not on the wall clock, where the refit outlasts a pulse).
+        If the host reached a later pulse than planned (or the probe refit the walks)
+        and that one is less sure, the search starts again from there, at most
+        :data:`HOST_RETRIES` times."""
+        for _ in range(HOST_RETRIES):
+            base, (margin, m, delays) = self._search_safe_pulse(uids)
+            reprobe = m >= REPROBE_AFTER and not self.realtime
+            for _ in range(m - 2 if reprobe else m - 1):
+                self._arm_receive(1, self._next_pulse())
+            if reprobe:
+                self._calibrate(uids, 1)
+            self._payload_pulse = self._next_pulse()
+            if self._payload_pulse == base + m and not reprobe:
+                return delays
+            delays, now = self._pulse_delays(uids, self._payload_pulse)
+            if now >= min(margin, SAFE_MARGIN):
+                return delays
+        return delays
+
+    def _search_safe_pulse(self, uids: Sequence[Hashable]) -> tuple[int, tuple]:
+        """tdd: (the pulse before the next, (margin, pulses ahead, delays)) of the first
+        pulse within :data:`MAX_WAIT` on which every user's buffer start is sure. If
+        none is, the users probe on :data:`UNSURE_PROBES` consecutive pulses (measure
+        rather than guess: a frame one sample off is 10-20 dB over genie) and the search
+        starts again, at most :data:`UNSURE_CALIBRATIONS` times, the last over
+        :data:`LAST_WAIT` pulses; then the surest pulse. Static walks (a shared
+        reference: every pulse alike) take the next pulse: neither probing nor waiting
+        changes them."""
         for attempt in range(UNSURE_CALIBRATIONS + 1):
             base = self._next_pulse() - 1
             found = []
@@ -641,19 +667,7 @@ class TimeBaseReceiver:
                 best = found[0]
                 break
             self._calibrate(uids, UNSURE_PROBES)
-        _, m, delays = best
-        # the phases were last seen several pulses back: a probe on the pulse before the
-        # payload's refreshes them (not on the wall clock: the probe's refit takes
-        # longer than a pulse, and the payload would go on a later one, maybe unsure)
-        reprobe = m >= REPROBE_AFTER and not self.realtime
-        for _ in range(m - 2 if reprobe else m - 1):
-            self._arm_receive(1, self._next_pulse())
-        if reprobe:
-            self._calibrate(uids, 1)
-        self._payload_pulse = self._next_pulse()
-        if self._payload_pulse != base + m or reprobe:  # the host was slower, or a refit
-            delays, _ = self._pulse_delays(uids, self._payload_pulse)
-        return delays
+        return base, best
 
     def new_round(self) -> None:
         """The fading was redrawn: forget the tracked gains (timing and CFO stay) and
