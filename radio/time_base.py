@@ -625,9 +625,8 @@ class TimeBaseReceiver:
         earlier pulses pass as idle captures). A payload several pulses after its probe
         gets a probe on the pulse before it (its users' phases drift with their CFO
         errors over the wait; not on the wall clock, where the refit outlasts a pulse).
-        If the host reached a later pulse than planned (or the probe refit the walks)
-        and that one is less sure, the search starts again from there, at most
-        :data:`HOST_RETRIES` times."""
+        If the host reached a later pulse than planned and that one is less sure, the
+        search starts again from there, at most :data:`HOST_RETRIES` times."""
         for _ in range(HOST_RETRIES):
             base, (margin, m, delays) = self._search_safe_pulse(uids)
             reprobe = m >= REPROBE_AFTER and not self.realtime
@@ -639,7 +638,7 @@ class TimeBaseReceiver:
             if self._payload_pulse == base + m and not reprobe:
                 return delays
             delays, now = self._pulse_delays(uids, self._payload_pulse)
-            if now >= min(margin, SAFE_MARGIN):
+            if self._payload_pulse == base + m or now >= min(margin, SAFE_MARGIN):
                 return delays
         return delays
 
