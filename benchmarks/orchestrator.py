@@ -54,6 +54,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from figures_line import print_figures  # noqa: E402
+
 from orchestrator.config import resolve_experiment  # noqa: E402
 from orchestrator.engine import Engine  # noqa: E402
 from orchestrator.grouping import get_grouping_policy  # noqa: E402
@@ -233,7 +235,7 @@ def main() -> dict:
         "load_average": round(os.getloadavg()[0], 2),
         "grouping_seconds": {str(n): round(s, 4) for n, s in grouping.items()},
     }
-    print(json.dumps(result))
+    print_figures(result)
     return result
 
 

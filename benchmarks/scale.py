@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
 import tempfile
@@ -55,6 +54,8 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from figures_line import print_figures  # noqa: E402
 
 from orchestrator.config import resolve_experiment  # noqa: E402
 from orchestrator.grouping import get_grouping_policy  # noqa: E402
@@ -204,8 +205,7 @@ def main() -> dict:
         result[f"time_split_{tag}"] = r["time_split"]
         result[f"node_max_rss_mb_{tag}"] = round(r["node_max_rss_mb"], 1)
     result["load_average"] = round(os.getloadavg()[0], 2)
-    result = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in result.items()}
-    print(json.dumps(result))
+    print_figures(result)
     return result
 
 

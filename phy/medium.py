@@ -95,6 +95,7 @@ radio URIs resolve (see :mod:`radio.sim`). All medium state is guarded by one lo
 from __future__ import annotations
 
 import hashlib
+import itertools
 import math
 import os
 import threading
@@ -1085,7 +1086,7 @@ class SharedMedium:
         self._on_air: list[tuple[MediumPort, Transmission]] = []
         self._on_air_pruned = 0  # its length after the last prune
         self._added: dict[str, int] = {}  # radio name -> when it was added (a count)
-        self._radios_added = 0
+        self._add_count = itertools.count()
         self._linked: dict[str, int] = {}  # rx -> ports whose link to it exists (in order)
         self._pushers: dict[str, MediumPort] = {}  # ports that started a host-pushed stream
 
@@ -1199,8 +1200,7 @@ class SharedMedium:
                 tdd_delay_s=tdd_delay_s,
             )
             self._ports[name] = port
-            self._added[name] = self._radios_added
-            self._radios_added += 1
+            self._added[name] = next(self._add_count)
             return port
 
     def port(self, name: str) -> MediumPort:
@@ -1225,6 +1225,7 @@ class SharedMedium:
         with self.lock:
             self.port(name)
             del self._ports[name]
+            del self._added[name]
             self._links = {k: v for k, v in self._links.items() if name not in k}
             self._on_air = [(p, tr) for p, tr in self._on_air if p.name != name]
             self._pushers.pop(name, None)

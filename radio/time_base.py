@@ -627,30 +627,30 @@ class TimeBaseReceiver:
         errors over the wait; not on the wall clock, where the refit outlasts a pulse).
         If the host reached a later pulse than planned and that one is less sure, the
         search starts again from there, at most :data:`HOST_RETRIES` times."""
-        for _ in range(HOST_RETRIES):
-            base, (margin, m, delays) = self._search_safe_pulse(uids)
-            reprobe = m >= REPROBE_AFTER and not self.realtime
-            for _ in range(m - 2 if reprobe else m - 1):
+        for _attempt in range(HOST_RETRIES):
+            planned, margin, delays = self._search_safe_pulse(uids)
+            ahead = planned - (self._next_pulse() - 1)
+            reprobe = ahead >= REPROBE_AFTER and not self.realtime
+            for _ in range(ahead - 2 if reprobe else ahead - 1):
                 self._arm_receive(1, self._next_pulse())
             if reprobe:
                 self._calibrate(uids, 1)
             self._payload_pulse = self._next_pulse()
-            if self._payload_pulse == base + m and not reprobe:
-                return delays
+            if self._payload_pulse == planned:  # after a probe: its refit's delays
+                return self._pulse_delays(uids, planned)[0] if reprobe else delays
             delays, now = self._pulse_delays(uids, self._payload_pulse)
-            if self._payload_pulse == base + m or now >= min(margin, SAFE_MARGIN):
+            if now >= min(margin, SAFE_MARGIN):
                 return delays
         return delays
 
-    def _search_safe_pulse(self, uids: Sequence[Hashable]) -> tuple[int, tuple]:
-        """tdd: (the pulse before the next, (margin, pulses ahead, delays)) of the first
-        pulse within :data:`MAX_WAIT` on which every user's buffer start is sure. If
-        none is, the users probe on :data:`UNSURE_PROBES` consecutive pulses (measure
-        rather than guess: a frame one sample off is 10-20 dB over genie) and the search
-        starts again, at most :data:`UNSURE_CALIBRATIONS` times, the last over
-        :data:`LAST_WAIT` pulses; then the surest pulse. Static walks (a shared
-        reference: every pulse alike) take the next pulse: neither probing nor waiting
-        changes them."""
+    def _search_safe_pulse(self, uids: Sequence[Hashable]) -> tuple[int, float, list[float]]:
+        """tdd: (pulse, margin, delays) of the first pulse within :data:`MAX_WAIT` on which
+        every user's buffer start is sure. If none is, the users probe on
+        :data:`UNSURE_PROBES` consecutive pulses (measure rather than guess: a frame one
+        sample off is 10-20 dB over genie) and the search starts again, at most
+        :data:`UNSURE_CALIBRATIONS` times, the last over :data:`LAST_WAIT` pulses; then
+        the surest pulse. Static walks (a shared reference: every pulse alike) take the
+        next pulse: neither probing nor waiting changes them."""
         for attempt in range(UNSURE_CALIBRATIONS + 1):
             base = self._next_pulse() - 1
             found = []
@@ -666,7 +666,8 @@ class TimeBaseReceiver:
                 best = found[0]
                 break
             self._calibrate(uids, UNSURE_PROBES)
-        return base, best
+        margin, m, delays = best
+        return base + m, margin, delays
 
     def new_round(self) -> None:
         """The fading was redrawn: forget the tracked gains (timing and CFO stay) and
