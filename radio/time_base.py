@@ -40,7 +40,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
@@ -104,9 +104,20 @@ ACQ_PHASE_GAP = 10 * BURST_GAP
 #: stream: the timing weight behind an offset is capped at this many acquisitions at
 #: 30 dB (so a probe's residual delay still moves it)
 TIMING_WEIGHT_CAP = 1
+#: GainTrack: a magnitude jump counts as fading redrawn only beyond this many standard
+#: deviations of the observation's noise (8 users at 10 dB: a weak user's probe is off
+#: by half its magnitude about one probe in eight, and restarting on it lost the track)
+JUMP_SIGMAS = 4.0
+#: stream: a re-acquisition's CFO within this of the user's settled CFO keeps the
+#: settled one (an underflow or a lost probe leaves the oscillator as it was; a low-SNR
+#: acquisition's CFO is off by up to 15 Hz, half a cycle over two probes 37k apart)
+REACQ_CFO_TOLERANCE_HZ = 60.0
 #: stream: extra probes at most, right after a fresh acquisition, until its phase line
-#: has two points (a restarted line: its pair lay far back, or a magnitude jump)
+#: goes through FRESH_POINTS points (the acquisition and two probes; a restarted line: its
+#: pair lay far back, or a magnitude jump). 8 users at 10 dB: a weak user's CFO from the
+#: acquisition and one probe was off by 4-6 Hz, 30-40 degrees over the probe-to-frame gap
 FRESH_PROBES = 3
+FRESH_POINTS = 3
 #: stream on the wall clock: a send's round trip assumed before the first is timed, s
 REALTIME_SEND_GUESS_S = 0.01
 #: stream on the wall clock: placements are this much further ahead than the sends'
@@ -202,10 +213,13 @@ class GainTrack:
         """Raw gain at global index ``at``."""
         return self.magnitude * np.exp(1j * (self.phase + 2 * np.pi * self.nu * (at - self.ref)))
 
-    def add(self, raw: complex, at: float, weight: float) -> None:
-        """Fold in an observation; a jump (fading redrawn) restarts the track."""
+    def add(self, raw: complex, at: float, weight: float, noise_var: float = 0.0) -> None:
+        """Fold in an observation of ``weight`` subcarrier symbols, each with
+        ``noise_var``; a jump (fading redrawn) restarts the track: a magnitude off the
+        prediction by half of it and by ``JUMP_SIGMAS`` of the observation's noise."""
         pred = self.predict(at)
-        if abs(abs(raw) - abs(pred)) > 0.5 * abs(pred):  # (phase: CFO error, fitted)
+        jump = abs(abs(raw) - abs(pred))  # (phase: CFO error, fitted)
+        if jump > 0.5 * abs(pred) and jump > JUMP_SIGMAS * math.sqrt(noise_var / weight):
             self.points, self.phased = [], 0
         elif at - self.points[-1][0] > self._gap():
             self.phased = 0  # too far to count the cycles in between: the line restarts
@@ -391,6 +405,8 @@ class TimeBaseReceiver:
         self.gain_tracks: dict[Hashable, GainTrack] = {}
         self.roots: dict[Hashable, int] = {}
         self.silent: set[Hashable] = set()  # not heard at acquisition (deep fade)
+        #: users whose CFO was fitted over SETTLE_SPAN (a re-acquisition keeps it)
+        self.settled_cfo: set[Hashable] = set()
         #: timing of users silenced after being tracked: their streams run on, so a later
         #: acquisition places its pair by this track, not as on a fresh stream
         self.parked: dict[Hashable, LinkTrack] = {}
@@ -839,6 +855,14 @@ class TimeBaseReceiver:
 
     def _set_track(self, uid: Hashable, est: LinkEstimate, d1: float, n: int, first: int) -> None:
         """Track of ``uid`` whose stream index ``n`` arrived at receiver index ``d1``."""
+        before = self.tracks.get(uid) or self.parked.get(uid)
+        settled = (
+            before is not None
+            and uid in self.settled_cfo
+            and abs(est.cfo_hz - before.cfo_hz) < REACQ_CFO_TOLERANCE_HZ
+        )
+        if settled:
+            est = replace(est, cfo_hz=before.cfo_hz, sro=before.sro)
         offset = d1 - n * (1.0 + est.sro)
         self.parked.pop(uid, None)
         self.tracks[uid] = LinkTrack(offset, est.sro, est.cfo_hz, est.noise_var, est.gain)
@@ -852,6 +876,7 @@ class TimeBaseReceiver:
             g0,
             est.cfo_hz / self.config.sample_rate_hz,
             weight,
+            settled=settled,
             bounded_unwrap=self.time_base == "stream",
             settled_gap=self._phase_gap,
         )
@@ -963,8 +988,12 @@ class TimeBaseReceiver:
         return gains, delays
 
     def _fresh_line(self, uids: Sequence[Hashable]) -> bool:
-        """Some user's phase line restarted and has no CFO of its own yet."""
-        return any(not self.gain_tracks[u].settled and self.gain_tracks[u].phased < 2 for u in uids)
+        """Some user's phase line restarted and goes through fewer than
+        ``FRESH_POINTS`` points (its CFO not yet its own, or measured over one gap)."""
+        return any(
+            not self.gain_tracks[u].settled and self.gain_tracks[u].phased < FRESH_POINTS
+            for u in uids
+        )
 
     def _probe_train(self, uids: Sequence[Hashable]) -> None:
         """Stream on the wall clock: ``TRAIN_PROBES`` probes of ``uids``,
@@ -1014,10 +1043,15 @@ class TimeBaseReceiver:
                     raw, g_at, t.cfo_hz / fs, n_bins, settled=True, settled_gap=self._phase_gap
                 )
                 continue
-            tr.add(raw, g_at, n_bins)
+            tr.add(raw, g_at, n_bins, t.noise_var if t.noise_var > 0 else 0.0)
+            if tr.settled:
+                self.settled_cfo.add(uid)
             t.cfo_hz = tr.nu * fs
             if self.carrier_hz:
-                t.sro = -t.cfo_hz / self.carrier_hz
+                sro = -t.cfo_hz / self.carrier_hz
+                if self.time_base == "stream":  # the new SRO turns the mapping about now
+                    t.offset -= t.tx_index(at) * (sro - t.sro)
+                t.sro = sro
 
     def _retime(self, uids: Sequence[Hashable], effective: np.ndarray, delays: np.ndarray) -> None:
         """Stream: fold the probe's residual delays into the tracks' offsets, each by its
