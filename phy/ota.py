@@ -53,6 +53,7 @@ __all__ = [
     "composite_gain",
     "estimate_burst",
     "estimate_probe",
+    "probe_delay_noise",
     "precompensated_blocks",
     "probe_blocks",
     "probe_length",
@@ -240,6 +241,18 @@ def estimate_probe(
         delays.append(tau)
         noise.append(float(np.mean(np.abs(aligned - g) ** 2)) if r.size > 2 else math.nan)
     return np.array(gains), np.array(delays), np.array(noise)
+
+
+def probe_delay_noise(
+    gains: np.ndarray, noise: np.ndarray, group_size: int, config: OfdmConfig
+) -> np.ndarray:
+    """Standard deviation (samples) of :func:`estimate_probe`'s residual delays ``(K,)``
+    from its gains and noise variances ``(K,)``: the delay is the phase step between a
+    comb's adjacent bins (``group_size`` apart), averaged over its steps."""
+    steps = max(config.used_bins[::group_size].size - 1, 1)
+    power = np.maximum(np.abs(np.asarray(gains)) ** 2, 1e-30)
+    step_std = np.sqrt(np.asarray(noise, float) / (power * steps))
+    return step_std * config.n_fft / (2 * np.pi * group_size)
 
 
 def estimate_links(

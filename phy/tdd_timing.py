@@ -63,6 +63,11 @@ ALIAS_STRIDES = (2, 3)
 TOLERANCE = 0.12
 #: summed lag spread (samples, over users) within which hypotheses count as tightest
 TIGHT = 0.5
+#: a user's lags may spread this many times its delay noise beyond one sample (a weak
+#: user's probe delays scatter by tenths of a sample at 10 dB: held to TOLERANCE they
+#: ruled the true walk out), and users noisier than POOL_NOISE stay out of the pooled
+#: range (their lags say little about the common constant)
+NOISE_ALLOWANCE, POOL_NOISE = 1.0, 0.08
 #: samples by which the users' constants may differ (propagation: 0.05 sample is 15 m at
 #: 1 MS/s; the engines' fixed delays are equal for equal firmware)
 SPREAD = 0.05
@@ -84,6 +89,7 @@ class PulseClocks:
             raise ValueError(f"period_samples must be finite and > 0, got {period_samples}")
         self.period = float(period_samples)
         self.obs: dict[Hashable, list[tuple[int, float]]] = {}
+        self.noise: dict[Hashable, list[float]] = {}  # per observation, samples
         self.drift: dict[Hashable, float] = {}
         # consistent hypotheses (frac(B_r), alpha_r); before a fit: a constant lag 0
         self.b = np.zeros(1)
@@ -95,17 +101,27 @@ class PulseClocks:
         self.spread = np.zeros(1)
         self.measured: dict[int, float] = {}  # receiver lags measured on probed pulses
 
-    def observe(self, uid: Hashable, pulse: int, delay: float) -> None:
-        """User ``uid``'s buffer index 0 landed at capture index ``delay`` on ``pulse``."""
+    def observe(self, uid: Hashable, pulse: int, delay: float, noise: float = 0.0) -> None:
+        """User ``uid``'s buffer index 0 landed at capture index ``delay`` on ``pulse``,
+        measured with a standard deviation of ``noise`` samples."""
         if not math.isfinite(delay):
             return
         rows = self.obs.setdefault(uid, [])
         rows.append((int(pulse), float(delay)))
         del rows[:-KEEP]
+        noises = self.noise.setdefault(uid, [])
+        noises.append(float(noise) if math.isfinite(noise) else 1.0)
+        del noises[: len(noises) - len(rows)]
 
     def forget(self, uid: Hashable) -> None:
         """Drop ``uid``'s observations (its timing changed: re-acquired)."""
         self.obs.pop(uid, None)
+        self.noise.pop(uid, None)
+
+    def _noise(self, uid: Hashable) -> float:
+        """``uid``'s delay noise: the rms of its kept observations' (samples)."""
+        noises = self.noise.get(uid) or [0.0]
+        return float(np.sqrt(np.mean(np.square(noises))))
 
     def fit(self, drift: Mapping[Hashable, float]) -> None:
         """Keep the receiver lag walks consistent with every observation.
@@ -172,6 +188,7 @@ class PulseClocks:
         spread = np.zeros(bb.size)
         lo = np.full(bb.size, np.inf)
         hi = np.full(bb.size, -np.inf)
+        pooled = [u for u in users if self._noise(u) <= POOL_NOISE] or users
         for uid in users:
             pulses, delays = self._rows(uid)
             recent = pulses >= since
@@ -179,10 +196,12 @@ class PulseClocks:
                 continue
             pulses, delays = pulses[recent], delays[recent]
             u = delays[None, :] + np.mod(aa[:, None] - pulses[None, :] * bb[:, None], 1.0)
-            excess += np.maximum(np.ptp(u, axis=1) - 1.0, 0.0)
+            allowed = 1.0 + NOISE_ALLOWANCE * self._noise(uid)
+            excess += np.maximum(np.ptp(u, axis=1) - allowed, 0.0)
             spread += np.ptp(u, axis=1)
-            lo, hi = np.minimum(lo, u.min(axis=1)), np.maximum(hi, u.max(axis=1))
-        excess += len(users) * np.maximum(hi - lo - 1.0 - SPREAD, 0.0)
+            if uid in pooled:
+                lo, hi = np.minimum(lo, u.min(axis=1)), np.maximum(hi, u.max(axis=1))
+        excess += len(pooled) * np.maximum(hi - lo - 1.0 - SPREAD, 0.0)
         self.lo, self.hi, self.spread = lo, hi, spread
         return excess
 

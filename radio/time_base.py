@@ -54,6 +54,7 @@ from phy.ota import (
     estimate_burst,
     estimate_mixup,
     estimate_probe,
+    probe_delay_noise,
     probe_length,
 )
 from phy.power import get_power_policy, mse_of
@@ -133,6 +134,10 @@ PULSE_SETTLE_S, PULSE_ROOM = 0.005, 0.6
 #: stream on the wall clock: a fresh phase line gets this many probes this far apart in
 #: one request (their span about twice SETTLE_SPAN; each gap within ACQ_PHASE_GAP)
 TRAIN_PROBES, TRAIN_SPACING = 8, 13_000
+#: tdd: pulses a user's acquisition pair is tried on before the user counts as faded
+#: (8 users at 10 dB: a user 12 dB below the rest was missed on one pulse in the noise,
+#: its weight lost for the round; stream searches on over a wider window)
+TDD_ACQ_TRIES = 2
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -777,14 +782,18 @@ class TimeBaseReceiver:
             max_search += int(self.reach_s * self.config.sample_rate_hz)
         group = max(len(self.roots), 1)
         if self.time_base == "tdd":
+            order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_TDD, 0, KIND_ACQUISITION)
+            n = PAIR_LEAD + BURST_GAP + self.burst_len + 4 * MARGIN
             for uid in uids:
-                order = SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0, MODE_TDD, 0, KIND_ACQUISITION)
-                pulse = self._next_pulse()
-                self._send([(uid, self._root(uid), group, order)])
-                n = PAIR_LEAD + BURST_GAP + self.burst_len + 4 * MARGIN
-                try:
-                    est, d1 = self._estimate(self._root(uid), self._arm_receive(n, pulse), 0)
-                except NoPilotError:  # a deep fade: silent until the fading changes
+                for _ in range(TDD_ACQ_TRIES):
+                    pulse = self._next_pulse()
+                    self._send([(uid, self._root(uid), group, order)])
+                    try:
+                        est, d1 = self._estimate(self._root(uid), self._arm_receive(n, pulse), 0)
+                        break
+                    except NoPilotError:  # missed in the noise, or a deep fade
+                        continue
+                else:  # a deep fade: silent until the fading changes
                     self._silence(uid)
                     continue
                 self._set_track(uid, est, d1, PAIR_LEAD, first=0)
@@ -960,32 +969,33 @@ class TimeBaseReceiver:
         shift = common_shift_hz([t.cfo_hz for t in tracks])
         orders = self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift, ordered)
         self._send(_probe_items(uids, orders))
-        gains, delays = self._read_probe(orders, target, shift, pulse)
+        gains, delays, noise = self._read_probe(orders, target, shift, pulse)
         if self.time_base == "tdd":  # where each buffer really landed on this pulse
             held = [tau for tau in delays if abs(tau) <= LOST_DELAY]
             if held and self.clocks.fitted:  # their common error is the receiver's own
                 lag = self.clocks.receiver_lag(self._pulses) - float(np.median(held))
                 self.clocks.measured_lag(self._pulses, lag)
-            for uid, d, tau in zip(uids, ordered, delays, strict=True):
+            for uid, d, tau, sigma in zip(uids, ordered, delays, noise, strict=True):
                 if abs(tau) <= LOST_DELAY:
-                    self.clocks.observe(uid, self._pulses, d + tau)
+                    self.clocks.observe(uid, self._pulses, d + tau, sigma)
             self._fit_clocks()
         return gains, delays, target
 
     def _read_probe(
         self, orders: list[SlotOrder], target: int, shift: float, pulse: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Capture the probe ``orders`` placed at ``target``: effective gains and
-        residual delays per order."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Capture the probe ``orders`` placed at ``target``: effective gains, residual
+        delays and the delays' standard deviations (samples) per order."""
         samples, at = self._capture(target, self._probe_len, pulse)
         samples = derotate(samples, target - at, shift, self.config.sample_rate_hz)
-        gains, delays, _ = estimate_probe(samples, at, len(orders), self.config)
+        gains, delays, noise = estimate_probe(samples, at, len(orders), self.config)
+        delay_noise = probe_delay_noise(gains, noise, len(orders), self.config)
         # a buffer landing tau late was pre-rotated for the wrong receiver indices: the
         # gain of one landing where ordered turns back by the CFO over tau
         fs = self.config.sample_rate_hz
         gains = gains * np.exp(-2j * np.pi * np.array([o.cfo_hz for o in orders]) * delays / fs)
         self.air.probe += self._probe_len
-        return gains, delays
+        return gains, delays, delay_noise
 
     def _fresh_line(self, uids: Sequence[Hashable]) -> bool:
         """Some user's phase line restarted and goes through fewer than
@@ -1011,7 +1021,7 @@ class TimeBaseReceiver:
             trains.append((target, self._orders(target, tracks, np.ones(kk), KIND_PROBE, shift)))
         self._send([item for _, orders in trains for item in _probe_items(uids, orders)])
         for target, orders in trains:
-            gains, delays = self._read_probe(orders, target, shift)
+            gains, delays, _ = self._read_probe(orders, target, shift)
             ok = [j for j, tau in enumerate(delays) if abs(tau) <= LOST_DELAY]
             if ok:  # pre-rotated with the CFOs of before the train's first update
                 ordered = np.array([orders[j].cfo_hz + shift for j in ok])
