@@ -44,9 +44,11 @@ KEEP = 48
 #: percentile of the kept hypotheses' margins reported (a few outlying hypotheses at the
 #: tolerance's edge would otherwise make every pulse look unsure)
 MARGIN_PERCENTILE = 10
-#: a prediction's margin is its distance from the wrap less this many times the user's
-#: delay noise (weak users at low SNR need more room)
-NOISE_MARGINS = 1.5
+#: a prediction's margin is its distance from the wrap less this many standard
+#: deviations of the user's lag phase (its delay scatter over the AVERAGE lags it is
+#: the mean of; held to 1.5 scatters, a weak user at 10 dB was never sure, no pulse
+#: was sure for the slot, and the payload went on an arbitrary one)
+NOISE_MARGINS = 3.0
 #: latest observations of a user averaged into its lag walk's phase
 AVERAGE = 16
 #: grid of the receiver's lag walk: steps of frac(B_r) and of alpha_r
@@ -236,7 +238,7 @@ class PulseClocks:
         reference's standing lags pick it out) and the margin of that prediction: the distance
         (samples) of the user's predicted lag from its wrap (the
         :data:`MARGIN_PERCENTILE` percentile over the kept hypotheses; 0 before a walk was
-        fitted), less :data:`NOISE_MARGINS` times the user's delay noise. A margin above
+        fitted), less :data:`NOISE_MARGINS` times the noise of its lag phase. A margin above
         zero makes the integer sure."""
         rows = self.obs.get(uid)
         if not rows:
@@ -267,4 +269,5 @@ class PulseClocks:
         best = d[self.best]
         chosen = float(np.median(best))
         margin = min(margin, 0.5 - float(np.max(np.abs(best - chosen))))
-        return chosen, max(margin - NOISE_MARGINS * noise, 0.0)
+        # the user's phase is the mean of its recent lags: its noise is theirs / sqrt(n)
+        return chosen, max(margin - NOISE_MARGINS * noise / math.sqrt(recent.size), 0.0)
