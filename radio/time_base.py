@@ -138,6 +138,8 @@ TRAIN_PROBES, TRAIN_SPACING = 8, 13_000
 #: (8 users at 10 dB: a user 12 dB below the rest was missed on one pulse in the noise,
 #: its weight lost for the round; stream searches on over a wider window)
 TDD_ACQ_TRIES = 2
+#: tdd: probe spacings (pulses) whose CFO aliases a gain tracker tries
+CFO_ALIAS_STRIDES = (2, 3)
 #: tdd: probe pulses of every acquired user right after an acquisition (the users'
 #: sample-clock lag walks, :mod:`phy.tdd_timing`)
 CAL_PULSES = 12
@@ -197,6 +199,7 @@ class GainTrack:
         settled: bool = False,
         bounded_unwrap: bool = True,
         settled_gap: float = PHASE_GAP,
+        alias_spacing: float = 0.0,
     ) -> None:
         #: stream: an unsettled line unwraps over at most ``ACQ_PHASE_GAP`` per
         #: ``BURST_GAP`` of CFO span (its probes can lie a group period apart); tdd probes
@@ -206,12 +209,14 @@ class GainTrack:
         #: a settled line's gap (PHASE_GAP; on the wall clock REALTIME_PHASE_GAP, where
         #: probes lie a round trip apart)
         self.settled_gap = float(settled_gap)
+        #: tdd: the sync period in samples (observations lie whole periods apart)
+        self.alias_spacing = float(alias_spacing)
         self.points: list[tuple[float, complex, float]] = [(at, complex(raw), weight)]
         self.phased = 1  # the latest points the phase line goes through
         #: nu fitted over SETTLE_SPAN samples of phase line (or carried from an earlier
         #: round's track: ``settled``)
         self.settled = settled
-        self.nu = nu
+        self.nu = self.nu0 = nu  # nu0: the CFO the track started from
         self._fit()
 
     def predict(self, at: float) -> complex:
@@ -251,18 +256,48 @@ class GainTrack:
         self.ref = float(g[-1])
         self.magnitude = float(np.sum(w * np.abs(z)) / np.sum(w))
         g, z, w = g[-self.phased :], z[-self.phased :], w[-self.phased :]
-        phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
         # phases: no observation outweighs the latest (an old, heavy one would pin the
         # line and turn any offset into a CFO error); magnitude: all weights
         phase_w = np.minimum(w, w[-1])
         span = float(np.ptp(g)) if len(g) else 0.0
         if len(g) >= 2 and span > 0 and (not self.settled or span >= SETTLE_SPAN):
-            slope, intercept = np.polyfit(g - self.ref, phases, 1, w=np.sqrt(phase_w))
-            self.nu += slope / (2 * np.pi)
-            self.phase = float(intercept)
+            fits = [self._line(self.nu, g, z, phase_w)]
+            if self.alias_spacing and len(g) >= 3:
+                # tdd: probes s pulses apart only cannot tell the CFO from itself plus
+                # j / s cycles per period (a host that probes every other pulse, and an
+                # acquisition's CFO 2.5 Hz off at 0.1 s periods, gave a line 5 Hz off
+                # and payloads an odd number of pulses on turned by half a cycle);
+                # observations at other spacings tell them apart: the straightest wins
+                fits += [
+                    self._line(self.nu + j / (s * self.alias_spacing), g, z, phase_w)
+                    for s in CFO_ALIAS_STRIDES
+                    for j in (*range(1, s), *range(-s + 1, 0))
+                ]
+            # whole cycles per period stay unseen (they differ only by the captures'
+            # offsets within their periods): of the straight lines, the one nearest the
+            # acquisition's CFO
+            least = min(f[2] for f in fits)
+            straight = [f for f in fits if f[2] <= 4 * least]
+            if fits[0] in straight:  # another alias only if it is nearer (the same line
+                # refitted from another start would only pull towards the acquisition)
+                far = 0.25 / self.alias_spacing if self.alias_spacing else math.inf
+                straight = [fits[0]] + [f for f in straight if abs(f[0] - fits[0][0]) > far]
+            self.nu, self.phase, _ = min(straight, key=lambda f: abs(f[0] - self.nu0))
             self.settled = self.settled or span >= SETTLE_SPAN
         else:  # one point, or a restarted line too short to improve a settled CFO
+            phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
             self.phase = float(np.average(phases, weights=phase_w))
+
+    def _line(
+        self, nu: float, g: np.ndarray, z: np.ndarray, w: np.ndarray
+    ) -> tuple[float, float, float]:
+        """Weighted least-squares phase line through ``z`` at ``g`` (weights ``w``),
+        unwrapped about a CFO of ``nu`` cycles per sample: (fitted CFO, phase at
+        ``ref``, weighted squared residual in rad^2)."""
+        phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * nu * (g - self.ref))))
+        slope, intercept = np.polyfit(g - self.ref, phases, 1, w=np.sqrt(w))
+        residual = phases - (slope * (g - self.ref) + intercept)
+        return nu + slope / (2 * np.pi), float(intercept), float(np.sum(w * residual**2))
 
 
 @dataclass
@@ -400,6 +435,9 @@ class TimeBaseReceiver:
         self.realtime = bool(getattr(radio, "realtime", False))
         self._send_seconds: deque[float] = deque(maxlen=16)  # recent send round trips
         self._phase_gap = REALTIME_PHASE_GAP if self.realtime else PHASE_GAP
+        self._alias_spacing = (
+            sync_period_s * self.config.sample_rate_hz if time_base == "tdd" else 0.0
+        )
         self.underflowed = underflowed
         self.reach_s = float(reach_s)
         self.truth = truth
@@ -634,7 +672,11 @@ class TimeBaseReceiver:
         gain tracker's phase line is fitted over pulses a CFO error cannot turn by half a
         cycle."""
         uids = list(self.tracks if uids is None else uids)
-        for _ in range(pulses if uids else 0):
+        for k in range(pulses if uids else 0):
+            if self._wall_pulses and k == pulses - CFO_ALIAS_STRIDES[-1] - 1:
+                # a host probing every s-th pulse leaves the CFO aliased (see
+                # GainTrack): one idle pulse makes a gap of another length
+                self._arm_receive(1, self._next_pulse())
             gains, delays, at = self.probe(uids)
             ok = [j for j, tau in enumerate(delays) if abs(tau) <= LOST_DELAY]
             # a probe every pulse also keeps the gain trackers' phase unambiguous
@@ -888,6 +930,7 @@ class TimeBaseReceiver:
             settled=settled,
             bounded_unwrap=self.time_base == "stream",
             settled_gap=self._phase_gap,
+            alias_spacing=self._alias_spacing,
         )
         self.air.acquisition += 2 * self.burst_len
         if self.truth is not None:
@@ -1050,7 +1093,13 @@ class TimeBaseReceiver:
             tr = self.gain_tracks.get(uid)
             if tr is None:  # a new round: the CFO is the one tracked in earlier rounds
                 self.gain_tracks[uid] = GainTrack(
-                    raw, g_at, t.cfo_hz / fs, n_bins, settled=True, settled_gap=self._phase_gap
+                    raw,
+                    g_at,
+                    t.cfo_hz / fs,
+                    n_bins,
+                    settled=True,
+                    settled_gap=self._phase_gap,
+                    alias_spacing=self._alias_spacing,
                 )
                 continue
             tr.add(raw, g_at, n_bins, t.noise_var if t.noise_var > 0 else 0.0)

@@ -13,7 +13,7 @@ from phy.sync import detect_frames
 from phy.waveform import OfdmConfig, frame_length
 from radio.base import RadioConfig, TimeBaseUnsupported
 from radio.sim import SimRadio
-from radio.time_base import TimeBaseReceiver, TimeBaseSession, stream_truth
+from radio.time_base import GainTrack, TimeBaseReceiver, TimeBaseSession, stream_truth
 
 OFDM = OfdmConfig()
 K = 8
@@ -361,3 +361,33 @@ def test_tdd_payloads_land_on_the_predicted_sample_across_fading_redraws():
             medium.redraw_fading()
             session.rx.new_round()
     assert max(worst) < 0.5, np.round(worst, 2)
+
+
+@pytest.mark.parametrize("alias", [1, 2])
+def test_tdd_gain_track_unaliases_a_cfo_seen_on_every_other_pulse(alias):
+    # a host that probes every other pulse sees the phase only every 2 periods P, so a
+    # CFO off by half a cycle per period (1 / (2 P)) fits as well; a gap of 3 periods
+    # tells them apart (before: the line kept the alias, and a payload an odd number of
+    # pulses on turned by half a cycle). alias 2: a third of a cycle, gaps of 3
+    period = 100_000.0
+    nu = 0.004629  # cycles per sample: the true CFO
+    # the acquisition's CFO, 0.3 (0.2) of a cycle per period off: unwrapped over gaps of 2
+    # (3) periods, the line lands on the alias half (a third of) a cycle per period off
+    start = nu + (0.3 if alias == 1 else 0.2) / period
+    rng = np.random.default_rng(alias)
+    pulses = [0, 2, 4, 6, 8, 10, 13, 15] if alias == 1 else [0, 3, 6, 9, 12, 14, 17, 20]
+
+    def tracked(spacing):
+        track = None
+        for p in pulses:
+            at = p * period + rng.uniform(0, 100)
+            raw = 0.4 * np.exp(1j * (0.3 + 2 * np.pi * nu * at + 0.02 * rng.standard_normal()))
+            if track is None:
+                track = GainTrack(raw, at, start, 26.0, settled=True, settled_gap=1e6,
+                                  alias_spacing=spacing)  # fmt: skip
+            else:
+                track.add(raw, at, 26.0)
+        return track.nu
+
+    assert abs(tracked(period) - nu) * period < 0.01  # < 0.01 cycle per period
+    assert abs(tracked(0.0) - nu) * period > 0.3  # without: the alias stays
