@@ -434,7 +434,12 @@ class TimeBaseReceiver:
         self.slack = int(round(slack_s * self.config.sample_rate_hz))
         self.realtime = bool(getattr(radio, "realtime", False))
         self._send_seconds: deque[float] = deque(maxlen=16)  # recent send round trips
-        self._phase_gap = REALTIME_PHASE_GAP if self.realtime else PHASE_GAP
+        # tdd fits its CFO over the calibration's pulses: its line holds as long as a
+        # wall-clock stream's (PHASE_GAP is one to five tdd periods: the line restarted
+        # on every gap and took each probe's phase with the old CFO)
+        self._phase_gap = (
+            REALTIME_PHASE_GAP if self.realtime or time_base == "tdd" else PHASE_GAP
+        )
         self._alias_spacing = (
             sync_period_s * self.config.sample_rate_hz if time_base == "tdd" else 0.0
         )
