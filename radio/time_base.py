@@ -437,9 +437,7 @@ class TimeBaseReceiver:
         # tdd fits its CFO over the calibration's pulses: its line holds as long as a
         # wall-clock stream's (PHASE_GAP is one to five tdd periods: the line restarted
         # on every gap and took each probe's phase with the old CFO)
-        self._phase_gap = (
-            REALTIME_PHASE_GAP if self.realtime or time_base == "tdd" else PHASE_GAP
-        )
+        self._phase_gap = REALTIME_PHASE_GAP if self.realtime or time_base == "tdd" else PHASE_GAP
         self._alias_spacing = (
             sync_period_s * self.config.sample_rate_hz if time_base == "tdd" else 0.0
         )
