@@ -124,10 +124,11 @@ REALTIME_SEND_GUESS_S = 0.01
 #: stream on the wall clock: placements are this much further ahead than the sends'
 #: round trips ask, for host scheduling hiccups (a busy node process, the GIL), s
 REALTIME_GUARD_S = 0.03
-#: on the wall clock a settled phase line unwraps over this many samples (probes lie a
-#: round trip apart, slots a few; its CFO, fitted over SETTLE_SPAN or more, is good to a
-#: small fraction of a cycle over a second)
-REALTIME_PHASE_GAP = 1_000_000
+#: on the wall clock and on tdd a settled phase line unwraps over this many samples
+#: (probes lie a round trip or a few sync periods apart; its CFO, fitted over SETTLE_SPAN
+#: or tdd's calibration pulses, is good to a small fraction of a cycle over a second;
+#: PHASE_GAP is one to five tdd periods: the line restarted on every gap)
+LONG_PHASE_GAP = 1_000_000
 #: tdd on the wall clock: orders wait this long past a pulse that came too close, s,
 #: and go only with at least this fraction of a period left before the next pulse
 PULSE_SETTLE_S, PULSE_ROOM = 0.005, 0.6
@@ -206,7 +207,7 @@ class GainTrack:
         #: every pulse and its calibration pulses fit the CFO, so it keeps
         #: ``FRESH_PHASE_GAP``
         self.bounded_unwrap = bounded_unwrap
-        #: a settled line's gap (PHASE_GAP; on the wall clock REALTIME_PHASE_GAP, where
+        #: a settled line's gap (PHASE_GAP; on the wall clock and tdd LONG_PHASE_GAP, where
         #: probes lie a round trip apart)
         self.settled_gap = float(settled_gap)
         #: tdd: the sync period in samples (observations lie whole periods apart)
@@ -261,32 +262,38 @@ class GainTrack:
         phase_w = np.minimum(w, w[-1])
         span = float(np.ptp(g)) if len(g) else 0.0
         if len(g) >= 2 and span > 0 and (not self.settled or span >= SETTLE_SPAN):
-            fits = [self._line(self.nu, g, z, phase_w)]
-            if self.alias_spacing and len(g) >= 3:
-                # tdd: probes s pulses apart only cannot tell the CFO from itself plus
-                # j / s cycles per period (a host that probes every other pulse, and an
-                # acquisition's CFO 2.5 Hz off at 0.1 s periods, gave a line 5 Hz off
-                # and payloads an odd number of pulses on turned by half a cycle);
-                # observations at other spacings tell them apart: the straightest wins
-                fits += [
-                    self._line(self.nu + j / (s * self.alias_spacing), g, z, phase_w)
-                    for s in CFO_ALIAS_STRIDES
-                    for j in (*range(1, s), *range(-s + 1, 0))
-                ]
-            # whole cycles per period stay unseen (they differ only by the captures'
-            # offsets within their periods): of the straight lines, the one nearest the
-            # acquisition's CFO
-            least = min(f[2] for f in fits)
-            straight = [f for f in fits if f[2] <= 4 * least]
-            if fits[0] in straight:  # another alias only if it is nearer (the same line
-                # refitted from another start would only pull towards the acquisition)
-                far = 0.25 / self.alias_spacing if self.alias_spacing else math.inf
-                straight = [fits[0]] + [f for f in straight if abs(f[0] - fits[0][0]) > far]
-            self.nu, self.phase, _ = min(straight, key=lambda f: abs(f[0] - self.nu0))
+            self.nu, self.phase = self._unaliased_line(g, z, phase_w)
             self.settled = self.settled or span >= SETTLE_SPAN
         else:  # one point, or a restarted line too short to improve a settled CFO
             phases = np.unwrap(np.angle(z * np.exp(-2j * np.pi * self.nu * (g - self.ref))))
             self.phase = float(np.average(phases, weights=phase_w))
+
+    def _unaliased_line(self, g: np.ndarray, z: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+        """The phase line through ``z`` at ``g`` (weights ``w``): (CFO, cycles per sample;
+        phase at ``ref``). tdd (``alias_spacing``): probes s pulses apart only cannot tell
+        the CFO from itself plus j / s cycles per period (a host that probed every other
+        0.1 s pulse, with an acquisition's CFO 2.5 Hz off, kept a line 5 Hz off and turned
+        payloads an odd number of pulses on by half a cycle), so those lines are fitted
+        too; observations at other spacings make the wrong ones crooked. Of the straight
+        lines (within 4x the least residual) the unwrapped one stays unless another, a
+        different line, lies nearer the acquisition's CFO (whole cycles per period are
+        never seen: they differ only by the captures' offsets within their periods)."""
+        fit = self._line(self.nu, g, z, w)
+        if not self.alias_spacing or len(g) < 3:
+            return fit[0], fit[1]
+        aliases = [
+            self._line(self.nu + j / (s * self.alias_spacing), g, z, w)
+            for s in CFO_ALIAS_STRIDES
+            for j in (*range(1, s), *range(-s + 1, 0))
+        ]
+        least = min(f[2] for f in [fit, *aliases])
+        straight = [f for f in aliases if f[2] <= 4 * least]
+        if fit[2] <= 4 * least:  # refitted from another start, the same line would only
+            # be pulled towards the acquisition's CFO: only a different line competes
+            far = 0.25 / self.alias_spacing
+            straight = [fit] + [f for f in straight if abs(f[0] - fit[0]) > far]
+        best = min(straight, key=lambda f: abs(f[0] - self.nu0))
+        return best[0], best[1]
 
     def _line(
         self, nu: float, g: np.ndarray, z: np.ndarray, w: np.ndarray
@@ -434,10 +441,7 @@ class TimeBaseReceiver:
         self.slack = int(round(slack_s * self.config.sample_rate_hz))
         self.realtime = bool(getattr(radio, "realtime", False))
         self._send_seconds: deque[float] = deque(maxlen=16)  # recent send round trips
-        # tdd fits its CFO over the calibration's pulses: its line holds as long as a
-        # wall-clock stream's (PHASE_GAP is one to five tdd periods: the line restarted
-        # on every gap and took each probe's phase with the old CFO)
-        self._phase_gap = REALTIME_PHASE_GAP if self.realtime or time_base == "tdd" else PHASE_GAP
+        self._phase_gap = LONG_PHASE_GAP if self.realtime or time_base == "tdd" else PHASE_GAP
         self._alias_spacing = (
             sync_period_s * self.config.sample_rate_hz if time_base == "tdd" else 0.0
         )
@@ -676,7 +680,8 @@ class TimeBaseReceiver:
         cycle."""
         uids = list(self.tracks if uids is None else uids)
         for k in range(pulses if uids else 0):
-            if self._wall_pulses and k == pulses - CFO_ALIAS_STRIDES[-1] - 1:
+            idle_at = pulses - CFO_ALIAS_STRIDES[-1] - 1  # the odd gap stays in the line
+            if self._wall_pulses and idle_at > 0 and k == idle_at:
                 # a host probing every s-th pulse leaves the CFO aliased (see
                 # GainTrack): one idle pulse makes a gap of another length
                 self._arm_receive(1, self._next_pulse())
