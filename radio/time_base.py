@@ -680,8 +680,7 @@ class TimeBaseReceiver:
         cycle."""
         uids = list(self.tracks if uids is None else uids)
         for k in range(pulses if uids else 0):
-            idle_at = pulses - CFO_ALIAS_STRIDES[-1] - 1  # the odd gap stays in the line
-            if self._wall_pulses and idle_at > 0 and k == idle_at:
+            if self._wall_pulses and k == pulses - CFO_ALIAS_STRIDES[-1] - 1:
                 # a host probing every s-th pulse leaves the CFO aliased (see
                 # GainTrack): one idle pulse makes a gap of another length
                 self._arm_receive(1, self._next_pulse())
