@@ -14,7 +14,10 @@ Set-up per user count (one round each):
 
 * slot timing: the cyclic loop (``channel.time_base = "ideal"``): the stream and tdd
   time bases give every user of a run its own ZC root for the whole run
-  (:mod:`radio.time_base`), which caps them at a few dozen users;
+  (:mod:`radio.time_base`), which caps them at a few dozen users; played as planned
+  rounds (``channel.schedule = "planned"``, :mod:`radio.planned_air`: every pilot, then
+  every slot, laid out ahead on the medium's clock, one request per node per wave;
+  ``--schedule sequential`` plays group after group, one request per pilot and slot);
 * 1,000 users: bundled digits (1-2 samples per user, so one sample per user per slot:
   250 groups of 4, 500 slots), as ``benchmarks/orchestrator.py``;
 * 10,000 users: Fashion-MNIST from ``--fashion-root`` (Debian package
@@ -69,7 +72,9 @@ GROUPING_TARGET_S = 10.0
 FASHION_ROOT = Path("/usr/share/datasets/fashion-mnist")
 
 
-def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict[str, Any]:
+def experiment(
+    users: int, backend: str, nodes: int, fashion_root: Path, schedule: str = "planned"
+) -> dict[str, Any]:
     """The benchmark's experiment for ``users`` users on ``nodes`` node hosts."""
     data: dict[str, Any] = {"dataset": "digits"}
     model: dict[str, Any] = {"batch_size": 32}
@@ -89,7 +94,7 @@ def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict
         "data": data,
         "model": model,
         "users": {"count": users, "group_size": 4, "node_processes": nodes, "backend": backend},
-        "channel": {"time_base": "ideal"},
+        "channel": {"time_base": "ideal", "schedule": schedule},
         "attacks": {"enabled": [], "eavesdropper": False},
         "ray": {"cpus_per_node": round(min(1.0, (os.cpu_count() or 2) / nodes), 3)},
         # nodes hosting thousands of users answer start_round and evaluation requests in
@@ -98,9 +103,11 @@ def experiment(users: int, backend: str, nodes: int, fashion_root: Path) -> dict
     }
 
 
-def run_round(users: int, backend: str, nodes: int, out: Path, fashion_root: Path) -> dict:
+def run_round(
+    users: int, backend: str, nodes: int, out: Path, fashion_root: Path, schedule: str
+) -> dict:
     """One round; returns its metrics line plus the whole run's wall time."""
-    config = resolve_experiment(experiment(users, backend, nodes, fashion_root))
+    config = resolve_experiment(experiment(users, backend, nodes, fashion_root, schedule))
     run = RunDirectory.create(out, config.experiment.name, config.to_toml())
     started = time.perf_counter()
     run_experiment(config, run, False, progress=True)
@@ -166,6 +173,10 @@ def main() -> dict:
     parser.add_argument("--nodes", type=int, default=4, help="local node processes")
     parser.add_argument("--ray-nodes", type=int, default=8, help="node actors on Ray")
     parser.add_argument("--fashion-root", type=Path, default=FASHION_ROOT)
+    parser.add_argument(
+        "--schedule", choices=("planned", "sequential"), default="planned",
+        help="how the rounds are played (channel.schedule)",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path, help="keep the run directories here (default: temp)")
     args = parser.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
@@ -175,7 +186,7 @@ def main() -> dict:
         for users in args.users:
             for backend in args.backends:
                 nodes = args.ray_nodes if backend == "ray" else args.nodes
-                r = run_round(users, backend, nodes, out, args.fashion_root)
+                r = run_round(users, backend, nodes, out, args.fashion_root, args.schedule)
                 results[users, backend] = r
                 report(users, r)
     seconds_10000 = grouping_seconds(10000)
@@ -204,6 +215,7 @@ def main() -> dict:
         result[f"slots_per_second_{tag}"] = r["slots_per_second"]
         result[f"time_split_{tag}"] = r["time_split"]
         result[f"node_max_rss_mb_{tag}"] = round(r["node_max_rss_mb"], 1)
+    result["schedule"] = args.schedule
     result["load_average"] = round(os.getloadavg()[0], 2)
     print_figures(result)
     return result

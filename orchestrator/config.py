@@ -216,6 +216,15 @@ SCHEMA: dict[str, dict[str, Field]] = {
         "sync_period_s": Field(
             float, 0.02, "tdd: period of the shared sync pulse", minimum=1e-3, maximum=10.0
         ),
+        "schedule": Field(
+            str,
+            "sequential",
+            "how the ideal loop plays a round: group after group, one request per pilot and "
+            "slot (sequential), or every group's pilots, then every slot, laid out ahead on "
+            "the simulated medium's clock, one request per node each (planned: population "
+            "scale; sim radio and ideal time base only)",
+            ("sequential", "planned"),
+        ),
     },
     "attacks": {
         "enabled": Field(
@@ -407,6 +416,16 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
             "attacks.membership",
             "needs model.mode = 'raw' (in feature mode the server holds only the head; the "
             "full models stay with the users); allowed here: false",
+        )
+    if config.channel.schedule == "planned" and (
+        config.channel.radio != "sim" or config.channel.time_base != "ideal"
+    ):
+        raise ConfigError(
+            "channel.schedule",
+            "'planned' lays out windows of air ahead of a simulated medium's clock: it needs "
+            "channel.radio = 'sim' and channel.time_base = 'ideal' (got "
+            f"{config.channel.radio!r}, {config.channel.time_base!r}); allowed there: "
+            "'sequential'",
         )
     if config.attacks.eavesdropper and config.channel.radio == "inventory":
         raise ConfigError(

@@ -38,10 +38,13 @@ Named seeds (shared with the in-process loop :func:`learning.methods.loop.run_me
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -64,9 +67,12 @@ from orchestrator.round_timing import RoundProgress, RoundTimer
 from orchestrator.rundir import RunDirectory
 from orchestrator.uplink import LinkExchange
 from phy.medium import medium_seconds
+from phy.ota import pilot_buffer
 from phy.waveform import frame_length
 from radio.base import stream_lead_of
 from radio.ota_session import OtaReceiver, SlotPlan
+from radio.ota_transmitter import MODE_SCHEDULED, SlotOrder
+from radio.planned_air import PlannedAir, Window
 from radio.time_base import TimeBaseReceiver
 
 __all__ = ["UPDATE_VIEWS_FILE", "Engine", "NodeLost"]
@@ -132,6 +138,18 @@ class Engine:
         self.timer = RoundTimer(medium_seconds)  # the round's time split (round_timing)
         self.meter = RoundProgress(0, 0, self.progress)  # slots done, ETA
         self._last_slot: tuple | None = None
+        #: channel.schedule = "planned": every group's pilots, then slots, in waves
+        self.planned = config.channel.schedule == "planned"
+        if self.planned and self.method.update_length:
+            raise ValueError(
+                "channel.schedule = 'planned' cannot play a method with a digital uplink "
+                f"({config.method.name}: its groups exchange model updates in turn); use "
+                "'sequential'"
+            )
+        self._held_feedback: list | None = None  # a planned step's feedback, sent at once
+        #: a planned slot's window: any plan's buffer (a start within one pilot period)
+        pilot_period = pilot_buffer(0, 1, self.ofdm).size
+        self._slot_window = pilot_period + 17 + self.frame_len + self.ofdm.n_fft
 
     def wait_for_nodes(self, timeout_s: float, is_running: Callable[[], bool]) -> None:
         """Block until every node joined and reported (see :meth:`Nodes.wait_for_nodes`)."""
@@ -261,7 +279,23 @@ class Engine:
                 self._eavesdrop(plan, weights, round_id, slot_id, users)
         finally:  # stopped with the next command (or flush_stops): no frame keeps playing
             self.nodes.stop_later(users)
-        self._last_slot = (slot_id, users, getattr(receiver, "last_capture", None), estimate)
+        capture = getattr(receiver, "last_capture", None)
+        return self._slot_outcome(plan, weights, round_id, slot_id, users, stats, estimate, capture)
+
+    def _slot_outcome(
+        self,
+        plan: SlotPlan,
+        weights: np.ndarray,
+        round_id: int,
+        slot_id: int,
+        users: list[str],
+        stats: RoundStats,
+        estimate: np.ndarray | None,
+        capture: np.ndarray | None,
+    ) -> Reception:
+        """Count a slot that went on the air, log its estimate (None: missed) and return
+        what the receiver got."""
+        self._last_slot = (slot_id, users, capture, estimate)
         stats.slots += 1
         self.meter.slot_done()
         stats.payload_channel_uses += self.frame_len
@@ -309,6 +343,22 @@ class Engine:
                 stats.pilot_channel_uses += receiver.clock - clock
             slot_of.update({i: slot_id for i in slot})
             slot_id += 1
+        return self._learn(group, receptions, slot_of, round_id, slot_id, stats, record)
+
+    def _learn(
+        self,
+        group: list[str],
+        receptions: list[Reception],
+        slot_of: dict[int, int],
+        round_id: int,
+        slot_id: int,
+        stats: RoundStats,
+        record: bool,
+    ) -> int:
+        """The server's part of one step of ``group`` after its slots (``receptions``;
+        ``slot_of``: user index -> its last slot; ``slot_id``: the slot after them): the
+        method's digital uplink if it has one, its server step and feedback, and what the
+        last round records. Returns the next slot id."""
         if self.method.update_length:  # the method's declared digital uplink
             exchange = LinkExchange(
                 self.nodes, self.ids, self.method.update_length, round_id, slot_id
@@ -354,13 +404,197 @@ class Engine:
         return slot_id
 
     def _feedback(self, feedback: Feedback, round_id: int, slot_id: int) -> None:
-        """Send one :class:`Feedback` to its users' nodes."""
+        """Send one :class:`Feedback` to its users' nodes (a planned step holds it back
+        and sends every group's at once)."""
         common = {"round_id": round_id, "slot_id": slot_id, "arrays": dict(feedback.arrays)}
         weights = np.asarray(feedback.weights, dtype=float)
         users = [self.ids[i] for i in feedback.users]
-        self.nodes.request_many(
-            self.nodes.split_to_users("feedback", users, common, {"weights": weights})
+        requests = self.nodes.split_to_users("feedback", users, common, {"weights": weights})
+        if self._held_feedback is not None:
+            self._held_feedback += requests
+        else:
+            self.nodes.request_many(requests)
+
+    # ------------------------------------------------------------ planned rounds
+    def _planned_step(
+        self,
+        receiver: OtaReceiver,
+        estimates: dict[tuple[str, ...], list],
+        round_id: int,
+        slot_id: int,
+        groups: list[list[str]],
+        stats: RoundStats,
+        record: bool,
+    ) -> int:
+        """One step of every group, played in waves (``channel.schedule = "planned"``,
+        :mod:`radio.planned_air`): every pilot not yet acquired, then every slot, each
+        wave one request per node and one parallel render of its windows; then the
+        server steps in group order and every group's feedback at once. Slot ids, mixing
+        and power draws are those of the sequential loop. Returns the next slot id."""
+        before = self.totals.channel_uses + stats.payload_channel_uses
+        slots: list[tuple[int, int, list[str]]] = []  # (group, slot id, users)
+        ends: list[int] = []  # per group: the slot id after its slots
+        for g, group in enumerate(groups):
+            indices = [self.index_of[u] for u in group]
+            for slot in self.method.slots(indices) if self.n_reals else []:
+                slots.append((g, slot_id, [self.ids[i] for i in slot]))
+                slot_id += 1
+            ends.append(slot_id)
+        eve = self.radios.eve if record else None
+        air = PlannedAir(receiver, self.radios.receiver.port, eve)
+        try:
+            with self.timer.span("phy"):
+                pilots, windows = self._lay_out(receiver, air, estimates, slots)
+                self._planned_acquisition(receiver, air, estimates, round_id, pilots, stats)
+                receptions = self._planned_wave(
+                    receiver, air, estimates, round_id, slots, windows, stats
+                )
+        finally:  # past every window reserved, played or not
+            air.finish()
+        self._held_feedback = []
+        try:
+            for g, group in enumerate(groups):
+                mine = [
+                    (sid, rec)
+                    for (gg, sid, _), rec in zip(slots, receptions, strict=True)
+                    if gg == g
+                ]
+                slot_of = {i: sid for sid, rec in mine for i in rec.users}
+                group_receptions = [rec for _, rec in mine]
+                self._learn(group, group_receptions, slot_of, round_id, ends[g], stats, record)
+            held = self._held_feedback
+        finally:
+            self._held_feedback = None
+        if held:
+            self.nodes.request_many(held)
+        if self._on_grid(before, stats):
+            self._evaluate_into(round_id, stats)
+        return slot_id
+
+    def _lay_out(
+        self,
+        receiver: OtaReceiver,
+        air: PlannedAir,
+        estimates: dict[tuple[str, ...], list],
+        slots: list[tuple[int, int, list[str]]],
+    ) -> tuple[dict[tuple[str, ...], list[Window]], list[Window]]:
+        """Reserve the windows of ``slots`` in the sequential loop's order: before a slot
+        whose users are not acquired yet, one pilot window per user; then the slot's
+        window, long enough for any plan (a user's buffer start lands within one pilot
+        period). Returns (users -> their pilot windows, one window per slot)."""
+        pilots: dict[tuple[str, ...], list[Window]] = {}
+        windows = []
+        for _, _, users in slots:
+            key = tuple(users)
+            if key not in estimates and key not in pilots:
+                pilots[key] = [air.window(receiver.acquire_len) for _ in users]
+            windows.append(air.window(self._slot_window))
+        return pilots, windows
+
+    def _planned_acquisition(
+        self,
+        receiver: OtaReceiver,
+        air: PlannedAir,
+        estimates: dict[tuple[str, ...], list],
+        round_id: int,
+        pilots: dict[tuple[str, ...], list[Window]],
+        stats: RoundStats,
+    ) -> None:
+        """Acquire the users of ``pilots`` (users -> one window each, pilot k for the
+        k-th): one ``send_pilots`` per node, one render, their link estimates."""
+        if not pilots:
+            return
+        users, pilot_ids, orders, windows = [], [], [], []
+        for group, group_windows in pilots.items():
+            for k, (user, window) in enumerate(zip(group, group_windows, strict=True)):
+                users.append(user)
+                pilot_ids.append(k)
+                orders.append(_scheduled(SlotOrder(0.0, 0.0, 0.0, 0, 1.0, 0), window))
+                windows.append(window)
+        size = max(len(group) for group in pilots)
+        requests = self.nodes.split_to_users(
+            "send_pilots",
+            users,
+            {"round_id": round_id, "slot_id": 0, "group_size": size},
+            {"pilot_ids": pilot_ids, "orders": orders},
         )
+        self.nodes.request_many(requests)
+        captures = iter(air.capture(windows))
+        jobs = [
+            ([next(captures) for _ in group], [w.clock for w in group_windows])
+            for group, group_windows in pilots.items()
+        ]
+        links = _in_parallel(lambda job: receiver.links_from(*job), jobs)
+        estimates.update(zip(pilots, links, strict=True))
+        stats.pilot_channel_uses += sum(w.length for w in windows)
+
+    def _planned_wave(
+        self,
+        receiver: OtaReceiver,
+        air: PlannedAir,
+        estimates: dict[tuple[str, ...], list],
+        round_id: int,
+        slots: list[tuple[int, int, list[str]]],
+        windows: list[Window],
+        stats: RoundStats,
+    ) -> list[Reception]:
+        """Every slot of ``slots`` on the air, in its reserved window: plans at the
+        windows' clocks, one ``transmit`` per node (entries in slot order), one render;
+        the eavesdropper, if planned in, hears the same windows."""
+        plans, weights_of = [], []
+        users_flat, slot_ids, weights_flat, orders = [], [], [], []
+        for (_, slot_id, users), window in zip(slots, windows, strict=True):
+            weights = self.method.mixing_weights(
+                len(users), ex.rng_for(self.config, "mixing", round_id, slot_id)
+            )
+            plan = receiver.plan(
+                estimates[tuple(users)], weights, self.n_reals,
+                rng=ex.rng_for(self.config, "power", round_id, slot_id), clock=window.clock,
+            )  # fmt: skip
+            if plan.buffer_len > window.n:
+                raise RuntimeError(f"slot {slot_id}: plan of {plan.buffer_len} samples > window")
+            plans.append(plan)
+            weights_of.append(weights)
+            users_flat += users
+            slot_ids += [slot_id] * len(users)
+            weights_flat += [float(w) for w in weights]
+            orders += [_scheduled(plan.order(k), window) for k in range(len(users))]
+        if not slots:
+            return []
+        requests = self.nodes.split_to_users(
+            "transmit",
+            users_flat,
+            {"round_id": round_id, "slot_id": slots[0][1], "batch_size": self.batch},
+            {"weights": np.asarray(weights_flat), "orders": orders, "slot_ids": slot_ids},
+        )
+        self.nodes.request_many(requests)
+        lengths = [plan.buffer_len for plan in plans]
+        captures = air.capture(windows, lengths)
+        heard = air.listen(windows, lengths)
+
+        def estimate_of(j: int) -> np.ndarray | ValueError:
+            try:
+                return receiver.estimate(plans[j], captures[j], self.n_reals)
+            except ValueError as error:  # the frame was on the air but not found
+                return error
+
+        found = _in_parallel(estimate_of, range(len(slots)))
+        out = []
+        for j, (_, slot_id, users) in enumerate(slots):
+            estimate = found[j]
+            if isinstance(estimate, ValueError):
+                log.warning("slot %d of round %d missed: %s", slot_id, round_id, estimate)
+                estimate = None
+            if heard:
+                self.eavesdropped.append(
+                    EavesdropperCapture(round_id, slot_id, list(users), weights_of[j], heard[j])
+                )
+            out.append(
+                self._slot_outcome(
+                    plans[j], weights_of[j], round_id, slot_id, users, stats, estimate, captures[j]
+                )
+            )
+        return out
 
     def _eavesdrop(
         self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, users: list[str]
@@ -416,7 +650,11 @@ class Engine:
         step = 0
         while step < self.steps and self.nodes.alive:
             try:
-                for group in groups:
+                if self.planned:
+                    slot_id = self._planned_step(
+                        receiver, estimates, round_id, slot_id, groups, stats, record
+                    )
+                for group in [] if self.planned else groups:
                     before = self.totals.channel_uses + stats.payload_channel_uses
                     slot_id = self._step(
                         receiver, estimates, round_id, slot_id, group, stats, record
@@ -551,3 +789,15 @@ class Engine:
         views = self.run.path / UPDATE_VIEWS_FILE
         self.update_views = torch.load(views, weights_only=True) if views.exists() else []
         return restored.round_id + 1
+
+
+def _scheduled(order: SlotOrder, window: Window) -> SlotOrder:
+    """``order`` played over ``window`` of a planned round (``MODE_SCHEDULED``)."""
+    return dataclasses.replace(order, mode=MODE_SCHEDULED, push_s=window.push_s, end_s=window.end_s)
+
+
+def _in_parallel(work: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
+    """``[work(item) for item in items]`` in one thread per CPU (numpy releases the GIL
+    in the receiver's FFTs and correlations)."""
+    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="phy") as pool:
+        return list(pool.map(work, items))

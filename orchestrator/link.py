@@ -437,7 +437,7 @@ class _Endpoint(ABC):
                 self._send_now(peer, data, msg_type)
             except LinkError as error:
                 pending.finish(error=error)
-        served = 0.0
+        served_by: dict[str, float] = {}  # a peer serves its requests one after another
         try:
             deadline = started + timeout_s * (retries + 1) + 5.0  # the I/O thread times out first
             self._wait_reading(
@@ -451,7 +451,8 @@ class _Endpoint(ABC):
                 else:
                     reply = pending.reply
                     assert reply is not None
-                    served = max(served, float(reply.body.get("served_s", 0.0)))
+                    took = float(reply.body.get("served_s", 0.0))
+                    served_by[pending.peer] = served_by.get(pending.peer, 0.0) + took
                     results[i] = (
                         RemoteError(reply.body["reason"], reply.body["detail"])
                         if reply.type == "error"
@@ -461,6 +462,7 @@ class _Endpoint(ABC):
             with self._pending_lock:
                 for _, _, seq, _ in encoded:
                     self._pending.pop(seq, None)
+        served = max(served_by.values(), default=0.0)  # the busiest peer's
         self.counters.on_requests(len(calls), time.monotonic() - started, served)
         return results  # type: ignore[return-value]
 

@@ -441,11 +441,26 @@ class StopTransmit:
     user_ids: list[str]
 
 
-@message("transmit", "orchestrator", _both(_ids_match("orders"), _same_length("weights")))
+def _check_transmit(body: dict[str, Any]) -> None:
+    """Transmit: one order and weight per entry; a user listed once, or (with slot_ids, a
+    planned round's several slots) once per slot."""
+    if "slot_ids" in body:
+        _ids_match("orders", "slot_ids", unique=False)(body)
+        pairs = list(zip(body["user_ids"], body["slot_ids"], strict=True))
+        if len(set(pairs)) != len(pairs):
+            raise ProtocolError("bad_value", "a user is listed twice for one slot")
+    else:
+        _ids_match("orders")(body)
+    _same_length("weights")(body)
+
+
+@message("transmit", "orchestrator", _check_transmit)
 class Transmit:
     """each listed user puts its next payload on the air as a cyclic frame, as its
     SlotOrder says (radio.ota_transmitter: closed-loop corrections, tx scaling b_k, buffer
-    length); weights: the mixing weights lambda_k (audit); stop_user_ids stop first"""
+    length); weights: the mixing weights lambda_k (audit); stop_user_ids stop first;
+    slot_ids: each entry's slot when one request carries several slots (a planned round:
+    entries in slot order, a user once per slot), else every entry is slot_id's"""
 
     round_id: int
     slot_id: int
@@ -454,6 +469,7 @@ class Transmit:
     orders: list[SlotOrder]
     batch_size: int
     stop_user_ids: list[str] | None = None
+    slot_ids: list[int] | None = None
 
 
 @message("feedback", "orchestrator", _both(_ids_match(), _same_length("weights")))

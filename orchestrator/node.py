@@ -164,15 +164,14 @@ class Node:
 
     def _transmit(self, order: m.Transmit) -> None:
         """Each listed user puts its method's next payload on the air as ordered."""
-        for k, user_id in enumerate(order.user_ids):
+        slot_ids = order.slot_ids or [order.slot_id] * len(order.user_ids)
+        for k, (user_id, slot_id) in enumerate(zip(order.user_ids, slot_ids, strict=True)):
             user = self._user(user_id)
             payload = user.learner.payload(order.batch_size)
             user.transmitter.play_payload(payload.vector, order.orders[k])
             user.last_batch = payload.indices
-            self._audit(
-                order.round_id, order.slot_id, user, payload.indices, float(order.weights[k])
-            )
-            self.payload_log.slot(order.round_id, order.slot_id, [user.user_id], payload.vector)
+            self._audit(order.round_id, slot_id, user, payload.indices, float(order.weights[k]))
+            self.payload_log.slot(order.round_id, slot_id, [user.user_id], payload.vector)
 
     def _audit(
         self, round_id: int, slot_id: int, user: HostedUser, indices: np.ndarray, weight: float

@@ -581,6 +581,42 @@ class MediumPort:
             self._replace_from(tr, now)
             return tr
 
+    def transmit_at(
+        self, samples: np.ndarray, push_s: float, end_s: float | None = None
+    ) -> Transmission:
+        """Put ``samples`` on the air as if pushed at medium time ``push_s`` (seconds, not
+        before the clock): they start this radio's start latency later and play
+        cyclically until ``end_s`` (seconds), or once when ``end_s`` is None. Unlike
+        :meth:`transmit` it cuts nothing: a planned round schedules a radio's pilot and
+        frames for windows of air ahead of the clock (deterministic clock only), and a
+        schedule that overlaps one of this radio's transmissions is refused
+        (ValueError): one radio plays one buffer at a time."""
+        if self._passive:
+            raise RuntimeError(f"radio {self.name!r} is passive (receive-only)")
+        push_s = finite_scalar("push_s", push_s)
+        x = self._dac(samples)
+        with self.medium.lock:
+            if self.medium.realtime:
+                raise RuntimeError("transmit_at needs the deterministic clock (not realtime)")
+            now = self.medium.now_s
+            if push_s < now - 1e-9:
+                raise ValueError(f"push_s {push_s:.6f} s is before the clock ({now:.6f} s)")
+            latency = self._push_latency()
+            fs = self.actual_sample_rate_hz
+            tr = Transmission(x, end_s is not None, push_s + latency, fs, latency)
+            if end_s is None:
+                tr.end_s = tr.start_s + x.size / fs
+            else:
+                tr.end_s = max(tr.start_s, finite_scalar("end_s", end_s))
+            for old in self._history:
+                if old.start_s < tr.end_s and tr.start_s < old.end_s:
+                    raise ValueError(
+                        f"radio {self.name!r}: a transmission at {tr.start_s:.6f}-"
+                        f"{tr.end_s:.6f} s overlaps one at {old.start_s:.6f}-{old.end_s:.6f} s"
+                    )
+            self._keep(tr, now)
+            return tr
+
     def _push_latency(self) -> float:
         """Start latency of one push: the constant part plus U(0, start_jitter_s)."""
         jitter = self.medium.start_jitter_s
@@ -1370,8 +1406,12 @@ class SharedMedium:
         workers = max(1, min(int(workers), len(ports)))
         if workers == 1:
             return [self._render(port, t, n) for port, t, n in ports]
-        with ThreadPoolExecutor(workers, thread_name_prefix="medium") as pool:
-            return list(pool.map(lambda w: self._render(*w), ports))
+        started = time.perf_counter()  # wall time: the threads' times would add up to more
+        try:
+            with ThreadPoolExecutor(workers, thread_name_prefix="medium") as pool:
+                return list(pool.map(lambda w: self._render_window(*w), ports))
+        finally:
+            _account(0, time.perf_counter() - started)
 
     def _on_air_add(self, port: MediumPort, tr: Transmission, horizon: float) -> None:
         """Index ``tr`` (just kept by ``port``); entries that ended before ``horizon``

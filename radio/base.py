@@ -232,6 +232,13 @@ class Radio(ABC):
         """Arm an RX capture started by the next TDD sync pulse and return it."""
         raise self._unsupported("the TDD engine (tdd time base)")
 
+    def transmit_at(self, samples: np.ndarray, push_s: float, end_s: float | None = None) -> None:
+        """Simulated media only (a planned round of the ``ideal`` time base): play
+        ``samples`` as if pushed at medium time ``push_s`` (seconds), cyclically until
+        ``end_s`` or once when None (:meth:`phy.medium.MediumPort.transmit_at`). A real
+        radio has no start time to give a buffer, so it refuses."""
+        raise self._unsupported("transmissions at a set time (a simulated medium's planned rounds)")
+
     def check_time_base(self, time_base: str) -> None:
         """Raise :class:`TimeBaseUnsupported` (naming the cause) if this radio cannot run
         ``time_base`` (one of :data:`TIME_BASES`)."""

@@ -203,7 +203,14 @@ class OtaReceiver:
                 stop_pilot(k)
             captures.append(samples)
             clocks.append(start)
-        return estimate_links(captures, n_users, self.config, clocks, self.carrier_hz)
+        return self.links_from(captures, clocks)
+
+    def links_from(
+        self, captures: Sequence[np.ndarray], clocks: Sequence[int]
+    ) -> list[LinkEstimate]:
+        """Link estimates from ``captures[k]`` of user k's pilot (complex ``(n,)``) that
+        started at receiver clock ``clocks[k]`` (:func:`phy.ota.estimate_links`)."""
+        return estimate_links(captures, len(captures), self.config, clocks, self.carrier_hz)
 
     def noise_var_of(self, estimates: Sequence[LinkEstimate]) -> float:
         """The configured noise variance, else the median of the estimates'."""
@@ -217,6 +224,7 @@ class OtaReceiver:
         weights: np.ndarray,
         n_reals: int,
         rng: RngLike = None,
+        clock: int | None = None,
     ) -> SlotPlan:
         """Power control and corrections for a slot captured at the current clock.
 
@@ -225,11 +233,13 @@ class OtaReceiver:
             weights: mixing weights ``(K,)``, >= 0.
             n_reals: payload length of every user, reals.
             rng: seed for randomised power policies (AirMixML's Dirichlet draw).
+            clock: receiver clock the capture starts at (None: the current clock; a
+                planned round's later window, :mod:`radio.planned_air`).
         """
         w = np.asarray(weights, float)
         if w.shape != (len(links),) or not np.all(np.isfinite(w)) or np.any(w < 0):
             raise ValueError(f"weights must be finite, >= 0, shape ({len(links)},)")
-        clock = self.clock
+        clock = self.clock if clock is None else int(clock)
         gains = predict_gains(links, clock, self.config)
         noise = self.noise_var_of(links)
         scaling = self.policy(gains, w, self.p_max, noise, rng=rng)
@@ -254,6 +264,12 @@ class OtaReceiver:
         if self.clock != plan.clock:
             raise RuntimeError("the receiver clock moved since the slot was planned")
         samples, _ = self.capture(plan.buffer_len)
+        return self.estimate(plan, samples, n_reals)
+
+    def estimate(self, plan: SlotPlan, samples: np.ndarray, n_reals: int) -> np.ndarray:
+        """The estimate of ``sum_k w_k x_k`` (float ``(n_reals,)``) from the capture of the
+        slot planned by ``plan`` (complex ``(plan.buffer_len,)``); ValueError if no frame
+        is found in it."""
         self.last_capture = samples  # the slot's window, for the live view's spectrum
         return estimate_mixup(
             samples, plan.rx_scaling, n_reals, self.config, frame_start=plan.target_delay

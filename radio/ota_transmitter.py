@@ -42,6 +42,7 @@ __all__ = [
     "KIND_PAYLOAD",
     "KIND_PROBE",
     "MODE_CYCLIC",
+    "MODE_SCHEDULED",
     "MODE_STREAM",
     "MODE_TDD",
     "OtaTransmitter",
@@ -50,8 +51,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: SlotOrder.mode: how a buffer goes on the air (ideal / stream / tdd time base)
-MODE_CYCLIC, MODE_STREAM, MODE_TDD = 0, 1, 2
+#: SlotOrder.mode: how a buffer goes on the air (ideal / stream / tdd time base; the
+#: ideal loop's planned rounds on a simulated medium)
+MODE_CYCLIC, MODE_STREAM, MODE_TDD, MODE_SCHEDULED = 0, 1, 2, 3
 #: SlotOrder.kind: what a pilot order plays
 KIND_PAYLOAD, KIND_PROBE, KIND_ACQUISITION = 0, 1, 2
 
@@ -70,12 +72,16 @@ class SlotOrder:
         buffer_len: length of the cyclic transmit buffer, samples (0: just long enough).
         mode: how the buffer goes on the air: ``MODE_CYCLIC`` (the cyclic loop of the
             ``ideal`` time base), ``MODE_STREAM`` (placed once in the user's continuous
-            TX stream at ``stream_index``) or ``MODE_TDD`` (armed once on the TDD
-            engine, started by the next sync pulse); see :mod:`radio.time_base`.
+            TX stream at ``stream_index``), ``MODE_TDD`` (armed once on the TDD
+            engine, started by the next sync pulse; see :mod:`radio.time_base`) or
+            ``MODE_SCHEDULED`` (the cyclic loop's buffer played from ``push_s`` to
+            ``end_s``: a planned round on a simulated medium, :mod:`radio.planned_air`).
         stream_index: ``MODE_STREAM``: the user's TX stream index of buffer index 0.
         kind: what :meth:`OtaTransmitter.play_pilot` plays: ``KIND_PROBE`` (the probe
             symbol, pre-compensated like a frame) or ``KIND_ACQUISITION`` (an
             acquisition pair, :func:`phy.ota.acquisition_pair`).
+        push_s: ``MODE_SCHEDULED``: medium time the buffer counts as pushed, seconds.
+        end_s: ``MODE_SCHEDULED``: medium time the cyclic buffer stops, seconds.
     """
 
     delay_samples: float
@@ -87,6 +93,8 @@ class SlotOrder:
     mode: int = 0
     stream_index: int = 0
     kind: int = 0
+    push_s: float = 0.0
+    end_s: float = 0.0
 
     @classmethod
     def from_correction(
@@ -134,8 +142,12 @@ class OtaTransmitter:
         ``KIND_PROBE``: the probe symbol of comb position ``pilot_id`` of
         ``group_size``, pre-compensated as ordered; both played once as ``order.mode``
         says."""
-        if order is None or order.mode == MODE_CYCLIC:
-            self.radio.transmit(pilot_buffer(pilot_id, group_size, self.config), cyclic=True)
+        if order is None or order.mode in (MODE_CYCLIC, MODE_SCHEDULED):
+            samples = pilot_buffer(pilot_id, group_size, self.config)
+            if order is None:
+                self.radio.transmit(samples, cyclic=True)
+            else:
+                self._put(samples, order)
             return
         if order.kind == KIND_ACQUISITION:
             samples = acquisition_pair(pilot_id, self.config)
@@ -161,9 +173,10 @@ class OtaTransmitter:
 
     def play_payload(self, payload: np.ndarray, order: SlotOrder) -> None:
         """Play the frame carrying ``payload`` as ordered: cyclically until :meth:`stop`
-        (``MODE_CYCLIC``) or once (stream, tdd); a silent order (``b_k = 0`` in a stream
+        (``MODE_CYCLIC``), over its window (``MODE_SCHEDULED``) or once (stream, tdd); a
+        silent order (``b_k = 0`` in a stream
         or tdd slot) puts nothing on the air."""
-        if order.mode != MODE_CYCLIC and order.tx_scaling == 0:
+        if order.mode in (MODE_STREAM, MODE_TDD) and order.tx_scaling == 0:
             return
         self._put(self.payload_waveform(payload, order), order)
 
@@ -180,6 +193,8 @@ class OtaTransmitter:
             self.radio.arm_transmit(samples)
         elif order.mode == MODE_CYCLIC:
             self.radio.transmit(samples, cyclic=True)
+        elif order.mode == MODE_SCHEDULED:
+            self.radio.transmit_at(samples, order.push_s, order.end_s)
         else:
             raise ValueError(f"unknown order mode {order.mode}")
 

@@ -151,6 +151,10 @@ class SimRadio(Radio):
         """Start transmitting (see :meth:`Radio.transmit`); raises TransmitClippingError."""
         self.port.transmit(self.check_transmit_samples(samples), cyclic=cyclic)
 
+    def transmit_at(self, samples: np.ndarray, push_s: float, end_s: float | None = None) -> None:
+        """See :meth:`Radio.transmit_at` (ValueError if it overlaps this radio's others)."""
+        self.port.transmit_at(self.check_transmit_samples(samples), push_s, end_s)
+
     def stop_transmit(self) -> None:
         """Stop any transmission."""
         self.port.stop_transmit()

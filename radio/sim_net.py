@@ -57,6 +57,8 @@ _OPS = (
     "status",
     "clear_status",
     "arm_transmit",
+    # planned rounds of the ideal time base on a simulated medium
+    "transmit_at",
 )
 
 
@@ -131,6 +133,10 @@ class RadioService:
             return dict(vars(radio.config))
         if op == "transmit":
             radio.transmit(_unpack_samples(args["samples"]), cyclic=bool(args["cyclic"]))
+            return None
+        if op == "transmit_at":
+            end_s = None if args["end_s"] is None else float(args["end_s"])
+            radio.transmit_at(_unpack_samples(args["samples"]), float(args["push_s"]), end_s)
             return None
         if op == "stop_transmit":
             radio.stop_transmit()
@@ -298,6 +304,11 @@ class NetSimRadio(Radio):
     def transmit(self, samples: np.ndarray, *, cyclic: bool = False) -> None:
         samples = self.check_transmit_samples(samples)
         self._call("transmit", samples=_pack_samples(samples), cyclic=cyclic)
+
+    def transmit_at(self, samples: np.ndarray, push_s: float, end_s: float | None = None) -> None:
+        samples = self.check_transmit_samples(samples)
+        self._call("transmit_at", samples=_pack_samples(samples), push_s=float(push_s),
+                   end_s=None if end_s is None else float(end_s))  # fmt: skip
 
     def stop_transmit(self) -> None:
         self._call("stop_transmit")

@@ -474,3 +474,20 @@ def test_a_declared_node_message_with_features_breaks_the_invariant():
     with pytest.raises(m.ProtocolError) as info:
         m.check_privacy_invariant({**m.SCHEMAS, "upload": spec})
     assert info.value.reason == "privacy"
+
+
+def test_a_planned_transmit_lists_a_user_once_per_slot_with_slot_ids():
+    one = example_bodies()["transmit"]
+    order = one["orders"][0]
+    planned = {**one, "user_ids": ["a", "b", "a"], "slot_ids": [4, 4, 5],
+               "weights": np.array([0.5, 0.5, 1.0]), "orders": [order] * 3}  # fmt: skip
+    body = m.decode(m.encode(make("transmit", planned))).body
+    assert body["user_ids"] == ["a", "b", "a"] and body["slot_ids"] == [4, 4, 5]
+    for bad in (
+        {**planned, "slot_ids": [4, 4, 4]},  # a user twice in one slot
+        {**planned, "slot_ids": [4, 5]},  # not one slot per entry
+        {key: value for key, value in planned.items() if key != "slot_ids"},  # repeats
+    ):
+        with pytest.raises(m.ProtocolError) as info:
+            m.encode(make("transmit", bad))
+        assert info.value.reason == "bad_value"

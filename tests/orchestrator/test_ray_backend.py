@@ -53,13 +53,13 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _config(backend: str, **link: Any):
+def _config(backend: str, schedule: str = "sequential", **link: Any):
     return resolve_experiment(
         {
             "experiment": {"name": f"ray-{backend}", "seed": 5, "rounds": 1},
             "users": {"count": 4, "group_size": 2, "node_processes": 2, "backend": backend},
             "model": {"batch_size": 8},
-            "channel": {"time_base": "ideal"},
+            "channel": {"time_base": "ideal", "schedule": schedule},
             "attacks": {"enabled": [], "eavesdropper": False},
             "link": link,
         }
@@ -72,10 +72,11 @@ def _run(tmp_path: Path, config, engine_class: type[Engine] = Engine) -> list[di
     return run.read_metrics()
 
 
-def test_ray_run_gives_the_metrics_of_local_processes(tmp_path, ray_cluster, capsys):
-    on_ray = _run(tmp_path, _config("ray"))
+@pytest.mark.parametrize("schedule", ["sequential", "planned"])
+def test_ray_run_gives_the_metrics_of_local_processes(tmp_path, ray_cluster, capsys, schedule):
+    on_ray = _run(tmp_path, _config("ray", schedule))
     assert capsys.readouterr().out.count("round   1/1") == 1
-    local = _run(tmp_path, _config("local"))
+    local = _run(tmp_path, _config("local", schedule))
     assert len(on_ray) == len(local) == 1
     assert on_ray[0]["alive_users"] == 4 and on_ray[0]["slots"] > 0
     assert {k: on_ray[0][k] for k in DETERMINISTIC} == {k: local[0][k] for k in DETERMINISTIC}
@@ -113,6 +114,29 @@ def test_node_actor_killed_mid_round_is_dropped_and_the_round_goes_on(
     assert metrics["alive_users"] == 2 and metrics["regroupings"] >= 1
     assert metrics["groups"] == [["u000", "u002"]]  # node0's users, regrouped
     assert metrics["slots"] > 3 and metrics["accuracy"] > 0.1
+
+
+class KillingPlannedEngine(Engine):
+    """Kills node1's actor once, in a planned round: after the pilots' wave, before the
+    slots' wave."""
+
+    def _planned_acquisition(self, *args: Any) -> None:
+        super()._planned_acquisition(*args)
+        if not getattr(KillingPlannedEngine, "killed", False):
+            KillingPlannedEngine.killed = True
+            ray.kill(ray.get_actor(f"airmix-{self.run.path.name}-node1"), no_restart=True)
+
+
+def test_node_actor_killed_in_a_planned_round_is_dropped_and_the_round_goes_on(
+    tmp_path, ray_cluster, capsys
+):
+    config = _config("ray", "planned", heartbeat_s=0.1, liveness_s=1.0, request_timeout_s=5.0)
+    (metrics,) = _run(tmp_path, config, KillingPlannedEngine)
+    assert "node node1 lost: users u001, u003 dropped" in capsys.readouterr().out
+    assert metrics["alive_users"] == 2 and metrics["regroupings"] >= 1
+    assert metrics["groups"] == [["u000", "u002"]]
+    # the lost wave's windows are skipped: the regrouped users' slots are all found
+    assert metrics["slots"] > 0 and metrics["missed_slots"] == 0
 
 
 def test_ray_backend_is_validated_and_an_impossible_placement_fails_at_start(ray_cluster):

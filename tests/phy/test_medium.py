@@ -549,3 +549,33 @@ def test_the_sum_does_not_depend_on_which_user_pushed_first():
     first = capture("abcdef")
     for order in ("fedcba", "cafebd", "bdface"):
         assert np.array_equal(capture(order), first), order
+
+
+def test_transmit_at_plays_where_a_push_at_that_time_would_and_cuts_nothing():
+    pilot = _pilot(400, seed=3)
+    pushed, tx, rx = _pair(seed=6)
+    pushed.advance(0.05)
+    tx.transmit(pilot, cyclic=True)  # pushed at 50 ms, stopped at 60 ms
+    pushed.advance(0.01)
+    tx.stop_transmit()
+    want = rx.capture(0.049, 12000)
+
+    planned, tx, rx = _pair(seed=6)  # the same draws; the clock stays at 0
+    tx.transmit_at(np.full(100, 0.5 + 0j), 0.01)  # once: 100 us from 10 ms + latency
+    tx.transmit_at(pilot, 0.05, 0.06)  # later, and kept: nothing is cut
+    tx.transmit_at(np.full(100, 0.5 + 0j), 0.07)
+    np.testing.assert_array_equal(rx.capture(0.049, 12000), want)
+    power = lambda t: np.mean(np.abs(rx.capture(t, 50)) ** 2)  # noqa: E731
+    latency = tx.transmission.latency_s
+    assert power(0.01 + latency + 20e-6) > 1e-3 and power(0.07 + latency + 20e-6) > 1e-3
+    assert power(0.0102 + latency) == 0.0  # the first buffer played once
+    assert planned.now_s == 0.0  # scheduling moves no clock
+
+    with pytest.raises(ValueError, match="overlaps"):  # one buffer at a time per radio
+        tx.transmit_at(pilot, 0.055, 0.058)
+    planned.advance(0.1)
+    with pytest.raises(ValueError, match="before the clock"):
+        tx.transmit_at(pilot, 0.09)
+    realtime = SharedMedium(rng=0, realtime=True)
+    with pytest.raises(RuntimeError, match="deterministic clock"):
+        realtime.add_radio("tx").transmit_at(pilot, 1.0)
