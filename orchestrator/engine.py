@@ -41,10 +41,9 @@ import contextlib
 import dataclasses
 import logging
 import math
-import os
 import time
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -67,12 +66,19 @@ from orchestrator.round_timing import RoundProgress, RoundTimer
 from orchestrator.rundir import RunDirectory
 from orchestrator.uplink import LinkExchange
 from phy.medium import medium_seconds
-from phy.ota import pilot_buffer
+from phy.ota import estimate_links, pilot_buffer
 from phy.waveform import frame_length
 from radio.base import stream_lead_of
 from radio.ota_session import OtaReceiver, SlotPlan
 from radio.ota_transmitter import MODE_SCHEDULED, SlotOrder
-from radio.planned_air import PlannedAir, Window
+from radio.planned_air import (
+    Mapper,
+    PlannedAir,
+    Window,
+    WindowTask,
+    in_threads,
+    mixup_estimate,
+)
 from radio.time_base import TimeBaseReceiver
 
 __all__ = ["UPDATE_VIEWS_FILE", "Engine", "NodeLost"]
@@ -147,6 +153,9 @@ class Engine:
                 "'sequential'"
             )
         self._held_feedback: list | None = None  # a planned step's feedback, sent at once
+        self._ray_tasks: Any = None  # users.backend = "ray": the air's workers (RayTasks)
+        if self.planned:
+            self._air_tasks()
         #: a planned slot's window: any plan's buffer (a start within one pilot period)
         pilot_period = pilot_buffer(0, 1, self.ofdm).size
         self._slot_window = pilot_period + 17 + self.frame_len + self.ofdm.n_fft
@@ -441,7 +450,10 @@ class Engine:
                 slot_id += 1
             ends.append(slot_id)
         eve = self.radios.eve if record else None
-        air = PlannedAir(receiver, self.radios.receiver.port, eve)
+        mapper = self._air_tasks()
+        air = PlannedAir(
+            receiver, self.radios.receiver.port, eve, mapper, getattr(mapper, "parallel", None)
+        )
         try:
             with self.timer.span("phy"):
                 pilots, windows = self._lay_out(receiver, air, estimates, slots)
@@ -470,6 +482,26 @@ class Engine:
         if self._on_grid(before, stats):
             self._evaluate_into(round_id, stats)
         return slot_id
+
+    def close(self) -> None:
+        """Stop what the engine started besides the nodes (a planned round's air workers
+        on Ray); safe to call twice."""
+        if self._ray_tasks is not None:
+            self._ray_tasks.close()
+            self._ray_tasks = None
+
+    def _air_tasks(self) -> Mapper:
+        """Where a planned wave's rendering and receiver work run: Ray tasks on the run's
+        cluster with ``users.backend = "ray"`` (the air scales with the cluster; made when
+        the engine is, so its workers start while the round does), else threads of this
+        process."""
+        if self.config.users.backend != "ray":
+            return in_threads
+        if self._ray_tasks is None:
+            from orchestrator.ray_nodes import RayTasks
+
+            self._ray_tasks = RayTasks()
+        return self._ray_tasks
 
     def _lay_out(
         self,
@@ -519,13 +551,21 @@ class Engine:
             {"pilot_ids": pilot_ids, "orders": orders},
         )
         self.nodes.request_many(requests)
-        captures = iter(air.capture(windows))
-        jobs = [
-            ([next(captures) for _ in group], [w.clock for w in group_windows])
+        tasks = [
+            WindowTask(
+                group_windows,
+                [w.n for w in group_windows],
+                partial(
+                    estimate_links,
+                    n_users=len(group),
+                    config=receiver.config,
+                    clocks=[w.clock for w in group_windows],
+                    carrier_hz=receiver.carrier_hz,
+                ),  # fmt: skip
+            )
             for group, group_windows in pilots.items()
         ]
-        links = _in_parallel(lambda job: receiver.links_from(*job), jobs)
-        estimates.update(zip(pilots, links, strict=True))
+        estimates.update(zip(pilots, air.run(tasks), strict=True))
         stats.pilot_channel_uses += sum(w.length for w in windows)
 
     def _planned_wave(
@@ -569,16 +609,23 @@ class Engine:
         )
         self.nodes.request_many(requests)
         lengths = [plan.buffer_len for plan in plans]
-        captures = air.capture(windows, lengths)
+        tasks = [
+            WindowTask(
+                [window],
+                [plan.buffer_len],
+                partial(
+                    mixup_estimate,
+                    rx_scaling=plan.rx_scaling,
+                    n_reals=self.n_reals,
+                    config=receiver.config,
+                    frame_start=plan.target_delay,
+                ),
+            )  # fmt: skip
+            for plan, window in zip(plans, windows, strict=True)
+        ]
+        found = air.run(tasks)
         heard = air.listen(windows, lengths)
-
-        def estimate_of(j: int) -> np.ndarray | ValueError:
-            try:
-                return receiver.estimate(plans[j], captures[j], self.n_reals)
-            except ValueError as error:  # the frame was on the air but not found
-                return error
-
-        found = _in_parallel(estimate_of, range(len(slots)))
+        (last,) = air.capture(windows[-1:], lengths[-1:])  # the live view's spectrum
         out = []
         for j, (_, slot_id, users) in enumerate(slots):
             estimate = found[j]
@@ -589,9 +636,10 @@ class Engine:
                 self.eavesdropped.append(
                     EavesdropperCapture(round_id, slot_id, list(users), weights_of[j], heard[j])
                 )
+            capture = last if j == len(slots) - 1 else None
             out.append(
                 self._slot_outcome(
-                    plans[j], weights_of[j], round_id, slot_id, users, stats, estimate, captures[j]
+                    plans[j], weights_of[j], round_id, slot_id, users, stats, estimate, capture
                 )
             )
         return out
@@ -794,10 +842,3 @@ class Engine:
 def _scheduled(order: SlotOrder, window: Window) -> SlotOrder:
     """``order`` played over ``window`` of a planned round (``MODE_SCHEDULED``)."""
     return dataclasses.replace(order, mode=MODE_SCHEDULED, push_s=window.push_s, end_s=window.end_s)
-
-
-def _in_parallel(work: Callable[[Any], Any], items: Iterable[Any]) -> list[Any]:
-    """``[work(item) for item in items]`` in one thread per CPU (numpy releases the GIL
-    in the receiver's FFTs and correlations)."""
-    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="phy") as pool:
-        return list(pool.map(work, items))

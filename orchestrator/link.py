@@ -370,8 +370,9 @@ class _Endpoint(ABC):
 
     def send(self, peer: str, msg_type: str, body: dict[str, Any] | None = None) -> int:
         """Send a one-way message to ``peer``; returns its sequence number."""
-        seq, data = self._encode(msg_type, body or {}, None)
-        self._send_now(peer, data, msg_type)
+        with self._sock_lock:  # numbered and sent as one (see request_many)
+            seq, data = self._encode(msg_type, body or {}, None)
+            self._send_now(peer, data, msg_type)
         return seq
 
     def request(
@@ -416,27 +417,31 @@ class _Endpoint(ABC):
         if not timeout_s > 0 or retries < 0:
             raise ValueError("need timeout_s > 0 and retries >= 0")
         started = time.monotonic()
-        encoded = [
-            (peer, msg_type, *self._encode(msg_type, body or {}, None))
-            for peer, msg_type, body in calls
-        ]
         pendings: dict[int, _Pending] = {}
         results: list[m.Message | LinkError | None] = [None] * len(calls)
         waiter = self._waiter()
         waiter.clear()
-        for i, (peer, msg_type, seq, data) in enumerate(encoded):
-            if not self._peer_reachable(peer):
-                results[i] = PeerDead(f"peer {peer!r} is not alive")
-                continue
-            pending = _Pending(peer, data, msg_type, timeout_s, retries)
-            pending.waiter = waiter
-            with self._pending_lock:  # registered before sending: the reply may be fast
-                self._pending[seq] = pending
-            pendings[i] = pending
-            try:
-                self._send_now(peer, data, msg_type)
-            except LinkError as error:
-                pending.finish(error=error)
+        # numbered and sent as one: no frame of another thread (a heartbeat numbered above
+        # a long batch) reaches a peer in between, which would put the rest of the batch
+        # more than the peer's reorder window below it (rejected as replays)
+        with self._sock_lock:
+            encoded = [
+                (peer, msg_type, *self._encode(msg_type, body or {}, None))
+                for peer, msg_type, body in calls
+            ]
+            for i, (peer, msg_type, seq, data) in enumerate(encoded):
+                if not self._peer_reachable(peer):
+                    results[i] = PeerDead(f"peer {peer!r} is not alive")
+                    continue
+                pending = _Pending(peer, data, msg_type, timeout_s, retries)
+                pending.waiter = waiter
+                with self._pending_lock:  # registered before sending: the reply may be fast
+                    self._pending[seq] = pending
+                pendings[i] = pending
+                try:
+                    self._send_now(peer, data, msg_type)
+                except LinkError as error:
+                    pending.finish(error=error)
         served_by: dict[str, float] = {}  # a peer serves its requests one after another
         try:
             deadline = started + timeout_s * (retries + 1) + 5.0  # the I/O thread times out first
@@ -680,8 +685,9 @@ class _Endpoint(ABC):
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.config.heartbeat_s
             for peer in self._heartbeat_peers():
-                _, data = self._encode("heartbeat", {}, None)
-                self._send_now(peer, data, "heartbeat")
+                with self._sock_lock:  # numbered and sent as one (see request_many)
+                    _, data = self._encode("heartbeat", {}, None)
+                    self._send_now(peer, data, "heartbeat")
             self._check_liveness(now)
 
     def _check_liveness(self, now: float) -> None:

@@ -281,6 +281,7 @@ def run_experiment(
                 f"slots {record['slots']}  channel uses {record['channel_uses']}  "
                 f"({record['seconds']:.1f} s)"
             )
+        engine.close()
         for node_id in link.alive_nodes():  # also nodes dropped after a request timeout
             link.send(node_id, "shutdown", {"reason": "run finished"})
         nodes.stop()  # local nodes write their link counters (logs/<node>.timing.json)
@@ -333,6 +334,8 @@ def run_experiment(
         say(json.dumps(summary["headline"]))
         return summary
     finally:
+        if engine is not None:
+            engine.close()
         nodes.stop()
         link.close()
         radios.close()

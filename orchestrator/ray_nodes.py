@@ -39,7 +39,7 @@ from typing import Any
 from orchestrator.config import ExperimentConfig
 from orchestrator.main_job import NodeLaunch
 
-__all__ = ["NodeHost", "RayNodes"]
+__all__ = ["NodeHost", "RayNodes", "RayTasks"]
 
 log = logging.getLogger(__name__)
 
@@ -193,3 +193,56 @@ class RayNodes:
         if self.owned and ray.is_initialized():
             ray.shutdown()
             self.owned = False
+
+
+class AirWorker:
+    """A Ray actor that runs a planned wave's window work (:class:`RayTasks`)."""
+
+    def __init__(self) -> None:
+        from threadpoolctl import threadpool_limits
+
+        import phy.medium  # noqa: F401 - imported once, while the run starts
+        import phy.ota  # noqa: F401
+
+        # one BLAS thread, as every run process (main_job.SINGLE_THREADED_MATH)
+        self._limits = threadpool_limits(limits=1)
+
+    def run(self, function: Any, item: Any) -> Any:
+        """``function(item)``."""
+        return function(item)
+
+
+class RayTasks:
+    """A :data:`radio.planned_air.Mapper` that runs each item on one of the run's air
+    workers, Ray actors on its cluster (``users.backend = "ray"``), so the simulated air
+    and the receiver's work of a planned round spread over the cluster instead of the
+    orchestrator's process.
+
+    The workers are actors, not tasks, so they live through the run: on a cluster whose
+    CPUs the node actors reserve, Ray kills idle task workers within a second and every
+    wave would wait seconds for new ones to import numpy, scipy and torch. They reserve
+    no CPU (``num_cpus=0``): the node actors hold the CPUs but wait while the air of a
+    wave renders. :attr:`parallel` workers, one per CPU of the cluster. Make it in a
+    process connected to the cluster (the run's :class:`RayNodes` connected it)."""
+
+    def __init__(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            raise RuntimeError("RayTasks needs a process connected to a Ray cluster")
+        self._ray = ray
+        self.parallel = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        worker = ray.remote(num_cpus=0, max_restarts=0)(AirWorker)
+        self.workers = [worker.remote() for _ in range(self.parallel)]
+
+    def __call__(self, fn: Any, items: list) -> list:
+        """``[fn(item) for item in items]``, the items dealt to the workers."""
+        workers = self.workers
+        refs = [workers[i % len(workers)].run.remote(fn, item) for i, item in enumerate(items)]
+        return self._ray.get(refs)
+
+    def close(self) -> None:
+        """Stop the workers."""
+        for worker in self.workers:
+            self._ray.kill(worker, no_restart=True)
+        self.workers = []

@@ -138,6 +138,9 @@ FEEDER_IDLE_S = 10.0
 TIMINGS = ("realistic", "ideal")
 
 _NOISE_BLOCK = 1 << 16  # samples per counter-based noise block
+_NOISE_BLOCKS_KEPT = 16  # noise blocks cached per process (by receiver key and block)
+_noise_blocks: dict[tuple[int, int], np.ndarray] = {}
+_noise_lock = threading.Lock()
 _seconds = [0.0, 0.0]  # process-wide: rendering, taking transmissions (medium_seconds)
 _seconds_lock = threading.Lock()
 
@@ -145,6 +148,12 @@ _seconds_lock = threading.Lock()
 def _account(kind: int, seconds: float) -> None:
     with _seconds_lock:
         _seconds[kind] += seconds
+
+
+def account_render(seconds: float) -> None:
+    """Count ``seconds`` of wall time as rendering (work this process waited for while
+    other threads or processes rendered its windows, :class:`RenderJob`)."""
+    _account(0, seconds)
 
 
 def medium_seconds() -> tuple[float, float]:
@@ -176,6 +185,27 @@ def _interpolator_for(samples: np.ndarray, cyclic: bool) -> FarrowInterpolator:
         while len(_interpolators) > _INTERPOLATOR_CACHE:
             _interpolators.popitem(last=False)
     return interp
+
+
+_INTERNED_KEPT = 64  # DAC buffers kept by content (pilots repeat across users)
+_interned_buffers: OrderedDict[bytes, np.ndarray] = OrderedDict()
+
+
+def _interned(samples: np.ndarray) -> np.ndarray:
+    """``samples`` (read-only), or an equal buffer already on the air: the users of a
+    round push the same pilots, so the medium keeps one copy of each (and a planned
+    wave's render jobs pickle it once per chunk)."""
+    key = hashlib.blake2b(samples.tobytes(), digest_size=16).digest()
+    with _interpolators_lock:
+        kept = _interned_buffers.get(key)
+        if kept is not None:
+            _interned_buffers.move_to_end(key)
+            return kept
+        samples.setflags(write=False)
+        _interned_buffers[key] = samples
+        while len(_interned_buffers) > _INTERNED_KEPT:
+            _interned_buffers.popitem(last=False)
+    return samples
 
 
 _ROT_BLOCK = 256  # rotation computed as outer product of blocks of this length
@@ -229,6 +259,10 @@ class Transmission:
     end_s: float = math.inf
     armed_at_s: float = math.nan  # TDD: when the armed buffer reached the DMA
     _interp: FarrowInterpolator | None = field(default=None, repr=False)
+
+    def __getstate__(self) -> dict:
+        """Pickled without the interpolator (rebuilt on first use where it is rendered)."""
+        return {**self.__dict__, "_interp": None}
 
     @property
     def interpolator(self) -> FarrowInterpolator:
@@ -407,7 +441,6 @@ class MediumPort:
         # links to a passive radio draw their fading here, not from the medium's stream
         self._fading_rng: np.random.Generator | None = spawn(rng, 1)[0] if passive else None
         self._noise_key = derive_seed(rng)
-        self._noise_cache: dict[int, np.ndarray] = {}
         self._ppm = finite_scalar("ppm", ppm)
         self._latency_s = _non_negative("latency_s", latency_s)
         self._position = self._check_position(position)
@@ -641,7 +674,7 @@ class MediumPort:
             raise ValueError(f"samples must be a non-empty 1-D array, got shape {x.shape}")
         if not np.all(np.isfinite(x)):
             raise ValueError("samples contain NaN or inf")
-        out = dac_quantize(x.astype(np.complex64))
+        out = _interned(dac_quantize(x.astype(np.complex64)))
         _account(1, time.perf_counter() - started)
         return out
 
@@ -1007,24 +1040,65 @@ class MediumPort:
         return self.medium._render(self, start_s, n)
 
     def _unit_noise(self, first: int, n: int) -> np.ndarray:
-        """Unit-power complex Gaussian noise for absolute sample indices first..first+n-1,
-        counter-based (the same index always gives the same value)."""
-        out = np.empty(n, np.complex64)
-        pos = 0
-        while pos < n:
-            idx = first + pos
-            block, offset = divmod(idx, _NOISE_BLOCK)
-            values = self._noise_cache.get(block)
-            if values is None:  # a pure function of (key, block): racing threads agree
-                values = _gaussian_block(self._noise_key, block)
-                with self.medium.lock:
-                    while len(self._noise_cache) >= 8:
-                        self._noise_cache.pop(next(iter(self._noise_cache)))
-                    self._noise_cache[block] = values
-            take = min(n - pos, _NOISE_BLOCK - offset)
-            out[pos : pos + take] = values[offset : offset + take]
-            pos += take
-        return out
+        """Unit-power complex Gaussian noise for absolute sample indices first..first+n-1
+        of this receiver (:func:`unit_noise` with its key)."""
+        return unit_noise(self._noise_key, first, n)
+
+
+def unit_noise(key: int, first: int, n: int) -> np.ndarray:
+    """Unit-power complex Gaussian noise for absolute sample indices first..first+n-1 of
+    the receiver whose noise key is ``key``: counter-based (the same index always gives
+    the same value, in any process), complex64 ``(n,)``."""
+    out = np.empty(n, np.complex64)
+    pos = 0
+    while pos < n:
+        idx = first + pos
+        block, offset = divmod(idx, _NOISE_BLOCK)
+        values = _noise_blocks.get((key, block))
+        if values is None:  # a pure function of (key, block): racing threads agree
+            values = _gaussian_block(key, block)
+            with _noise_lock:
+                while len(_noise_blocks) >= _NOISE_BLOCKS_KEPT:
+                    _noise_blocks.pop(next(iter(_noise_blocks)))
+                _noise_blocks[key, block] = values
+        take = min(n - pos, _NOISE_BLOCK - offset)
+        out[pos : pos + take] = values[offset : offset + take]
+        pos += take
+    return out
+
+
+@dataclass
+class RenderJob:
+    """Everything one receiver window's ADC output depends on, taken from the medium
+    under its lock (:meth:`SharedMedium.render_jobs`): :meth:`render` is then pure and
+    runs in any thread or process (a planned round's windows on a Ray cluster).
+
+    Attributes:
+        start_s: medium time of the window's first sample, seconds.
+        n: samples.
+        fs_rx: the receiver's actual sample rate, samples/s.
+        noise_std: receiver noise standard deviation (full scale 1.0).
+        noise_key: the receiver's counter-based noise key (:func:`unit_noise`).
+        heard: ``(transmission, link truth)`` of every transmission heard in the window,
+            in the medium's summation order.
+    """
+
+    start_s: float
+    n: int
+    fs_rx: float
+    noise_std: float
+    noise_key: int
+    heard: list[tuple[Transmission, LinkTruth]]
+
+    def render(self) -> np.ndarray:
+        """The window's ADC output, complex64 ``(n,)``."""
+        acc = np.zeros(self.n, np.complex64)
+        for tr, truth in self.heard:
+            SharedMedium._add_transmission(acc, tr, truth, self.start_s, self.fs_rx)
+        if self.noise_std > 0:
+            first = int(round(self.start_s * self.fs_rx))
+            acc += np.float32(self.noise_std) * unit_noise(self.noise_key, first, self.n)
+        return adc_quantize(acc)
 
 
 class SharedMedium:
@@ -1465,18 +1539,23 @@ class SharedMedium:
             _account(0, time.perf_counter() - started)
 
     def _render_window(self, rx: MediumPort, start_s: float, n: int) -> np.ndarray:
+        return self._render_job(rx, start_s, n).render()
+
+    def _render_job(self, rx: MediumPort, start_s: float, n: int) -> RenderJob:
         with self.lock:
             fs_rx = rx.actual_sample_rate_hz
-            end_s = start_s + n / fs_rx
+            heard = self._jobs(rx, start_s, start_s + n / fs_rx)
             noise_std = math.sqrt(self.noise_power(rx.name))
-            first_index = int(round(start_s * fs_rx))
-            jobs = self._jobs(rx, start_s, end_s)
-        acc = np.zeros(n, np.complex64)
-        for tr, truth in jobs:
-            self._add_transmission(acc, tr, truth, start_s, fs_rx)
-        if noise_std > 0:
-            acc += np.float32(noise_std) * rx._unit_noise(first_index, n)
-        return adc_quantize(acc)
+            return RenderJob(start_s, n, fs_rx, noise_std, rx._noise_key, heard)
+
+    def render_jobs(self, windows: list[tuple[str, float, int]]) -> list[RenderJob]:
+        """A :class:`RenderJob` per receiver window ``(receiver name, start_s, n)``: its
+        :meth:`RenderJob.render` gives what :meth:`MediumPort.capture` gives for it, in
+        any thread or process (windows of a planned round rendered elsewhere)."""
+        return [
+            self._render_job(self.port(name), finite_scalar("start_s", t), count("n", n, 0))
+            for name, t, n in windows
+        ]
 
     @staticmethod
     def _add_transmission(

@@ -21,14 +21,32 @@ and ``tdd`` time bases are the lab's answer).
 
 from __future__ import annotations
 
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from phy.medium import MediumPort
+from phy.medium import MediumPort, RenderJob, account_render
+from phy.ota import estimate_mixup
+from phy.waveform import OfdmConfig
 from radio.ota_session import OtaReceiver
 
-__all__ = ["PlannedAir", "Window"]
+__all__ = ["Mapper", "PlannedAir", "Window", "WindowTask", "in_threads", "mixup_estimate"]
+
+#: ``mapper(function, items) -> [function(item) for item in items]``, run wherever the
+#: mapper runs it (threads of this process, Ray tasks); ``function`` and the items pickle
+Mapper = Callable[[Callable[[Any], Any], list], list]
+
+
+def in_threads(function: Callable[[Any], Any], items: list) -> list:
+    """The default :data:`Mapper`: one thread per CPU (numpy releases the GIL in the
+    rendering and the receiver's FFTs)."""
+    with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="air") as pool:
+        return list(pool.map(function, items))
 
 
 @dataclass(frozen=True)
@@ -51,6 +69,47 @@ class Window:
     end_s: float
 
 
+@dataclass(frozen=True)
+class WindowTask:
+    """Receiver work on some windows of a planned wave: render ``windows`` (the first
+    ``lengths[i]`` samples of each) and apply ``work`` to the list of captures. ``work``
+    must pickle (a module function or a ``functools.partial`` of one) so the task can run
+    in another process, e.g. :func:`phy.ota.estimate_links` with its arguments."""
+
+    windows: Sequence[Window]
+    lengths: Sequence[int]
+    work: Callable[[list[np.ndarray]], Any]
+
+
+def mixup_estimate(
+    captures: list[np.ndarray],
+    rx_scaling: complex,
+    n_reals: int,
+    config: OfdmConfig,
+    frame_start: int,
+) -> np.ndarray | ValueError:
+    """:func:`phy.ota.estimate_mixup` of a slot's one capture, or the ValueError saying
+    why no frame was found (a missed slot, returned so one miss does not stop a wave)."""
+    try:
+        return estimate_mixup(captures[0], rx_scaling, n_reals, config, frame_start=frame_start)
+    except ValueError as error:
+        return error
+
+
+def _run_chunk(chunk: list[tuple[list[RenderJob], Callable]]) -> tuple[list[Any], float, float]:
+    """Render and work through one chunk of tasks (in any process); returns the results
+    and the seconds spent rendering and working."""
+    results, render_s, work_s = [], 0.0, 0.0
+    for jobs, work in chunk:
+        started = time.perf_counter()
+        captures = [job.render() for job in jobs]
+        rendered = time.perf_counter()
+        results.append(work(captures))
+        render_s += rendered - started
+        work_s += time.perf_counter() - rendered
+    return results, render_s, work_s
+
+
 class PlannedAir:
     """Windows of ``receiver``'s air on its simulated medium port ``port``.
 
@@ -61,13 +120,20 @@ class PlannedAir:
     """
 
     def __init__(
-        self, receiver: OtaReceiver, port: MediumPort, listener: MediumPort | None = None
+        self,
+        receiver: OtaReceiver,
+        port: MediumPort,
+        listener: MediumPort | None = None,
+        mapper: Mapper = in_threads,
+        parallel: int | None = None,
     ) -> None:
         if port.medium.realtime:
             raise ValueError("planned rounds need the medium's deterministic clock")
         self.receiver = receiver
         self.port = port
         self.listener = listener
+        self.mapper = mapper
+        self.parallel = parallel or os.cpu_count() or 1
         self._cursor = receiver.clock  # receiver clock after the last reserved window
         self._origin: tuple[int, int] | None = None  # (receiver clock, RX stream index)
 
@@ -121,6 +187,33 @@ class PlannedAir:
             raise ValueError("a capture is longer than its window")
         spans = [(port.name, w.push_s, n) for w, n in zip(windows, lengths, strict=True)]
         return port.medium.capture_many(spans)
+
+    def run(self, tasks: list[WindowTask]) -> list[Any]:
+        """Each task's ``work`` over the captures of its windows, in task order: the
+        medium's state for every window is taken here (:meth:`phy.medium.SharedMedium.
+        render_jobs`), then rendering and work run in ``parallel`` chunks through the
+        mapper. The medium's share of the wall time is accounted as rendering."""
+        if not tasks:
+            return []
+        started = time.perf_counter()
+        spans = [
+            (self.port.name, w.push_s, n)
+            for task in tasks
+            for w, n in zip(task.windows, task.lengths, strict=True)
+        ]
+        pairs = [zip(t.windows, t.lengths, strict=True) for t in tasks]
+        if any(not 1 <= n <= w.n for pair in pairs for w, n in pair):
+            raise ValueError("a capture is longer than its window")
+        jobs = iter(self.port.medium.render_jobs(spans))
+        items = [([next(jobs) for _ in task.windows], task.work) for task in tasks]
+        size = -(-len(items) // self.parallel)
+        chunks = [items[i : i + size] for i in range(0, len(items), size)]
+        done = self.mapper(_run_chunk, chunks)
+        wall = time.perf_counter() - started
+        render_s = sum(r for _, r, _ in done)
+        busy = render_s + sum(w for _, _, w in done)
+        account_render(wall * render_s / busy if busy > 0 else 0.0)
+        return [result for results, _, _ in done for result in results]
 
     def finish(self) -> None:
         """Move the receiver's RX stream and clock past every reserved window."""

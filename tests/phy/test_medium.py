@@ -579,3 +579,18 @@ def test_transmit_at_plays_where_a_push_at_that_time_would_and_cuts_nothing():
     realtime = SharedMedium(rng=0, realtime=True)
     with pytest.raises(RuntimeError, match="deterministic clock"):
         realtime.add_radio("tx").transmit_at(pilot, 1.0)
+
+
+def test_render_jobs_pickle_and_give_the_capture_anywhere():
+    import pickle
+
+    m, tx, rx = _pair(seed=8, noise_dbfs=-60.0)
+    tx.transmit(_pilot(300, seed=1), cyclic=True)
+    m.advance(0.01)
+    rx.capture(0.0, 100)  # builds the transmission's interpolator here
+    jobs = m.render_jobs([("rx", 0.002, 5000), ("rx", 0.0071, 3000)])
+    assert jobs[0].heard[0][0]._interp is not None
+    shipped = pickle.loads(pickle.dumps(jobs))  # as a planned wave ships them to a worker
+    assert shipped[0].heard[0][0]._interp is None  # the interpolator is rebuilt there
+    for job, start, n in zip(shipped, (0.002, 0.0071), (5000, 3000), strict=True):
+        np.testing.assert_array_equal(job.render(), rx.capture(start, n))
