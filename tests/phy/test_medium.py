@@ -587,7 +587,7 @@ def test_render_jobs_pickle_and_give_the_capture_anywhere():
     m, tx, rx = _pair(seed=8, noise_dbfs=-60.0)
     tx.transmit(_pilot(300, seed=1), cyclic=True)
     m.advance(0.01)
-    rx.capture(0.0, 100)  # builds the transmission's interpolator here
+    rx.capture(0.005, 100)  # builds the transmission's interpolator here
     jobs = m.render_jobs([("rx", 0.002, 5000), ("rx", 0.0071, 3000)])
     assert jobs[0].heard[0][0]._interp is not None
     shipped = pickle.loads(pickle.dumps(jobs))  # as a planned wave ships them to a worker
