@@ -107,6 +107,21 @@ class Dataset:
         return Dataset(self.x[idx], self.y[idx], self.n_classes, self.name)
 
 
+def downsample(data: Dataset, factor: int) -> Dataset:
+    """``data`` with images average-pooled over ``factor`` x ``factor`` pixels (a side not
+    divisible by ``factor`` loses its last rows or columns): ``(N, C, H // factor,
+    W // factor)``, values still in [0, 1]. ``factor`` 1 returns ``data`` itself."""
+    if isinstance(factor, bool) or int(factor) != factor or factor < 1:
+        raise ValueError(f"factor must be an integer >= 1, got {factor!r}")
+    if factor == 1:
+        return data
+    _, h, w = data.input_shape
+    if h < factor or w < factor:
+        raise ValueError(f"factor {factor} exceeds the {h}x{w} images")
+    pooled = torch.nn.functional.avg_pool2d(data.x, int(factor)).clamp(0.0, 1.0)
+    return Dataset(pooled.contiguous(), data.y, data.n_classes, data.name)
+
+
 def _make(x_uint8_or_float: np.ndarray, y: np.ndarray, scale: float, n_classes: int, name: str):
     x = torch.from_numpy(np.ascontiguousarray(x_uint8_or_float, dtype=np.float32) / scale)
     return Dataset(x, torch.from_numpy(np.asarray(y, dtype=np.int64)), n_classes, name)

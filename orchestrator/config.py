@@ -125,6 +125,14 @@ SCHEMA: dict[str, dict[str, Field]] = {
             minimum=0,
             maximum=0.9,
         ),
+        "downsample": Field(
+            int,
+            1,
+            "average-pool images over N x N pixels (e.g. 4: Fashion-MNIST's 28x28 to 7x7, "
+            "short raw frames that do not clip at population scale)",
+            minimum=1,
+            maximum=16,
+        ),
     },
     "users": {
         "count": Field(int, 8, "number of users", minimum=1),

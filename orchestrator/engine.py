@@ -83,6 +83,9 @@ from radio.time_base import TimeBaseReceiver
 
 __all__ = ["UPDATE_VIEWS_FILE", "Engine", "NodeLost"]
 
+#: a planned step of at least this many slots prints a line before its waves
+WAVE_LINES_FROM = 200
+
 #: the model updates the server saw in the recorded round (the gradient-inversion audit's
 #: input; a list of plain dicts, ``torch.load(weights_only=True)`` reads it)
 UPDATE_VIEWS_FILE = "server_updates.pt"
@@ -249,15 +252,16 @@ class Engine:
 
     def _transmit(
         self, plan: SlotPlan, weights: np.ndarray, round_id: int, slot_id: int, users: list[str]
-    ) -> None:
-        """Every user of the slot plays its payload as ``plan`` orders."""
+    ) -> dict[str, int]:
+        """Every user of the slot plays its payload as ``plan`` orders; returns the users
+        whose frame would have clipped and was not sent (user id -> slot id)."""
         requests = self.nodes.split_to_users(
             "transmit",
             users,
             {"round_id": round_id, "slot_id": slot_id, "batch_size": self.batch},
             {"weights": weights, "orders": [plan.order(k) for k in range(len(users))]},
         )
-        self.nodes.request_many(self.nodes.with_stops(requests))
+        return _clipped(self.nodes.request_many(self.nodes.with_stops(requests)))
 
     def _slot(
         self,
@@ -276,7 +280,7 @@ class Engine:
         plan = receiver.plan(estimates, weights, self.n_reals, rng=power_rng)
         try:
             started = time.perf_counter()
-            self._transmit(plan, weights, round_id, slot_id, users)
+            clipped = self._transmit(plan, weights, round_id, slot_id, users)
             if isinstance(receiver, TimeBaseReceiver):  # on the wall clock the next
                 receiver.observe_send(time.perf_counter() - started)  # plans allow for it
             try:
@@ -284,6 +288,9 @@ class Engine:
             except ValueError as error:  # the frame was on the air but not found
                 estimate = None
                 log.warning("slot %d of round %d missed: %s", slot_id, round_id, error)
+            if clipped:  # a user was silent: not the planned mixup
+                estimate = None
+                log.warning("slot %d of round %d missed: %s", slot_id, round_id, _why(clipped))
             if record:  # the same window of air, as the eavesdropper heard it
                 self._eavesdrop(plan, weights, round_id, slot_id, users)
         finally:  # stopped with the next command (or flush_stops): no frame keeps playing
@@ -457,6 +464,10 @@ class Engine:
         try:
             with self.timer.span("phy"):
                 pilots, windows = self._lay_out(receiver, air, estimates, slots)
+                if len(slots) >= WAVE_LINES_FROM:  # a long wave says what it does
+                    self.meter.phase(
+                        f"{sum(map(len, pilots))} pilots, then {len(slots)} slots on the air"
+                    )
                 self._planned_acquisition(receiver, air, estimates, round_id, pilots, stats)
                 receptions = self._planned_wave(
                     receiver, air, estimates, round_id, slots, windows, stats
@@ -607,7 +618,7 @@ class Engine:
             {"round_id": round_id, "slot_id": slots[0][1], "batch_size": self.batch},
             {"weights": np.asarray(weights_flat), "orders": orders, "slot_ids": slot_ids},
         )
-        self.nodes.request_many(requests)
+        clipped = _clipped(self.nodes.request_many(requests))
         lengths = [plan.buffer_len for plan in plans]
         tasks = [
             WindowTask(
@@ -629,7 +640,11 @@ class Engine:
         out = []
         for j, (_, slot_id, users) in enumerate(slots):
             estimate = found[j]
-            if isinstance(estimate, ValueError):
+            silent = {u: s for u, s in clipped.items() if s == slot_id}
+            if silent:  # a user was silent: not the planned mixup
+                log.warning("slot %d of round %d missed: %s", slot_id, round_id, _why(silent))
+                estimate = None
+            elif isinstance(estimate, ValueError):
                 log.warning("slot %d of round %d missed: %s", slot_id, round_id, estimate)
                 estimate = None
             if heard:
@@ -842,3 +857,16 @@ class Engine:
 def _scheduled(order: SlotOrder, window: Window) -> SlotOrder:
     """``order`` played over ``window`` of a planned round (``MODE_SCHEDULED``)."""
     return dataclasses.replace(order, mode=MODE_SCHEDULED, push_s=window.push_s, end_s=window.end_s)
+
+
+def _clipped(replies: list) -> dict[str, int]:
+    """User id -> slot of the frames the nodes' ``transmit`` replies say were not sent
+    because they would have clipped."""
+    out: dict[str, int] = {}
+    for reply in replies:
+        out.update(reply.body.get("clipped") or {})
+    return out
+
+
+def _why(clipped: dict[str, int]) -> str:
+    return f"the frame of {', '.join(sorted(clipped))} would have clipped the DAC (not sent)"

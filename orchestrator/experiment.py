@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from learning.data import Dataset, UserSplit, load_dataset, split_users
+from learning.data import Dataset, UserSplit, downsample, load_dataset, split_users
 from learning.methods import METHODS, make_method
 from learning.methods.base import Method, MethodContext
 from learning.methods.base import named_seed as _named_seed
@@ -69,6 +69,10 @@ def load_experiment_data(config: ExperimentConfig) -> ExperimentData:
     """Load the data set and split it over users, seeded by the config."""
     root = config.data.root or None
     train, test = load_dataset(config.data.dataset, root)
+    train, test = (
+        downsample(train, config.data.downsample),
+        downsample(test, config.data.downsample),
+    )
     split = split_users(
         train,
         config.users.count,

@@ -380,10 +380,13 @@ class Heartbeat:
 
 @message("ack", "any")
 class Ack:
-    """request done (reply); served_s: seconds the peer spent handling it"""
+    """request done (reply); served_s: seconds the peer spent handling it; clipped (a
+    transmit's reply): user id -> the slot whose frame the user did not send because it
+    would have clipped the DAC (that slot is then counted missed)"""
 
     note: str | None = None
     served_s: float | None = None
+    clipped: UserInts | None = None
 
 
 @message("error", "any")

@@ -55,6 +55,7 @@ from orchestrator.link import LinkConfig, LinkError, NodeLink
 from orchestrator.messages import Message
 from orchestrator.mixup_error import MixupLog
 from orchestrator.rundir import CONFIG_FILE, atomic_write, atomic_write_bytes
+from phy.ota import ClippingError
 from radio import Radio, open_radio
 from radio.ota_transmitter import OtaTransmitter
 
@@ -162,16 +163,26 @@ class Node:
         for user_id, pilot_id, order in zip(pilots.user_ids, pilots.pilot_ids, orders, strict=True):
             self._user(user_id).transmitter.play_pilot(pilot_id, group_size, order)
 
-    def _transmit(self, order: m.Transmit) -> None:
-        """Each listed user puts its method's next payload on the air as ordered."""
+    def _transmit(self, order: m.Transmit) -> dict | None:
+        """Each listed user puts its method's next payload on the air as ordered. A frame
+        that would clip the DAC is not sent: the reply names its user and slot
+        (``clipped``) and the orchestrator counts the slot missed."""
         slot_ids = order.slot_ids or [order.slot_id] * len(order.user_ids)
+        clipped: dict[str, int] = {}
         for k, (user_id, slot_id) in enumerate(zip(order.user_ids, slot_ids, strict=True)):
             user = self._user(user_id)
             payload = user.learner.payload(order.batch_size)
-            user.transmitter.play_payload(payload.vector, order.orders[k])
+            try:
+                user.transmitter.play_payload(payload.vector, order.orders[k])
+            except ClippingError as error:
+                if user_id in clipped:  # one slot per user can be reported per request
+                    raise
+                log.warning("%s: slot %d: %s not sent: %s", self.node_id, slot_id, user_id, error)
+                clipped[user_id] = slot_id
             user.last_batch = payload.indices
             self._audit(order.round_id, slot_id, user, payload.indices, float(order.weights[k]))
             self.payload_log.slot(order.round_id, slot_id, [user.user_id], payload.vector)
+        return {"clipped": clipped} if clipped else None
 
     def _audit(
         self, round_id: int, slot_id: int, user: HostedUser, indices: np.ndarray, weight: float
@@ -247,7 +258,7 @@ class Node:
                 "checkpoint": self._checkpoint,
             }
             if message.type in acked:
-                acked[message.type](record)
+                body = acked[message.type](record)
             elif message.type == "eval_request":
                 link.reply(message, "ack")
                 link.request("orchestrator", "eval_report", self._evaluate(record))
@@ -268,7 +279,7 @@ class Node:
             detail = f"{type(error).__name__}: {error}"[:250]
             link.reply(message, "error", {"reason": "node_failure", "detail": detail})
             return True
-        link.reply(message, "ack")
+        link.reply(message, "ack", body)
         return True
 
     def write_timing(self) -> None:

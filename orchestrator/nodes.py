@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from orchestrator.link import LinkError, OrchestratorLink, RemoteError
+from orchestrator.messages import Message
 
 log = logging.getLogger(__name__)
 
@@ -120,12 +121,12 @@ class Nodes:
         return sorted({self.node_of[u] for u in self.alive})
 
     # ---------------------------------------------------------------- requests
-    def request_many(self, requests: list[Request]) -> None:
+    def request_many(self, requests: list[Request]) -> list[Message]:
         """Send requests to *different* nodes at once and wait for every reply (one round
-        trip instead of one per node). A lost node (PeerDead, LinkTimeout) is dropped and
-        NodeLost raised after all requests finished, so the others are never left half
-        done; an ``error`` reply (the node is alive but refused: a bug or bad input)
-        raises RemoteError."""
+        trip instead of one per node); returns the replies in request order. A lost node
+        (PeerDead, LinkTimeout) is dropped and NodeLost raised after all requests
+        finished, so the others are never left half done; an ``error`` reply (the node is
+        alive but refused: a bug or bad input) raises RemoteError."""
         with self.span("requests"):
             results = self.link.request_many(requests)
         refused: RemoteError | None = None
@@ -140,6 +141,7 @@ class Nodes:
             raise refused
         if lost is not None:
             raise lost
+        return results
 
     def per_node(self, user_ids: list[str]) -> dict[str, list[int]]:
         """node id -> positions in ``user_ids`` of the users it hosts."""

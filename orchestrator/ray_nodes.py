@@ -43,8 +43,10 @@ __all__ = ["NodeHost", "RayNodes", "RayTasks"]
 
 log = logging.getLogger(__name__)
 
-#: object store of a local cluster started by a run: nodes exchange nothing through it
-OBJECT_STORE_BYTES = 80 * 1024 * 1024
+#: object store of a local cluster started by a run: nodes exchange nothing through it,
+#: but a planned wave's windows go to the air workers through it (a 10,000-user slot
+#: wave carries about 400 MB of users' buffers)
+OBJECT_STORE_BYTES = 1024 * 1024 * 1024
 
 
 class NodeHost:

@@ -124,6 +124,13 @@ class RoundProgress:
             self._next = now + self._every
             self._say(self.line(now))
 
+    def phase(self, text: str) -> None:
+        """Say what the round starts doing now (a planned round's wave: its slots are
+        done all at once at the end), with the seconds since the round began."""
+        elapsed = time.perf_counter() - self.started
+        self._say(f"round {self.round_id + 1}: {text} ({elapsed:.0f} s in)")
+        self._next = time.perf_counter() + self._every
+
     def line(self, now: float | None = None) -> str:
         """``round R: D/T slots (P%), X slots/s, ETA E s``."""
         elapsed = (time.perf_counter() if now is None else now) - self.started

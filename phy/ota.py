@@ -86,6 +86,11 @@ class UserCorrection:
     target_delay: int
 
 
+class ClippingError(ValueError):
+    """A pre-compensated buffer would exceed the DAC's full scale (a payload far louder
+    than the unit power its codec aims at, times the slot's scaling): it is not sent."""
+
+
 def pilot_buffer(user_index: int, n_users: int, config: OfdmConfig) -> np.ndarray:
     """User ``user_index``'s cyclic acquisition pilot, complex64 ``(n,)``: short preamble
     and :data:`~phy.estimation.PILOT_REPS` long ZC blocks with the user's own root (users
@@ -375,7 +380,7 @@ def precompensated_blocks(
     buffer *= b * np.exp(-2j * np.pi * c.cfo_hz / config.sample_rate_hz * arrival)
     peak = max(float(np.abs(buffer.real).max()), float(np.abs(buffer.imag).max()))
     if peak > 1.0:
-        raise ValueError(f"precompensated payload peaks at {peak:.2f} of full scale")
+        raise ClippingError(f"precompensated payload peaks at {peak:.2f} of full scale")
     return buffer.astype(np.complex64)
 
 

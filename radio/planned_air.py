@@ -37,6 +37,9 @@ from radio.ota_session import OtaReceiver
 
 __all__ = ["Mapper", "PlannedAir", "Window", "WindowTask", "in_threads", "mixup_estimate"]
 
+#: chunks per parallel worker in a wave (balance, and no single huge pickled argument)
+CHUNKS_PER_WORKER = 4
+
 #: ``mapper(function, items) -> [function(item) for item in items]``, run wherever the
 #: mapper runs it (threads of this process, Ray tasks); ``function`` and the items pickle
 Mapper = Callable[[Callable[[Any], Any], list], list]
@@ -206,7 +209,7 @@ class PlannedAir:
             raise ValueError("a capture is longer than its window")
         jobs = iter(self.port.medium.render_jobs(spans))
         items = [([next(jobs) for _ in task.windows], task.work) for task in tasks]
-        size = -(-len(items) // self.parallel)
+        size = -(-len(items) // (CHUNKS_PER_WORKER * self.parallel))
         chunks = [items[i : i + size] for i in range(0, len(items), size)]
         done = self.mapper(_run_chunk, chunks)
         wall = time.perf_counter() - started

@@ -14,6 +14,7 @@ from learning.data import (
     DATASETS,
     Dataset,
     DatasetFileError,
+    downsample,
     load_dataset,
     split_users,
 )
@@ -229,3 +230,15 @@ def test_split_rejects_bad_arguments(digits_train):
         split_users(digits_train, 3, auxiliary_fraction=1.0)
     with pytest.raises(ValueError, match="labels_per_user"):
         split_users(digits_train, 3, "shards", labels_per_user=11)
+
+
+def test_downsample_average_pools_and_keeps_labels():
+    x = torch.rand(5, 1, 28, 28)
+    data = Dataset(x, torch.arange(5) % 3, 3, "images")
+    pooled = downsample(data, 4)
+    assert pooled.input_shape == (1, 7, 7) and torch.equal(pooled.y, data.y)
+    assert float(pooled.x[2, 0, 1, 3]) == pytest.approx(float(x[2, 0, 4:8, 12:16].mean()), abs=1e-6)
+    assert downsample(data, 1) is data and downsample(data, 3).input_shape == (1, 9, 9)
+    for bad in (0, 2.5, True, 29):
+        with pytest.raises(ValueError):
+            downsample(data, bad)

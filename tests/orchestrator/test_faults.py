@@ -130,3 +130,45 @@ def test_a_message_overtaken_by_a_heartbeat_is_not_rejected_as_a_replay(slow):
                 server.join(timeout=10)
             for link in (orchestrator, node):
                 assert "replay" not in link.counters.snapshot()["rejects"]
+
+
+class _SlowBatchOrchestratorLink(OrchestratorLink):
+    """Encoding each request of a batch takes a few heartbeat periods' worth in all (a
+    planned step's 1,500 feedbacks on a loaded machine)."""
+
+    def _encode(self, msg_type, body, re_seq):
+        if msg_type == "stop_transmit":
+            time.sleep(0.002)
+        return super()._encode(msg_type, body, re_seq)
+
+
+def test_a_long_batch_of_requests_is_not_overtaken_by_heartbeats():
+    """Regression: a batch numbered up front and sent one by one let the I/O thread's
+    heartbeats, numbered above the whole batch, reach the node mid-batch; the rest of the
+    batch was then more than the replay guard's reorder window (64) below them and was
+    rejected as replays, so a planned step's feedbacks were never answered."""
+    config = LinkConfig(heartbeat_s=0.01, liveness_s=2.0, request_timeout_s=5.0, retries=0)
+    batch = 200
+    with _SlowBatchOrchestratorLink(config=config) as orchestrator:
+        with NodeLink("node0", orchestrator.address, config=config) as node:
+            node.join(["u000"])
+
+            def serve() -> None:
+                answered = 0
+                while answered < batch:
+                    event = node.recv(timeout_s=10.0)
+                    if event is None:
+                        return
+                    if event.kind == "message" and event.message.type == "stop_transmit":
+                        node.reply(event.message)
+                        answered += 1
+
+            server = threading.Thread(target=serve, daemon=True)
+            server.start()
+            try:
+                calls = [("node0", "stop_transmit", {"user_ids": ["u000"]})] * batch
+                results = orchestrator.request_many(calls)
+            finally:
+                server.join(timeout=20)
+            assert all(r.type == "ack" for r in results)
+            assert "replay" not in node.counters.snapshot()["rejects"]

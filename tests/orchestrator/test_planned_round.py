@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from orchestrator.config import ConfigError, resolve_experiment
@@ -54,3 +55,29 @@ def test_planned_needs_the_simulated_medium_and_the_ideal_loop():
     for channel in ({"time_base": "stream"}, {"time_base": "ideal", "radio": "virtual-pluto"}):
         with pytest.raises(ConfigError, match="channel.schedule"):
             resolve_experiment({"channel": {**channel, "schedule": "planned"}})
+
+
+def test_a_frame_that_would_clip_is_not_sent_and_the_reply_names_its_slot(tmp_path):
+    from orchestrator import messages as m
+    from orchestrator.node import Node
+    from orchestrator.radios import radio_config
+    from phy.medium import SharedMedium, register_medium, unregister_medium
+    from radio.ota_transmitter import SlotOrder
+
+    config = resolve_experiment({"users": {"count": 2, "group_size": 2}})
+    medium = register_medium("clip-test", SharedMedium(rng=1, timing="ideal"))
+    try:
+        uris = {u: f"sim://clip-test/{u}" for u in ("u000", "u001")}
+        node = Node(config, "node0", ["u000", "u001"], uris, tmp_path)
+        node._start_round(m.StartRound.of(0, radio_config(config)))
+        loud = SlotOrder(10.0, 0.0, 0.0, 40, 50.0 + 0j, 2000)  # b_k = 50: far past full scale
+        fine = SlotOrder(10.0, 0.0, 0.0, 40, 0.5 + 0j, 2000)
+        order = m.Transmit(0, 3, ["u000", "u001"], np.array([0.5, 0.5]), [loud, fine], 1)
+        body = node._transmit(order)
+        assert body == {"clipped": {"u000": 3}}
+        assert medium.port("u000").transmission is None  # nothing went on the air
+        assert medium.port("u001").transmission is not None
+        reply = m.Message("ack", body, 1, "node0", 0.0, 7)  # a node may send it
+        assert m.decode(m.encode(reply)).body["clipped"] == {"u000": 3}
+    finally:
+        unregister_medium("clip-test")

@@ -69,3 +69,38 @@ def test_a_pilot_many_radios_push_builds_one_interpolator():
     assert len({id(tr.interpolator) for tr in sent}) == 1
     other = medium.port("u0").transmit(pilot * 0.5, cyclic=True)
     assert other.interpolator is not sent[0].interpolator
+
+
+def test_the_start_time_index_finds_every_transmission_a_window_hears():
+    """A planned wave's windows look transmissions up in a start-time index instead of
+    visiting every one: it must return a superset of those overlapping the window, also
+    after cyclic buffers are cut and a feeder stall moves queued stream buffers later."""
+    medium = SharedMedium(seed=5, timing="ideal", noise_dbfs=-60.0)
+    medium.add_radio("rx")
+    rng = np.random.default_rng(9)
+    ports = [medium.add_radio(f"u{k}") for k in range(40)]
+    for k, port in enumerate(ports[:30]):  # scheduled, some cyclic, over 3 s
+        for j in range(5):
+            push = 0.1 * j + k * 0.003 + 1.0 * (j % 2)
+            end = push + rng.uniform(0.001, 0.05) if j % 3 == 0 else None
+            port.transmit_at(_frame(rng, 200), push, end)
+    ports[30].transmit(_frame(rng, 300), cyclic=True)  # plays until cut
+    streamer = ports[31]
+    streamer.start_stream(block=1024, buffers=4)
+    placed = streamer.place(_frame(rng, 500), streamer.earliest_index() + 400_000)  # 0.4 s on
+
+    def check() -> None:
+        middles = [(tr.start_s + min(tr.end_s, tr.start_s + 1.0)) / 2 for _, tr in medium._on_air]
+        for start in [*rng.uniform(0.0, 3.0, 300), *middles]:
+            end = start + rng.uniform(1e-4, 0.02)
+            found = {id(tr) for _, tr in medium._on_air_between(start, end)}
+            for _, tr in medium._on_air:
+                if tr.start_s < end + 1e-6 and tr.end_s > start - 1e-6:
+                    assert id(tr) in found
+
+    check()
+    medium.advance(0.2)
+    ports[30].stop_transmit()  # cut: only shrinks
+    before = placed.start_s
+    assert streamer.stall_feeder(0.5) > 0.1 and placed.start_s > before + 0.1  # moved later
+    check()
