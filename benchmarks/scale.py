@@ -172,7 +172,11 @@ def main() -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, nargs="+", default=[1000, 10000])
     parser.add_argument("--backends", nargs="+", default=["local", "ray"])
-    parser.add_argument("--nodes", type=int, default=4, help="local node processes")
+    parser.add_argument(
+        "--nodes", type=int, default=os.cpu_count() or 2,
+        help="local node processes (default: one per core; more wait for each other's CPU "
+        "inside a wave, which the link's figures count as messaging)",
+    )  # fmt: skip
     parser.add_argument("--ray-nodes", type=int, default=8, help="node actors on Ray")
     parser.add_argument("--fashion-root", type=Path, default=FASHION_ROOT)
     parser.add_argument(
