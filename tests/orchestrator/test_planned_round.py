@@ -26,7 +26,7 @@ def _run(tmp_path, schedule: str) -> tuple[dict, dict]:
             "users": {"count": 8, "group_size": 4, "node_processes": 2},
             "model": {"batch_size": 16},
             "channel": {"time_base": "ideal", "schedule": schedule},
-            "attacks": {"enabled": ["model_inversion"], "eavesdropper": True},
+            "attacks": {"enabled": [], "eavesdropper": True},
         }
     )
     run = RunDirectory.create(tmp_path, schedule, config.to_toml())
