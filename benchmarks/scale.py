@@ -64,6 +64,7 @@ from figures_line import print_figures  # noqa: E402
 from orchestrator.config import resolve_experiment  # noqa: E402
 from orchestrator.grouping import get_grouping_policy  # noqa: E402
 from orchestrator.main_job import run_experiment  # noqa: E402
+from orchestrator.messages import MAX_LIST  # noqa: E402
 from orchestrator.round_timing import PARTS  # noqa: E402
 from orchestrator.rundir import RunDirectory  # noqa: E402
 
@@ -192,6 +193,7 @@ def main() -> dict:
         for users in args.users:
             for backend in args.backends:
                 nodes = args.ray_nodes if backend == "ray" else args.nodes
+                nodes = max(nodes, -(-users // MAX_LIST))  # a node's hello lists its users
                 r = run_round(users, backend, nodes, out, args.fashion_root, args.schedule)
                 results[users, backend] = r
                 report(users, r)
