@@ -502,10 +502,10 @@ class Engine:
             self._ray_tasks = None
 
     def _air_tasks(self) -> Mapper:
-        """Where a planned wave's rendering and receiver work run: Ray tasks on the run's
-        cluster with ``users.backend = "ray"`` (the air scales with the cluster; made when
-        the engine is, so its workers start while the round does), else threads of this
-        process."""
+        """Where a planned wave's rendering and receiver work run: air worker actors on
+        the run's Ray cluster with ``users.backend = "ray"`` (the air scales with the
+        cluster; made with the engine, so they start while the nodes join), else threads
+        of this process."""
         if self.config.users.backend != "ray":
             return in_threads
         if self._ray_tasks is None:
@@ -572,7 +572,7 @@ class Engine:
                     config=receiver.config,
                     clocks=[w.clock for w in group_windows],
                     carrier_hz=receiver.carrier_hz,
-                ),  # fmt: skip
+                ),
             )
             for group, group_windows in pilots.items()
         ]
@@ -631,7 +631,7 @@ class Engine:
                     config=receiver.config,
                     frame_start=plan.target_delay,
                 ),
-            )  # fmt: skip
+            )
             for plan, window in zip(plans, windows, strict=True)
         ]
         found = air.run(tasks)

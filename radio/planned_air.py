@@ -8,15 +8,19 @@ never overlap on the air, so a round can lay out every window of receiver air ah
 the clock, tell each node in one request when each of its users plays what
 (:meth:`radio.base.Radio.transmit_at`: a buffer counted as pushed at the window's first
 sample, so it starts one start latency later, exactly as a buffer pushed just before that
-capture in the sequential loop), then render every window at once
-(:meth:`phy.medium.SharedMedium.capture_many`, in parallel threads).
+capture in the sequential loop), then render every window and run the receiver's work
+on it at once, in parallel: threads of this process, or Ray actors of the run's cluster
+(:class:`orchestrator.ray_nodes.RayTasks`), since a window's
+:class:`phy.medium.RenderJob` renders anywhere.
 
 :class:`PlannedAir` keeps the layout: :meth:`PlannedAir.window` reserves the next window
-(receiver clock, medium times), :meth:`PlannedAir.capture` renders reserved windows and
-:meth:`PlannedAir.finish` moves the receiver's stream and clock past every window
-reserved so far, captured or not (a failed wave leaves no scheduled buffer in the way of
-the next). Real radios cannot do this: a pushed buffer has no start time (the ``stream``
-and ``tdd`` time bases are the lab's answer).
+(receiver clock, medium times), :meth:`PlannedAir.run` renders reserved windows and works
+on them (:class:`WindowTask`), :meth:`PlannedAir.capture` and :meth:`PlannedAir.listen`
+just render them (for the receiver and an eavesdropper), and :meth:`PlannedAir.finish`
+moves the receiver's stream and clock past every window reserved so far, captured or not
+(a failed wave leaves no scheduled buffer in the way of the next). Real radios cannot do
+this: a pushed buffer has no start time (the ``stream`` and ``tdd`` time bases are the
+lab's answer).
 """
 
 from __future__ import annotations
@@ -113,6 +117,17 @@ def _run_chunk(chunk: list[tuple[list[RenderJob], Callable]]) -> tuple[list[Any]
     return results, render_s, work_s
 
 
+def _spans(
+    port: MediumPort, windows: Sequence[Window], lengths: Sequence[int] | None
+) -> list[tuple[str, float, int]]:
+    """``(port name, start, samples)`` of each window's capture (default: its ``n``)."""
+    lengths = [w.n for w in windows] if lengths is None else lengths
+    pairs = list(zip(windows, lengths, strict=True))
+    if any(not 1 <= n <= w.n for w, n in pairs):
+        raise ValueError("a capture is longer than its window")
+    return [(port.name, w.push_s, int(n)) for w, n in pairs]
+
+
 class PlannedAir:
     """Windows of ``receiver``'s air on its simulated medium port ``port``.
 
@@ -120,6 +135,9 @@ class PlannedAir:
         receiver: the round's cyclic-loop receiver; its clock counts the windows.
         port: the receiver radio's port on the medium (deterministic clock).
         listener: a passive port (an eavesdropper) that hears the same windows, or None.
+        mapper: where :meth:`run` renders and works (default: threads of this process).
+        parallel: workers behind the mapper (default: this machine's CPUs); a wave is
+            cut into ``CHUNKS_PER_WORKER`` chunks per worker.
     """
 
     def __init__(
@@ -183,13 +201,9 @@ class PlannedAir:
 
     @staticmethod
     def _render(
-        port: MediumPort, windows: list[Window], lengths: list[int] | None
+        port: MediumPort, windows: Sequence[Window], lengths: Sequence[int] | None
     ) -> list[np.ndarray]:
-        lengths = [w.n for w in windows] if lengths is None else lengths
-        if any(not 1 <= n <= w.n for w, n in zip(windows, lengths, strict=True)):
-            raise ValueError("a capture is longer than its window")
-        spans = [(port.name, w.push_s, n) for w, n in zip(windows, lengths, strict=True)]
-        return port.medium.capture_many(spans)
+        return port.medium.capture_many(_spans(port, windows, lengths))
 
     def run(self, tasks: list[WindowTask]) -> list[Any]:
         """Each task's ``work`` over the captures of its windows, in task order: the
@@ -199,14 +213,7 @@ class PlannedAir:
         if not tasks:
             return []
         started = time.perf_counter()
-        spans = [
-            (self.port.name, w.push_s, n)
-            for task in tasks
-            for w, n in zip(task.windows, task.lengths, strict=True)
-        ]
-        pairs = [zip(t.windows, t.lengths, strict=True) for t in tasks]
-        if any(not 1 <= n <= w.n for pair in pairs for w, n in pair):
-            raise ValueError("a capture is longer than its window")
+        spans = [span for t in tasks for span in _spans(self.port, t.windows, t.lengths)]
         jobs = iter(self.port.medium.render_jobs(spans))
         items = [([next(jobs) for _ in task.windows], task.work) for task in tasks]
         size = -(-len(items) // (CHUNKS_PER_WORKER * self.parallel))
