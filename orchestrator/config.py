@@ -463,17 +463,6 @@ def resolve_experiment(raw: dict[str, Any]) -> ExperimentConfig:
             "users.node_processes",
             f"must be <= users.count ({config.users.count}), got {config.users.node_processes}",
         )
-    from orchestrator.messages import MAX_LIST  # a node's hello lists its users
-
-    nodes = len(config.users.remote_nodes) or config.users.node_processes
-    if -(-config.users.count // nodes) > MAX_LIST:
-        field_name = "users.remote_nodes" if config.users.remote_nodes else "users.node_processes"
-        raise ConfigError(
-            field_name,
-            f"a node hosts at most {MAX_LIST} users (its hello lists them): "
-            f"{config.users.count} users need at least {-(-config.users.count // MAX_LIST)} "
-            f"nodes, got {nodes}",
-        )
     return config
 
 

@@ -481,12 +481,13 @@ class _Endpoint(ABC):
         if taken is not None and msg_type != "welcome":
             body["served_s"] = time.monotonic() - taken
             self.counters.on_answered(request.type, body["served_s"])
-        seq, data = self._encode(msg_type, body, request.seq)
-        with self._replies_lock:
-            entry = self._replies.get(request.sender, {}).get(request.seq)
-            if entry is not None:  # answered from the cache when the request is repeated
-                entry[1] = data
-        self._send_now(request.sender, data, msg_type)
+        with self._sock_lock:  # numbered and sent as one (see request_many)
+            seq, data = self._encode(msg_type, body, request.seq)
+            with self._replies_lock:
+                entry = self._replies.get(request.sender, {}).get(request.seq)
+                if entry is not None:  # answered from the cache when the request is repeated
+                    entry[1] = data
+            self._send_now(request.sender, data, msg_type)
         return seq
 
     def recv(self, timeout_s: float | None = None) -> LinkEvent | None:

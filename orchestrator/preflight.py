@@ -93,8 +93,30 @@ def check_endpoint(config: ExperimentConfig) -> None:
         socket.close()
 
 
+def check_nodes(config: ExperimentConfig) -> None:
+    """Every node can host its share of the users: a node's hello lists them, at most
+    :data:`orchestrator.messages.MAX_LIST` (4,096).
+
+    Raises:
+        ConfigError: naming ``users.node_processes`` (or ``users.remote_nodes``) and the
+            nodes needed.
+    """
+    from orchestrator.messages import MAX_LIST
+
+    nodes = len(config.users.remote_nodes) or config.users.node_processes
+    if -(-config.users.count // nodes) > MAX_LIST:
+        field = "users.remote_nodes" if config.users.remote_nodes else "users.node_processes"
+        raise ConfigError(
+            field,
+            f"a node hosts at most {MAX_LIST} users (its hello lists them): "
+            f"{config.users.count} users need at least {-(-config.users.count // MAX_LIST)} "
+            f"nodes, got {nodes}",
+        )
+
+
 def check_experiment(config: ExperimentConfig, out_dir: Path, out_field: str) -> None:
     """Every check of this module (see each for what it raises)."""
     check_out_dir(out_dir, out_field)
     check_endpoint(config)
     check_data(config)
+    check_nodes(config)

@@ -83,8 +83,10 @@ def test_unreadable_and_invalid_files(tmp_path):
 
 
 def test_a_node_hosts_at_most_as_many_users_as_its_hello_can_list():
-    assert resolve_experiment({"users": {"count": 8192, "node_processes": 2}})
+    from orchestrator.preflight import check_nodes
+
+    check_nodes(resolve_experiment({"users": {"count": 8192, "node_processes": 2}}))
     with pytest.raises(ConfigError, match="users.node_processes.*need at least 3 nodes, got 2"):
-        resolve_experiment({"users": {"count": 8193, "node_processes": 2}})
+        check_nodes(resolve_experiment({"users": {"count": 8193, "node_processes": 2}}))
     with pytest.raises(ConfigError, match="users.remote_nodes"):
-        resolve_experiment({"users": {"count": 4097, "remote_nodes": ["lab"]}})
+        check_nodes(resolve_experiment({"users": {"count": 4097, "remote_nodes": ["lab"]}}))
