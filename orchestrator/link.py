@@ -347,6 +347,7 @@ class _Endpoint(ABC):
         self._waiters: list[_Waiter] = []  # every thread's, closed with the link
         self._inbox_waiters: set[_Waiter] = set()  # threads blocked in recv()
         self._sock_lock = threading.RLock()  # every use of self._sock holds it
+        self._rx_lock = threading.RLock()  # frames are handled in the order they are read
         self._taken: dict[tuple[str, int], float] = {}  # request -> when recv() handed it out
         self._pending: dict[int, _Pending] = {}
         self._pending_lock = threading.Lock()
@@ -576,8 +577,7 @@ class _Endpoint(ABC):
         poller.register(self._sock_fd, zmq.POLLIN)
         poller.register(waiter.bell, zmq.POLLIN)
         while not done() and not self._stop.is_set():
-            for frames in self._read_burst():
-                self._on_frames(frames)
+            self._read_and_handle()
             if done():
                 return
             left = IO_TICK_S if deadline is None else min(deadline - time.monotonic(), IO_TICK_S)
@@ -630,9 +630,7 @@ class _Endpoint(ABC):
         if self._monitor is not None:
             poller.register(self._monitor, zmq.POLLIN)
         while not self._stop.is_set():
-            burst = self._read_burst()
-            for frames in burst:
-                self._on_frames(frames)
+            burst = self._read_and_handle()
             if self._monitor is not None:
                 self._on_monitor()
             self._service_timers()
@@ -649,6 +647,17 @@ class _Endpoint(ABC):
                 with contextlib.suppress(BlockingIOError):
                     while self._wake_r.recv(4096):
                         pass
+
+    def _read_and_handle(self) -> list[list[zmq.Frame]]:
+        """Read a burst and handle its frames, as one: two threads reading bursts (the I/O
+        thread, a caller waiting for its reply) must not handle them out of order, or the
+        replay guard sees the later burst first and drops the earlier one (a batch of 200
+        requests lost 50 that way). Returns the burst."""
+        with self._rx_lock:
+            burst = self._read_burst()
+            for frames in burst:
+                self._on_frames(frames)
+        return burst
 
     def _read_burst(self) -> list[list[zmq.Frame]]:
         """Every frame waiting on the socket (at most READ_BURST messages)."""

@@ -146,7 +146,10 @@ def test_a_long_batch_of_requests_is_not_overtaken_by_heartbeats():
     """Regression: a batch numbered up front and sent one by one let the I/O thread's
     heartbeats, numbered above the whole batch, reach the node mid-batch; the rest of the
     batch was then more than the replay guard's reorder window (64) below them and was
-    rejected as replays, so a planned step's feedbacks were never answered."""
+    rejected as replays, so a planned step's feedbacks were never answered. Then, 1 run
+    in 6: two threads of one end each read a burst of the batch and handled the later
+    burst first (50 of 200 requests dropped), and a reply numbered before a heartbeat
+    reached the orchestrator after it."""
     config = LinkConfig(heartbeat_s=0.01, liveness_s=2.0, request_timeout_s=5.0, retries=0)
     batch = 200
     with _SlowBatchOrchestratorLink(config=config) as orchestrator:
