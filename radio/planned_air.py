@@ -39,7 +39,15 @@ from phy.ota import estimate_mixup
 from phy.waveform import OfdmConfig
 from radio.ota_session import OtaReceiver
 
-__all__ = ["Mapper", "PlannedAir", "Window", "WindowTask", "in_threads", "mixup_estimate"]
+__all__ = [
+    "InProcesses",
+    "Mapper",
+    "PlannedAir",
+    "Window",
+    "WindowTask",
+    "in_threads",
+    "mixup_estimate",
+]
 
 #: chunks per parallel worker in a wave (balance, and no single huge pickled argument)
 CHUNKS_PER_WORKER = 4
@@ -54,6 +62,42 @@ def in_threads(function: Callable[[Any], Any], items: list) -> list:
     rendering and the receiver's FFTs)."""
     with ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="air") as pool:
         return list(pool.map(function, items))
+
+
+class InProcesses:
+    """A :data:`Mapper` over a pool of worker processes started once (``spawn``: the
+    orchestrator's threads and sockets are not forked), so rendering and the receiver's
+    work use every core without the GIL. Each worker imports the PHY when it starts,
+    while the run's nodes join; one BLAS thread each, as every run process."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        self.parallel = workers or os.cpu_count() or 1
+        self._pool = ProcessPoolExecutor(
+            self.parallel, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_single_threaded_worker,
+        )  # fmt: skip
+        for _ in range(self.parallel):  # start them now
+            self._pool.submit(_single_threaded_worker)
+
+    def __call__(self, function: Callable[[Any], Any], items: list) -> list:
+        """``[function(item) for item in items]`` in the worker processes."""
+        return list(self._pool.map(function, items))
+
+    def close(self) -> None:
+        """Stop the workers."""
+        self._pool.shutdown(cancel_futures=True)
+
+
+def _single_threaded_worker() -> None:
+    from threadpoolctl import threadpool_limits
+
+    import phy.medium  # noqa: F401 - imported while the run starts
+    import phy.ota  # noqa: F401
+
+    threadpool_limits(limits=1)
 
 
 @dataclass(frozen=True)
