@@ -201,13 +201,9 @@ class AirWorker:
     """A Ray actor that runs a planned wave's window work (:class:`RayTasks`)."""
 
     def __init__(self) -> None:
-        from threadpoolctl import threadpool_limits
+        from radio.planned_air import prepare_air_worker
 
-        import phy.medium  # noqa: F401 - imported once, while the run starts
-        import phy.ota  # noqa: F401
-
-        # one BLAS thread, as every run process (main_job.SINGLE_THREADED_MATH)
-        self._limits = threadpool_limits(limits=1)
+        prepare_air_worker()
 
     def run(self, function: Any, item: Any) -> Any:
         """``function(item)``."""

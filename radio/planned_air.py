@@ -47,6 +47,7 @@ __all__ = [
     "WindowTask",
     "in_threads",
     "mixup_estimate",
+    "prepare_air_worker",
 ]
 
 #: chunks per parallel worker in a wave (balance, and no single huge pickled argument)
@@ -77,10 +78,10 @@ class InProcesses:
         self.parallel = workers or os.cpu_count() or 1
         self._pool = ProcessPoolExecutor(
             self.parallel, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_single_threaded_worker,
+            initializer=prepare_air_worker,
         )  # fmt: skip
         for _ in range(self.parallel):  # start them now
-            self._pool.submit(_single_threaded_worker)
+            self._pool.submit(prepare_air_worker)
 
     def __call__(self, function: Callable[[Any], Any], items: list) -> list:
         """``[function(item) for item in items]`` in the worker processes."""
@@ -91,7 +92,9 @@ class InProcesses:
         self._pool.shutdown(cancel_futures=True)
 
 
-def _single_threaded_worker() -> None:
+def prepare_air_worker() -> None:
+    """Set up a process that renders and estimates planned windows (a local worker or a
+    Ray air worker): the PHY imported once, one BLAS thread (as every run process)."""
     from threadpoolctl import threadpool_limits
 
     import phy.medium  # noqa: F401 - imported while the run starts
