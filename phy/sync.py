@@ -231,6 +231,13 @@ def _window_sums(v: np.ndarray, window: int, count: int, first: int = 0) -> np.n
     return c[..., first + window : first + window + count] - c[..., first : first + count]
 
 
+#: Schmidl-Cox windows with less energy than this fraction of the capture's strongest
+#: count as silence: a clean capture's pre-ringing of a band-limited burst and rounding
+#: residue are periodic like the short preamble (metric near 1 a hundred samples early);
+#: any capture with noise has noise windows far above it
+SILENT_ENERGY = 1e-5
+
+
 def _schmidl_cox_peaks(
     x: np.ndarray, lag: int, window: int, threshold: float, separation: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -257,9 +264,12 @@ def _schmidl_cox_peaks(
     p_blk = np.vecdot(blocks[:-1], blocks[1:])  # sum conj(x[d+m]) x[d+m+lag] per block
     p = _window_sums(p_blk, wb, n_grid)
     r = _window_sums(e_blk, wb, n_grid + 1)
+    # windows below SILENT_ENERGY of the strongest are silence (see there)
+    floor = SILENT_ENERGY * float(r.max(initial=0.0))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         den = r[:-1] * r[1:]
-        coarse = np.where(den > 0, (p.real**2 + p.imag**2) / den, 0.0)
+        loud = (r[:-1] > floor) & (r[1:] > floor) & (den > 0)
+        coarse = np.where(loud, (p.real**2 + p.imag**2) / den, 0.0)
     above = np.flatnonzero(coarse > threshold * ((window - lag) / window) ** 2)
     if above.size == 0:
         return empty

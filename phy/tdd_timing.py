@@ -101,7 +101,6 @@ class PulseClocks:
         self.fitted = False
         self.best = np.ones(1, bool)  # kept hypotheses with the tightest lag spreads
         self.spread = np.zeros(1)
-        self.measured: dict[int, float] = {}  # receiver lags measured on probed pulses
 
     def observe(self, uid: Hashable, pulse: int, delay: float, noise: float = 0.0) -> None:
         """User ``uid``'s buffer index 0 landed at capture index ``delay`` on ``pulse``,
@@ -215,18 +214,11 @@ class PulseClocks:
         """The receiver's lag on ``pulse`` under every kept hypothesis, ``(H,)``."""
         return np.mod(self.alpha - pulse * self.b, 1.0)
 
-    def measured_lag(self, pulse: int, lag: float) -> None:
-        """The receiver's lag on ``pulse`` as a probe measured it (the common part of
-        the users' delay errors on that pulse), preferred by :meth:`receiver_lag`."""
-        self.measured[int(pulse)] = float(lag)
-        for old in [p for p in self.measured if p < pulse - KEEP]:
-            del self.measured[old]
-
     def receiver_lag(self, pulse: int) -> float:
-        """The receiver's lag on ``pulse`` (samples; measured on a probed pulse, else the
-        circular median under the tightest kept hypotheses, as :meth:`predict`)."""
-        if int(pulse) in self.measured:
-            return self.measured[int(pulse)]
+        """The receiver's lag on ``pulse`` (samples): the circular median under the
+        tightest kept hypotheses, as :meth:`predict`. (Not the common part of the users'
+        delay errors on a probed pulse: that is as much the pooled constant's error, and
+        taken as the receiver's it put probes' phases tenths of a sample apart.)"""
         lags = self._lags(pulse)[self.best]
         ref = np.angle(np.mean(np.exp(2j * np.pi * lags))) / (2 * np.pi)
         return float(np.mod(ref + np.median(np.mod(lags - ref + 0.5, 1.0) - 0.5), 1.0))
