@@ -70,6 +70,10 @@ TIGHT = 0.5
 #: ruled the true walk out), and users noisier than POOL_NOISE stay out of the pooled
 #: range (their lags say little about the common constant)
 NOISE_ALLOWANCE, POOL_NOISE = 1.0, 0.08
+#: standing delays: every user's last STANDING_OBS delays (at least) within
+#: STANDING_SPREAD samples and its drift below STANDING_DRIFT per pulse (a shared
+#: reference whose clocks are locked at the nominal rate: no lag walks)
+STANDING_OBS, STANDING_SPREAD, STANDING_DRIFT = 8, 0.5, 1e-3
 #: samples by which the users' constants may differ (propagation: 0.05 sample is 15 m at
 #: 1 MS/s; the engines' fixed delays are equal for equal firmware)
 SPREAD = 0.05
@@ -206,6 +210,27 @@ class PulseClocks:
         self.lo, self.hi, self.spread = lo, hi, spread
         return excess
 
+    def _standing(self) -> bool:
+        """The delays stand still: every user's drift is below :data:`STANDING_DRIFT`
+        per pulse and every quiet user's (noise within :data:`POOL_NOISE`) last
+        :data:`STANDING_OBS` or more delays lie 80 % within :data:`STANDING_SPREAD`.
+        Free-running clocks walk every lag by
+        ``frac(B)`` per pulse, so some user's delay jumps by a sample within a few
+        pulses; locked clocks at the nominal rate never do."""
+        users = [u for u in self.obs if u in self.drift]
+        if any(abs(self.drift[u]) > STANDING_DRIFT for u in users):
+            return False
+        # the users whose delays say something (a weak user's scatter by tenths of a
+        # sample and now and then by a sample or two: 8 users at 10 dB)
+        quiet = [u for u in users if self._noise(u) <= POOL_NOISE] or users
+        for uid in quiet:
+            delays = self._rows(uid)[1][-AVERAGE:]
+            if delays.size < STANDING_OBS:
+                return False
+            if np.subtract(*np.percentile(delays, [90, 10])) > STANDING_SPREAD:
+                return False
+        return bool(users)
+
     def _rows(self, uid: Hashable) -> tuple[np.ndarray, np.ndarray]:
         rows = self.obs[uid]
         return np.array([r[0] for r in rows], float), np.array([r[1] for r in rows])
@@ -237,6 +262,15 @@ class PulseClocks:
             raise KeyError(f"no delay observed for user {uid!r}")
         v = self.drift.get(uid, 0.0)
         pulses, delays = self._rows(uid)
+        if self.fitted and self._standing():
+            # nothing walks: every walk the grid keeps fits, and a user whose delay sits
+            # near the pooled range's edge was never sure (a shared reference at 10 dB
+            # put one a sample off on most slots); its own delays say where it lands
+            recent = delays[-AVERAGE:]
+            chosen = float(np.median(recent))
+            spread = float(np.subtract(*np.percentile(recent, [90, 10])))
+            noise = self._noise(uid) / math.sqrt(recent.size)
+            return chosen, max(0.5 - spread / 2 - NOISE_MARGINS * noise, 0.0)
         if uid not in self.drift or not self.fitted:
             return float(delays[-1] - (pulse - pulses[-1]) * v), 0.0
         # u = d + L_r = C + L_k, with C = (lo + hi - 1) / 2 from the pooled range; the

@@ -128,3 +128,33 @@ def test_a_weak_user_is_sure_where_the_mean_of_its_lags_is_clear_of_the_wrap(see
     # 1.5 scatters it was sure on 14-18 of 96 pulses, and at 10 dB no slot was sure
     sure, wrong = _sure_and_wrong(seed, tell_noise=True, weak=True)
     assert sure >= 0.25 * 2 * 48 and wrong <= 0.1 * sure
+
+
+def test_standing_delays_of_a_shared_reference_are_predicted_where_observed():
+    # locked clocks at the nominal rate: no lag walks, so every receiver walk the grid
+    # keeps fits and users whose delays sit near the pooled range's edge were never sure;
+    # the payload went on the "surest" pulse with them a sample off (8 users at 10 dB:
+    # +6 dB over genie). Their own standing delays say where they land.
+    rng = np.random.default_rng(5)
+    lags = rng.uniform(0, 1, 8)
+    lags[6] = 0.98  # at the edge: under a walk the grid keeps, predicted 0.98 or -0.02
+    lags[7] = 0.02
+    noise = np.full(8, 0.02)
+    noise[5] = 0.3  # a weak user: its delays scatter (and it stays out of the test)
+    clocks = PulseClocks(PERIOD)
+    for p in range(30):
+        for u in range(8):
+            clocks.observe(u, p, lags[u] - 0.4 + noise[u] * rng.standard_normal(), noise[u])
+    clocks.fit({u: 0.0 for u in range(8)})
+    for p in (31, 40, 55):
+        got = [clocks.predict(u, p) for u in range(8)]
+        for u in (0, 1, 2, 3, 4, 6, 7):
+            assert abs(got[u][0] - (lags[u] - 0.4)) < 0.05 and got[u][1] > 0.3, (u, got[u])
+    # free-running clocks (a drift per pulse) are never taken for standing ones
+    b, alpha, drift, rng = _radios(1)
+    walking = PulseClocks(PERIOD)
+    for p in range(30):
+        for u in range(8):
+            walking.observe(u, p, _delay(b, alpha, u, p) + 0.01 * rng.standard_normal())
+    walking.fit(drift)
+    assert not walking._standing()
