@@ -70,9 +70,9 @@ TIGHT = 0.5
 #: ruled the true walk out), and users noisier than POOL_NOISE stay out of the pooled
 #: range (their lags say little about the common constant)
 NOISE_ALLOWANCE, POOL_NOISE = 1.0, 0.08
-#: standing delays: every user's last STANDING_OBS delays (at least) within
-#: STANDING_SPREAD samples and its drift below STANDING_DRIFT per pulse (a shared
-#: reference whose clocks are locked at the nominal rate: no lag walks)
+#: standing delays (:meth:`PulseClocks._standing`): every drift below STANDING_DRIFT
+#: samples per pulse and each quiet user's last STANDING_OBS or more delays within
+#: STANDING_SPREAD (a shared reference locked at the nominal rate: no lag walks)
 STANDING_OBS, STANDING_SPREAD, STANDING_DRIFT = 8, 0.5, 1e-3
 #: samples by which the users' constants may differ (propagation: 0.05 sample is 15 m at
 #: 1 MS/s; the engines' fixed delays are equal for equal firmware)
@@ -214,9 +214,9 @@ class PulseClocks:
         """The delays stand still: every user's drift is below :data:`STANDING_DRIFT`
         per pulse and every quiet user's (noise within :data:`POOL_NOISE`) last
         :data:`STANDING_OBS` or more delays lie 80 % within :data:`STANDING_SPREAD`.
-        Free-running clocks walk every lag by
-        ``frac(B)`` per pulse, so some user's delay jumps by a sample within a few
-        pulses; locked clocks at the nominal rate never do."""
+        Free-running clocks walk every lag by ``frac(B)`` per pulse, so some user's
+        delay jumps by a sample within a few pulses; locked clocks at the nominal rate
+        never do."""
         users = [u for u in self.obs if u in self.drift]
         if any(abs(self.drift[u]) > STANDING_DRIFT for u in users):
             return False
