@@ -43,6 +43,7 @@ from hardware.iiod import (
     interleave,
     sample_size,
 )
+from hardware.pluto_devicetree import DT_PROPERTIES
 from hardware.registers import ADC_OVERFLOW, DAC_UNDERFLOW
 from hardware.tdd import TddEngine, firmware_at_least
 from phy.link_budget import PATH_LOSS_DB, noise_dbfs_for
@@ -51,8 +52,20 @@ from radio.pluto import CLOCK_ATTR
 
 RX_FULL_SCALE = 2048  # 12-bit ADC codes, le:S12/16>>0
 TX_FULL_SCALE = 32768  # 16-bit DAC words, 12 MSBs used
-AGC_TARGET_DBFS = -15.0
-AGC_SLOW_STEP_DB = 3.0
+#: slow-attack AGC, as the device tree sets it up (stock Pluto): every
+#: ``agc-gain-update-interval-us`` the gain steps down above the inner high threshold
+#: (10 dB below full scale; faster above the outer one, 5 dB), holds down to the inner
+#: low one (12 dB) and steps up below it (faster below the outer low one, 18 dB)
+_DT = dict(DT_PROPERTIES)
+AGC_UPDATE_S = _DT["adi,agc-gain-update-interval-us"] * 1e-6
+AGC_STEPS_DB = (  # (level above which, gain step in dB), checked in order
+    (-_DT["adi,agc-outer-thresh-high"], -_DT["adi,agc-outer-thresh-high-dec-steps"]),
+    (-_DT["adi,agc-inner-thresh-high"], -_DT["adi,agc-inner-thresh-high-dec-steps"]),
+    (-_DT["adi,agc-inner-thresh-low"], 0),
+    (-_DT["adi,agc-outer-thresh-low"], _DT["adi,agc-inner-thresh-low-inc-steps"]),
+    (-math.inf, _DT["adi,agc-outer-thresh-low-inc-steps"]),
+)
+AGC_OVERLOAD_STEP_DB = -_DT["adi,agc-adc-large-overload-inc-steps"]
 DEFAULT_KERNEL_BUFFERS = 4
 #: Seconds a streaming TX push waits for room in the kernel queue before ETIMEDOUT.
 TX_ROOM_TIMEOUT_S = 10.0
@@ -310,11 +323,23 @@ class VirtualPluto(BufferBackend):
             s.rssi_db = max(0.0, -(level_dbfs - s.rx_gain_db))
             if s.gain_mode == "manual":
                 return
-            step = AGC_TARGET_DBFS - level_dbfs
-            if peak >= 2047 / 2048:
-                step = min(step, -6.0)
-            if s.gain_mode != "fast_attack":
-                step = max(-AGC_SLOW_STEP_DB, min(AGC_SLOW_STEP_DB, step))
+            middle = -(_DT["adi,agc-inner-thresh-low"] + _DT["adi,agc-inner-thresh-high"]) / 2
+            if s.gain_mode == "fast_attack":  # settles at once
+                inside = AGC_STEPS_DB[2][0] <= level_dbfs <= AGC_STEPS_DB[1][0]
+                step = 0.0 if inside else middle - level_dbfs
+                step = min(step, -6.0) if peak >= 2047 / 2048 else step
+            else:  # one step per update interval of the buffer's air time
+                air_s = x.size / self.port.actual_sample_rate_hz
+                updates = max(1, round(air_s / AGC_UPDATE_S))
+                step, level = 0.0, level_dbfs
+                if peak >= 2047 / 2048:  # ADC overload: the large step first
+                    step, level = AGC_OVERLOAD_STEP_DB, level_dbfs + AGC_OVERLOAD_STEP_DB
+                    updates -= 1
+                for _ in range(updates):
+                    delta = next(d for above, d in AGC_STEPS_DB if level > above)
+                    if delta == 0:
+                        break
+                    step, level = step + delta, level + delta
             new_gain = int(round(s.rx_gain_db + step))
             if new_gain != s.rx_gain_db:
                 self.model.set_agc_gain(new_gain)
