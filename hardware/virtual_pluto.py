@@ -58,10 +58,12 @@ TX_FULL_SCALE = 32768  # 16-bit DAC words, 12 MSBs used
 #: low one (12 dB) and steps up below it (faster below the outer low one, 18 dB)
 _DT = dict(DT_PROPERTIES)
 AGC_UPDATE_S = _DT["adi,agc-gain-update-interval-us"] * 1e-6
+AGC_INNER_HIGH_DBFS = -_DT["adi,agc-inner-thresh-high"]
+AGC_INNER_LOW_DBFS = -_DT["adi,agc-inner-thresh-low"]
 AGC_STEPS_DB = (  # (level above which, gain step in dB), checked in order
     (-_DT["adi,agc-outer-thresh-high"], -_DT["adi,agc-outer-thresh-high-dec-steps"]),
-    (-_DT["adi,agc-inner-thresh-high"], -_DT["adi,agc-inner-thresh-high-dec-steps"]),
-    (-_DT["adi,agc-inner-thresh-low"], 0),
+    (AGC_INNER_HIGH_DBFS, -_DT["adi,agc-inner-thresh-high-dec-steps"]),
+    (AGC_INNER_LOW_DBFS, 0),
     (-_DT["adi,agc-outer-thresh-low"], _DT["adi,agc-inner-thresh-low-inc-steps"]),
     (-math.inf, _DT["adi,agc-outer-thresh-low-inc-steps"]),
 )
@@ -323,9 +325,9 @@ class VirtualPluto(BufferBackend):
             s.rssi_db = max(0.0, -(level_dbfs - s.rx_gain_db))
             if s.gain_mode == "manual":
                 return
-            middle = -(_DT["adi,agc-inner-thresh-low"] + _DT["adi,agc-inner-thresh-high"]) / 2
-            if s.gain_mode == "fast_attack":  # settles at once
-                inside = AGC_STEPS_DB[2][0] <= level_dbfs <= AGC_STEPS_DB[1][0]
+            if s.gain_mode == "fast_attack":  # settles at once, mid-way in the window
+                inside = AGC_INNER_LOW_DBFS <= level_dbfs <= AGC_INNER_HIGH_DBFS
+                middle = (AGC_INNER_LOW_DBFS + AGC_INNER_HIGH_DBFS) / 2
                 step = 0.0 if inside else middle - level_dbfs
                 step = min(step, -6.0) if peak >= 2047 / 2048 else step
             else:  # one step per update interval of the buffer's air time

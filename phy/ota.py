@@ -422,8 +422,8 @@ def estimate_mixup(
     data = data_subcarriers(x[start : start + length], n_reals, config)
     if common_phase:
         response = a * composite_response(x[start : start + length], config)
-        tau, g = (complex(v) for v in delay_from_response(response, config))
-        tau = tau.real
+        tau, g = delay_from_response(response, config)
+        tau, g = float(tau), complex(g)
         if g != 0:
             a *= abs(g) / g  # the composite's phase turned back to 0
             data = data * np.exp(2j * np.pi * config.data_bins * tau / config.n_fft)

@@ -105,6 +105,7 @@ class PulseClocks:
         self.fitted = False
         self.best = np.ones(1, bool)  # kept hypotheses with the tightest lag spreads
         self.spread = np.zeros(1)
+        self.standing = False  # the delays stand still (set by fit, see _standing)
 
     def observe(self, uid: Hashable, pulse: int, delay: float, noise: float = 0.0) -> None:
         """User ``uid``'s buffer index 0 landed at capture index ``delay`` on ``pulse``,
@@ -134,6 +135,7 @@ class PulseClocks:
         ``drift``: per user, ``v_k = frac(B_k) - frac(B_r)`` (receiver samples per pulse,
         ``-T fs sro_k``)."""
         self.drift = {u: float(v) for u, v in drift.items()}
+        self.standing = self._standing()
         users = [u for u in self.obs if u in self.drift]
         if not users:
             return
@@ -262,7 +264,7 @@ class PulseClocks:
             raise KeyError(f"no delay observed for user {uid!r}")
         v = self.drift.get(uid, 0.0)
         pulses, delays = self._rows(uid)
-        if self.fitted and self._standing():
+        if self.fitted and self.standing:
             # nothing walks: every walk the grid keeps fits, and a user whose delay sits
             # near the pooled range's edge was never sure (a shared reference at 10 dB
             # put one a sample off on most slots); its own delays say where it lands

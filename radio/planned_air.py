@@ -9,7 +9,8 @@ the clock, tell each node in one request when each of its users plays what
 (:meth:`radio.base.Radio.transmit_at`: a buffer counted as pushed at the window's first
 sample, so it starts one start latency later, exactly as a buffer pushed just before that
 capture in the sequential loop), then render every window and run the receiver's work
-on it at once, in parallel: threads of this process, or Ray actors of the run's cluster
+on it at once, in parallel: worker processes (:class:`InProcesses`), threads
+(:func:`in_threads`) or Ray actors of the run's cluster
 (:class:`orchestrator.ray_nodes.RayTasks`), since a window's
 :class:`phy.medium.RenderJob` renders anywhere.
 

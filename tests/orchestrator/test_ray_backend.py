@@ -74,7 +74,7 @@ def _run(tmp_path: Path, config, engine_class: type[Engine] = Engine) -> list[di
 
 def test_ray_run_gives_the_metrics_of_local_processes(tmp_path, ray_cluster, capsys):
     # planned: the air of each wave is rendered on the cluster's air workers on Ray and
-    # in threads locally (the sequential loop's nodes are the same code: see the kill test)
+    # in worker processes locally (the sequential loop's nodes are the same code: see the kill test)
     on_ray = _run(tmp_path, _config("ray", "planned"))
     assert capsys.readouterr().out.count("round   1/1") == 1
     local = _run(tmp_path, _config("local", "planned"))

@@ -37,14 +37,18 @@ C = OfdmConfig()
 FC = 915e6
 
 
-def _through(buffer, delay, cfo_hz, gain, n, cyclic=True):
+def _through(buffer, delay, cfo_hz, gain, n, cyclic=True, **interpolator):
     """What a receiver sees of ``buffer`` started at ``delay`` (our link model: buffer
-    index m lands at delay + m (1 + sro), sro = -cfo/fc), without noise."""
+    index m lands at delay + m (1 + sro), sro = -cfo/fc), without noise; ``interpolator``:
+    the band-limited interpolation's design (default: the medium's)."""
     sro = -cfo_hz / FC
     reps = -(-n // buffer.size) + 1 if cyclic else 1
     x = np.tile(buffer.astype(complex), reps)
-    ppm = (1.0 / (1.0 + sro) - 1.0) * 1e6
-    y = apply_sample_rate_offset(x, ppm, delay / (1.0 + sro), n_out=n)
+    if interpolator:
+        y = FarrowInterpolator(x, **interpolator)((np.arange(n) - delay) / (1.0 + sro))
+    else:
+        ppm = (1.0 / (1.0 + sro) - 1.0) * 1e6
+        y = apply_sample_rate_offset(x, ppm, delay / (1.0 + sro), n_out=n)
     return gain * apply_cfo(y, cfo_hz, C.sample_rate_hz)
 
 
@@ -86,27 +90,6 @@ def test_pilot_of_other_user_is_not_taken_and_missing_pilot_raises():
     assert est[1] == dataclasses.replace(undetected(1), capture_clock=0)
 
 
-def test_precompensated_users_add_up_to_the_weighted_sum():
-    rng = make_rng(8)
-    n_users, n_reals, n = 3, 480, 4096
-    links = [
-        LinkEstimate(k, rng.uniform(0, 1500), rng.uniform(-4e4, 4e4), 0.0, g, 30.0, 0)
-        for k, g in enumerate(0.3 * np.exp(2j * np.pi * rng.uniform(size=3)) * [1, 0.5, 2])
-    ]
-    links = [dataclasses.replace(e, sro=-e.cfo_hz / FC) for e in links]
-    x = rng.standard_normal((n_users, n_reals))
-    w = np.array([0.5, 0.3, 0.2])
-    scaling = tx_rx_scaling(predict_gains(links, 0, C), w, 1.0, 1e-4)
-    corr = corrections_for(links)
-    y = np.zeros(n, complex)
-    for k, e in enumerate(links):
-        buf = precompensated_payload(x[k], corr[k], scaling.tx_scaling[k], C, n)
-        y += _through(buf, e.delay_samples, e.cfo_hz, e.gain, n, cyclic=False)
-    est = estimate_mixup(y, scaling.rx_scaling, n_reals, C, frame_start=corr[0].target_delay)
-    expected = (np.real(scaling.rx_scaling * predict_gains(links, 0, C) * scaling.tx_scaling)) @ x
-    assert np.mean((est - expected) ** 2) < 1e-3 * np.mean(expected**2)
-
-
 def _three_user_slot(late=0.0, **interpolator):
     """Three precompensated users' frames through their links (each landing ``late``
     samples after where it was aimed), optionally through a given Farrow design:
@@ -126,13 +109,15 @@ def _three_user_slot(late=0.0, **interpolator):
     y = np.zeros(n, complex)
     for k, e in enumerate(links):
         buf = precompensated_payload(x[k], corr[k], scaling.tx_scaling[k], C, n)
-        sro = -e.cfo_hz / FC
-        delay = e.delay_samples + late
-        positions = np.arange(n) / (1.0 + sro) - delay / (1.0 + sro)
-        landed = FarrowInterpolator(buf.astype(complex), **interpolator)(positions)
-        y += e.gain * apply_cfo(landed, e.cfo_hz, C.sample_rate_hz)
+        y += _through(buf, e.delay_samples + late, e.cfo_hz, e.gain, n, False, **interpolator)
     expected = np.real(scaling.rx_scaling * gains * scaling.tx_scaling) @ x
     return y, scaling.rx_scaling, expected, corr[0].target_delay, n_reals
+
+
+def test_precompensated_users_add_up_to_the_weighted_sum():
+    y, a, expected, start, n_reals = _three_user_slot()
+    est = estimate_mixup(y, a, n_reals, C, frame_start=start)
+    assert np.mean((est - expected) ** 2) < 1e-3 * np.mean(expected**2)
 
 
 def test_a_clean_captures_pre_ringing_is_not_taken_for_a_preamble():

@@ -157,4 +157,4 @@ def test_standing_delays_of_a_shared_reference_are_predicted_where_observed():
         for u in range(8):
             walking.observe(u, p, _delay(b, alpha, u, p) + 0.01 * rng.standard_normal())
     walking.fit(drift)
-    assert not walking._standing()
+    assert not walking.standing
